@@ -1,0 +1,139 @@
+"""Every error Slipway raises, in one tree.
+
+Each leaf also inherits the builtin a caller would naturally catch, so
+``except ValueError`` keeps working around Slipway calls::
+
+    SlipwayError
+    ├── ConfigError (ValueError)              a setting or a train config is wrong
+    ├── InvalidReference (ValueError)         "fraud:x" is not a model reference
+    ├── NotFound (LookupError)
+    │   ├── ModelNotFound                     no such model, version or alias target
+    │   └── RunNotFound                       no such batch or monitoring run
+    ├── RegistryConflict (ValueError)         the registry's state forbids the change
+    ├── InvalidModel (ValueError)             not a fitted estimator we can register
+    ├── ContractViolation (ValueError)        input does not meet the model's contract
+    ├── ArtifactError
+    │   ├── ArtifactMissing (FileNotFoundError)
+    │   ├── ArtifactCorrupted (ValueError)    bytes on disk do not match the recorded sha256
+    │   └── UntrustedArtifact (ValueError)    a skops file holds types nobody trusted
+    ├── IncompatibleEnvironment (RuntimeError) library versions differ and settings refuse
+    └── MissingDependency (ImportError)       an optional extra is not installed
+
+Warnings derive from ``SlipwayWarning`` (a ``UserWarning``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from slipway.contract import Problem
+
+
+class SlipwayError(Exception):
+    """Root of every error Slipway raises on purpose."""
+
+
+class ConfigError(SlipwayError, ValueError):
+    """A setting or a configuration file is invalid.
+
+    ``problems`` lists every issue found, one sentence each.
+    """
+
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        self.problems = list(problems)
+        if self.problems:
+            message = message + "\n" + "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(message)
+
+
+class InvalidReference(SlipwayError, ValueError):
+    """A model reference is not of the form ``name``, ``name:3`` or ``name@alias``."""
+
+
+class NotFound(SlipwayError, LookupError):
+    """Something that was asked for does not exist."""
+
+
+class ModelNotFound(NotFound):
+    """No model, version or alias matches the reference."""
+
+
+class RunNotFound(NotFound):
+    """No recorded run has that id."""
+
+
+class RegistryConflict(SlipwayError, ValueError):
+    """The registry's current state forbids the change (e.g. promoting an archived version)."""
+
+
+class InvalidModel(SlipwayError, ValueError):
+    """The object cannot be registered (not an estimator, not fitted, wrong inputs)."""
+
+
+class ContractViolation(SlipwayError, ValueError):
+    """Input rows break the model's input contract.
+
+    ``problems`` holds every problem found in the request, not just the first.
+    """
+
+    def __init__(self, problems: Sequence[Problem], model: str = "model") -> None:
+        self.problems = list(problems)
+        shown = "; ".join(p.describe() for p in self.problems[:5])
+        more = f" (and {len(self.problems) - 5} more)" if len(self.problems) > 5 else ""
+        n = len(self.problems)
+        super().__init__(f"Input breaks the contract of {model}: {n} problem(s): {shown}{more}")
+
+
+class ArtifactError(SlipwayError):
+    """An artifact file cannot be used."""
+
+
+class ArtifactMissing(ArtifactError, FileNotFoundError):
+    """The artifact file recorded for a version is not on disk."""
+
+
+class ArtifactCorrupted(ArtifactError, ValueError):
+    """The artifact's bytes do not hash to the sha256 recorded at registration."""
+
+    def __init__(self, path: str, expected: str, actual: str) -> None:
+        self.path, self.expected, self.actual = path, expected, actual
+        super().__init__(
+            f"Artifact {path} is corrupted: expected sha256 {expected}, found {actual}. "
+            "It was not deserialized; restore the file or register the model again."
+        )
+
+
+class UntrustedArtifact(ArtifactError, ValueError):
+    """A skops artifact contains types outside the trusted list."""
+
+    def __init__(self, path: str, types: Sequence[str]) -> None:
+        self.path, self.types = path, list(types)
+        super().__init__(
+            f"Artifact {path} contains untrusted types: {', '.join(self.types)}. "
+            "Add them to SLIPWAY_TRUSTED_TYPES only if you trust where this model came from."
+        )
+
+
+class IncompatibleEnvironment(SlipwayError, RuntimeError):
+    """The model was saved under library versions that settings refuse to load under."""
+
+
+class MissingDependency(SlipwayError, ImportError):
+    """An optional extra is needed but not installed."""
+
+    def __init__(self, package: str, extra: str, purpose: str) -> None:
+        self.package, self.extra = package, extra
+        super().__init__(
+            f"{purpose} needs {package}, which is not installed. "
+            f"Install it with: pip install 'slipway[{extra}]'"
+        )
+
+
+class SlipwayWarning(UserWarning):
+    """Base of every warning Slipway emits."""
+
+
+class VersionMismatchWarning(SlipwayWarning):
+    """A model is loaded under a different scikit-learn minor version than it was saved with."""
