@@ -1,0 +1,6 @@
+"""The only package that talks SQL: the schema, the engine and its migrations."""
+
+from slipway.store import schema
+from slipway.store.engine import Store, upgrade
+
+__all__ = ["Store", "schema", "upgrade"]

@@ -1,0 +1,124 @@
+"""The database handle: one engine, read and write transactions, migrations on open."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from slipway.exceptions import ConfigError, MissingDependency
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+_WRITE = "slipway_write"
+# Any constant works; it only has to be the same for every Slipway process on a server.
+_PG_MIGRATION_LOCK = 0x51_1B_3A_7
+
+
+class Store:
+    """A SQLAlchemy engine on the metadata database, migrated to the current schema.
+
+    SQLite (the default) runs in WAL mode with a busy timeout; write transactions start with
+    ``BEGIN IMMEDIATE`` so two writers queue instead of failing on lock upgrade.
+    PostgreSQL is used when the URL says so.
+    """
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self.url = sa.make_url(url)
+        self.engine = _create_engine(self.url)
+        if migrate:
+            upgrade(self)
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self.engine.dialect.name
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A connection in a read transaction."""
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A connection in a write transaction, committed on success, rolled back on error."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(**{_WRITE: True})
+            with conn.begin():
+                yield conn
+
+    def ping(self) -> None:
+        """Raise if the database cannot be reached."""
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+
+    def dispose(self) -> None:
+        """Close pooled connections (call in a child process after fork)."""
+        self.engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"Store({self.url.render_as_string(hide_password=True)!r})"
+
+
+def _create_engine(url: sa.URL) -> Engine:
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        sa.event.listen(engine, "connect", _sqlite_connect)
+        sa.event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    if url.get_backend_name() == "postgresql":
+        if url.get_driver_name() in ("psycopg", ""):
+            try:
+                import psycopg  # noqa: F401
+            except ImportError:
+                raise MissingDependency("psycopg", "postgres", "A PostgreSQL store") from None
+            url = url.set(drivername="postgresql+psycopg")
+        return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    raise ConfigError(
+        f"SLIPWAY_DATABASE_URL uses {url.get_backend_name()!r}; "
+        "Slipway supports sqlite:/// and postgresql+psycopg:// URLs."
+    )
+
+
+def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+    # Take transaction control away from the sqlite3 module so _sqlite_begin decides.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout = 30000")
+    cur.execute("PRAGMA journal_mode = WAL")
+    cur.execute("PRAGMA synchronous = NORMAL")
+    cur.execute("PRAGMA foreign_keys = ON")
+    cur.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    immediate = conn.get_execution_options().get(_WRITE, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def upgrade(store: Store) -> None:
+    """Bring the schema to the newest revision; safe when several processes start at once."""
+    from alembic import command
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    with store.engine.connect() as conn:
+        if MigrationContext.configure(conn).get_current_revision() == head:
+            return
+    # The write transaction (BEGIN IMMEDIATE on SQLite, an advisory lock on PostgreSQL)
+    # serializes concurrent migrators; the loser finds the schema at head and does nothing.
+    with store.write() as conn:
+        if store.dialect == "postgresql":
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")

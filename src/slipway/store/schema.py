@@ -1,0 +1,214 @@
+"""The one SQLAlchemy Core schema, shared by SQLite and PostgreSQL.
+
+Migrations under ``migrations/versions`` create exactly these tables; a test compares them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+JSON = sa.JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both backends (SQLite keeps no zone of its own)."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} given; Slipway stores UTC only")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def utcnow() -> datetime:
+    """The current time in UTC, timezone-aware."""
+    return datetime.now(UTC)
+
+
+# --- registry -----------------------------------------------------------------------------
+
+models = sa.Table(
+    "models",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    # Versions are allocated by incrementing this counter under the row lock, so concurrent
+    # registrations get distinct consecutive numbers and archived numbers are never reused.
+    sa.Column("latest_version", sa.Integer(), nullable=False, server_default="0"),
+)
+
+model_versions = sa.Table(
+    "model_versions",
+    metadata,
+    sa.Column("model_name", sa.String(200), sa.ForeignKey("models.name"), primary_key=True),
+    sa.Column("version", sa.Integer(), primary_key=True),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("format", sa.String(20), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False, server_default="active"),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("description", sa.Text(), nullable=False, server_default=""),
+    sa.Column("tags", JSON, nullable=False),
+    sa.Column("meta", JSON, nullable=False),
+)
+
+aliases = sa.Table(
+    "aliases",
+    metadata,
+    sa.Column("model_name", sa.String(200), sa.ForeignKey("models.name"), primary_key=True),
+    sa.Column("alias", sa.String(100), primary_key=True),
+    sa.Column("version", sa.Integer(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# Every value an alias has held, newest last; rollback pops the newest live entry.
+alias_history = sa.Table(
+    "alias_history",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("model_name", sa.String(200), nullable=False),
+    sa.Column("alias", sa.String(100), nullable=False),
+    sa.Column("version", sa.Integer(), nullable=False),
+    sa.Column("set_at", UTCDateTime(), nullable=False),
+    sa.Column("rolled_back", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Index(None, "model_name", "alias", "id"),
+)
+
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(50), nullable=False),
+    sa.Column("model_name", sa.String(200), nullable=True),
+    sa.Column("version", sa.Integer(), nullable=True),
+    sa.Column("alias", sa.String(100), nullable=True),
+    sa.Column("from_version", sa.Integer(), nullable=True),
+    sa.Column("to_version", sa.Integer(), nullable=True),
+    sa.Column("detail", JSON, nullable=False),
+    sa.Index(None, "model_name", "id"),
+)
+
+# --- serving ------------------------------------------------------------------------------
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("role", sa.String(20), nullable=False),
+    # sha256 of the key; keys are 256-bit random tokens, so a fast hash is enough.
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("revoked_at", UTCDateTime(), nullable=True),
+)
+
+# The prediction log: one row per served prediction. `variant`, `experiment` and the
+# shadow columns leave room for A/B tests and shadow deployments.
+predictions = sa.Table(
+    "predictions",
+    metadata,
+    sa.Column("prediction_id", sa.String(36), primary_key=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("model_name", sa.String(200), nullable=False),
+    sa.Column("version", sa.Integer(), nullable=False),
+    sa.Column("variant", sa.String(100), nullable=True),
+    sa.Column("experiment", sa.String(200), nullable=True),
+    sa.Column("unit_id", sa.String(200), nullable=True),
+    sa.Column("inputs", JSON, nullable=False),
+    sa.Column("outputs", JSON, nullable=False),
+    sa.Column("latency_ms", sa.Float(), nullable=False),
+    sa.Column("shadow_version", sa.Integer(), nullable=True),
+    sa.Column("shadow_outputs", JSON, nullable=True),
+    sa.Index(None, "model_name", "created_at"),
+)
+
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("prediction_id", sa.String(36), primary_key=True),
+    sa.Column("label", JSON, nullable=False),
+    sa.Column("received_at", UTCDateTime(), nullable=False),
+)
+
+# --- batch --------------------------------------------------------------------------------
+
+batch_runs = sa.Table(
+    "batch_runs",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("model_name", sa.String(200), nullable=False),
+    sa.Column("version", sa.Integer(), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("source", JSON, nullable=False),
+    sa.Column("input_fingerprint", sa.String(64), nullable=True),
+    sa.Column("output", JSON, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("rows_in", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("rows_scored", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("rows_rejected", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("ended_at", UTCDateTime(), nullable=True),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Column("progress", JSON, nullable=False),
+)
+
+batch_predictions = sa.Table(
+    "batch_predictions",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("model_name", sa.String(200), nullable=False),
+    sa.Column("version", sa.Integer(), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("label", JSON, nullable=True),
+    sa.Column("probabilities", JSON, nullable=True),
+    sa.Column("value", sa.Float(), nullable=True),
+    sa.Column("scored_at", UTCDateTime(), nullable=False),
+    sa.Index(None, "model_name", "key", "scored_at"),
+)
+
+batch_rejects = sa.Table(
+    "batch_rejects",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("row", JSON, nullable=False),
+    sa.Column("reasons", JSON, nullable=False),
+)
+
+# --- monitoring ---------------------------------------------------------------------------
+
+monitoring_runs = sa.Table(
+    "monitoring_runs",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("model_name", sa.String(200), nullable=False),
+    sa.Column("version", sa.Integer(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("status", sa.String(10), nullable=False),
+    sa.Column("report", JSON, nullable=False),
+    sa.Index(None, "model_name", "created_at"),
+)

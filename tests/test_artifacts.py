@@ -1,0 +1,121 @@
+"""Artifacts: content addressed, atomic, immutable, verified before any deserialization."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+from slipway import artifacts as art
+from slipway.config import Settings
+from slipway.exceptions import ArtifactCorrupted, ArtifactMissing, UntrustedArtifact
+from slipway.registry import Registry
+
+
+class Canary:
+    """Unpickling this object writes a file: proof that deserialization happened."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+class CanaryClassifier(LogisticRegression):
+    """A real classifier that carries a canary in its state."""
+
+
+def test_put_is_content_addressed_and_idempotent(tmp_path):
+    """The file name is the sha256; writing the same bytes twice keeps one read-only file."""
+    store = art.ArtifactStore(tmp_path)
+    digest = store.put(b"hello")
+    assert digest == art.sha256_bytes(b"hello")
+    path = store.path(digest)
+    assert path.parts[-3:] == ("sha256", digest[:2], digest[2:])
+    assert store.put(b"hello") == digest
+    assert oct(path.stat().st_mode & 0o777) == "0o444"
+    assert store.get(digest) == b"hello"
+    assert [p.name for p in path.parent.iterdir()] == [digest[2:]]  # no temp files left
+
+
+def test_put_repairs_a_corrupted_copy(tmp_path):
+    """Re-putting bytes whose file was damaged rewrites it atomically."""
+    store = art.ArtifactStore(tmp_path)
+    digest = store.put(b"payload")
+    path = store.path(digest)
+    path.chmod(0o644)
+    path.write_bytes(b"damaged")
+    assert store.check(digest) == "corrupted"
+    store.put(b"payload")
+    assert store.check(digest) == "ok"
+
+
+def test_get_refuses_mismatched_or_missing_bytes(tmp_path):
+    """Corrupted bytes raise with both hashes; missing files raise ArtifactMissing."""
+    store = art.ArtifactStore(tmp_path)
+    digest = store.put(b"payload")
+    store.path(digest).chmod(0o644)
+    store.path(digest).write_bytes(b"paylXad")
+    with pytest.raises(ArtifactCorrupted, match=digest):
+        store.get(digest)
+    with pytest.raises(ArtifactMissing):
+        store.get("0" * 64)
+    with pytest.raises(ValueError, match="not a hex sha256"):
+        store.path("../../etc/passwd")
+
+
+def test_altered_pickle_never_runs_its_payload(tmp_path, make_fitted):
+    """A malicious pickle altered on disk by one byte fails before deserialization."""
+    canary = tmp_path / "canary"
+    reg = Registry(Settings(home=tmp_path / "home"))
+    X = np.random.default_rng(0).normal(size=(50, 2))
+    clf = CanaryClassifier().fit(X, X[:, 0] > 0)
+    clf.payload = Canary(str(canary))
+    mv = reg.register(clf, "evil", X)
+    canary.unlink(missing_ok=True)  # registration itself does not unpickle; be sure anyway
+    path = reg.artifacts.path(mv.sha256)
+    data = bytearray(path.read_bytes())
+    data[-2] ^= 0x01
+    path.chmod(0o644)
+    path.write_bytes(bytes(data))
+    with pytest.raises(ArtifactCorrupted):
+        reg.load("evil:1")
+    assert not canary.exists()
+    # Control: the untouched artifact really would have run the payload.
+    path.write_bytes(bytes(data[:-2] + bytes([data[-2] ^ 0x01]) + data[-1:]))
+    reg.load("evil:1")
+    assert canary.exists()
+
+
+def test_skops_round_trip_with_default_trusted_types(registry, make_fitted):
+    """format='skops' stores with skops and loads sklearn pipelines without extra trust."""
+    fitted = make_fitted("frame")
+    mv = registry.register(fitted.pipeline, "s", fitted.X_train, format="skops")
+    assert mv.format == "skops" and "skops" in mv.meta["env"]
+    model = registry.load("s:1")
+    np.testing.assert_array_equal(
+        model.predict(fitted.X_val), fitted.pipeline.predict(fitted.X_val)
+    )
+
+
+def _double(x):
+    return x * 2
+
+
+def test_skops_refuses_untrusted_types_by_name(tmp_path):
+    """A function outside the trusted list is named in the error; trusting it loads."""
+    X = np.random.default_rng(0).normal(size=(40, 2))
+    pipe = make_pipeline(FunctionTransformer(_double), StandardScaler(), LogisticRegression())
+    pipe.fit(X, X[:, 0] > 0)
+    reg = Registry(Settings(home=tmp_path / "home"))
+    with pytest.warns(UserWarning, match="outside the trusted list"):
+        mv = reg.register(pipe, "fn", X, format="skops")
+    untrusted = mv.meta["untrusted_types"]
+    assert any(t.endswith("_double") for t in untrusted)
+    with pytest.raises(UntrustedArtifact, match="_double"):
+        reg.load("fn:1")
+    trusting = Registry(Settings(home=tmp_path / "home", trusted_types=tuple(untrusted)))
+    np.testing.assert_array_equal(trusting.load("fn:1").predict(X), pipe.predict(X))
