@@ -1,0 +1,218 @@
+"""The input contract: what it learns from training data and how it judges requests."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from slipway.contract import Contract
+from slipway.exceptions import ContractViolation
+
+
+@pytest.fixture
+def frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "amount": [10.0, 20.0, 110.0, np.nan],
+            "hour": pd.Series([0, 5, 23, 12], dtype="int64"),
+            "country": ["US", "GB", "US", None],
+            "is_new": [True, False, False, True],
+        }
+    )
+
+
+@pytest.fixture
+def contract(frame: pd.DataFrame) -> Contract:
+    return Contract.learn(frame)
+
+
+def codes(checked) -> list[tuple]:
+    return [(p.row, p.field, p.code) for p in checked.errors]
+
+
+def test_learns_names_kinds_ranges_categories_and_nulls(contract: Contract):
+    """Each column's kind, range, categories and null-ness come from the training frame."""
+    f = {s.name: s for s in contract.fields}
+    assert contract.names == ["amount", "hour", "country", "is_new"]
+    assert (f["amount"].kind, f["amount"].min, f["amount"].max) == ("number", 10.0, 110.0)
+    assert f["amount"].nullable and not f["hour"].nullable
+    assert f["hour"].kind == "integer"
+    assert f["country"].kind == "category" and f["country"].categories == ("GB", "US")
+    assert f["country"].nullable
+    assert f["is_new"].kind == "boolean"
+
+
+def test_default_band_is_ten_widths_beyond_the_training_range(contract: Contract):
+    """The plausibility band extends the range by 10x its width each side."""
+    amount = contract.fields[0]
+    assert (amount.low, amount.high) == (10.0 - 1000.0, 110.0 + 1000.0)
+    ok = contract.validate([{"amount": 1109.0, "hour": 1, "country": "US", "is_new": True}])
+    bad = contract.validate([{"amount": 1111.0, "hour": 1, "country": "US", "is_new": True}])
+    assert ok.ok and codes(bad) == [(0, "amount", "out_of_range")]
+
+
+def test_absolute_limit_applies_even_inside_a_wide_band():
+    """|x| > 1e12 is rejected whatever the training range."""
+    c = Contract.learn(pd.DataFrame({"x": [-1e13, 1e13]}))
+    assert codes(c.validate([{"x": 2e12}])) == [(0, "x", "out_of_range")]
+    assert c.validate([{"x": 5e11}]).ok
+
+
+def test_bounds_override_the_band():
+    """Explicit bounds replace the learned band for that field."""
+    c = Contract.learn(pd.DataFrame({"x": [0.0, 1.0]}), bounds={"x": (0.0, 2.0)})
+    assert codes(c.validate([{"x": 2.5}])) == [(0, "x", "out_of_range")]
+
+
+def test_every_problem_of_a_request_is_reported_at_once(contract: Contract):
+    """Missing, unknown, wrong type, NaN, Inf, out of range, unseen: all in one pass."""
+    rows = [
+        {"amount": "12.5", "hour": 3, "country": "US", "is_new": 1},
+        {"amount": float("inf"), "hour": 2.5, "country": "FR", "is_new": True, "extra": 1},
+        {"hour": None, "country": "US", "is_new": False},
+        {"amount": 5e12, "hour": True, "country": 7, "is_new": None},
+    ]
+    checked = contract.validate(rows)
+    assert codes(checked) == [
+        (0, "amount", "wrong_type"),
+        (0, "is_new", "wrong_type"),
+        (1, "amount", "not_finite"),
+        (1, "hour", "wrong_type"),
+        (1, "country", "unseen_category"),
+        (1, "extra", "unknown_field"),
+        (2, "amount", "missing_field"),
+        (2, "hour", "null"),
+        (3, "amount", "out_of_range"),
+        (3, "hour", "wrong_type"),
+        (3, "country", "wrong_type"),
+        (3, "is_new", "null"),
+    ]
+    assert checked.bad_rows.tolist() == [True, True, True, True]
+
+
+def test_problem_messages_name_row_field_value_and_expectation(contract: Contract):
+    """A problem reads as one actionable sentence and serializes to plain JSON."""
+    checked = contract.validate(
+        [{"amount": float("nan"), "hour": 300, "country": "US", "is_new": True}]
+    )
+    (hour,) = [p for p in checked.errors if p.field == "hour"]
+    assert (
+        hour.describe() == "row 0, field 'hour': got 300, expected an integer between -230 and 253"
+    )
+    data = hour.to_dict()
+    assert data["value"] == 300 and data["code"] == "out_of_range"
+    bad_json = contract.validate(
+        [{"amount": float("inf"), "hour": 1, "country": "US", "is_new": True}]
+    )
+    assert json.loads(json.dumps(bad_json.errors[0].to_dict()))["value"] == "Infinity"
+
+
+def test_nan_is_allowed_only_where_training_had_nulls(contract: Contract):
+    """amount had a null in training, hour did not."""
+    checked = contract.validate(
+        [{"amount": float("nan"), "hour": float("nan"), "country": None, "is_new": True}]
+    )
+    assert codes(checked) == [(0, "hour", "null")]
+
+
+def test_strict_types_refuse_bools_and_numeric_strings(contract: Contract):
+    """true is not a number and "1.5" is not a number: no silent coercion."""
+    checked = contract.validate([{"amount": True, "hour": "3", "country": "US", "is_new": "true"}])
+    assert codes(checked) == [
+        (0, "amount", "wrong_type"),
+        (0, "hour", "wrong_type"),
+        (0, "is_new", "wrong_type"),
+    ]
+
+
+def test_unseen_category_can_be_flagged_instead_of_rejected(frame: pd.DataFrame):
+    """With unseen='flag' the row passes and a warning names the category."""
+    c = Contract.learn(frame, unseen="flag")
+    checked = c.validate([{"amount": 1.0, "hour": 1, "country": "FR", "is_new": True}])
+    assert checked.ok
+    assert [(w.field, w.value, w.code) for w in checked.warnings] == [
+        ("country", "FR", "unseen_category")
+    ]
+
+
+def test_arrays_get_positional_names_and_a_plain_vector_row_works():
+    """A 20-column array trains a contract named feature_0..feature_19; lists validate."""
+    X = np.random.default_rng(0).normal(size=(50, 20))
+    c = Contract.learn(X)
+    assert c.names == [f"feature_{i}" for i in range(20)] and c.input_kind == "array"
+    checked = c.validate([X[0].tolist()])
+    assert checked.ok
+    np.testing.assert_array_equal(checked.model_input(), X[:1])
+    named = c.validate([dict(zip(c.names, X[1].tolist(), strict=True))])
+    np.testing.assert_array_equal(named.model_input(), X[1:2])
+
+
+def test_wrong_width_is_one_clear_problem():
+    """A row with the wrong number of values is reported with both counts."""
+    c = Contract.learn(np.zeros((3, 4)) + np.arange(4))
+    checked = c.validate([[1.0, 2.0, 3.0]])
+    assert [p.describe() for p in checked.errors] == ["row 0: expected 4 values, got 3"]
+    shape = c.validate(np.zeros((2, 5)))
+    assert shape.errors[0].code == "wrong_shape" and shape.bad_rows.all()
+
+
+def test_dataframe_columns_are_reordered_and_extras_reported(frame: pd.DataFrame):
+    """Columns are matched by name; unknown and missing columns are whole-request problems."""
+    c = Contract.learn(frame)
+    shuffled = frame[["is_new", "country", "hour", "amount"]]
+    checked = c.validate(shuffled)
+    assert checked.ok and list(checked.frame().columns) == c.names
+    broken = c.validate(frame.drop(columns=["hour"]).assign(color="red"))
+    assert codes(broken) == [(None, "hour", "missing_field"), (None, "color", "unknown_field")]
+
+
+def test_dataframe_input_passes_through_with_training_dtypes(frame: pd.DataFrame):
+    """A conforming frame comes out with the same values and dtypes it went in with."""
+    c = Contract.learn(frame)
+    out = c.validate(frame).frame()
+    pd.testing.assert_frame_equal(out, frame, check_dtype=False)
+    assert out["hour"].dtype == np.int64
+
+
+def test_round_trip_through_json(contract: Contract):
+    """to_dict/from_dict restore an equal contract."""
+    again = Contract.from_dict(json.loads(json.dumps(contract.to_dict())))
+    assert again == contract
+
+
+def test_json_schema_describes_types_bounds_enums_and_nullability(contract: Contract):
+    """The JSON Schema names every field as required and forbids others."""
+    schema = contract.json_schema()
+    assert schema["required"] == contract.names and schema["additionalProperties"] is False
+    props = schema["properties"]
+    assert props["hour"] == {"type": "integer", "minimum": -230, "maximum": 253}
+    assert props["country"]["anyOf"][0] == {"type": "string", "enum": ["GB", "US"]}
+    assert props["is_new"] == {"type": "boolean"}
+    assert contract.validate([contract.example()]).ok
+
+
+def test_high_cardinality_text_is_not_category_checked():
+    """A column with more unique values than the cap accepts any string."""
+    ids = pd.DataFrame({"id": [f"u{i}" for i in range(10_001)]})
+    c = Contract.learn(ids)
+    assert c.fields[0].categories is None
+    assert c.validate([{"id": "never-seen"}]).ok
+
+
+def test_raise_for_errors_lists_problems(contract: Contract):
+    """ContractViolation carries every problem and says how many there are."""
+    checked = contract.validate([{"amount": "x"}])
+    with pytest.raises(ContractViolation, match="4 problem") as info:
+        checked.raise_for_errors("fraud:1")
+    assert len(info.value.problems) == 4
+    assert isinstance(info.value, ValueError)
+
+
+def test_not_a_table_is_a_wrong_shape_problem(contract: Contract):
+    """A scalar or a string is refused with a message naming the accepted shapes."""
+    checked = contract.validate("amount=3")
+    assert checked.errors[0].code == "wrong_shape"
+    assert "list of records" in checked.errors[0].describe()
