@@ -1,0 +1,192 @@
+"""The one prediction core: rows -> validated input -> pipeline -> one result per row.
+
+The Python API, batch scoring and the HTTP service all predict through :class:`Model`, so the
+same row gets the same answer everywhere. Classifiers are asked for ``predict_proba`` once and
+the label is derived from it; rows whose two highest probabilities tie are re-asked with
+``predict``, so labels always equal ``pipeline.predict`` exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from slipway.contract import Contract, Problem, Validated, jsonable
+
+if TYPE_CHECKING:
+    from slipway.registry import ModelVersion
+
+# Two probabilities closer than this count as a tie; the pipeline's own predict decides those.
+TIE_TOLERANCE = 1e-9
+
+
+@dataclass
+class Predictions:
+    """Results for the scored rows of one call, in input order.
+
+    ``rows`` holds the input positions that were scored; with ``on_error="split"`` the others
+    are in ``rejected`` with their problems.
+    """
+
+    model: str
+    version: int
+    task: str
+    rows: np.ndarray
+    labels: np.ndarray | None = None
+    probabilities: np.ndarray | None = None
+    classes: list[Any] | None = None
+    values: np.ndarray | None = None
+    warnings: list[Problem] = field(default_factory=list)
+    rejected: dict[int, list[Problem]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def records(self) -> list[dict[str, Any]]:
+        """One JSON-ready mapping per scored row: label and probabilities, or value."""
+        if self.task == "regression":
+            assert self.values is not None
+            return [{"value": v} for v in self.values.tolist()]
+        assert self.labels is not None
+        labels = [jsonable(v) for v in self.labels.tolist()]
+        if self.probabilities is None:
+            return [{"label": lab} for lab in labels]
+        keys = [str(jsonable(c)) for c in self.classes or []]
+        return [
+            {"label": lab, "probabilities": dict(zip(keys, p, strict=True))}
+            for lab, p in zip(labels, self.probabilities.tolist(), strict=True)
+        ]
+
+
+class Model:
+    """A loaded model version whose artifact was verified, ready to predict.
+
+    ``predict`` and ``predict_proba`` behave like the pipeline's own, after validating the
+    input against the version's contract.
+    """
+
+    def __init__(self, pipeline: Any, version: ModelVersion) -> None:
+        self.pipeline = pipeline
+        self.version = version
+        self.contract: Contract = version.contract
+        self.task: str = version.task
+        self.classes = list(getattr(pipeline, "classes_", [])) or None
+        self._has_proba = self.task == "classification" and hasattr(pipeline, "predict_proba")
+        self._label_from_proba = bool(version.meta.get("label_from_proba", True))
+
+    @property
+    def name(self) -> str:
+        """The model's registered name."""
+        return self.version.name
+
+    @property
+    def ref(self) -> str:
+        """``name:version``."""
+        return f"{self.version.name}:{self.version.version}"
+
+    def __repr__(self) -> str:
+        return f"<Model {self.ref} {self.task}>"
+
+    def validate(self, X: Any) -> Validated:
+        """Check input against the contract without predicting."""
+        return self.contract.validate(X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Labels (classifiers) or values (regressors), equal to ``pipeline.predict(X)``."""
+        result = self.score(X)
+        out = result.values if self.task == "regression" else result.labels
+        assert out is not None
+        return out
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, equal to ``pipeline.predict_proba(X)``."""
+        if not self._has_proba:
+            raise AttributeError(f"{self.ref} is a {self.task} model without predict_proba")
+        result = self.score(X)
+        assert result.probabilities is not None
+        return result.probabilities
+
+    def score(self, X: Any, *, on_error: Literal["raise", "split"] = "raise") -> Predictions:
+        """Validate and predict. ``on_error="split"`` scores the valid rows and reports the rest."""
+        checked = self.contract.validate(X)
+        if on_error == "raise":
+            checked.raise_for_errors(self.ref)
+            return self.infer(checked)
+        return self.infer(checked, rows=np.flatnonzero(~checked.bad_rows))
+
+    def infer(self, checked: Validated, rows: np.ndarray | None = None) -> Predictions:
+        """Predict already-validated input (all rows, or the given positions)."""
+        if rows is None:
+            rows = np.arange(checked.n_rows)
+            x = checked.model_input()
+        else:
+            x = checked.model_input(rows)
+        rejected: dict[int, list[Problem]] = {}
+        if checked.errors and len(rows) < checked.n_rows:
+            for p in checked.errors:
+                rejected.setdefault(-1 if p.row is None else p.row, []).append(p)
+        out = Predictions(
+            self.name,
+            self.version.version,
+            self.task,
+            rows,
+            warnings=list(checked.warnings),
+            rejected=rejected,
+        )
+        if len(rows) == 0:
+            return self._empty(out)
+        if self.task == "regression":
+            out.values = np.asarray(self.pipeline.predict(x))
+            return out
+        out.classes = self.classes
+        if not self._has_proba:
+            out.labels = np.asarray(self.pipeline.predict(x))
+            return out
+        proba = np.asarray(self.pipeline.predict_proba(x))
+        out.probabilities = proba
+        out.labels = self._labels(x, proba)
+        return out
+
+    def _labels(self, x: Any, proba: np.ndarray) -> np.ndarray:
+        if not self._label_from_proba:
+            return np.asarray(self.pipeline.predict(x))
+        classes = np.asarray(self.classes)
+        labels = classes[np.argmax(proba, axis=1)]
+        if proba.shape[1] > 1:
+            top2 = np.partition(proba, -2, axis=1)[:, -2:]
+            ties = np.flatnonzero(top2[:, 1] - top2[:, 0] <= TIE_TOLERANCE)
+            if ties.size:
+                sub = x.iloc[ties] if hasattr(x, "iloc") else x[ties]
+                labels[ties] = self.pipeline.predict(sub)
+        return labels
+
+    def _empty(self, out: Predictions) -> Predictions:
+        if self.task == "regression":
+            out.values = np.empty(0)
+        else:
+            out.classes = self.classes
+            out.labels = np.asarray(self.classes or [])[:0]
+            if self._has_proba:
+                out.probabilities = np.empty((0, len(self.classes or [])))
+        return out
+
+
+def labels_match(pipeline: Any, X: Any) -> bool:
+    """Whether labels derived from ``predict_proba`` (ties re-asked) equal ``predict`` on X.
+
+    Checked at registration; a model for which they differ (e.g. an SVC whose Platt-scaled
+    probabilities disagree with its decision function) always gets ``predict`` called.
+    """
+    if not hasattr(pipeline, "predict_proba") or len(X) == 0:
+        return True
+    proba = np.asarray(pipeline.predict_proba(X))
+    classes = np.asarray(pipeline.classes_)
+    derived = classes[np.argmax(proba, axis=1)]
+    expected = np.asarray(pipeline.predict(X))
+    if proba.shape[1] > 1:
+        top2 = np.partition(proba, -2, axis=1)[:, -2:]
+        ties = top2[:, 1] - top2[:, 0] <= TIE_TOLERANCE
+        derived[ties] = expected[ties]
+    return bool(np.array_equal(derived, expected))

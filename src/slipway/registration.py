@@ -1,0 +1,170 @@
+"""What gets recorded about a pipeline when it is registered.
+
+:func:`describe` inspects a fitted pipeline and its data and returns the version's metadata
+(task, steps, params, contract, metrics, provenance) together with the frames that become
+the version's artifacts: the reference sample and the reference predictions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import is_classifier, is_regressor
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
+
+from slipway.contract import Contract, Unseen, jsonable
+from slipway.evaluation import classification_metrics, cross_validation, regression_metrics
+from slipway.exceptions import InvalidModel
+from slipway.predict import labels_match
+from slipway.profile import as_frame, build_profile, sample_rows
+from slipway.provenance import fingerprint, git_commit, library_versions
+
+
+@dataclass
+class Description:
+    """A version's metadata and the data its reference artifacts are made from."""
+
+    meta: dict[str, Any]
+    profile: dict[str, Any]
+    sample: pd.DataFrame
+    reference: pd.DataFrame
+
+
+def describe(
+    pipeline: Any,
+    X_train: Any,
+    y_train: Any = None,
+    *,
+    X_val: Any = None,
+    y_val: Any = None,
+    cv: int | None = None,
+    unseen: Unseen = "reject",
+    band: float = 10.0,
+    abs_limit: float = 1e12,
+    bounds: Mapping[str, tuple[float, float]] | None = None,
+    sample_size: int = 10_000,
+    seed: int = 0,
+) -> Description:
+    """Learn the contract and profile, score the validation data, record provenance."""
+    task = _task_of(pipeline)
+    _check_lengths(X_train, y_train, "X_train", "y_train")
+    if (X_val is None) != (y_val is None):
+        raise InvalidModel("Give both X_val and y_val, or neither.")
+    if X_val is not None:
+        _check_lengths(X_val, y_val, "X_val", "y_val")
+
+    contract = Contract.learn(X_train, unseen=unseen, band=band, abs_limit=abs_limit, bounds=bounds)
+    frame = as_frame(X_train, contract)
+    sample = sample_rows(frame, sample_size, seed)
+    classes = list(pipeline.classes_) if task == "classification" else None
+    meta: dict[str, Any] = {
+        "task": task,
+        "classes": None if classes is None else [jsonable(c) for c in classes],
+        "steps": _steps(pipeline),
+        "params": _params(pipeline),
+        "feature_names": contract.names,
+        "contract": contract.to_dict(),
+        "training": {"rows": len(frame), "fingerprint": fingerprint(X_train, y_train)},
+        "git": git_commit(),
+        "env": library_versions(),
+        "backend": "sklearn",
+    }
+    check_x = X_val if X_val is not None else _model_input(sample, contract)
+    if task == "classification":
+        meta["label_from_proba"] = labels_match(pipeline, check_x)
+    reference = _reference_predictions(pipeline, check_x, task, classes)
+    meta["reference_predictions"] = {
+        "source": "validation" if X_val is not None else "training sample",
+        "rows": len(reference),
+    }
+    meta["metrics"] = {}
+    if X_val is not None:
+        meta["validation"] = {"rows": len(y_val)}
+        meta["metrics"] = _metrics(task, y_val, reference, classes)
+    if cv:
+        if y_train is None:
+            raise InvalidModel("cv needs y_train.")
+        meta["cv"] = cross_validation(pipeline, X_train, y_train, folds=cv, task=task, seed=seed)
+    return Description(meta, build_profile(frame, contract), sample, reference)
+
+
+def _task_of(pipeline: Any) -> str:
+    if not (hasattr(pipeline, "fit") and hasattr(pipeline, "predict")):
+        raise InvalidModel(
+            f"Expected a fitted scikit-learn estimator or Pipeline, got {type(pipeline).__name__}."
+        )
+    try:
+        check_is_fitted(pipeline)
+    except NotFittedError:
+        raise InvalidModel(
+            f"{type(pipeline).__name__} is not fitted; call fit(X_train, y_train) before "
+            "registering it."
+        ) from None
+    if is_classifier(pipeline):
+        return "classification"
+    if is_regressor(pipeline):
+        return "regression"
+    raise InvalidModel(
+        f"{type(pipeline).__name__} is neither a classifier nor a regressor; Slipway registers "
+        "models that predict."
+    )
+
+
+def _check_lengths(X: Any, y: Any, xname: str, yname: str) -> None:
+    if y is not None and len(X) != len(y):
+        raise InvalidModel(f"{xname} has {len(X)} rows but {yname} has {len(y)}.")
+
+
+def _steps(pipeline: Any) -> list[dict[str, str]]:
+    steps = getattr(pipeline, "steps", None) or [(type(pipeline).__name__.lower(), pipeline)]
+    return [{"name": n, "class": f"{type(s).__module__}.{type(s).__qualname__}"} for n, s in steps]
+
+
+def _params(pipeline: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pipeline.get_params(deep=True).items():
+        if key in ("steps", "memory", "verbose"):
+            continue
+        if value is None or isinstance(value, bool | int | float | str):
+            out[key] = jsonable(value)
+        elif isinstance(value, list | tuple) and all(
+            isinstance(v, bool | int | float | str) for v in value
+        ):
+            out[key] = [jsonable(v) for v in value]
+        else:
+            out[key] = f"{type(value).__module__}.{type(value).__qualname__}"
+    return out
+
+
+def _model_input(sample: pd.DataFrame, contract: Contract) -> Any:
+    if contract.input_kind == "array":
+        return sample.to_numpy()
+    return sample
+
+
+def _reference_predictions(
+    pipeline: Any, X: Any, task: str, classes: list[Any] | None
+) -> pd.DataFrame:
+    if task == "regression":
+        return pd.DataFrame({"value": np.asarray(pipeline.predict(X), dtype=float)})
+    out = pd.DataFrame({"label": np.asarray(pipeline.predict(X))})
+    if hasattr(pipeline, "predict_proba"):
+        proba = np.asarray(pipeline.predict_proba(X))
+        for i, c in enumerate(classes or []):
+            out[f"proba:{jsonable(c)}"] = proba[:, i]
+    return out
+
+
+def _metrics(
+    task: str, y_val: Any, reference: pd.DataFrame, classes: list[Any] | None
+) -> dict[str, float]:
+    if task == "regression":
+        return regression_metrics(y_val, reference["value"].to_numpy())
+    proba_cols = [c for c in reference.columns if c.startswith("proba:")]
+    proba = reference[proba_cols].to_numpy() if proba_cols else None
+    return classification_metrics(y_val, reference["label"].to_numpy(), proba, np.asarray(classes))

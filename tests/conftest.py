@@ -1,0 +1,162 @@
+"""Shared fixtures: settings on SQLite or PostgreSQL, registries, and small fitted pipelines."""
+
+from __future__ import annotations
+
+import os
+
+# Two test workers on two cores: OpenMP pools in each (HistGradientBoosting) would spin
+# against each other and run ~20x slower. Set before scikit-learn loads its runtime.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import GradientBoostingClassifier
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from slipway.config import Settings
+from slipway.registry import Registry
+
+PG_URL = os.environ.get("SLIPWAY_TEST_DATABASE_URL")
+NO_PG = "PostgreSQL tests need SLIPWAY_TEST_DATABASE_URL (set by .ci/run, which starts a server)"
+
+BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param(
+        "postgres",
+        id="postgres",
+        marks=[pytest.mark.postgres, pytest.mark.skipif(not PG_URL, reason=NO_PG)],
+    ),
+]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each test using the store runs once on SQLite and once on PostgreSQL."""
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str) -> Iterator[str | None]:
+    """None for SQLite (the default file under SLIPWAY_HOME); a private schema on PostgreSQL."""
+    if backend == "sqlite":
+        yield None
+        return
+    assert PG_URL is not None
+    yield from pg_schema_url(PG_URL)
+
+
+def pg_schema_url(base: str) -> Iterator[str]:
+    """A fresh PostgreSQL schema for one test, dropped afterwards."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    url = sa.make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path: Any, database_url: str | None) -> Settings:
+    """Settings with a private home (and database) for one test."""
+    return Settings(home=tmp_path / "home", database_url=database_url, user="tester")
+
+
+@pytest.fixture
+def registry(settings: Settings) -> Iterator[Registry]:
+    """A registry on the test's private store."""
+    reg = Registry(settings)
+    yield reg
+    reg.store.dispose()
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Settings:
+    """Point the environment (top-level functions, CLI) at the test's private store."""
+    monkeypatch.setenv("SLIPWAY_HOME", str(settings.home))
+    monkeypatch.setenv("SLIPWAY_USER", "tester")
+    if settings.database_url:
+        monkeypatch.setenv("SLIPWAY_DATABASE_URL", settings.database_url)
+    else:
+        monkeypatch.delenv("SLIPWAY_DATABASE_URL", raising=False)
+    return settings
+
+
+@dataclass
+class Fitted:
+    """A fitted pipeline with the data it was trained and validated on."""
+
+    pipeline: Any
+    X_train: Any
+    y_train: Any
+    X_val: Any
+    y_val: Any
+
+
+def transactions(n: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """A small mixed-type frame with a learnable binary target."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "amount": rng.lognormal(3, 1, n).round(2),
+            "hour": rng.integers(0, 24, n),
+            "merchant": rng.choice(["grocery", "travel", "gaming"], n),
+            "country": rng.choice(["US", "GB", "NG"], n),
+        }
+    )
+    logit = 0.02 * frame.amount - 2 + (frame.merchant == "gaming") * 1.5 + (frame.hour < 5)
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return frame, y
+
+
+@pytest.fixture
+def make_fitted() -> Any:
+    """Factory: ``make_fitted(kind)`` -> Fitted, for kind in frame, array, multiclass, regressor."""
+
+    def make(kind: str = "frame", n: int = 600, seed: int = 0) -> Fitted:
+        rng = np.random.default_rng(seed)
+        if kind == "frame":
+            X, y = transactions(n, seed)
+            pre = ColumnTransformer(
+                [
+                    ("num", StandardScaler(), ["amount", "hour"]),
+                    ("cat", OneHotEncoder(handle_unknown="ignore"), ["merchant", "country"]),
+                ]
+            )
+            pipe: Any = Pipeline([("pre", pre), ("model", LogisticRegression(max_iter=500))])
+        elif kind == "array":
+            X = rng.normal(size=(n, 20))
+            y = (X[:, 0] + X[:, 1] ** 2 + rng.normal(size=n) > 1).astype(int)
+            pipe = make_pipeline(
+                StandardScaler(), GradientBoostingClassifier(n_estimators=20, random_state=0)
+            )
+        elif kind == "multiclass":
+            X = rng.normal(size=(n, 4))
+            y = np.array(["a", "b", "c"])[np.argmax(X[:, :3] + rng.normal(size=(n, 3)), axis=1)]
+            pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
+        elif kind == "regressor":
+            X, _ = transactions(n, seed)
+            X = X[["amount", "hour"]]
+            y = 3 * X["amount"].to_numpy() - X["hour"].to_numpy() + rng.normal(size=n)
+            pipe = make_pipeline(StandardScaler(), LinearRegression())
+        else:
+            raise ValueError(kind)
+        cut = int(n * 0.75)
+        X_tr, X_va = (X.iloc[:cut], X.iloc[cut:]) if hasattr(X, "iloc") else (X[:cut], X[cut:])
+        pipe.fit(X_tr, y[:cut])
+        return Fitted(pipe, X_tr, y[:cut], X_va, y[cut:])
+
+    return make

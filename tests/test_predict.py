@@ -1,0 +1,161 @@
+"""The prediction core: labels derived from one predict_proba call equal predict, always."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.ensemble import GradientBoostingClassifier
+
+from slipway.exceptions import ContractViolation
+
+
+class CountingPipeline:
+    """Wraps a fitted estimator and counts predict / predict_proba calls."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.calls = {"predict": 0, "predict_proba": 0}
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def predict(self, X):
+        self.calls["predict"] += 1
+        return self.inner.predict(X)
+
+    def predict_proba(self, X):
+        self.calls["predict_proba"] += 1
+        return self.inner.predict_proba(X)
+
+
+class LastClassWinsTies(ClassifierMixin, BaseEstimator):
+    """Predicts uniform probabilities for x < 0 and breaks those ties to the *last* class."""
+
+    def fit(self, X, y):
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict_proba(self, X):
+        X = np.asarray(X, dtype=float)
+        k = len(self.classes_)
+        proba = np.zeros((len(X), k))
+        proba[:, 0] = 1.0
+        tie = X[:, 0] < 0
+        proba[tie] = 1.0 / k
+        return proba
+
+    def predict(self, X):
+        proba = self.predict_proba(X)
+        k = len(self.classes_)
+        return self.classes_[k - 1 - np.argmax(proba[:, ::-1], axis=1)]
+
+
+@pytest.mark.parametrize("kind", ["frame", "array", "multiclass"])
+def test_labels_and_probabilities_equal_the_pipeline(registry, make_fitted, kind):
+    """load().predict / predict_proba equal the original pipeline on held-out data."""
+    fitted = make_fitted(kind)
+    mv = registry.register(fitted.pipeline, "m", fitted.X_train, fitted.y_train)
+    model = registry.load(mv.ref)
+    np.testing.assert_array_equal(
+        model.predict(fitted.X_val), fitted.pipeline.predict(fitted.X_val)
+    )
+    np.testing.assert_array_equal(
+        model.predict_proba(fitted.X_val), fitted.pipeline.predict_proba(fitted.X_val)
+    )
+
+
+def test_regressor_values_equal_the_pipeline(registry, make_fitted):
+    """A regressor's values equal pipeline.predict, for frames and records."""
+    fitted = make_fitted("regressor")
+    model = registry.load(registry.register(fitted.pipeline, "r", fitted.X_train).ref)
+    expected = fitted.pipeline.predict(fitted.X_val)
+    np.testing.assert_array_equal(model.predict(fitted.X_val), expected)
+    records = fitted.X_val.to_dict(orient="records")
+    np.testing.assert_allclose(model.predict(records), expected, rtol=0, atol=1e-12)
+    assert model.score(records[:2]).records()[0] == {"value": pytest.approx(expected[0])}
+    with pytest.raises(AttributeError, match="regression"):
+        model.predict_proba(fitted.X_val)
+
+
+def test_array_inputs_work_for_a_frame_trained_model_and_vice_versa(registry, make_fitted):
+    """A plain 20-float vector works for an array-trained model; records too."""
+    fitted = make_fitted("array")
+    model = registry.load(registry.register(fitted.pipeline, "a", fitted.X_train).ref)
+    row = fitted.X_val[0].tolist()
+    assert model.predict([row]).tolist() == fitted.pipeline.predict(fitted.X_val[:1]).tolist()
+    named = pd.DataFrame(fitted.X_val, columns=model.contract.names)
+    np.testing.assert_array_equal(model.predict(named), fitted.pipeline.predict(fitted.X_val))
+
+
+def test_classifier_calls_predict_proba_once_and_not_predict(registry, make_fitted):
+    """Without ties the core costs one predict_proba call per batch."""
+    fitted = make_fitted("frame")
+    model = registry.load(registry.register(fitted.pipeline, "m", fitted.X_train).ref)
+    model.pipeline = counting = CountingPipeline(model.pipeline)
+    result = model.score(fitted.X_val)
+    assert counting.calls == {"predict": 0, "predict_proba": 1}
+    np.testing.assert_array_equal(result.labels, fitted.pipeline.predict(fitted.X_val))
+
+
+def test_binary_ties_follow_the_estimators_own_rule(registry):
+    """GBC with learning_rate=0 ties at [0.5, 0.5]; predict says class 1, argmax would say 0."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    y = np.array([0, 1] * 100)
+    gbc = GradientBoostingClassifier(n_estimators=2, learning_rate=0.0).fit(X, y)
+    assert (gbc.predict_proba(X) == 0.5).all() and (gbc.predict(X) == 1).all()
+    model = registry.load(registry.register(gbc, "tie", X, y).ref)
+    np.testing.assert_array_equal(model.predict(X), gbc.predict(X))
+
+
+def test_multiclass_ties_are_resolved_by_predict_only_for_tied_rows(registry):
+    """Tied rows get the pipeline's own label; predict sees only those rows."""
+    X = np.linspace(-1, 1, 40).reshape(-1, 1)
+    y = np.array(["x", "y", "z", "x"] * 10)
+    est = LastClassWinsTies().fit(X, y)
+    model = registry.load(registry.register(est, "ties", X, y).ref)
+    seen = []
+    original = est.predict
+    model.pipeline.predict = lambda Z: (seen.append(len(Z)), original(Z))[1]
+    labels = model.predict(X)
+    np.testing.assert_array_equal(labels, est.predict(X))
+    assert set(labels[X[:, 0] < 0]) == {"z"} and set(labels[X[:, 0] >= 0]) == {"x"}
+    assert seen == [int((X[:, 0] < 0).sum())]
+
+
+def test_split_mode_scores_good_rows_and_returns_problems_for_the_rest(registry, make_fitted):
+    """on_error='split' keeps going: bad rows are reported, good rows scored."""
+    fitted = make_fitted("frame")
+    model = registry.load(registry.register(fitted.pipeline, "m", fitted.X_train).ref)
+    rows = fitted.X_val.head(4).to_dict(orient="records")
+    rows[1]["amount"] = "lots"
+    rows[3]["country"] = "XX"
+    result = model.score(rows, on_error="split")
+    assert result.rows.tolist() == [0, 2]
+    assert sorted(result.rejected) == [1, 3]
+    assert result.rejected[1][0].field == "amount"
+    expected = fitted.pipeline.predict(fitted.X_val.head(4).iloc[[0, 2]])
+    np.testing.assert_array_equal(result.labels, expected)
+    with pytest.raises(ContractViolation, match="2 problem"):
+        model.score(rows)
+
+
+def test_records_are_json_ready(registry, make_fitted):
+    """Each record has the label and probabilities keyed by class name."""
+    fitted = make_fitted("multiclass")
+    model = registry.load(registry.register(fitted.pipeline, "mc", fitted.X_train).ref)
+    rec = model.score(fitted.X_val[:1]).records()[0]
+    assert rec["label"] in {"a", "b", "c"}
+    assert set(rec["probabilities"]) == {"a", "b", "c"}
+    assert sum(rec["probabilities"].values()) == pytest.approx(1.0)
+
+
+def test_empty_input_gives_empty_predictions(registry, make_fitted):
+    """Zero rows in, zero rows out, with the right shapes."""
+    fitted = make_fitted("frame")
+    model = registry.load(registry.register(fitted.pipeline, "m", fitted.X_train).ref)
+    result = model.score([])
+    assert len(result) == 0 and result.probabilities.shape == (0, 2)
+    assert result.records() == []
