@@ -1,0 +1,118 @@
+"""`slipway models ...`: list, show, promote, rollback, archive, audit, verify."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from slipway.cli import _render
+from slipway.cli._common import JsonOption, console, print_json, registry
+from slipway.versions import DEFAULT_ALIAS
+
+app = typer.Typer(
+    help="Registered models: inspect, promote, roll back, verify.", no_args_is_help=True
+)
+
+AliasOption = typer.Option("--alias", "-a", help="The alias to move.")
+
+
+@app.command("list")
+def list_models(
+    name: Annotated[str | None, typer.Argument(help="List this model's versions.")] = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """List models, or the versions of one model."""
+    reg = registry()
+    if name is None:
+        summaries = reg.models()
+        if as_json:
+            print_json([m.to_dict() for m in summaries])
+        elif not summaries:
+            console.print("No models registered yet. Try `slipway quickstart`.")
+        else:
+            console.print(_render.models_table(summaries))
+        return
+    versions = reg.versions(name)
+    if as_json:
+        print_json([v.to_dict() for v in versions])
+    else:
+        console.print(_render.versions_table(versions))
+
+
+@app.command("show")
+def show(
+    ref: Annotated[str, typer.Argument(help="NAME, NAME:VERSION or NAME@ALIAS.")],
+    as_json: bool = JsonOption,
+) -> None:
+    """Show a version's model card: metrics, contract, provenance."""
+    mv = registry().get(ref)
+    if as_json:
+        print_json(mv.to_dict())
+    else:
+        console.print(_render.model_card(mv))
+
+
+@app.command("promote")
+def promote(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int, typer.Argument(help="Version to promote.", min=1)],
+    alias: Annotated[str, AliasOption] = DEFAULT_ALIAS,
+) -> None:
+    """Point an alias at a version."""
+    mv = registry().promote(name, version, alias=alias)
+    console.print(f"{alias} of {name} → version {mv.version}")
+
+
+@app.command("rollback")
+def rollback(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    alias: Annotated[str, AliasOption] = DEFAULT_ALIAS,
+) -> None:
+    """Move an alias back to the version it held before."""
+    mv = registry().rollback(name, alias=alias)
+    console.print(f"{alias} of {name} rolled back → version {mv.version}")
+
+
+@app.command("archive")
+def archive(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int, typer.Argument(help="Version to archive.", min=1)],
+) -> None:
+    """Retire a version (kept on record, never promoted again)."""
+    mv = registry().archive(name, version)
+    console.print(f"{mv.ref} archived")
+
+
+@app.command("audit")
+def audit(
+    name: Annotated[str | None, typer.Argument(help="Only this model.")] = None,
+    limit: Annotated[int, typer.Option(help="How many events, newest first.", min=1)] = 50,
+    as_json: bool = JsonOption,
+) -> None:
+    """Show the audit trail: who registered, promoted, rolled back or archived what, when."""
+    events = registry().audit(name, limit=limit)
+    if as_json:
+        print_json([e.to_dict() for e in events])
+    else:
+        console.print(_render.audit_table(events))
+
+
+@app.command("verify")
+def verify(
+    name: Annotated[str | None, typer.Argument(help="Only this model.")] = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """Re-hash every artifact; exit 1 if any is missing or corrupted."""
+    checks = registry().verify(name)
+    if as_json:
+        print_json([c.__dict__ for c in checks])
+    else:
+        console.print(_render.checks_table(checks))
+    bad = [c for c in checks if c.status != "ok"]
+    if bad:
+        if not as_json:
+            console.print(f"[bold red]{len(bad)} of {len(checks)} artifacts failed[/]")
+        raise typer.Exit(1)
+    if not as_json:
+        console.print(f"[green]all {len(checks)} artifacts verified[/]")

@@ -1,0 +1,46 @@
+"""`slipway train` and `slipway quickstart`: train, register, show the model card."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from slipway import quickstart
+from slipway.cli import _render
+from slipway.cli._common import console, registry
+from slipway.train import train
+
+
+def train_command(
+    config: Annotated[Path, typer.Argument(help="A TOML train config.", dir_okay=False)],
+) -> None:
+    """Train a pipeline from a config file, register it, and show its model card."""
+    with console.status("training…"):
+        mv = train(config, registry())
+    console.print(_render.model_card(mv))
+
+
+def quickstart_command(
+    workdir: Annotated[Path, typer.Option(help="Where the generated data and config go.")] = Path(
+        "quickstart"
+    ),
+    rows: Annotated[int, typer.Option(help="Transactions to generate.", min=1000)] = 20_000,
+) -> None:
+    """The main job: generate transactions, train a fraud model, register and promote it."""
+    reg = registry()
+    started = time.perf_counter()
+    console.rule("[bold]Slipway quickstart")
+    console.print(f"1. generating {rows:,} card transactions and a train config in {workdir}/")
+    config = quickstart.prepare(workdir, rows)
+    console.print(f"2. training and registering (slipway train {config})")
+    with console.status("training…"):
+        mv = train(config, reg)
+    console.print(f"3. registered {mv.ref}; aliases: {', '.join(mv.aliases) or '-'}")
+    console.print(_render.model_card(mv))
+    console.print(f"done in {time.perf_counter() - started:.1f}s. Next:")
+    console.print("  slipway models list")
+    console.print(f"  slipway models show {mv.name}@production")
+    console.print(f"  slipway models verify {mv.name}")

@@ -1,0 +1,239 @@
+"""`slipway train config.toml`: train a standard pipeline from a config file and register it.
+
+The config names the data, the target, the estimator (a dotted class path with params) and how
+to validate. Preprocessing is built from the data: numeric columns are median-imputed and
+standardized, the others most-frequent-imputed and one-hot encoded. Every problem in a config
+is reported at once, one line each.
+"""
+
+from __future__ import annotations
+
+import importlib
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sklearn.base import is_classifier
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.utils._param_validation import InvalidParameterError
+
+from slipway.exceptions import ConfigError
+from slipway.registry import Registry
+from slipway.versions import ModelVersion
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class DataConfig(_Strict):
+    """Where the training data is and which columns matter."""
+
+    path: str
+    target: str
+    features: list[str] | None = None
+    categorical: list[str] | None = None
+    time_column: str | None = None
+
+
+class EstimatorConfig(_Strict):
+    """The estimator, by dotted class path, with constructor params."""
+
+    class_: str = Field(alias="class")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ValidationConfig(_Strict):
+    """Hold-out share (time-ordered when ``data.time_column`` is set) and optional k-fold CV."""
+
+    fraction: float = Field(0.2, gt=0, lt=1)
+    cv: int | None = Field(None, ge=2)
+    seed: int = 0
+
+
+class ContractConfig(_Strict):
+    """How strictly serving inputs are checked."""
+
+    unseen: Literal["reject", "flag"] = "reject"
+    band: float = Field(10.0, gt=0)
+
+
+class TrainConfig(_Strict):
+    """A whole `slipway train` configuration file."""
+
+    name: str
+    description: str = ""
+    tags: dict[str, str] = Field(default_factory=dict)
+    alias: str | None = None
+    format: Literal["joblib", "skops"] = "joblib"
+    data: DataConfig
+    estimator: EstimatorConfig
+    validation: ValidationConfig = Field(default_factory=lambda: ValidationConfig())
+    contract: ContractConfig = Field(default_factory=lambda: ContractConfig())
+
+
+def load_config(path: Path) -> TrainConfig:
+    """Parse and check a TOML config; raise ConfigError listing every problem."""
+    try:
+        raw = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"Config file {path} does not exist.") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"Config file {path} is not valid TOML: {exc}") from None
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        raise ConfigError(f"Config file {path} has {len(problems)} problem(s):", problems) from None
+
+
+def train(path: Path, registry: Registry) -> ModelVersion:
+    """Train the configured pipeline, register it, and promote it when ``alias`` is set."""
+    config = load_config(path)
+    base = Path(path).resolve().parent
+    problems: list[str] = []
+    frame = _read_data(base / config.data.path, problems)
+    estimator = _build_estimator(config.estimator, problems)
+    features: list[str] = []
+    if frame is not None:
+        features = _check_columns(config.data, frame, problems)
+    if problems or frame is None or estimator is None:
+        raise ConfigError(f"Config file {path} has {len(problems)} problem(s):", problems)
+
+    if config.data.time_column:
+        frame = frame.sort_values(config.data.time_column, kind="stable")
+    X, y = frame[features], frame[config.data.target]
+    classify = is_classifier(estimator)
+    if config.data.time_column:
+        cut = int(len(frame) * (1 - config.validation.fraction))
+        X_train, X_val, y_train, y_val = X.iloc[:cut], X.iloc[cut:], y.iloc[:cut], y.iloc[cut:]
+    else:
+        X_train, X_val, y_train, y_val = train_test_split(
+            X,
+            y,
+            test_size=config.validation.fraction,
+            random_state=config.validation.seed,
+            stratify=y if classify else None,
+        )
+    categorical = config.data.categorical
+    if categorical is None:
+        categorical = [c for c in features if not pd.api.types.is_numeric_dtype(frame[c])]
+    pipeline = build_pipeline(features, categorical, estimator)
+    try:
+        pipeline.fit(X_train, y_train)
+    except InvalidParameterError as exc:
+        raise ConfigError(f"Config file {path}: estimator.params: {exc}") from None
+    return registry.register(
+        pipeline,
+        config.name,
+        X_train,
+        y_train,
+        X_val=X_val,
+        y_val=y_val,
+        description=config.description,
+        tags=config.tags,
+        format=config.format,
+        cv=config.validation.cv,
+        unseen=config.contract.unseen,
+        band=config.contract.band,
+        alias=config.alias,
+        seed=config.validation.seed,
+    )
+
+
+def build_pipeline(features: list[str], categorical: list[str], estimator: Any) -> Pipeline:
+    """Standard preprocessing for the given columns, followed by ``estimator``."""
+    numeric = [c for c in features if c not in set(categorical)]
+    steps = []
+    if numeric:
+        num = make_pipeline(SimpleImputer(strategy="median"), StandardScaler())
+        steps.append(("numeric", num, numeric))
+    if categorical:
+        cat = make_pipeline(
+            SimpleImputer(strategy="most_frequent"),
+            OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+        )
+        steps.append(("categorical", cat, categorical))
+    return Pipeline(
+        [("preprocess", ColumnTransformer(steps, remainder="drop")), ("model", estimator)]
+    )
+
+
+def _read_data(path: Path, problems: list[str]) -> pd.DataFrame | None:
+    if not path.exists():
+        problems.append(f"data.path: {path} does not exist")
+        return None
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            return pd.read_csv(path)
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        problems.append(f"data.path: cannot read {path}: {exc}")
+        return None
+    problems.append(f"data.path: {path} is neither .csv nor .parquet")
+    return None
+
+
+def _check_columns(data: DataConfig, frame: pd.DataFrame, problems: list[str]) -> list[str]:
+    columns = list(frame.columns)
+    have = set(columns)
+
+    def missing(key: str, names: list[str]) -> None:
+        for n in names:
+            if n not in have:
+                problems.append(f"data.{key}: column {n!r} is not in the data ({_cols(columns)})")
+
+    missing("target", [data.target])
+    if data.time_column:
+        missing("time_column", [data.time_column])
+    excluded = {data.target, data.time_column}
+    features = data.features or [c for c in columns if c not in excluded]
+    if data.features:
+        missing("features", data.features)
+        if data.target in data.features:
+            problems.append(f"data.features: the target {data.target!r} cannot be a feature")
+    if data.categorical:
+        missing("categorical", data.categorical)
+        outside = [c for c in data.categorical if c in have and c not in features]
+        if outside:
+            problems.append(f"data.categorical: {outside} are not among the features")
+    if not features:
+        problems.append("data.features: no feature columns left")
+    return [c for c in features if c in have]
+
+
+def _build_estimator(config: EstimatorConfig, problems: list[str]) -> Any:
+    path = config.class_
+    module_name, _, cls_name = path.rpartition(".")
+    if not module_name:
+        problems.append(f"estimator.class: {path!r} is not a dotted path like sklearn.svm.SVC")
+        return None
+    try:
+        cls = getattr(importlib.import_module(module_name), cls_name)
+    except (ImportError, AttributeError):
+        problems.append(f"estimator.class: cannot import {path!r}")
+        return None
+    if not isinstance(cls, type) or not hasattr(cls, "fit"):
+        problems.append(f"estimator.class: {path!r} is not an estimator class")
+        return None
+    try:
+        return cls(**config.params)
+    except TypeError as exc:
+        problems.append(f"estimator.params: {cls_name} rejects them: {exc}")
+        return None
+
+
+def _cols(columns: list[str]) -> str:
+    shown = ", ".join(map(str, columns[:8]))
+    return f"columns: {shown}{', ...' if len(columns) > 8 else ''}"

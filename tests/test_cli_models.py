@@ -1,0 +1,120 @@
+"""`slipway models ...` from a shell: tables for people, --json for scripts, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from slipway.registry import Registry
+from tests.cli_helpers import run_cli
+
+
+@pytest.fixture
+def populated(env, make_fitted):
+    reg = Registry(env)
+    fitted = make_fitted("frame")
+    reg.register(
+        fitted.pipeline,
+        "fraud",
+        fitted.X_train,
+        fitted.y_train,
+        X_val=fitted.X_val,
+        y_val=fitted.y_val,
+        description="first",
+    )
+    reg.register(fitted.pipeline, "fraud", fitted.X_train, fitted.y_train, description="second")
+    yield reg
+    reg.store.dispose()
+
+
+def test_list_and_show_as_json(capsys, populated):
+    """--json prints machine-readable models and versions."""
+    listed = json.loads(run_cli(capsys, "models", "list", "--json").out)
+    assert [(m["name"], m["latest_version"], m["versions"]) for m in listed] == [("fraud", 2, 2)]
+    versions = json.loads(run_cli(capsys, "models", "list", "fraud", "--json").out)
+    assert [v["description"] for v in versions] == ["first", "second"]
+    shown = json.loads(run_cli(capsys, "models", "show", "fraud:1", "--json").out)
+    assert shown["ref"] == "fraud:1" and "accuracy" in shown["metrics"]
+    assert shown["contract"]["fields"][0]["name"] == "amount"
+
+
+def test_promote_rollback_and_show_by_alias(capsys, populated):
+    """Alias moves from the shell are visible to show NAME@ALIAS and NAME."""
+    assert run_cli(capsys, "models", "promote", "fraud", "1", "--alias", "production").code == 0
+    assert run_cli(capsys, "models", "promote", "fraud", "2", "--alias", "production").code == 0
+    shown = json.loads(run_cli(capsys, "models", "show", "fraud@production", "--json").out)
+    assert shown["version"] == 2
+    out = run_cli(capsys, "models", "rollback", "fraud", "--alias", "production")
+    assert out.code == 0 and "version 1" in out.out
+    assert json.loads(run_cli(capsys, "models", "show", "fraud", "--json").out)["version"] == 1
+
+
+def test_tables_for_people(capsys, populated):
+    """Without --json, list/show/audit print readable tables and the model card."""
+    assert "fraud" in run_cli(capsys, "models", "list").out
+    card = run_cli(capsys, "models", "show", "fraud:1").out
+    assert "Model card: fraud" in card and "accuracy" in card and "merchant" in card
+    run_cli(capsys, "models", "promote", "fraud", "1")
+    audit = run_cli(capsys, "models", "audit", "fraud").out
+    assert "promote" in audit and "register" in audit
+
+
+def test_verify_exits_nonzero_on_a_corrupted_artifact(capsys, populated):
+    """verify re-hashes everything and fails loudly when a file changed."""
+    ok = run_cli(capsys, "models", "verify")
+    assert ok.code == 0 and "all 8 artifacts verified" in ok.out
+    path = populated.artifacts.path(populated.get("fraud:2").meta["artifacts"]["profile"])
+    path.chmod(0o644)
+    path.write_bytes(b"{}")
+    bad = run_cli(capsys, "models", "verify", "fraud", "--json")
+    assert bad.code == 1
+    corrupted = [(c["version"], c["role"]) for c in json.loads(bad.out) if c["status"] != "ok"]
+    assert corrupted == [(1, "profile"), (2, "profile")]  # same data, one shared artifact
+
+
+def test_archive(capsys, populated):
+    """archive retires a version."""
+    assert run_cli(capsys, "models", "archive", "fraud", "1").code == 0
+    assert (
+        json.loads(run_cli(capsys, "models", "show", "fraud:1", "--json").out)["status"]
+        == "archived"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["models", "show", "nope"], "No model named 'nope'"),
+        (["models", "show", "fraud:7"], "has no version 7 (latest is 2)"),
+        (["models", "rollback", "fraud"], "no alias 'production' to roll back"),
+        (["models", "show", "a:b:c"], "is not a model reference"),
+    ],
+)
+def test_known_errors_are_one_line_and_exit_1(capsys, populated, args, message):
+    """Library errors print one line on stderr, no traceback, exit code 1."""
+    result = run_cli(capsys, *args)
+    assert result.code == 1
+    assert message in result.err
+    assert "Traceback" not in result.err and len(result.err.strip().splitlines()) == 1
+
+
+def test_usage_errors_exit_2(capsys, env):
+    """A missing argument is a usage error."""
+    assert run_cli(capsys, "models", "promote", "fraud").code == 2
+
+
+def test_real_process_prints_no_traceback(env, tmp_path):
+    """The installed entry point handles errors the same way in a real process."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "slipway", "models", "show", "ghost"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: No model named 'ghost'")
+    assert "Traceback" not in proc.stderr

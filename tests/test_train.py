@@ -1,0 +1,153 @@
+"""`slipway train config.toml` and `slipway quickstart`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from slipway import quickstart
+from slipway.exceptions import ConfigError
+from slipway.train import train
+from tests.cli_helpers import run_cli
+from tests.conftest import transactions
+
+
+def write_config(tmp_path, body: str, data: pd.DataFrame | None = None, name="data.csv"):
+    if data is not None:
+        if name.endswith(".csv"):
+            data.to_csv(tmp_path / name, index=False)
+        else:
+            data.to_parquet(tmp_path / name)
+    path = tmp_path / "train.toml"
+    path.write_text(body)
+    return path
+
+
+GOOD = """
+name = "fraud"
+description = "from config"
+alias = "production"
+[data]
+path = "{path}"
+target = "label"
+time_column = "ts"
+[estimator]
+class = "sklearn.linear_model.LogisticRegression"
+params = {{ max_iter = 300, C = 0.5 }}
+[validation]
+fraction = 0.25
+cv = 3
+"""
+
+
+@pytest.fixture
+def data() -> pd.DataFrame:
+    X, y = transactions(400)
+    return X.assign(label=y, ts=pd.date_range("2026-01-01", periods=400, freq="h").astype(str))
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_train_builds_preprocessing_registers_and_promotes(registry, tmp_path, data, fmt):
+    """Standard preprocessing per column kind; the time split holds out the latest rows."""
+    path = write_config(tmp_path, GOOD.format(path=f"data.{fmt}"), data, f"data.{fmt}")
+    mv = train(path, registry)
+    assert (mv.version, mv.aliases, mv.description) == (1, ("production",), "from config")
+    assert mv.feature_names == ["amount", "hour", "merchant", "country"]
+    assert mv.meta["params"]["model__C"] == 0.5
+    assert mv.meta["validation"]["rows"] == 100 and mv.meta["training"]["rows"] == 300
+    assert set(mv.meta["cv"]) >= {"accuracy", "roc_auc"}
+    kinds = {f["name"]: f["kind"] for f in mv.meta["contract"]["fields"]}
+    assert kinds == {
+        "amount": "number",
+        "hour": "integer",
+        "merchant": "category",
+        "country": "category",
+    }
+    model = registry.load("fraud@production")
+    tail = data.iloc[300:][mv.feature_names]
+    assert model.predict(tail).shape == (100,)
+    assert set(np.unique(model.predict(tail))) <= {0, 1}
+
+
+def test_every_config_problem_is_reported_at_once(registry, tmp_path, data):
+    """Unknown keys, wrong types and bad columns and classes: one line each."""
+    body = """
+name = "fraud"
+colour = "blue"
+[data]
+path = "data.csv"
+target = "nope"
+features = ["amount", "ghost"]
+[estimator]
+class = "sklearn.linear_model.NoSuchModel"
+[validation]
+fraction = 1.5
+"""
+    path = write_config(tmp_path, body, data)
+    with pytest.raises(ConfigError) as info:
+        train(path, registry)
+    assert any("colour" in p for p in info.value.problems)
+    assert any(p.startswith("validation.fraction") for p in info.value.problems)
+    fixed = body.replace('colour = "blue"\n', "").replace("1.5", "0.2")
+    write_config(tmp_path, fixed)
+    with pytest.raises(ConfigError) as info:
+        train(path, registry)
+    assert sorted(info.value.problems) == [
+        "data.features: column 'ghost' is not in the data (columns: amount, hour, merchant, "
+        "country, label, ts)",
+        "data.target: column 'nope' is not in the data (columns: amount, hour, merchant, "
+        "country, label, ts)",
+        "estimator.class: cannot import 'sklearn.linear_model.NoSuchModel'",
+    ]
+
+
+def test_bad_params_and_missing_files(registry, tmp_path, data):
+    """Unknown estimator params and absent data files are config errors."""
+    body = GOOD.format(path="data.csv").replace("C = 0.5", "Cee = 0.5")
+    with pytest.raises(ConfigError, match="estimator.params: LogisticRegression rejects"):
+        train(write_config(tmp_path, body, data), registry)
+    body = GOOD.format(path="missing.csv")
+    with pytest.raises(ConfigError, match="missing.csv does not exist"):
+        train(write_config(tmp_path, body), registry)
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        train(write_config(tmp_path, "name = "), registry)
+
+
+def test_cli_train_prints_the_model_card_or_one_error_per_problem(capsys, env, tmp_path, data):
+    """The command shows the card on success and lists problems on failure."""
+    path = write_config(tmp_path, GOOD.format(path="data.csv"), data)
+    ok = run_cli(capsys, "train", str(path))
+    assert ok.code == 0 and "Model card: fraud" in ok.out
+    bad = write_config(tmp_path, GOOD.format(path="data.csv").replace('"label"', '"nope"'))
+    result = run_cli(capsys, "train", str(bad))
+    assert result.code == 1
+    assert "data.target: column 'nope'" in result.err and "Traceback" not in result.err
+
+
+def test_transactions_have_a_learnable_signal():
+    """The generated data set is seeded, realistic in shape, and fraud is predictable."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import roc_auc_score
+
+    a, b = quickstart.make_transactions(6000, seed=1), quickstart.make_transactions(6000, seed=1)
+    pd.testing.assert_frame_equal(a, b)
+    assert set(quickstart.FEATURES) <= set(a.columns)
+    assert 0.01 < a.is_fraud.mean() < 0.08
+    X = a[quickstart.FEATURES].assign(
+        merchant_category=lambda d: d.merchant_category.astype("category").cat.codes,
+        country=lambda d: d.country.astype("category").cat.codes,
+    )
+    model = HistGradientBoostingClassifier(random_state=0).fit(X[:4000], a.is_fraud[:4000])
+    assert roc_auc_score(a.is_fraud[4000:], model.predict_proba(X[4000:])[:, 1]) > 0.75
+
+
+def test_quickstart_trains_registers_promotes_and_prints_the_card(capsys, env, tmp_path):
+    """`slipway quickstart` ends with a production model and its model card."""
+    result = run_cli(capsys, "quickstart", "--workdir", str(tmp_path / "qs"), "--rows", "3000")
+    assert result.code == 0, result.err
+    assert "Model card: fraud" in result.out and "roc_auc" in result.out
+    assert (tmp_path / "qs" / "fraud.toml").exists()
+    from slipway.registry import Registry
+
+    assert Registry(env).get("fraud@production").version == 1
