@@ -127,6 +127,10 @@ api_keys = sa.Table(
 
 # The prediction log: one row per served prediction. `variant`, `experiment` and the
 # shadow columns leave room for A/B tests and shadow deployments.
+#   inputs  = the row as validated, {field: value} in contract order
+#   outputs = one item of Predictions.records(): {"label", "probabilities"} or {"value"},
+#             plus "warnings": [Problem.to_dict(), ...] when the row was flagged
+# feedback.label is the ground-truth label exactly as the client sent it (JSON).
 predictions = sa.Table(
     "predictions",
     metadata,
@@ -142,6 +146,19 @@ predictions = sa.Table(
     sa.Column("latency_ms", sa.Float(), nullable=False),
     sa.Column("shadow_version", sa.Integer(), nullable=True),
     sa.Column("shadow_outputs", JSON, nullable=True),
+    sa.Index(None, "model_name", "created_at"),
+)
+
+# Requests refused for breaking the contract (HTTP 422): kept for data-quality monitoring.
+validation_failures = sa.Table(
+    "validation_failures",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("model_name", sa.String(200), nullable=False),
+    sa.Column("version", sa.Integer(), nullable=False),
+    sa.Column("rows", sa.Integer(), nullable=False),
+    sa.Column("problems", JSON, nullable=False),
     sa.Index(None, "model_name", "created_at"),
 )
 

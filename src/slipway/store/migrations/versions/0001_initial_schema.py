@@ -194,9 +194,29 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("model_name", "version", name=op.f("pk_model_versions")),
     )
+    op.create_table(
+        "validation_failures",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("model_name", sa.String(length=200), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("rows", sa.Integer(), nullable=False),
+        sa.Column("problems", JSON, nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_validation_failures")),
+    )
+    op.create_index(
+        op.f("ix_validation_failures_model_name_created_at"),
+        "validation_failures",
+        ["model_name", "created_at"],
+        unique=False,
+    )
 
 
 def downgrade() -> None:
+    op.drop_index(
+        op.f("ix_validation_failures_model_name_created_at"), table_name="validation_failures"
+    )
+    op.drop_table("validation_failures")
     op.drop_table("model_versions")
     op.drop_table("aliases")
     op.drop_index(op.f("ix_predictions_model_name_created_at"), table_name="predictions")
