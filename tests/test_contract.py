@@ -216,3 +216,9 @@ def test_not_a_table_is_a_wrong_shape_problem(contract: Contract):
     checked = contract.validate("amount=3")
     assert checked.errors[0].code == "wrong_shape"
     assert "list of records" in checked.errors[0].describe()
+
+
+def test_integers_beyond_float_range_are_out_of_range_not_a_crash(contract: Contract):
+    """10**400 cannot become a float: it is reported, not raised."""
+    checked = contract.validate([{"amount": 10**400, "hour": 1, "country": "US", "is_new": True}])
+    assert codes(checked) == [(0, "amount", "out_of_range")]

@@ -10,7 +10,7 @@ from typing import Any as _Any
 
 from slipway.artifacts import Format
 from slipway.config import Settings
-from slipway.contract import Contract, Problem
+from slipway.contract import Contract
 from slipway.exceptions import (
     ArtifactCorrupted,
     ArtifactError,
@@ -32,6 +32,7 @@ from slipway.exceptions import (
 )
 from slipway.predict import Model, Predictions
 from slipway.registry import ModelVersion, Registry
+from slipway.validation import Problem
 
 __version__ = "0.1.0"
 

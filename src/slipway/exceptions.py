@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from slipway.contract import Problem
+    from slipway.validation import Problem
 
 
 class SlipwayError(Exception):

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from slipway.contract import Contract, Problem, Validated, jsonable
+from slipway.contract import Contract
+from slipway.validation import Problem, Validated, jsonable
 
 if TYPE_CHECKING:
     from slipway.registry import ModelVersion

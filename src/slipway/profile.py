@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from slipway.contract import Contract, jsonable
+from slipway.contract import Contract
+from slipway.validation import jsonable
 
 HISTOGRAM_BINS = 20
 MAX_SHARES = 1_000

@@ -17,12 +17,13 @@ from sklearn.base import is_classifier, is_regressor
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-from slipway.contract import Contract, Unseen, jsonable
+from slipway.contract import Contract, Unseen
 from slipway.evaluation import classification_metrics, cross_validation, regression_metrics
 from slipway.exceptions import InvalidModel
 from slipway.predict import labels_match
 from slipway.profile import as_frame, build_profile, sample_rows
 from slipway.provenance import fingerprint, git_commit, library_versions
+from slipway.validation import jsonable
 
 
 @dataclass
