@@ -55,7 +55,13 @@ def test_register_records_the_whole_story(registry, make_fitted):
     assert mv.meta["training"]["rows"] == len(fitted.X_train)
     assert len(mv.meta["training"]["fingerprint"]) == 64
     assert {"python", "scikit-learn", "numpy", "joblib"} <= set(mv.meta["env"])
-    assert set(mv.meta["artifacts"]) == {"model", "profile", "sample", "reference_predictions"}
+    assert set(mv.meta["artifacts"]) == {
+        "model",
+        "profile",
+        "sample",
+        "reference_predictions",
+        "onnx",
+    }
     assert mv.meta["artifacts"]["model"] == mv.sha256 and len(mv.sha256) == 64
 
 
@@ -208,6 +214,7 @@ def test_verify_rehashes_every_artifact(registry, make_fitted):
         "profile": "corrupted",
         "sample": "missing",
         "reference_predictions": "ok",
+        "onnx": "ok",
     }
 
 

@@ -8,6 +8,7 @@ the label is derived from it; rows whose two highest probabilities tie are re-as
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -17,10 +18,13 @@ from slipway.contract import Contract
 from slipway.validation import Problem, Validated, jsonable
 
 if TYPE_CHECKING:
-    from slipway.registry import ModelVersion
+    from slipway.backends import OnnxBackend
+    from slipway.versions import ModelVersion
 
 # Two probabilities closer than this count as a tie; the pipeline's own predict decides those.
 TIE_TOLERANCE = 1e-9
+# ONNX probabilities are accepted within this distance of scikit-learn's (see backends.py).
+ONNX_TOLERANCE = 1e-5
 
 
 @dataclass
@@ -65,15 +69,21 @@ class Model:
     """A loaded model version whose artifact was verified, ready to predict.
 
     ``predict`` and ``predict_proba`` behave like the pipeline's own, after validating the
-    input against the version's contract.
+    input against the version's contract. With an ``onnx`` backend (accepted at registration,
+    loaded with ``Registry.load(ref, backend="auto")``) probabilities come from ONNX Runtime
+    within 1e-5 of scikit-learn's, and labels stay identical.
     """
 
-    def __init__(self, pipeline: Any, version: ModelVersion) -> None:
+    def __init__(
+        self, pipeline: Any, version: ModelVersion, onnx: OnnxBackend | None = None
+    ) -> None:
         self.pipeline = pipeline
         self.version = version
+        self.onnx = onnx
         self.contract: Contract = version.contract
         self.task: str = version.task
         self.classes = list(getattr(pipeline, "classes_", [])) or None
+        self._classes = np.asarray(self.classes) if self.classes else None
         self._has_proba = self.task == "classification" and hasattr(pipeline, "predict_proba")
         self._label_from_proba = bool(version.meta.get("label_from_proba", True))
 
@@ -87,8 +97,13 @@ class Model:
         """``name:version``."""
         return f"{self.version.name}:{self.version.version}"
 
+    @property
+    def backend(self) -> str:
+        """``"onnx"`` or ``"sklearn"``: what answers predictions."""
+        return "sklearn" if self.onnx is None else "onnx"
+
     def __repr__(self) -> str:
-        return f"<Model {self.ref} {self.task}>"
+        return f"<Model {self.ref} {self.task} ({self.backend})>"
 
     def validate(self, X: Any) -> Validated:
         """Check input against the contract without predicting."""
@@ -119,11 +134,9 @@ class Model:
 
     def infer(self, checked: Validated, rows: np.ndarray | None = None) -> Predictions:
         """Predict already-validated input (all rows, or the given positions)."""
+        subset = rows
         if rows is None:
             rows = np.arange(checked.n_rows)
-            x = checked.model_input()
-        else:
-            x = checked.model_input(rows)
         rejected: dict[int, list[Problem]] = {}
         if checked.errors and len(rows) < checked.n_rows:
             for p in checked.errors:
@@ -138,6 +151,11 @@ class Model:
         )
         if len(rows) == 0:
             return self._empty(out)
+        # Flagged rows (an unseen category let through) were never part of the ONNX check.
+        if self.onnx is not None and not checked.warnings and self._label_from_proba:
+            self._infer_onnx(checked, subset, out)
+            return out
+        x = checked.model_input(subset)
         if self.task == "regression":
             out.values = np.asarray(self.pipeline.predict(x))
             return out
@@ -147,21 +165,26 @@ class Model:
             return out
         proba = np.asarray(self.pipeline.predict_proba(x))
         out.probabilities = proba
-        out.labels = self._labels(x, proba)
+        if self._label_from_proba:
+            out.labels = derive_labels(self._classes, proba, TIE_TOLERANCE, _rows_of(self, x))
+        else:
+            out.labels = np.asarray(self.pipeline.predict(x))
         return out
 
-    def _labels(self, x: Any, proba: np.ndarray) -> np.ndarray:
-        if not self._label_from_proba:
-            return np.asarray(self.pipeline.predict(x))
-        classes = np.asarray(self.classes)
-        labels = classes[np.argmax(proba, axis=1)]
-        if proba.shape[1] > 1:
-            top2 = np.partition(proba, -2, axis=1)[:, -2:]
-            ties = np.flatnonzero(top2[:, 1] - top2[:, 0] <= TIE_TOLERANCE)
-            if ties.size:
-                sub = x.iloc[ties] if hasattr(x, "iloc") else x[ties]
-                labels[ties] = self.pipeline.predict(sub)
-        return labels
+    def _infer_onnx(self, checked: Validated, subset: np.ndarray | None, out: Predictions) -> None:
+        assert self.onnx is not None
+        result = self.onnx.run(checked, subset)
+        if self.task == "regression":
+            out.values = result.reshape(len(result), -1)[:, 0] if result.ndim > 1 else result
+            return
+        out.classes = self.classes
+        out.probabilities = result
+
+        def exact(tied: np.ndarray) -> np.ndarray:
+            chosen = tied if subset is None else subset[tied]
+            return np.asarray(self.pipeline.predict(checked.model_input(chosen)))
+
+        out.labels = derive_labels(self._classes, result, 2 * ONNX_TOLERANCE, exact)
 
     def _empty(self, out: Predictions) -> Predictions:
         if self.task == "regression":
@@ -174,6 +197,28 @@ class Model:
         return out
 
 
+def derive_labels(
+    classes: Any, proba: np.ndarray, tolerance: float, predict_rows: Callable[[np.ndarray], Any]
+) -> np.ndarray:
+    """Labels as the class of highest probability; rows whose top two probabilities are within
+    ``tolerance`` are decided by ``predict_rows(positions)`` (the pipeline's own predict)."""
+    labels = np.asarray(classes)[np.argmax(proba, axis=1)]
+    if proba.shape[1] > 1:
+        top2 = np.partition(proba, -2, axis=1)[:, -2:]
+        ties = np.flatnonzero(top2[:, 1] - top2[:, 0] <= tolerance)
+        if ties.size:
+            labels[ties] = predict_rows(ties)
+    return labels
+
+
+def _rows_of(model: Model, x: Any) -> Callable[[np.ndarray], np.ndarray]:
+    def predict(positions: np.ndarray) -> np.ndarray:
+        sub = x.iloc[positions] if hasattr(x, "iloc") else x[positions]
+        return np.asarray(model.pipeline.predict(sub))
+
+    return predict
+
+
 def labels_match(pipeline: Any, X: Any) -> bool:
     """Whether labels derived from ``predict_proba`` (ties re-asked) equal ``predict`` on X.
 
@@ -183,11 +228,6 @@ def labels_match(pipeline: Any, X: Any) -> bool:
     if not hasattr(pipeline, "predict_proba") or len(X) == 0:
         return True
     proba = np.asarray(pipeline.predict_proba(X))
-    classes = np.asarray(pipeline.classes_)
-    derived = classes[np.argmax(proba, axis=1)]
     expected = np.asarray(pipeline.predict(X))
-    if proba.shape[1] > 1:
-        top2 = np.partition(proba, -2, axis=1)[:, -2:]
-        ties = top2[:, 1] - top2[:, 0] <= TIE_TOLERANCE
-        derived[ties] = expected[ties]
+    derived = derive_labels(pipeline.classes_, proba, TIE_TOLERANCE, lambda ties: expected[ties])
     return bool(np.array_equal(derived, expected))

@@ -61,8 +61,8 @@ time_column = "timestamp"
 features = {features}
 
 [estimator]
-class = "sklearn.ensemble.HistGradientBoostingClassifier"
-params = {{ max_iter = 200, learning_rate = 0.1, random_state = 0 }}
+class = "sklearn.ensemble.GradientBoostingClassifier"
+params = {{ n_estimators = 100, max_depth = 3, learning_rate = 0.1, random_state = 0 }}
 
 [validation]
 fraction = 0.2

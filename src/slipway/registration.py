@@ -17,6 +17,7 @@ from sklearn.base import is_classifier, is_regressor
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
+from slipway import backends
 from slipway.contract import Contract, Unseen
 from slipway.evaluation import classification_metrics, cross_validation, regression_metrics
 from slipway.exceptions import InvalidModel
@@ -34,6 +35,7 @@ class Description:
     profile: dict[str, Any]
     sample: pd.DataFrame
     reference: pd.DataFrame
+    onnx: bytes | None = None
 
 
 def describe(
@@ -50,6 +52,7 @@ def describe(
     bounds: Mapping[str, tuple[float, float]] | None = None,
     sample_size: int = 10_000,
     seed: int = 0,
+    onnx: bool = True,
 ) -> Description:
     """Learn the contract and profile, score the validation data, record provenance."""
     task = _task_of(pipeline)
@@ -73,7 +76,6 @@ def describe(
         "training": {"rows": len(frame), "fingerprint": fingerprint(X_train, y_train)},
         "git": git_commit(),
         "env": library_versions(),
-        "backend": "sklearn",
     }
     check_x = X_val if X_val is not None else _model_input(sample, contract)
     if task == "classification":
@@ -91,7 +93,12 @@ def describe(
         if y_train is None:
             raise InvalidModel("cv needs y_train.")
         meta["cv"] = cross_validation(pipeline, X_train, y_train, folds=cv, task=task, seed=seed)
-    return Description(meta, build_profile(frame, contract), sample, reference)
+    graph = None
+    if onnx:
+        graph, verdict = backends.assess(pipeline, contract, _model_input(sample, contract), task)
+        meta["onnx"] = verdict.to_meta()
+    meta["backend"] = "onnx" if graph is not None else "sklearn"
+    return Description(meta, build_profile(frame, contract), sample, reference, graph)
 
 
 def _task_of(pipeline: Any) -> str:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import sqlalchemy as sa
 
 from slipway import artifacts as art
+from slipway import backends
 from slipway.config import Settings
 from slipway.contract import Unseen
 from slipway.exceptions import (
@@ -84,12 +85,15 @@ class Registry:
         bounds: Mapping[str, tuple[float, float]] | None = None,
         alias: str | None = None,
         seed: int = 0,
+        onnx: bool = True,
     ) -> ModelVersion:
         """Save a fitted pipeline as the next version of ``name`` and return that version.
 
         Learns the input contract and a reference profile from ``X_train``, scores
         ``X_val``/``y_val`` when given, runs ``cv``-fold cross-validation when asked, and
-        records provenance. ``alias`` promotes the new version straight away.
+        records provenance. ``alias`` promotes the new version straight away. With ``onnx``
+        (and the ``onnx`` extra installed) the pipeline is also converted to ONNX and kept as
+        the fast serving backend when it matches scikit-learn on the reference sample.
         """
         check_name(name)
         if format not in art.FORMATS:
@@ -107,6 +111,7 @@ class Registry:
             bounds=bounds,
             sample_size=self.settings.profile_sample_rows,
             seed=seed,
+            onnx=onnx,
         )
         meta = desc.meta
         if format == "skops":
@@ -129,6 +134,8 @@ class Registry:
             "sample": self.artifacts.put(to_parquet_bytes(desc.sample)),
             "reference_predictions": self.artifacts.put(to_parquet_bytes(desc.reference)),
         }
+        if desc.onnx is not None:
+            meta["artifacts"]["onnx"] = self.artifacts.put(desc.onnx)
         actor = current_user(self.settings.user)
         with self.store.write() as conn:
             version = _next_version(conn, self.store.dialect, name)
@@ -241,8 +248,13 @@ class Registry:
             for r in rows
         ]
 
-    def load(self, ref: str) -> Model:
-        """Verify a version's artifact against its recorded sha256, then deserialize it."""
+    def load(self, ref: str, *, backend: Literal["sklearn", "auto"] = "sklearn") -> Model:
+        """Verify a version's artifact against its recorded sha256, then deserialize it.
+
+        ``backend="auto"`` also loads the version's ONNX graph when one was accepted at
+        registration and onnxruntime is installed (the service does); the default answers with
+        scikit-learn alone, so results are bit-identical to the pipeline's.
+        """
         mv = self.get(ref)
         self._check_env(mv)
         data = self.artifacts.get(mv.sha256)  # raises before any deserialization
@@ -252,6 +264,9 @@ class Registry:
             trusted=self.settings.trusted_types,
             source=str(self.artifacts.path(mv.sha256)),
         )
+        graph = mv.meta.get("artifacts", {}).get("onnx")
+        if backend == "auto" and graph and backends.available():
+            return Model(pipeline, mv, backends.OnnxBackend(self.artifacts.get(graph), mv.contract))
         return Model(pipeline, mv)
 
     def profile(self, mv: ModelVersion) -> dict[str, Any]:

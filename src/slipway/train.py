@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import tomllib
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Literal
 
@@ -127,7 +128,8 @@ def train(path: Path, registry: Registry) -> ModelVersion:
     categorical = config.data.categorical
     if categorical is None:
         categorical = [c for c in features if not pd.api.types.is_numeric_dtype(frame[c])]
-    pipeline = build_pipeline(features, categorical, estimator)
+    nullable = [c for c in features if frame[c].isna().any()]
+    pipeline = build_pipeline(features, categorical, estimator, nullable)
     try:
         pipeline.fit(X_train, y_train)
     except InvalidParameterError as exc:
@@ -150,18 +152,28 @@ def train(path: Path, registry: Registry) -> ModelVersion:
     )
 
 
-def build_pipeline(features: list[str], categorical: list[str], estimator: Any) -> Pipeline:
-    """Standard preprocessing for the given columns, followed by ``estimator``."""
+def build_pipeline(
+    features: list[str],
+    categorical: list[str],
+    estimator: Any,
+    nullable: Collection[str] = (),
+) -> Pipeline:
+    """Standard preprocessing for the given columns, followed by ``estimator``.
+
+    Numeric columns are median-imputed and standardized; categorical columns are one-hot
+    encoded, ignoring unknown categories, after most-frequent imputation when any of them is in
+    ``nullable`` (an imputer on strings would keep the pipeline from converting to ONNX).
+    """
     numeric = [c for c in features if c not in set(categorical)]
-    steps = []
+    steps: list[tuple[str, Any, list[str]]] = []
     if numeric:
         num = make_pipeline(SimpleImputer(strategy="median"), StandardScaler())
         steps.append(("numeric", num, numeric))
     if categorical:
-        cat = make_pipeline(
-            SimpleImputer(strategy="most_frequent"),
-            OneHotEncoder(handle_unknown="ignore", sparse_output=False),
-        )
+        encoder = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
+        cat: Any = encoder
+        if set(categorical) & set(nullable):
+            cat = make_pipeline(SimpleImputer(strategy="most_frequent"), encoder)
         steps.append(("categorical", cat, categorical))
     return Pipeline(
         [("preprocess", ColumnTransformer(steps, remainder="drop")), ("model", estimator)]

@@ -34,6 +34,9 @@ def model_card(mv: ModelVersion) -> RenderableType:
     if "validation" in meta:
         facts.add_row("validation data", f"{meta['validation']['rows']:,} rows")
     facts.add_row("artifact", f"{mv.format}, sha256 {mv.sha256}")
+    onnx = meta.get("onnx")
+    backend = meta.get("backend", "sklearn")
+    facts.add_row("serving backend", f"{backend}" + (f" ({onnx['reason']})" if onnx else ""))
     if meta.get("git"):
         dirty = " (uncommitted changes)" if meta["git"]["dirty"] else ""
         facts.add_row("git commit", meta["git"]["commit"][:12] + dirty)
