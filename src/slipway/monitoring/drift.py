@@ -32,6 +32,7 @@ NOT_IN_REFERENCE = "not_in_reference"
 MISSING = "missing"
 SKIPPED = "skipped"
 PENDING = "pending"
+_BASELINES = {"previous": "previous window", "validation": "validation predictions"}
 
 HISTOGRAM_BINS = 20
 TOP_CATEGORIES = 12
@@ -112,15 +113,16 @@ def compare(
         out.reference_rows, out.reference_null_rate = reference.present, reference.null_rate
     if current is not None:
         out.current_rows, out.null_rate = current.present, current.null_rate
+    where = _BASELINES.get(baseline, baseline)
     if reference is None:
-        return _status(out, NOT_IN_REFERENCE, f"{name} never appears in the {baseline}")
+        return _status(out, NOT_IN_REFERENCE, f"{name} never appears in the {where}")
     if current is None:
         return _status(out, MISSING, f"{name} is absent from the window")
     if reference.kind == "skipped" or current.kind == "skipped":
         return _status(out, SKIPPED, f"{name} is not compared (date-times always move)")
     if reference.kind != current.kind:
         return _status(
-            out, SKIPPED, f"{name} is {reference.kind} in the {baseline}, {current.kind} now"
+            out, SKIPPED, f"{name} is {reference.kind} in the {where}, {current.kind} now"
         )
     if current.rows == 0:
         return _status(out, EMPTY, "the window has no rows")
@@ -131,7 +133,7 @@ def compare(
         side, n = (
             ("window", current.present)
             if current.present < min_rows
-            else (baseline, reference.present)
+            else (where, reference.present)
         )
         return _status(
             out, INSUFFICIENT, f"{n} value(s) in the {side}; at least {min_rows} are needed"
