@@ -173,7 +173,7 @@ def _emit(report: DriftReport, fmt: Format, out: Path | None) -> None:
         sys.stdout.flush()
         return
     out.write_text(text + "\n", encoding="utf-8")
-    err_console.print(f"{report.status}: report written to {out}")
+    err_console.print(f"{report.status}: report written to {out}", soft_wrap=True)
 
 
 def _history_table(name: str, runs: list[RunSummary]) -> Table:
