@@ -1,4 +1,4 @@
-"""`slipway monitor NAME` checks and exits with the verdict; `slipway monitor history NAME` lists."""
+"""`slipway monitor NAME` checks and exits with its verdict; `slipway monitor history` lists."""
 
 from __future__ import annotations
 
@@ -36,7 +36,9 @@ def test_alert_exits_2_and_json_is_machine_readable(capsys, served):
     assert result.code == 2
     data = json.loads(result.out)
     assert data["status"] == "ALERT" and data["model"] == "fraud"
-    assert any(f["name"] == "amount" and f["status"] == "drift" for f in data["windows"][-1]["features"])
+    assert any(
+        f["name"] == "amount" and f["status"] == "drift" for f in data["windows"][-1]["features"]
+    )
 
 
 def test_warn_exits_1(capsys, env, registry, fraud):
@@ -49,7 +51,17 @@ def test_windows_html_file(capsys, served, tmp_path):
     """--window 1d --since 30d --format html --out writes one offline page."""
     out = tmp_path / "report.html"
     result = run_cli(
-        capsys, "monitor", "fraud", "--window", "1d", "--since", "30d", "--format", "html", "--out", str(out)
+        capsys,
+        "monitor",
+        "fraud",
+        "--window",
+        "1d",
+        "--since",
+        "30d",
+        "--format",
+        "html",
+        "--out",
+        str(out),
     )
     assert result.code == 0, result.err
     page = out.read_text()
@@ -60,7 +72,9 @@ def test_windows_html_file(capsys, served, tmp_path):
 
 def test_every_loops_count_times_and_stores_each_run(capsys, served):
     """--every with --count runs that many times; history lists each run."""
-    result = run_cli(capsys, "monitor", "fraud", "--every", "0.01s", "--count", "2", "--format", "json")
+    result = run_cli(
+        capsys, "monitor", "fraud", "--every", "0.01s", "--count", "2", "--format", "json"
+    )
     assert result.code == 0
     history = run_cli(capsys, "monitor", "history", "fraud", "--json")
     assert history.code == 0 and len(json.loads(history.out)) == 2
@@ -74,7 +88,7 @@ def test_history_lists_runs_newest_first(capsys, served):
 
 
 def test_errors_exit_3_never_1_or_2(capsys, env, registry, fraud):
-    """Unknown model, bad duration, bad option, missing name: exit 3, so no error looks like a verdict."""
+    """Unknown model, bad duration or option, missing name: exit 3, never a verdict's code."""
     unknown = run_cli(capsys, "monitor", "nobody")
     assert unknown.code == 3 and "No model named 'nobody'" in unknown.err
     bad = run_cli(capsys, "monitor", "fraud", "--since", "soon")
@@ -91,7 +105,9 @@ def test_config_file_sets_floors_per_feature(capsys, served, tmp_path):
     served.predictions("fraud", X, utcnow() - timedelta(minutes=30))
     config = tmp_path / "monitor.toml"
     config.write_text("alpha = 0.01\n[features.amount]\nseverity = 'warn'\n")
-    data = json.loads(run_cli(capsys, "monitor", "fraud", "--config", str(config), "--format", "json").out)
+    data = json.loads(
+        run_cli(capsys, "monitor", "fraud", "--config", str(config), "--format", "json").out
+    )
     assert data["policy"]["alpha"] == 0.01
     [amount] = [r for r in data["reasons"] if r["message"].startswith("amount")]
     assert amount["severity"] == "WARN"  # the prediction drift it causes still ALERTs

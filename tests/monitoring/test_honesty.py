@@ -1,4 +1,4 @@
-"""Honest at any sample size: few false alarms without drift, real shifts found, tiny ones ignored."""
+"""Honest at any sample size: few false alarms, real shifts found, tiny ones ignored."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Realized performance: point metrics equal sklearn's, weighted (bootstrap) ones too, intervals cover."""
+"""Realized performance: metrics equal sklearn's, weighted ones too; intervals cover."""
 
 from __future__ import annotations
 
@@ -29,17 +29,31 @@ def test_weighted_metrics_equal_sklearn_with_sample_weights():
     """Every bootstrap metric, with integer weights, equals sklearn's with sample_weight."""
     y, labels, proba = binary(800, 0)
     w = np.random.default_rng(1).integers(0, 4, size=(1, 800)).astype(float)
-    got = {k: float(v[0]) for k, v in _weighted_classification(w, y, labels, proba, CLASSES).items()}
+    got = {
+        k: float(v[0]) for k, v in _weighted_classification(w, y, labels, proba, CLASSES).items()
+    }
     sw, pos = w[0], y == "yes"
-    assert got["accuracy"] == pytest.approx(skm.accuracy_score(y, labels, sample_weight=sw), rel=1e-9)
+    assert got["accuracy"] == pytest.approx(
+        skm.accuracy_score(y, labels, sample_weight=sw), rel=1e-9
+    )
     assert got["precision"] == pytest.approx(
         skm.precision_score(y, labels, pos_label="yes", sample_weight=sw), rel=1e-9
     )
-    assert got["recall"] == pytest.approx(skm.recall_score(y, labels, pos_label="yes", sample_weight=sw), rel=1e-9)
-    assert got["f1"] == pytest.approx(skm.f1_score(y, labels, pos_label="yes", sample_weight=sw), rel=1e-9)
-    assert got["roc_auc"] == pytest.approx(skm.roc_auc_score(pos, proba[:, 1], sample_weight=sw), rel=1e-9)
-    assert got["log_loss"] == pytest.approx(skm.log_loss(y, proba, labels=CLASSES, sample_weight=sw), rel=1e-9)
-    assert got["brier"] == pytest.approx(skm.brier_score_loss(pos, proba[:, 1], sample_weight=sw), rel=1e-9)
+    assert got["recall"] == pytest.approx(
+        skm.recall_score(y, labels, pos_label="yes", sample_weight=sw), rel=1e-9
+    )
+    assert got["f1"] == pytest.approx(
+        skm.f1_score(y, labels, pos_label="yes", sample_weight=sw), rel=1e-9
+    )
+    assert got["roc_auc"] == pytest.approx(
+        skm.roc_auc_score(pos, proba[:, 1], sample_weight=sw), rel=1e-9
+    )
+    assert got["log_loss"] == pytest.approx(
+        skm.log_loss(y, proba, labels=CLASSES, sample_weight=sw), rel=1e-9
+    )
+    assert got["brier"] == pytest.approx(
+        skm.brier_score_loss(pos, proba[:, 1], sample_weight=sw), rel=1e-9
+    )
 
 
 def test_multiclass_macro_metrics_equal_sklearn():
@@ -51,7 +65,9 @@ def test_multiclass_macro_metrics_equal_sklearn():
     labels = classes[proba.argmax(1)]
     got = _weighted_classification(np.ones((1, 600)), y, labels, proba, classes)
     assert got["f1"][0] == pytest.approx(skm.f1_score(y, labels, average="macro"), rel=1e-9)
-    assert got["roc_auc"][0] == pytest.approx(skm.roc_auc_score(y, proba, multi_class="ovr"), rel=1e-9)
+    assert got["roc_auc"][0] == pytest.approx(
+        skm.roc_auc_score(y, proba, multi_class="ovr"), rel=1e-9
+    )
 
 
 def test_calibration_error_of_a_calibrated_scorer_is_small_and_of_a_shifted_one_large():

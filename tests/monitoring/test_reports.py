@@ -19,8 +19,16 @@ from tests.monitoring.conftest import NOW
 def drifted():
     """A report with a flagged number, a flagged category and an OK feature."""
     rng = np.random.default_rng(0)
-    ref = pd.DataFrame({"x": rng.normal(size=3_000), "c": rng.choice(list("abc"), 3_000), "z": rng.normal(size=3_000)})
-    cur = pd.DataFrame({"x": rng.normal(1, 1, 800), "c": rng.choice(list("abd"), 800), "z": rng.normal(size=800)})
+    ref = pd.DataFrame(
+        {
+            "x": rng.normal(size=3_000),
+            "c": rng.choice(list("abc"), 3_000),
+            "z": rng.normal(size=3_000),
+        }
+    )
+    cur = pd.DataFrame(
+        {"x": rng.normal(1, 1, 800), "c": rng.choice(list("abd"), 800), "z": rng.normal(size=800)}
+    )
     return monitor(ref, cur)
 
 
@@ -34,7 +42,9 @@ def test_html_is_one_offline_page_with_distributions_of_flagged_features():
     report = drifted()
     page = report.to_html()
     root = parse_page(page)
-    assert "<script" not in page and "<link" not in page and "http" not in page and "src=" not in page
+    assert (
+        "<script" not in page and "<link" not in page and "http" not in page and "src=" not in page
+    )
     figures = [f for f in root.iter("figure") if f.find("figcaption") is not None]
     captions = [f.find("figcaption").text for f in figures]
     assert any(c.startswith("x vs reference") for c in captions)
@@ -46,7 +56,10 @@ def test_html_is_one_offline_page_with_distributions_of_flagged_features():
 def test_html_escapes_feature_names():
     """A feature called <script> is text, not markup."""
     rng = np.random.default_rng(1)
-    report = monitor(pd.DataFrame({"<script>": rng.normal(size=500)}), pd.DataFrame({"<script>": rng.normal(3, 1, 300)}))
+    report = monitor(
+        pd.DataFrame({"<script>": rng.normal(size=500)}),
+        pd.DataFrame({"<script>": rng.normal(3, 1, 300)}),
+    )
     page = report.to_html()
     parse_page(page)
     assert "<script>" not in page and "&lt;script&gt;" in page

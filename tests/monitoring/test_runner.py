@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 
 import numpy as np
@@ -20,10 +21,12 @@ def monitor(registry, **kwargs):
 
 def test_durations_and_windows():
     """24h, 30d, 2w parse; 30d in 1d windows is 30 windows, oldest first, ending now."""
-    assert parse_duration("24h") == timedelta(hours=24) and parse_duration("2w") == timedelta(weeks=2)
+    assert parse_duration("24h") == timedelta(hours=24) and parse_duration("2w") == timedelta(
+        weeks=2
+    )
     bounds = window_bounds(NOW, parse_duration("30d"), parse_duration("1d"))
     assert len(bounds) == 30 and bounds[-1][1] == NOW and bounds[0][0] == NOW - timedelta(days=30)
-    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:], strict=False))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
     with pytest.raises(ConfigError, match="not a duration"):
         parse_duration("soon")
     with pytest.raises(ConfigError, match="longer than"):
@@ -93,7 +96,10 @@ def test_contract_violations_and_unseen_categories_are_data_quality(registry, fr
     """Refused requests are counted by problem code; a high refusal rate WARNs."""
     X, _ = transactions(300, seed=15)
     log.predictions("fraud", X, NOW - timedelta(hours=2))
-    problems = [{"code": "null", "field": "amount"}, {"code": "unseen_category", "field": "country"}]
+    problems = [
+        {"code": "null", "field": "amount"},
+        {"code": "unseen_category", "field": "country"},
+    ]
     for _ in range(30):
         log.refusal("fraud", 1, NOW - timedelta(hours=1), problems, rows=2)
     report = monitor(registry).run("fraud", since=timedelta(hours=24))
@@ -105,7 +111,7 @@ def test_contract_violations_and_unseen_categories_are_data_quality(registry, fr
 
 def test_performance_drop_alerts_per_version(registry, fraud, log):
     """Labels that disagree with the model: accuracy's whole interval is below registration."""
-    X, y = transactions(1_000, seed=16)
+    X, _ = transactions(1_000, seed=16)
     ids, scored = log.predictions("fraud", X, NOW - timedelta(hours=3))
     log.feedback(ids, 1 - scored.labels, NOW)  # every label is the opposite of the prediction
     report = monitor(registry).run("fraud", since=timedelta(hours=24))
@@ -126,7 +132,7 @@ def test_few_labels_are_insufficient_not_a_verdict(registry, fraud, log):
 
 
 def test_history_and_latest_report(registry, fraud, log):
-    """Runs are listed newest first; latest_report is None before a run, ModelNotFound for strangers."""
+    """Runs list newest first; latest_report is None before a run, raises for unknown models."""
     assert latest_report(registry, "fraud") is None
     with pytest.raises(ModelNotFound):
         latest_report(registry, "nobody")
@@ -154,11 +160,20 @@ def test_multiclass_and_regression_models(registry, make_fitted, log):
     for kind in ("multiclass", "regressor"):
         fitted = make_fitted(kind, n=1_200)
         registry.register(
-            fitted.pipeline, kind, fitted.X_train, fitted.y_train, X_val=fitted.X_val, y_val=fitted.y_val
+            fitted.pipeline,
+            kind,
+            fitted.X_train,
+            fitted.y_train,
+            X_val=fitted.X_val,
+            y_val=fitted.y_val,
         )
         X = fitted.X_val
         X = X if hasattr(X, "iloc") else np.asarray(X)
-        frame = X if hasattr(X, "iloc") else __import__("pandas").DataFrame(X, columns=registry.get(kind).feature_names)
+        frame = (
+            X
+            if hasattr(X, "iloc")
+            else __import__("pandas").DataFrame(X, columns=registry.get(kind).feature_names)
+        )
         ids, _ = log.predictions(kind, frame, NOW - timedelta(hours=2))
         log.feedback(ids, fitted.y_val, NOW)
         report = monitor(registry).run(kind)
@@ -166,7 +181,9 @@ def test_multiclass_and_regression_models(registry, make_fitted, log):
         [perf] = report.latest.performance
         if kind == "multiclass":
             assert {"label", "proba:a", "proba:b", "proba:c"} <= names
-            assert perf["metrics"]["f1"]["registered"] == pytest.approx(fitted_metric(registry, kind, "f1"))
+            assert perf["metrics"]["f1"]["registered"] == pytest.approx(
+                fitted_metric(registry, kind, "f1")
+            )
         else:
             assert names == {"value"} and set(perf["metrics"]) == {"mae", "rmse", "r2"}
         assert not any(m["degraded"] for m in perf["metrics"].values())

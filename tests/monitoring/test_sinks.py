@@ -7,6 +7,7 @@ import logging
 import threading
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import ClassVar
 
 import httpx
 import numpy as np
@@ -95,7 +96,9 @@ def test_log_sink_writes_one_line_at_the_status_level(alert, caplog):
 def test_routes_come_from_settings(tmp_path):
     """The webhook is added only when SLIPWAY_ALERT_WEBHOOK_URL is set."""
     assert [r.name for r in routes(Settings(home=tmp_path))] == ["log"]
-    settings = Settings(home=tmp_path, alert_webhook_url="http://127.0.0.1:9/x", alert_min_status="WARN")
+    settings = Settings(
+        home=tmp_path, alert_webhook_url="http://127.0.0.1:9/x", alert_min_status="WARN"
+    )
     webhook = routes(settings)[1]
     assert webhook.name == "webhook" and webhook.min_status == "WARN"
 
@@ -103,16 +106,21 @@ def test_routes_come_from_settings(tmp_path):
 def test_a_dead_webhook_never_crashes_a_stored_run(registry, fraud, caplog):
     """The run is stored and its alert records say what failed."""
     dead = WebhookSink("http://127.0.0.1:9/hook", timeout=0.5)
-    m = Monitor(registry, clock=lambda: NOW, sinks=[Route("webhook", dead, "OK")], sleep=lambda s: None)
+    m = Monitor(
+        registry, clock=lambda: NOW, sinks=[Route("webhook", dead, "OK")], sleep=lambda s: None
+    )
     report = m.run("fraud", since=timedelta(hours=1))
     [record] = report.alerts
-    assert record["delivered"] is False and record["attempts"] == registry.settings.alert_webhook_attempts
+    assert (
+        record["delivered"] is False
+        and record["attempts"] == registry.settings.alert_webhook_attempts
+    )
     [run] = m.history("fraud")
     assert run.alerts == report.alerts
 
 
 class _Hook(BaseHTTPRequestHandler):
-    received: list = []
+    received: ClassVar[list] = []
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))

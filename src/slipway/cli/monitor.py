@@ -13,7 +13,7 @@ import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -32,7 +32,7 @@ from slipway.monitoring.runner import Monitor, RunSummary, parse_duration
 CANNOT_RUN = 3
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     """How a report is printed."""
 
     terminal = "terminal"
@@ -40,7 +40,7 @@ class Format(str, Enum):
     html = "html"
 
 
-class BaselineChoice(str, Enum):
+class BaselineChoice(StrEnum):
     """What the window's inputs are compared with."""
 
     reference = "reference"
@@ -95,25 +95,33 @@ app = typer.Typer(
 def check(
     ctx: typer.Context,
     name: Annotated[
-        str | None, typer.Argument(help="Model: NAME (production, else latest), NAME:VERSION or NAME@ALIAS.")
+        str | None,
+        typer.Argument(help="Model: NAME (production, else latest), NAME:VERSION or NAME@ALIAS."),
     ] = None,
     since: Annotated[str, typer.Option(help="How far back to look, e.g. 24h, 30d.")] = "24h",
     window: Annotated[
         str | None, typer.Option(help="Split --since into windows of this length, e.g. 1d.")
     ] = None,
-    fmt: Annotated[Format, typer.Option("--format", help="terminal, json or html.")] = Format.terminal,
+    fmt: Annotated[
+        Format, typer.Option("--format", help="terminal, json or html.")
+    ] = Format.terminal,
     out: Annotated[Path | None, typer.Option(help="Write the report to this file.")] = None,
     baseline: Annotated[
-        BaselineChoice, typer.Option(help="Compare inputs with the reference or the previous window.")
+        BaselineChoice,
+        typer.Option(help="Compare inputs with the reference or the previous window."),
     ] = BaselineChoice.reference,
     every: Annotated[
         str | None, typer.Option(help="Run again at this interval until stopped, e.g. 1h.")
     ] = None,
-    count: Annotated[int | None, typer.Option(help="With --every: stop after this many runs.", min=1)] = None,
+    count: Annotated[
+        int | None, typer.Option(help="With --every: stop after this many runs.", min=1)
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="TOML file with alpha, floors and per-feature thresholds.")
     ] = None,
-    alpha: Annotated[float | None, typer.Option(help="Significance level after correction.")] = None,
+    alpha: Annotated[
+        float | None, typer.Option(help="Significance level after correction.")
+    ] = None,
 ) -> None:
     """Check NAME's recent traffic; exit 0 OK, 1 WARN, 2 ALERT, 3 could not run."""
     if ctx.invoked_subcommand is not None:
@@ -124,7 +132,10 @@ def check(
         policy = load_policy(config) if config else Policy()
         if alpha is not None:
             policy = Policy(**{**policy.__dict__, "alpha": alpha})
-        span, step = parse_duration(since, "--since"), parse_duration(window, "--window") if window else None
+        span, step = (
+            parse_duration(since, "--since"),
+            parse_duration(window, "--window") if window else None,
+        )
         interval = parse_duration(every, "--every") if every else None
         monitor = Monitor(registry(), policy)
         runs = 0
@@ -196,7 +207,9 @@ def _history_table(name: str, runs: list[RunSummary]) -> Table:
             f"{r.rows:,}",
             f"[{style[r.status]}]{r.status}[/]",
             (r.reasons[0][:80] if r.reasons else "-"),
-            ("failed: " + ", ".join(failed)) if failed else ", ".join(a["sink"] for a in r.alerts) or "-",
+            ("failed: " + ", ".join(failed))
+            if failed
+            else ", ".join(a["sink"] for a in r.alerts) or "-",
         )
     return table
 

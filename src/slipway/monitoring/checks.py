@@ -80,7 +80,9 @@ def monitor(
     """
     pol = make_policy(policy, thresholds=thresholds, **options)
     ref = cols.as_frame(reference, features)
-    cur = cols.as_frame(current, list(ref.columns) if not isinstance(current, pd.DataFrame) else None)
+    cur = cols.as_frame(
+        current, list(ref.columns) if not isinstance(current, pd.DataFrame) else None
+    )
     if features is not None and isinstance(reference, pd.DataFrame):
         ref = ref.loc[:, [f for f in features if f in ref.columns]]
     if features is not None and isinstance(current, pd.DataFrame):

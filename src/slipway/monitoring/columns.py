@@ -115,7 +115,7 @@ def infer_kind(series: pd.Series) -> Kind:
         return "skipped"
     if pd.api.types.is_numeric_dtype(dtype):
         return "numeric"
-    if dtype == object:
+    if pd.api.types.is_object_dtype(dtype):
         sample = series.dropna().head(1000)
         if len(sample) and all(
             isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)

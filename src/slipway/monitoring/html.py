@@ -30,7 +30,8 @@ _CSS = """
 body{font-family:system-ui,sans-serif;margin:2rem;color:#212529;max-width:1100px}
 h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:2rem;border-bottom:1px solid #dee2e6}
 .badge{color:#fff;padding:.15rem .6rem;border-radius:.3rem;font-weight:bold}
-table{border-collapse:collapse;font-size:.85rem}td,th{padding:.25rem .6rem;border-bottom:1px solid #eee;text-align:left}
+table{border-collapse:collapse;font-size:.85rem}
+td,th{padding:.25rem .6rem;border-bottom:1px solid #eee;text-align:left}
 .drift{color:#c92a2a;font-weight:bold}.minor{color:#1971c2}.grid{display:flex;flex-wrap:wrap;gap:1rem}
 figure{margin:0}figcaption{font-size:.8rem;color:#495057}
 """
@@ -126,7 +127,7 @@ def _statistics(timeline: list[dict[str, Any]], labels: list[str]) -> str:
         series: dict[str, list[float | None]] = {}
         floor = None
         for name in names:
-            values = []
+            values: list[float | None] = []
             for w in timeline:
                 f = next((x for x in w.get("features", []) if x["name"] == name), None)
                 if f is None:
@@ -135,7 +136,7 @@ def _statistics(timeline: list[dict[str, Any]], labels: list[str]) -> str:
                     values.append(f.get("p_adjusted"))
                 else:
                     values.append((f.get("effects") or {}).get(key))
-                    floor = floor if f is None else (f.get("floors") or {}).get(key, floor)
+                    floor = (f.get("floors") or {}).get(key, floor)
             if any(v is not None for v in values):
                 series[name] = values
         if series:
@@ -143,7 +144,9 @@ def _statistics(timeline: list[dict[str, Any]], labels: list[str]) -> str:
             label = "alpha" if key == "p_adjusted" else "floor"
             chart = svg.lines(series, labels, guide=guide, guide_label=label)
             charts.append(f"<figure>{chart}<figcaption>{escape(title)}</figcaption></figure>")
-    return f'<div class="grid">{"".join(charts)}</div>' if charts else "<p>No tested features yet.</p>"
+    return (
+        f'<div class="grid">{"".join(charts)}</div>' if charts else "<p>No tested features yet.</p>"
+    )
 
 
 def _performance(timeline: list[dict[str, Any]], labels: list[str], version: int | None) -> str:
@@ -160,7 +163,9 @@ def _performance(timeline: list[dict[str, Any]], labels: list[str], version: int
                 entry["b"][i] = (m.get("low"), m.get("high"))
                 entry["registered"] = m.get("registered")
     if not metrics:
-        return "<p>No labeled predictions yet: send ground truth as feedback to see performance.</p>"
+        return (
+            "<p>No labeled predictions yet: send ground truth as feedback to see performance.</p>"
+        )
     charts = [
         "<figure>"
         + svg.lines(
@@ -170,7 +175,8 @@ def _performance(timeline: list[dict[str, Any]], labels: list[str], version: int
             guide=e.get("registered"),
             guide_label="at registration",
         )
-        + f"<figcaption>{escape(name)} with its 95% interval (version {version})</figcaption></figure>"
+        + f"<figcaption>{escape(name)} with its 95% interval (version {version})"
+        + "</figcaption></figure>"
         for name, e in metrics.items()
     ]
     return f'<div class="grid">{"".join(charts)}</div>'
@@ -186,12 +192,15 @@ def _quality(timeline: list[dict[str, Any]], labels: list[str]) -> str:
         v = q.get("violations")
         other["contract violations"].append(None if not v else v.get("rate"))
         for check in ("out_of_range", "unseen_category"):
-            worst = [e.get(check) for e in (q.get("features") or {}).values() if e.get(check) is not None]
+            worst = [
+                e.get(check) for e in (q.get("features") or {}).values() if e.get(check) is not None
+            ]
             other.setdefault(f"max {check.replace('_', ' ')}", [None] * len(timeline))[i] = (
                 max(worst) if worst else None
             )
     charts = [
-        f"<figure>{svg.lines(nulls, labels)}<figcaption>Null rate per feature</figcaption></figure>",
+        f"<figure>{svg.lines(nulls, labels)}"
+        "<figcaption>Null rate per feature</figcaption></figure>",
         f"<figure>{svg.lines(other, labels)}<figcaption>Contract-violation, out-of-range and "
         "unseen-category rates</figcaption></figure>",
     ]

@@ -122,9 +122,7 @@ def _one_version(
         proba = proba[keep]
         if np.isnan(proba).any():
             proba = None
-    entry["metrics"] = classification_performance(
-        y[keep], labels, proba, keys, mv.metrics, policy
-    )
+    entry["metrics"] = classification_performance(y[keep], labels, proba, keys, mv.metrics, policy)
     return entry
 
 

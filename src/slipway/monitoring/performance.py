@@ -121,7 +121,9 @@ def _weighted_classification(
         out["roc_auc"] = _weighted_auc(w, proba[:, 1], onehot[:, 1].astype(bool))
     else:
         out["brier"] = (w @ np.sum((proba - onehot) ** 2, axis=1)) / total
-        aucs = [_weighted_auc(w, proba[:, k], onehot[:, k].astype(bool)) for k in range(len(classes))]
+        aucs = [
+            _weighted_auc(w, proba[:, k], onehot[:, k].astype(bool)) for k in range(len(classes))
+        ]
         out["roc_auc"] = np.mean(aucs, axis=0)
     out["calibration_error"] = calibration_error(y, proba, classes, w)
     return out

@@ -32,9 +32,7 @@ class Expectation:
     def of(cls, reference: Column) -> Expectation:
         """Learn the expectation from a prepared reference column."""
         if reference.kind == "numeric" and reference.values.size:
-            return cls(
-                reference.null_rate, float(reference.values[0]), float(reference.values[-1])
-            )
+            return cls(reference.null_rate, float(reference.values[0]), float(reference.values[-1]))
         if reference.kind == "categorical":
             return cls(reference.null_rate, categories=frozenset(map(str, reference.categories)))
         return cls(reference.null_rate)
@@ -69,9 +67,7 @@ def check_quality(
             known = np.array([str(c) in exp.categories for c in col.categories], dtype=bool)
             unseen = int(col.counts[~known].sum())
             entry["unseen_category"] = unseen / col.present
-            _flag(
-                flags, name, "unseen_category", unseen, col.present, 0.0, floors.unseen_category
-            )
+            _flag(flags, name, "unseen_category", unseen, col.present, 0.0, floors.unseen_category)
         features[name] = entry
     out: dict[str, Any] = {"rows": rows, "features": features, "violations": None, "flags": flags}
     if violations is not None:

@@ -72,9 +72,7 @@ class WindowReport:
                 names = [r.name for r in self.features if r.status == status]
                 if names:
                     detail = next(r.message for r in self.features if r.status == status)
-                    reasons.append(
-                        Reason(WARN, code, f"{_names(names)}: {text} ({detail})")
-                    )
+                    reasons.append(Reason(WARN, code, f"{_names(names)}: {text} ({detail})"))
         for flag in self.quality.get("flags", []):
             reasons.append(Reason(WARN, f"quality_{flag['check']}", flag["message"]))
         for perf in self.performance:

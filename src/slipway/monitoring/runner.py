@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -25,8 +25,13 @@ from slipway.monitoring.policy import Policy
 from slipway.monitoring.quality import Expectation, check_quality
 from slipway.monitoring.report import DriftReport, WindowReport
 from slipway.monitoring.sinks import Route, deliver, routes
-from slipway.monitoring.traffic import Traffic, read_feedback, read_traffic, read_violations
-from slipway.monitoring.traffic import violation_summary
+from slipway.monitoring.traffic import (
+    Traffic,
+    read_feedback,
+    read_traffic,
+    read_violations,
+    violation_summary,
+)
 from slipway.registry import Registry
 from slipway.store.schema import models, monitoring_runs, utcnow
 from slipway.versions import ModelVersion, check_name
@@ -55,7 +60,9 @@ def parse_duration(text: str, option: str = "duration") -> timedelta:
     return timedelta(**{_UNITS[m[2]]: float(m[1])})
 
 
-def window_bounds(end: datetime, since: timedelta, window: timedelta | None) -> list[tuple[datetime, datetime]]:
+def window_bounds(
+    end: datetime, since: timedelta, window: timedelta | None
+) -> list[tuple[datetime, datetime]]:
     """Consecutive windows of length ``window`` ending at ``end`` and covering ``since``, oldest
     first; the oldest is cut short when ``since`` is not a multiple of ``window``."""
     step = window or since
@@ -233,8 +240,9 @@ class Monitor:
         cur_cols = _prepare(current.inputs, kinds)
         base_cols = reference if baseline == "reference" else _prepare(previous.inputs, kinds)
         features = feature_checks(base_cols, cur_cols, self.policy, baseline=baseline)
-        mine, before = current.where(current.versions == mv.version), previous.where(
-            previous.versions == mv.version
+        mine, before = (
+            current.where(current.versions == mv.version),
+            previous.where(previous.versions == mv.version),
         )
         cur_preds = prediction_columns(mine, mv)
         predictions: list[FeatureResult] = [
@@ -252,7 +260,9 @@ class Monitor:
         decide([*features, *predictions], self.policy)
         return WindowReport(None, None, len(current), features, predictions)
 
-    def _version(self, name: str, version: int, cache: dict[int, ModelVersion]) -> ModelVersion | None:
+    def _version(
+        self, name: str, version: int, cache: dict[int, ModelVersion]
+    ) -> ModelVersion | None:
         if version not in cache:
             try:
                 cache[version] = self.registry.get(f"{name}:{version}")
@@ -336,7 +346,9 @@ def _expectations(
         elif spec.kind in ("category", "boolean") and spec.categories is not None:
             out[spec.name] = Expectation(null_rate, categories=frozenset(map(str, spec.categories)))
         elif spec.name in reference:
-            out[spec.name] = Expectation(null_rate, categories=Expectation.of(reference[spec.name]).categories)
+            out[spec.name] = Expectation(
+                null_rate, categories=Expectation.of(reference[spec.name]).categories
+            )
         else:
             out[spec.name] = Expectation(null_rate)
     return out

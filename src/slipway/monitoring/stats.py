@@ -162,7 +162,8 @@ def bonferroni(p_values: np.ndarray) -> np.ndarray:
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval of a proportion (statsmodels' ``proportion_confint(method="wilson")``)."""
+    """Wilson score interval of a proportion, as statsmodels' ``proportion_confint(k, n,
+    method="wilson")``."""
     if n == 0:
         return (0.0, 1.0)
     z = float(stats.norm.isf((1 - confidence) / 2))

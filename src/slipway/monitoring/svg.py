@@ -57,10 +57,11 @@ def lines(
 ) -> str:
     """One line per series over the windows (gaps where a value is missing), optional
     interval bands, and a dashed guide line (a floor, or the value at registration)."""
-    values = [v for s in series.values() for v in s if _ok(v)]
-    for band in (bands or {}).values():
-        values += [v for pair in band for v in pair if _ok(v)]
-    if guide is not None:
+    data = {name: [_num(v) for v in s] for name, s in series.items()}
+    spans = {name: [(_num(a), _num(b)) for a, b in band] for name, band in (bands or {}).items()}
+    values = [v for s in data.values() for v in s if math.isfinite(v)]
+    values += [v for band in spans.values() for pair in band for v in pair if math.isfinite(v)]
+    if guide is not None and math.isfinite(guide):
         values.append(guide)
     if not values or not xlabels:
         return _svg([_text(W / 2, H / 2, "no data yet", "middle")])
@@ -76,29 +77,32 @@ def lines(
         return H - PAD - (H - 2 * PAD) * (v - lo) / (hi - lo)
 
     parts = [_axes()]
-    for k, (name, band) in enumerate((bands or {}).items()):
-        pts = [(i, a, b) for i, (a, b) in enumerate(band) if _ok(a) and _ok(b)]
+    names = list(data)
+    for name, band in spans.items():
+        pts = [(i, a, b) for i, (a, b) in enumerate(band) if math.isfinite(a + b)]
         if len(pts) > 1:
-            upper = " ".join(f"{x(i):.1f},{y(b):.1f}" for i, _, b in pts)  # type: ignore[arg-type]
-            lower = " ".join(f"{x(i):.1f},{y(a):.1f}" for i, a, _ in reversed(pts))  # type: ignore[arg-type]
-            color = PALETTE[list(series).index(name) % len(PALETTE)] if name in series else REFERENCE
+            upper = " ".join(f"{x(i):.1f},{y(b):.1f}" for i, _, b in pts)
+            lower = " ".join(f"{x(i):.1f},{y(a):.1f}" for i, a, _ in reversed(pts))
+            color = PALETTE[names.index(name) % len(PALETTE)] if name in data else REFERENCE
             parts.append(f'<polygon points="{upper} {lower}" fill="{color}" opacity="0.15"/>')
-    if guide is not None:
+    if guide is not None and math.isfinite(guide):
         parts.append(
             f'<line x1="{PAD}" x2="{W - PAD}" y1="{y(guide):.1f}" y2="{y(guide):.1f}" '
             'stroke="#495057" stroke-dasharray="4 3"/>'
         )
         parts.append(_text(W - PAD, y(guide) - 3, guide_label, "end", size=9))
-    for k, (name, s) in enumerate(series.items()):
+    for k, (name, s) in enumerate(data.items()):
         color = PALETTE[k % len(PALETTE)]
-        pts = [(i, v) for i, v in enumerate(s) if _ok(v)]
-        path = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in pts)  # type: ignore[arg-type]
-        if len(pts) > 1:
-            parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="1.5"/>')
-        for i, v in pts:
+        pts2 = [(i, v) for i, v in enumerate(s) if math.isfinite(v)]
+        if len(pts2) > 1:
+            path = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in pts2)
             parts.append(
-                f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="2.5" fill="{color}">'  # type: ignore[arg-type]
-                f"<title>{escape(name)} {escape(xlabels[i])}: {_fmt(v)}</title></circle>"  # type: ignore[arg-type]
+                f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="1.5"/>'
+            )
+        for i, v in pts2:
+            parts.append(
+                f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="2.5" fill="{color}">'
+                f"<title>{escape(name)} {escape(xlabels[i])}: {_fmt(v)}</title></circle>"
             )
         parts.append(_text(W - PAD + 2, 12 + 11 * k, name[:14], "start", size=9, color=color))
     parts.append(_text(PAD - 3, y(hi) + 3, _fmt(hi), "end", size=9))
@@ -111,15 +115,16 @@ def lines(
 
 def _svg(parts: Sequence[str], width: int = W) -> str:
     body = "".join(parts)
-    return (
-        f'<svg width="{width}" height="{H}" '
-        f'viewBox="0 0 {width} {H}" role="img">{body}</svg>'
-    )
+    return f'<svg width="{width}" height="{H}" viewBox="0 0 {width} {H}" role="img">{body}</svg>'
 
 
 def _rect(x: float, share: float, width: float, color: str, *, fill: bool) -> str:
     h = (H - 2 * PAD) * share
-    style = f'fill="{color}" opacity="0.6"' if fill else f'fill="none" stroke="{color}" stroke-width="1.5"'
+    style = (
+        f'fill="{color}" opacity="0.6"'
+        if fill
+        else f'fill="none" stroke="{color}" stroke-width="1.5"'
+    )
     return f'<rect x="{x:.1f}" y="{H - PAD - h:.1f}" width="{width:.1f}" height="{h:.1f}" {style}/>'
 
 
@@ -139,15 +144,17 @@ def _legend() -> str:
     )
 
 
-def _text(x: float, y: float, text: str, anchor: str, *, size: int = 10, color: str = "#343a40") -> str:
+def _text(
+    x: float, y: float, text: str, anchor: str, *, size: int = 10, color: str = "#343a40"
+) -> str:
     return (
         f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}" '
         f'fill="{color}">{escape(text)}</text>'
     )
 
 
-def _ok(v: float | None) -> bool:
-    return v is not None and isinstance(v, int | float) and math.isfinite(v)
+def _num(v: float | None) -> float:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else math.nan
 
 
 def _fmt(v: float) -> str:

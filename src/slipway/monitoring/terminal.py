@@ -101,7 +101,9 @@ def _performance_table(perf: dict[str, Any]) -> RenderableType:
     )
     if perf["status"] != "ok":
         return Text(f"Performance of version {perf['version']}: {perf['status']} ({caption})")
-    table = Table(title=f"Performance of version {perf['version']}", caption=caption, title_justify="left")
+    table = Table(
+        title=f"Performance of version {perf['version']}", caption=caption, title_justify="left"
+    )
     for col in ("metric", "value", "95% interval", "at registration", "change", ""):
         table.add_column(col)
     for name, m in perf["metrics"].items():

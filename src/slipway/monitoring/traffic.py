@@ -163,7 +163,11 @@ def violation_summary(frame: pd.DataFrame, start: datetime, end: datetime) -> di
         for p in problems or []:
             code = str(p.get("code", "unknown")) if isinstance(p, dict) else "unknown"
             codes[code] = codes.get(code, 0) + 1
-    return {"requests": len(part), "rows": int(part["rows"].sum()) if len(part) else 0, "codes": codes}
+    return {
+        "requests": len(part),
+        "rows": int(part["rows"].sum()) if len(part) else 0,
+        "codes": codes,
+    }
 
 
 def _naive(t: datetime) -> datetime:
