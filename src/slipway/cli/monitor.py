@@ -13,6 +13,7 @@ import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -131,22 +132,31 @@ def check(
     with _cannot_run():
         policy = load_policy(config) if config else Policy()
         if alpha is not None:
-            policy = Policy(**{**policy.__dict__, "alpha": alpha})
+            policy = replace(policy, alpha=alpha)
         span, step = (
             parse_duration(since, "--since"),
             parse_duration(window, "--window") if window else None,
         )
         interval = parse_duration(every, "--every") if every else None
         monitor = Monitor(registry(), policy)
-        runs = 0
-        while True:
-            started = time.monotonic()
-            report = monitor.run(name, since=span, window=step, baseline=baseline.value)
-            _emit(report, fmt, out)
-            runs += 1
-            if interval is None or (count is not None and runs >= count):
-                break
+        started = time.monotonic()
+        report = monitor.run(name, since=span, window=step, baseline=baseline.value)
+        _emit(report, fmt, out)
+        runs = 1
+        while interval is not None and (count is None or runs < count):
+            # Runs start every --every, whatever each run takes.
             time.sleep(max(0.0, interval.total_seconds() - (time.monotonic() - started)))
+            started = time.monotonic()
+            try:
+                report = monitor.run(name, since=span, window=step, baseline=baseline.value)
+            except SlipwayError as exc:  # a watcher outlives a database hiccup; it says so
+                err_console.print(
+                    f"[bold red]error:[/] {exc} (retrying in {every})", soft_wrap=True
+                )
+                continue
+            finally:
+                runs += 1
+            _emit(report, fmt, out)
     raise typer.Exit(report.exit_code)
 
 

@@ -107,7 +107,8 @@ def compare(
     statistics: Mapping[str, Statistic | tuple[Statistic, float]] | None = None,
 ) -> FeatureResult:
     """Measure one feature of a window against its baseline; the verdict comes from decide()."""
-    kind = (current or reference).kind if (current or reference) else "skipped"  # type: ignore[union-attr]
+    side = current if current is not None else reference
+    kind = side.kind if side is not None else "skipped"
     out = FeatureResult(name, kind, group=group, baseline=baseline, severity=thresholds.severity)
     if reference is not None:
         out.reference_rows, out.reference_null_rate = reference.present, reference.null_rate
@@ -130,13 +131,13 @@ def compare(
         rate = f"{reference.null_rate:.1%}"
         return _status(out, ALL_NULL, f"every value is missing (reference: {rate} missing)")
     if current.present < min_rows or reference.present < min_rows:
-        side, n = (
+        short, n = (
             ("window", current.present)
             if current.present < min_rows
             else (where, reference.present)
         )
         return _status(
-            out, INSUFFICIENT, f"{n} value(s) in the {side}; at least {min_rows} are needed"
+            out, INSUFFICIENT, f"{n} value(s) in the {short}; at least {min_rows} are needed"
         )
     if reference.constant and current.constant and _same_value(reference, current):
         return _status(out, CONSTANT, "a single value, the same as in the reference")

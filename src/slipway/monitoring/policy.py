@@ -19,8 +19,6 @@ from slipway.exceptions import ConfigError
 
 Correction = Literal["bh", "bonferroni", "none"]
 Severity = Literal["warn", "alert"]
-NUMERIC_EFFECTS = ("mean_shift", "variance_ratio", "wasserstein", "psi")
-CATEGORICAL_EFFECTS = ("js",)
 
 
 @dataclass(frozen=True)
@@ -40,11 +38,6 @@ class Thresholds:
     psi: float = 0.2
     js: float = 0.1
     severity: Severity = "alert"
-
-    def floor(self, effect: str) -> float | None:
-        """The floor of a built-in effect, or None for effects without one."""
-        value = getattr(self, effect, None)
-        return value if isinstance(value, float | int) and not isinstance(value, bool) else None
 
 
 @dataclass(frozen=True)
