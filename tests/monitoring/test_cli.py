@@ -114,3 +114,25 @@ def test_config_file_sets_floors_per_feature(capsys, served, tmp_path):
     config.write_text("[features.amount]\nmean_shfit = 1\n")
     result = run_cli(capsys, "monitor", "fraud", "--config", str(config))
     assert result.code == 3 and "amount.mean_shfit: unknown threshold" in result.err
+
+
+def test_every_survives_a_failed_run(capsys, served, monkeypatch):
+    """A run that fails mid-loop is reported on stderr and the loop carries on."""
+    from slipway.cli import monitor as cli_monitor
+    from slipway.exceptions import SlipwayError
+
+    real = cli_monitor.Monitor.run
+    calls = []
+
+    def flaky(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise SlipwayError("database unreachable")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(cli_monitor.Monitor, "run", flaky)
+    result = run_cli(
+        capsys, "monitor", "fraud", "--every", "0.01s", "--count", "3", "--format", "json"
+    )
+    assert result.code == 0 and len(calls) == 3
+    assert "database unreachable (retrying in 0.01s)" in result.err

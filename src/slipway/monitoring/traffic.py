@@ -26,13 +26,17 @@ _CHUNK = 50_000
 
 @dataclass
 class Traffic:
-    """Logged predictions of one model over a time range, as arrays and a frame of inputs."""
+    """Logged predictions of one model over a time range, as arrays and frames.
+
+    ``outputs`` has a ``label`` column (text), ``value`` (numbers) and one ``proba:<class>``
+    column per class key seen, whichever the log holds.
+    """
 
     ids: np.ndarray
     times: np.ndarray  # datetime64[us], UTC
     versions: np.ndarray
     inputs: pd.DataFrame
-    outputs: list[dict[str, Any]]
+    outputs: pd.DataFrame
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -50,28 +54,31 @@ class Traffic:
             self.times[idx],
             self.versions[idx],
             self.inputs.iloc[idx].reset_index(drop=True),
-            [self.outputs[i] for i in idx],
+            self.outputs.iloc[idx].reset_index(drop=True),
         )
 
     def labels(self) -> np.ndarray:
         """Predicted labels as text (classification)."""
-        return np.array([str(o.get("label")) for o in self.outputs], dtype=object)
+        if "label" not in self.outputs:
+            return np.full(len(self), "None", dtype=object)
+        return self.outputs["label"].to_numpy(dtype=object)
 
     def probabilities(self, classes: Sequence[str]) -> np.ndarray | None:
         """Class probabilities in ``classes`` order, or None when the log holds none."""
-        if not self.outputs:
+        if len(self) == 0:
             return np.empty((0, len(classes)))
-        if "probabilities" not in self.outputs[0]:
+        names = [f"proba:{c}" for c in classes]
+        if not all(n in self.outputs for n in names):
             return None
-        out = np.full((len(self.outputs), len(classes)), np.nan)
-        for i, o in enumerate(self.outputs):
-            probs = o.get("probabilities") or {}
-            out[i] = [probs.get(c, np.nan) for c in classes]
-        return out
+        return self.outputs[names].to_numpy(dtype=np.float64, na_value=np.nan)
 
     def values(self) -> np.ndarray:
         """Predicted values (regression)."""
-        return np.array([_number(o.get("value")) for o in self.outputs], dtype=np.float64)
+        if "value" not in self.outputs:
+            return np.full(len(self), np.nan)
+        return pd.to_numeric(self.outputs["value"], errors="coerce").to_numpy(
+            dtype=np.float64, na_value=np.nan
+        )
 
 
 def read_traffic(
@@ -81,7 +88,8 @@ def read_traffic(
     query = (
         sa.select(
             predictions.c.prediction_id,
-            predictions.c.created_at,
+            # Text, parsed in bulk below: per-row datetime and JSON decoding is the slow part.
+            sa.cast(sa.type_coerce(predictions.c.created_at, sa.DateTime), sa.String),
             predictions.c.version,
             sa.cast(predictions.c.inputs, sa.Text),
             sa.cast(predictions.c.outputs, sa.Text),
@@ -94,29 +102,49 @@ def read_traffic(
         .order_by(predictions.c.created_at)
     )
     ids: list[str] = []
-    times: list[datetime] = []
+    times: list[str] = []
     versions: list[int] = []
     records: list[dict[str, Any]] = []
     outputs: list[dict[str, Any]] = []
     with store.read() as conn:
         result = conn.execution_options(yield_per=_CHUNK).execute(query)
         for chunk in result.partitions():
-            for pid, at, version, inputs, output in chunk:
-                ids.append(pid)
-                times.append(at)
-                versions.append(version)
-                records.append(orjson.loads(inputs))
-                outputs.append(orjson.loads(output))
-    frame = pd.DataFrame.from_records(records, columns=list(fields)) if records else None
-    if frame is None:
+            pid, at, version, inputs, output = zip(*chunk, strict=True)
+            ids.extend(pid)
+            times.extend(at)
+            versions.extend(version)
+            records.extend(orjson.loads("[" + ",".join(inputs) + "]"))
+            outputs.extend(orjson.loads("[" + ",".join(output) + "]"))
+    if records:
+        frame = pd.DataFrame.from_records(records, columns=list(fields))
+    else:
         frame = pd.DataFrame({f: pd.Series([], dtype=object) for f in fields})
+    stamps = pd.to_datetime(pd.Series(times, dtype=object), format="ISO8601")
     return Traffic(
         np.array(ids, dtype=object),
-        np.array([_naive(t) for t in times], dtype="datetime64[us]"),
+        stamps.to_numpy(dtype="datetime64[us]"),
         np.array(versions, dtype=np.int64),
         frame,
-        outputs,
+        _outputs(outputs),
     )
+
+
+def _outputs(outputs: list[dict[str, Any]]) -> pd.DataFrame:
+    """Flatten logged outputs into label, value and proba:<class> columns."""
+    if not outputs:
+        return pd.DataFrame({"label": pd.Series([], dtype=object)})
+    raw = pd.DataFrame.from_records(outputs)
+    out = pd.DataFrame(index=raw.index)
+    if "label" in raw:
+        out["label"] = raw["label"].map(str).astype(object)
+    if "value" in raw:
+        out["value"] = raw["value"]
+    if "probabilities" in raw:
+        probs = [p if isinstance(p, dict) else {} for p in raw["probabilities"].tolist()]
+        proba = pd.DataFrame.from_records(probs)
+        for col in proba.columns:
+            out[f"proba:{col}"] = pd.to_numeric(proba[col], errors="coerce")
+    return out
 
 
 def read_feedback(store: Store, model: str, start: datetime, end: datetime) -> pd.DataFrame:
@@ -173,11 +201,3 @@ def violation_summary(frame: pd.DataFrame, start: datetime, end: datetime) -> di
 def _naive(t: datetime) -> datetime:
     """UTC wall time without a zone, as numpy's datetime64 wants it."""
     return t if t.tzinfo is None else t.astimezone(UTC).replace(tzinfo=None)
-
-
-def _number(v: Any) -> float:
-    if isinstance(v, int | float) and not isinstance(v, bool):
-        return float(v)
-    if v in ("NaN", "Infinity", "-Infinity"):
-        return float(v.replace("Infinity", "inf"))
-    return float("nan")
