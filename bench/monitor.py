@@ -107,8 +107,9 @@ def _evidently_drifted(data: dict) -> list[str]:
     return sorted(out)
 
 
-def store_run(folder: Path, rows: int) -> dict:
-    """Write the current rows into a fresh SQLite prediction log and time Monitor.run."""
+def store_run(folder: Path, rows: int, phase: str) -> dict:
+    """``write``: register a model on the reference and log the current rows (SQLite).
+    ``run``: time Monitor.run over them, in a fresh process so its memory is its own."""
     from datetime import timedelta
 
     import pandas as pd
@@ -119,42 +120,44 @@ def store_run(folder: Path, rows: int) -> dict:
     from slipway.registry import Registry
     from slipway.store import schema
 
+    registry = Registry(Settings(home=folder / "home", user="bench"))
+    if phase == "run":
+        loaded = _peak_mb()
+        started = time.perf_counter()
+        report = Monitor(registry, sinks=[]).run("bench", since=timedelta(hours=24))
+        seconds = time.perf_counter() - started
+        return {
+            "seconds": seconds,
+            "peak_mb": _peak_mb(),
+            "loaded_mb": loaded,
+            "rows": report.latest.rows,
+        }
     ref = pd.read_parquet(folder / "reference.parquet")
     cur = pd.read_parquet(folder / "current.parquet")
-    registry = Registry(Settings(home=folder / "home", user="bench"))
     y = np.arange(len(ref)) % 2
     model = DummyClassifier(strategy="prior").fit(ref, y)
     registry.register(model, "bench", ref, y, X_val=ref, y_val=y, alias="production")
     now = schema.utcnow()
     started = time.perf_counter()
-    records = cur.to_dict(orient="records")
     out = {"label": 0, "probabilities": {"0": 0.5, "1": 0.5}}
     step = timedelta(hours=23) / max(rows, 1)
     for lo in range(0, rows, 50_000):
+        records = cur.iloc[lo : lo + 50_000].to_dict(orient="records")
         batch = [
             {
-                "prediction_id": f"p{i:09d}",
-                "created_at": now - timedelta(hours=23) + step * i,
+                "prediction_id": f"p{lo + i:09d}",
+                "created_at": now - timedelta(hours=23) + step * (lo + i),
                 "model_name": "bench",
                 "version": 1,
-                "inputs": records[i],
+                "inputs": record,
                 "outputs": out,
                 "latency_ms": 1.0,
             }
-            for i in range(lo, min(lo + 50_000, rows))
+            for i, record in enumerate(records)
         ]
         with registry.store.write() as conn:
             conn.execute(schema.predictions.insert(), batch)
-    write_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    report = Monitor(registry, sinks=[]).run("bench", since=timedelta(hours=24))
-    seconds = time.perf_counter() - started
-    return {
-        "seconds": seconds,
-        "write_seconds": write_seconds,
-        "peak_mb": _peak_mb(),
-        "rows": report.latest.rows,
-    }
+    return {"write_seconds": time.perf_counter() - started}
 
 
 def main() -> None:
@@ -185,23 +188,25 @@ def main() -> None:
             results[tool] = json.loads(done.stdout.strip().splitlines()[-1])
         store = None
         if args.store:
-            cmd = [
-                sys.executable,
-                "-c",
-                f"import json,sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-                f"import monitor; from pathlib import Path; "
-                f"print(json.dumps(monitor.store_run(Path({tmp!r}), {args.rows})))",
-            ]
-            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            if done.returncode != 0:
-                sys.exit(f"store run failed:\n{done.stderr[-3000:]}")
-            store = json.loads(done.stdout.strip().splitlines()[-1])
+            store = {}
+            for phase in ("write", "run"):
+                code = (
+                    f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+                    "import monitor; from pathlib import Path; "
+                    f"print(json.dumps(monitor.store_run(Path({tmp!r}), {args.rows}, {phase!r})))"
+                )
+                done = subprocess.run(
+                    [sys.executable, "-c", code], capture_output=True, text=True, check=False
+                )
+                if done.returncode != 0:
+                    sys.exit(f"store {phase} failed:\n{done.stderr[-3000:]}")
+                store.update(json.loads(done.stdout.strip().splitlines()[-1]))
     s, e = results["slipway"], results["evidently"]
     print(
         f"\nOne drift run: {args.rows:,} current rows x {args.features} features, "
         f"{args.reference_rows:,} reference rows (same frames, same run)\n"
     )
-    print(f"| tool | seconds | peak RSS (MB) | RSS after loading frames (MB) | drifted features |")
+    print("| tool | seconds | peak RSS (MB) | RSS after loading frames (MB) | drifted features |")
     print("|---|---:|---:|---:|---|")
     for name, r in (("Slipway `slipway.monitor`", s), ("Evidently DataDriftPreset", e)):
         print(
