@@ -162,3 +162,13 @@ def test_prediction_drift_from_frames(reference):
     [pred] = report.latest.prediction
     assert pred.group == "prediction" and pred.flagged
     assert any(r.code == "prediction_drift" for r in report.reasons)
+
+
+def test_monitoring_all_is_sorted_and_complete():
+    """slipway.monitoring's __all__ is sorted and names each public attribute."""
+    import slipway.monitoring as m
+
+    assert m.__all__ == sorted(m.__all__)
+    public = {n for n, v in vars(m).items() if not n.startswith("_") and not isinstance(v, type(m))}
+    public.discard("annotations")
+    assert public == set(m.__all__)
