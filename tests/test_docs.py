@@ -16,6 +16,8 @@ def commands(group, prefix: str = "slipway") -> list[str]:
     for name, cmd in group.commands.items():
         path = f"{prefix} {name}"
         if hasattr(cmd, "commands"):
+            if getattr(cmd, "invoke_without_command", False):
+                out.append(path)  # a group that is also a command (`slipway monitor NAME`)
             out.extend(commands(cmd, path))
         else:
             out.append(path)

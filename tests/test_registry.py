@@ -50,6 +50,7 @@ def test_register_records_the_whole_story(registry, make_fitted):
         "roc_auc",
         "log_loss",
         "brier",
+        "calibration_error",
     }
     assert set(mv.meta["cv"]["accuracy"]) == {"mean", "std", "folds"}
     assert mv.meta["training"]["rows"] == len(fitted.X_train)

@@ -30,6 +30,7 @@ from slipway.exceptions import (
     UntrustedArtifact,
     VersionMismatchWarning,
 )
+from slipway.monitoring import DriftReport, monitor
 from slipway.predict import Model, Predictions
 from slipway.registry import ModelVersion, Registry
 from slipway.validation import Problem
@@ -66,6 +67,7 @@ __all__ = [
     "ConfigError",
     "Contract",
     "ContractViolation",
+    "DriftReport",
     "Format",
     "IncompatibleEnvironment",
     "InvalidModel",
@@ -87,6 +89,7 @@ __all__ = [
     "VersionMismatchWarning",
     "__version__",
     "load",
+    "monitor",
     "promote",
     "register",
     "rollback",

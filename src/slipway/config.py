@@ -38,6 +38,17 @@ class Settings(BaseSettings):
     )
     user: str | None = Field(None, description="Name recorded in audit events; default: OS user.")
     profile_sample_rows: int = Field(10_000, ge=0, description="Rows kept as drift reference.")
+    alert_webhook_url: str | None = Field(
+        None, description="Monitoring runs POST their verdict as JSON here (see alert_min_status)."
+    )
+    alert_min_status: Literal["OK", "WARN", "ALERT"] = Field(
+        "ALERT", description="The least serious monitoring status sent to the webhook."
+    )
+    alert_webhook_attempts: int = Field(3, ge=1, le=10, description="Tries per webhook alert.")
+    alert_webhook_backoff: float = Field(
+        1.0, ge=0, description="Seconds before the second try; doubled before each later one."
+    )
+    alert_webhook_timeout: float = Field(5.0, gt=0, description="Seconds per webhook request.")
 
     @field_validator("trusted_types", mode="before")
     @classmethod

@@ -10,11 +10,13 @@ from sklearn import metrics as skm
 from sklearn.base import clone
 from sklearn.model_selection import KFold, StratifiedKFold
 
+CALIBRATION_BINS = 10
+
 
 def classification_metrics(
     y_true: Any, labels: np.ndarray, proba: np.ndarray | None, classes: np.ndarray
 ) -> dict[str, float]:
-    """Accuracy, precision, recall, F1, ROC-AUC, log-loss and Brier score.
+    """Accuracy, precision, recall, F1, ROC-AUC, log-loss, Brier score and calibration error.
 
     Binary problems score the second class of ``classes`` as positive; multiclass problems
     use macro averages, one-vs-rest ROC-AUC and the multiclass Brier score.
@@ -43,7 +45,32 @@ def classification_metrics(
             onehot = (y_true[:, None] == classes[None, :]).astype(float)
             out["brier"] = float(np.mean(np.sum((proba - onehot) ** 2, axis=1)))
         out["log_loss"] = skm.log_loss(y_true, proba, labels=classes)
+        out["calibration_error"] = calibration_error(y_true, proba, classes)
     return {k: float(v) for k, v in out.items() if math.isfinite(float(v))}
+
+
+def calibration_error(
+    y_true: Any, proba: np.ndarray, classes: Any, weights: np.ndarray | None = None
+) -> Any:
+    """Expected calibration error over 10 equal-width probability bins.
+
+    Binary: the positive class's probability against its observed frequency; multiclass: the
+    top-label confidence against accuracy. ``weights`` (resamples x rows) gives one value per
+    row of weights, which is how monitoring bootstraps it.
+    """
+    y, cls = np.asarray(y_true), np.asarray(classes)
+    if len(cls) == 2:
+        conf, hit = proba[:, 1], (y == cls[1]).astype(float)
+    else:
+        top = np.argmax(proba, axis=1)
+        conf, hit = proba[np.arange(len(y)), top], (cls[top] == y).astype(float)
+    w = np.ones((1, conf.size)) if weights is None else weights
+    bins = np.minimum((conf * CALIBRATION_BINS).astype(int), CALIBRATION_BINS - 1)
+    onehot = np.zeros((conf.size, CALIBRATION_BINS))
+    onehot[np.arange(conf.size), bins] = 1.0
+    gap = np.abs(w @ (onehot * hit[:, None]) - w @ (onehot * conf[:, None]))
+    ece = gap.sum(axis=1) / w.sum(axis=1)
+    return float(ece[0]) if weights is None else ece
 
 
 def regression_metrics(y_true: Any, values: np.ndarray) -> dict[str, float]:

@@ -218,6 +218,9 @@ batch_rejects = sa.Table(
 
 # --- monitoring ---------------------------------------------------------------------------
 
+# One row per `slipway monitor` run. `summary` is the latest window without histograms (what
+# history listings and "over time" plots read); `report` is the whole DriftReport.to_dict();
+# `alerts` records each sink's delivery, filled in after the row is written.
 monitoring_runs = sa.Table(
     "monitoring_runs",
     metadata,
@@ -226,6 +229,11 @@ monitoring_runs = sa.Table(
     sa.Column("version", sa.Integer(), nullable=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("status", sa.String(10), nullable=False),
+    sa.Column("window_start", UTCDateTime(), nullable=True),
+    sa.Column("window_end", UTCDateTime(), nullable=True),
+    sa.Column("rows", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("summary", JSON, nullable=False),
+    sa.Column("alerts", JSON, nullable=False),
     sa.Column("report", JSON, nullable=False),
     sa.Index(None, "model_name", "created_at"),
 )

@@ -133,6 +133,11 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer(), nullable=True),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("status", sa.String(length=10), nullable=False),
+        sa.Column("window_start", sa.DateTime(), nullable=True),
+        sa.Column("window_end", sa.DateTime(), nullable=True),
+        sa.Column("rows", sa.BigInteger(), server_default="0", nullable=False),
+        sa.Column("summary", JSON, nullable=False),
+        sa.Column("alerts", JSON, nullable=False),
         sa.Column("report", JSON, nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_monitoring_runs")),
     )

@@ -1,0 +1,230 @@
+"""One monitoring run over 1M logged predictions x 20 features: Slipway vs Evidently.
+
+Both tools get the same frames (a 10,000-row reference sample, the size Slipway keeps per
+version, and 1,000,000 current rows with two planted shifts), written once to Parquet and read
+by one worker process per tool, so each tool's time and peak memory are its own. Evidently
+pins pandas < 3, so it runs from its own virtualenv:
+
+    python3 -m venv .venv-evidently
+    .venv-evidently/bin/pip install 'evidently==0.7.23' 'pandas<3' pyarrow
+    .venv/bin/python bench/monitor.py --evidently-python .venv-evidently/bin/python
+
+``--store`` also times a store-backed ``Monitor.run`` (SQLite) over the same rows written into
+the prediction log, which adds reading and parsing the log's JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def frames(rows: int, reference_rows: int, features: int, seed: int = 0):
+    """Numeric features of several shapes and a quarter categorical; two planted shifts."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+
+    def table(n: int, shifted: bool) -> pd.DataFrame:
+        cols = {}
+        for i in range(features):
+            kind = i % 4
+            if kind == 0:
+                v = rng.normal(10 * i, 1 + i, n)
+            elif kind == 1:
+                v = rng.lognormal(1, 0.5, n)
+            elif kind == 2:
+                v = rng.poisson(3 + i, n).astype(float)
+            else:
+                v = np.array(["grocery", "travel", "gaming", "fuel", "online"], dtype=object)[
+                    rng.choice(5, n, p=[0.4, 0.25, 0.15, 0.15, 0.05])
+                ]
+            cols[f"f{i:02d}"] = v
+        frame = pd.DataFrame(cols)
+        if shifted:
+            frame["f00"] = frame["f00"] + 0.3
+            frame["f01"] = frame["f01"] * 1.5
+        return frame
+
+    return table(reference_rows, False), table(rows, True)
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def worker(tool: str, folder: Path) -> None:
+    """Load the frames, time one run of ``tool``, print one JSON line."""
+    import pandas as pd
+
+    ref = pd.read_parquet(folder / "reference.parquet")
+    cur = pd.read_parquet(folder / "current.parquet")
+    for df in (ref, cur):  # the same dtypes on both pandas versions
+        for c in df.columns:
+            if not pd.api.types.is_numeric_dtype(df[c]):
+                df[c] = df[c].astype(object)
+    loaded = _peak_mb()
+    if tool == "slipway":
+        import slipway
+
+        started = time.perf_counter()
+        report = slipway.monitor(ref, cur)
+        seconds = time.perf_counter() - started
+        flagged = report.flagged
+    else:
+        from evidently import Report
+        from evidently.presets import DataDriftPreset
+
+        started = time.perf_counter()
+        snapshot = Report([DataDriftPreset()]).run(current_data=cur, reference_data=ref)
+        seconds = time.perf_counter() - started
+        flagged = _evidently_drifted(snapshot.dict())
+    print(
+        json.dumps(
+            {"seconds": seconds, "peak_mb": _peak_mb(), "loaded_mb": loaded, "flagged": flagged}
+        )
+    )
+
+
+def _evidently_drifted(data: dict) -> list[str]:
+    out = []
+    for metric in data.get("metrics", []):
+        name = str(metric.get("metric_name", ""))
+        value = metric.get("value")
+        if name.startswith("ValueDrift(") and isinstance(value, int | float):
+            column = name.split("column=", 1)[1].split(",", 1)[0].rstrip(")")
+            threshold = 0.1
+            if value >= threshold:
+                out.append(column)
+    return sorted(out)
+
+
+def store_run(folder: Path, rows: int, phase: str) -> dict:
+    """``write``: register a model on the reference and log the current rows (SQLite).
+    ``run``: time Monitor.run over them, in a fresh process so its memory is its own."""
+    from datetime import timedelta
+
+    import pandas as pd
+    from sklearn.dummy import DummyClassifier
+
+    from slipway.config import Settings
+    from slipway.monitoring.runner import Monitor
+    from slipway.registry import Registry
+    from slipway.store import schema
+
+    registry = Registry(Settings(home=folder / "home", user="bench"))
+    if phase == "run":
+        loaded = _peak_mb()
+        started = time.perf_counter()
+        report = Monitor(registry, sinks=[]).run("bench", since=timedelta(hours=24))
+        seconds = time.perf_counter() - started
+        return {
+            "seconds": seconds,
+            "peak_mb": _peak_mb(),
+            "loaded_mb": loaded,
+            "rows": report.latest.rows,
+        }
+    ref = pd.read_parquet(folder / "reference.parquet")
+    cur = pd.read_parquet(folder / "current.parquet")
+    y = np.arange(len(ref)) % 2
+    model = DummyClassifier(strategy="prior").fit(ref, y)
+    registry.register(model, "bench", ref, y, X_val=ref, y_val=y, alias="production")
+    now = schema.utcnow()
+    started = time.perf_counter()
+    out = {"label": 0, "probabilities": {"0": 0.5, "1": 0.5}}
+    step = timedelta(hours=23) / max(rows, 1)
+    for lo in range(0, rows, 50_000):
+        records = cur.iloc[lo : lo + 50_000].to_dict(orient="records")
+        batch = [
+            {
+                "prediction_id": f"p{lo + i:09d}",
+                "created_at": now - timedelta(hours=23) + step * (lo + i),
+                "model_name": "bench",
+                "version": 1,
+                "inputs": record,
+                "outputs": out,
+                "latency_ms": 1.0,
+            }
+            for i, record in enumerate(records)
+        ]
+        with registry.store.write() as conn:
+            conn.execute(schema.predictions.insert(), batch)
+    return {"write_seconds": time.perf_counter() - started}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--reference-rows", type=int, default=10_000)
+    parser.add_argument("--features", type=int, default=20)
+    parser.add_argument("--evidently-python", default=".venv-evidently/bin/python")
+    parser.add_argument("--store", action="store_true", help="also time a store-backed run")
+    parser.add_argument("--worker", choices=["slipway", "evidently"], help=argparse.SUPPRESS)
+    parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker, args.folder)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        ref, cur = frames(args.rows, args.reference_rows, args.features)
+        ref.to_parquet(folder / "reference.parquet")
+        cur.to_parquet(folder / "current.parquet")
+        del ref, cur
+        results = {}
+        for tool, python in (("slipway", sys.executable), ("evidently", args.evidently_python)):
+            cmd = [python, __file__, "--worker", tool, "--folder", str(folder)]
+            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                sys.exit(f"{tool} worker failed:\n{done.stderr[-3000:]}")
+            results[tool] = json.loads(done.stdout.strip().splitlines()[-1])
+        store = None
+        if args.store:
+            store = {}
+            for phase in ("write", "run"):
+                code = (
+                    f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+                    "import monitor; from pathlib import Path; "
+                    f"print(json.dumps(monitor.store_run(Path({tmp!r}), {args.rows}, {phase!r})))"
+                )
+                done = subprocess.run(
+                    [sys.executable, "-c", code], capture_output=True, text=True, check=False
+                )
+                if done.returncode != 0:
+                    sys.exit(f"store {phase} failed:\n{done.stderr[-3000:]}")
+                store.update(json.loads(done.stdout.strip().splitlines()[-1]))
+    s, e = results["slipway"], results["evidently"]
+    print(
+        f"\nOne drift run: {args.rows:,} current rows x {args.features} features, "
+        f"{args.reference_rows:,} reference rows (same frames, same run)\n"
+    )
+    print("| tool | seconds | peak RSS (MB) | RSS after loading frames (MB) | drifted features |")
+    print("|---|---:|---:|---:|---|")
+    for name, r in (("Slipway `slipway.monitor`", s), ("Evidently DataDriftPreset", e)):
+        print(
+            f"| {name} | {r['seconds']:.2f} | {r['peak_mb']:.0f} | {r['loaded_mb']:.0f} | "
+            f"{', '.join(r['flagged']) or '-'} |"
+        )
+    print(
+        f"\nSlipway is {e['seconds'] / s['seconds']:.1f}x faster "
+        f"(goal: at least 5x); extra memory {s['peak_mb'] - s['loaded_mb']:.0f} MB vs "
+        f"{e['peak_mb'] - e['loaded_mb']:.0f} MB."
+    )
+    if store:
+        print(
+            f"\nStore-backed Monitor.run over the same {store['rows']:,} logged rows (SQLite): "
+            f"{store['seconds']:.2f} s (reading and parsing the log included), peak RSS "
+            f"{store['peak_mb']:.0f} MB; writing the log took {store['write_seconds']:.0f} s."
+        )
+
+
+if __name__ == "__main__":
+    main()

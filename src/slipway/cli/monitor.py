@@ -1,0 +1,242 @@
+"""`slipway monitor NAME` (check a model's recent traffic) and `slipway monitor history NAME`.
+
+Exit codes are the verdict, so cron and CI can act on them: 0 OK, 1 WARN, 2 ALERT, and 3 when
+the check could not run at all (unknown model, bad option, unreachable database), so that an
+error is never mistaken for a WARN.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from typer._click.core import Context
+from typer._click.exceptions import UsageError
+from typer.core import TyperGroup
+
+from slipway.cli._common import console, err_console, print_json, registry
+from slipway.exceptions import SlipwayError
+from slipway.monitoring import DriftReport, Policy, load_policy
+from slipway.monitoring.runner import Monitor, RunSummary, parse_duration
+
+CANNOT_RUN = 3
+
+
+class Format(StrEnum):
+    """How a report is printed."""
+
+    terminal = "terminal"
+    json = "json"
+    html = "html"
+
+
+class BaselineChoice(StrEnum):
+    """What the window's inputs are compared with."""
+
+    reference = "reference"
+    previous = "previous"
+
+
+class MonitorGroup(TyperGroup):
+    """`monitor NAME ...` runs the check; `monitor SUBCOMMAND ...` runs the subcommand.
+
+    Click would read `history` as the NAME argument of the group; a first word that names a
+    subcommand is routed to it instead. Usage errors exit with CANNOT_RUN, not 2 (ALERT).
+    """
+
+    def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
+        if args and args[0] in self.commands:
+            # Fill the group's own parameters with their defaults ("--" ends options, so no
+            # NAME is read and no-args-is-help does not fire).
+            super(TyperGroup, self).parse_args(ctx, ["--"])
+            ctx._protected_args, ctx.args = args[:1], args[1:]
+            return ctx.args
+        rest = super().parse_args(ctx, args)
+        if ctx._protected_args:
+            ctx.fail(f"unexpected argument {ctx._protected_args[0]!r}")
+        return rest
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except UsageError as exc:
+            exc.exit_code = CANNOT_RUN
+            raise
+
+    def invoke(self, ctx: Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UsageError as exc:
+            exc.exit_code = CANNOT_RUN
+            raise
+
+
+app = typer.Typer(
+    cls=MonitorGroup,
+    invoke_without_command=True,
+    no_args_is_help=True,
+    context_settings={"allow_interspersed_args": True},
+    help="Check a model's traffic for drift, quality and performance; exit 0 OK, 1 WARN, "
+    "2 ALERT, 3 could not run.",
+)
+
+
+@app.callback()
+def check(
+    ctx: typer.Context,
+    name: Annotated[
+        str | None,
+        typer.Argument(help="Model: NAME (production, else latest), NAME:VERSION or NAME@ALIAS."),
+    ] = None,
+    since: Annotated[str, typer.Option(help="How far back to look, e.g. 24h, 30d.")] = "24h",
+    window: Annotated[
+        str | None, typer.Option(help="Split --since into windows of this length, e.g. 1d.")
+    ] = None,
+    fmt: Annotated[
+        Format, typer.Option("--format", help="terminal, json or html.")
+    ] = Format.terminal,
+    out: Annotated[Path | None, typer.Option(help="Write the report to this file.")] = None,
+    baseline: Annotated[
+        BaselineChoice,
+        typer.Option(help="Compare inputs with the reference or the previous window."),
+    ] = BaselineChoice.reference,
+    every: Annotated[
+        str | None, typer.Option(help="Run again at this interval until stopped, e.g. 1h.")
+    ] = None,
+    count: Annotated[
+        int | None, typer.Option(help="With --every: stop after this many runs.", min=1)
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="TOML file with alpha, floors and per-feature thresholds.")
+    ] = None,
+    alpha: Annotated[
+        float | None, typer.Option(help="Significance level after correction.")
+    ] = None,
+) -> None:
+    """Check NAME's recent traffic; exit 0 OK, 1 WARN, 2 ALERT, 3 could not run."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if name is None:
+        raise UsageError("Missing argument 'NAME'.", ctx)
+    with _cannot_run():
+        policy = load_policy(config) if config else Policy()
+        if alpha is not None:
+            policy = replace(policy, alpha=alpha)
+        span, step = (
+            parse_duration(since, "--since"),
+            parse_duration(window, "--window") if window else None,
+        )
+        interval = parse_duration(every, "--every") if every else None
+        monitor = Monitor(registry(), policy)
+        started = time.monotonic()
+        report = monitor.run(name, since=span, window=step, baseline=baseline.value)
+        _emit(report, fmt, out)
+        runs = 1
+        while interval is not None and (count is None or runs < count):
+            # Runs start every --every, whatever each run takes.
+            time.sleep(max(0.0, interval.total_seconds() - (time.monotonic() - started)))
+            started = time.monotonic()
+            try:
+                report = monitor.run(name, since=span, window=step, baseline=baseline.value)
+            except SlipwayError as exc:  # a watcher outlives a database hiccup; it says so
+                err_console.print(
+                    f"[bold red]error:[/] {exc} (retrying in {every})", soft_wrap=True
+                )
+                continue
+            finally:
+                runs += 1
+            _emit(report, fmt, out)
+    raise typer.Exit(report.exit_code)
+
+
+@app.command("history")
+def history(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    limit: Annotated[int, typer.Option(help="How many runs, newest first.", min=1)] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """List a model's stored monitoring runs, newest first."""
+    with _cannot_run():
+        runs = Monitor(registry(), sinks=[]).history(name, limit=limit)
+    if as_json:
+        print_json([r.to_dict() for r in runs])
+    elif not runs:
+        console.print(f"No monitoring runs of {name} yet. Try `slipway monitor {name}`.")
+    else:
+        console.print(_history_table(name, runs))
+
+
+def _emit(report: DriftReport, fmt: Format, out: Path | None) -> None:
+    if fmt is Format.json:
+        text = report.to_json()
+    elif fmt is Format.html:
+        text = report.to_html()
+    else:
+        if out is None:
+            console.print(report)
+            return
+        capture = Console(record=True, width=120, file=io.StringIO())
+        capture.print(report)
+        text = capture.export_text()
+    if out is None:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+        return
+    out.write_text(text + "\n", encoding="utf-8")
+    err_console.print(f"{report.status}: report written to {out}", soft_wrap=True)
+
+
+def _history_table(name: str, runs: list[RunSummary]) -> Table:
+    table = Table(title=f"Monitoring runs of {name}", title_justify="left")
+    for col in ("run", "at", "version", "window", "rows", "status", "first reason", "alerts"):
+        table.add_column(col)
+    style = {"OK": "green", "WARN": "yellow", "ALERT": "bold red"}
+    for r in runs:
+        window = (
+            f"{r.window_start:%m-%d %H:%M} → {r.window_end:%m-%d %H:%M}"
+            if r.window_start and r.window_end
+            else "-"
+        )
+        failed = [a["sink"] for a in r.alerts if not a.get("delivered")]
+        table.add_row(
+            str(r.id),
+            f"{r.created_at:%Y-%m-%d %H:%M}",
+            str(r.version),
+            window,
+            f"{r.rows:,}",
+            f"[{style[r.status]}]{r.status}[/]",
+            (r.reasons[0][:80] if r.reasons else "-"),
+            ("failed: " + ", ".join(failed))
+            if failed
+            else ", ".join(a["sink"] for a in r.alerts) or "-",
+        )
+    return table
+
+
+@contextmanager
+def _cannot_run() -> Iterator[None]:
+    """Errors exit 3 here: 1 and 2 already mean WARN and ALERT."""
+    try:
+        yield
+    except SlipwayError as exc:
+        lines = str(exc).splitlines() or [type(exc).__name__]
+        err_console.print(f"[bold red]error:[/] {lines[0]}", soft_wrap=True)
+        for line in lines[1:]:
+            err_console.print(line, soft_wrap=True)
+        raise typer.Exit(CANNOT_RUN) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    except Exception:  # a crash must not look like WARN (1) to cron
+        traceback.print_exc()
+        raise typer.Exit(CANNOT_RUN) from None

@@ -1,0 +1,243 @@
+"""The report of a monitoring run: one verdict per window, the reasons for it, and renderings.
+
+A run covers one window (``--since 24h``) or consecutive windows (``--window 1d --since 30d``);
+its status is the status of its latest window, the current state of the model. Earlier
+windows and earlier stored runs make the "over time" part of the HTML report.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from slipway.monitoring import drift
+from slipway.monitoring.drift import FeatureResult, clean
+
+OK, WARN, ALERT = "OK", "WARN", "ALERT"
+_RANK = {OK: 0, WARN: 1, ALERT: 2}
+SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a window is not OK: how serious, a stable code, and a sentence for people."""
+
+    severity: str
+    code: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON-ready view."""
+        return {"severity": self.severity, "code": self.code, "message": self.message}
+
+
+@dataclass
+class WindowReport:
+    """Everything checked in one window of the prediction log (or one pair of frames)."""
+
+    start: datetime | None
+    end: datetime | None
+    rows: int
+    features: list[FeatureResult] = field(default_factory=list)
+    prediction: list[FeatureResult] = field(default_factory=list)
+    performance: list[dict[str, Any]] = field(default_factory=list)
+    quality: dict[str, Any] = field(default_factory=dict)
+    reasons: list[Reason] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        """OK, WARN or ALERT: the most serious reason, OK without any."""
+        return max((r.severity for r in self.reasons), key=_RANK.__getitem__, default=OK)
+
+    def judge(self) -> None:
+        """Turn what the checks found into reasons (called once the checks are decided)."""
+        reasons: list[Reason] = []
+        if self.rows == 0:
+            reasons.append(Reason(WARN, "empty_window", "the window has no rows"))
+        for r in [*self.features, *self.prediction]:
+            if r.flagged:
+                code = "feature_drift" if r.group == "feature" else "prediction_drift"
+                severity = ALERT if r.severity == "alert" or r.group != "feature" else WARN
+                where = r.name if r.group == "feature" else f"prediction {r.name} vs {r.baseline}"
+                reasons.append(Reason(severity, code, f"{where}: {r.message}"))
+        if self.rows:
+            for status, code, text in (
+                (drift.INSUFFICIENT, "insufficient_data", "too few values to judge"),
+                (drift.NOT_IN_REFERENCE, "not_in_reference", "never seen in the baseline"),
+                (drift.MISSING, "missing_feature", "absent from the window"),
+            ):
+                names = [r.name for r in self.features if r.status == status]
+                if names:
+                    detail = next(r.message for r in self.features if r.status == status)
+                    reasons.append(Reason(WARN, code, f"{_names(names)}: {text} ({detail})"))
+        for flag in self.quality.get("flags", []):
+            reasons.append(Reason(WARN, f"quality_{flag['check']}", flag["message"]))
+        for perf in self.performance:
+            for name, m in perf.get("metrics", {}).items():
+                if m.get("degraded"):
+                    reasons.append(
+                        Reason(
+                            ALERT,
+                            "performance_drop",
+                            f"version {perf['version']}: {name} {m['value']:.3g} "
+                            f"(95% CI {m['low']:.3g}-{m['high']:.3g}) vs {m['registered']:.3g} "
+                            "at registration",
+                        )
+                    )
+        self.reasons = reasons
+
+    def to_dict(self, *, histograms: bool = True) -> dict[str, Any]:
+        """JSON-ready view; ``histograms=False`` keeps only the numbers plotted over time."""
+        return clean(
+            {
+                "start": _iso(self.start),
+                "end": _iso(self.end),
+                "rows": self.rows,
+                "status": self.status,
+                "reasons": [r.to_dict() for r in self.reasons],
+                "features": [f.to_dict(histogram=histograms) for f in self.features],
+                "prediction": [f.to_dict(histogram=histograms) for f in self.prediction],
+                "performance": self.performance,
+                "quality": self.quality,
+            }
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WindowReport:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            start=_parse(data.get("start")),
+            end=_parse(data.get("end")),
+            rows=int(data["rows"]),
+            features=[FeatureResult.from_dict(f) for f in data.get("features", [])],
+            prediction=[FeatureResult.from_dict(f) for f in data.get("prediction", [])],
+            performance=list(data.get("performance", [])),
+            quality=dict(data.get("quality", {})),
+            reasons=[Reason(**r) for r in data.get("reasons", [])],
+        )
+
+
+@dataclass
+class DriftReport:
+    """The outcome of one monitoring run.
+
+    ``status`` is OK, WARN or ALERT with ``reasons``; ``features`` maps each feature to its
+    :class:`FeatureResult` in the latest window; ``windows`` holds every window, oldest first.
+    Render with :meth:`to_json`, :meth:`to_html` or ``rich.print(report)``.
+    """
+
+    windows: list[WindowReport]
+    policy: dict[str, Any]
+    model: str | None = None
+    version: int | None = None
+    baseline: str = "reference"
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    history: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    run_id: int | None = None
+
+    @property
+    def latest(self) -> WindowReport:
+        """The most recent window: the current state."""
+        return self.windows[-1]
+
+    @property
+    def status(self) -> str:
+        """OK, WARN or ALERT, from the latest window."""
+        return self.latest.status
+
+    @property
+    def reasons(self) -> list[Reason]:
+        """Why the latest window is not OK (empty when it is)."""
+        return self.latest.reasons
+
+    @property
+    def features(self) -> dict[str, FeatureResult]:
+        """Per-feature results of the latest window, by feature name."""
+        return {f.name: f for f in self.latest.features}
+
+    @property
+    def flagged(self) -> list[str]:
+        """Names of the features flagged in the latest window."""
+        return [f.name for f in self.latest.features if f.flagged]
+
+    @property
+    def exit_code(self) -> int:
+        """0 for OK, 1 for WARN, 2 for ALERT: what ``slipway monitor`` exits with."""
+        return _RANK[self.status]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready view: the latest window in full, earlier ones without histograms."""
+        return clean(
+            {
+                "schema": SCHEMA,
+                "model": self.model,
+                "version": self.version,
+                "created_at": _iso(self.created_at),
+                "run_id": self.run_id,
+                "status": self.status,
+                "reasons": [r.to_dict() for r in self.reasons],
+                "baseline": self.baseline,
+                "policy": self.policy,
+                "windows": [
+                    w.to_dict(histograms=i == len(self.windows) - 1)
+                    for i, w in enumerate(self.windows)
+                ],
+                "history": self.history,
+                "alerts": self.alerts,
+            }
+        )
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        """The report as strict JSON (no NaN or Infinity)."""
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    def to_html(self) -> str:
+        """One self-contained HTML page with inline SVG plots; opens offline."""
+        from slipway.monitoring.html import render_html
+
+        return render_html(self)
+
+    def summary(self) -> dict[str, Any]:
+        """The latest window without histograms: what history and timelines keep."""
+        return self.latest.to_dict(histograms=False)
+
+    def __rich__(self) -> Any:
+        from slipway.monitoring.terminal import render_terminal
+
+        return render_terminal(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DriftReport:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            windows=[WindowReport.from_dict(w) for w in data["windows"]],
+            policy=dict(data.get("policy", {})),
+            model=data.get("model"),
+            version=data.get("version"),
+            baseline=data.get("baseline", "reference"),
+            created_at=_parse(data.get("created_at")) or datetime.now(UTC),
+            history=list(data.get("history", [])),
+            alerts=list(data.get("alerts", [])),
+            run_id=data.get("run_id"),
+        )
+
+
+def worst(statuses: Sequence[str]) -> str:
+    """The most serious of several statuses."""
+    return max(statuses, key=_RANK.__getitem__, default=OK)
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
+def _iso(t: datetime | None) -> str | None:
+    return None if t is None else t.isoformat()
+
+
+def _parse(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)

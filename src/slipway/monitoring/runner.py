@@ -1,0 +1,359 @@
+"""The store-backed monitor: a registered model's prediction log, window by window.
+
+:class:`Monitor` reads the log, feedback and contract refusals of a model for a time range,
+checks each window against the version's reference (or the previous window), stores the run
+in ``monitoring_runs`` and hands the verdict to the alert sinks.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import sqlalchemy as sa
+
+from slipway.exceptions import ConfigError, ModelNotFound
+from slipway.monitoring import columns as cols
+from slipway.monitoring.checks import feature_checks
+from slipway.monitoring.columns import Column, Kind
+from slipway.monitoring.drift import FeatureResult, decide
+from slipway.monitoring.outcomes import performance_by_version, prediction_columns
+from slipway.monitoring.policy import Policy
+from slipway.monitoring.quality import Expectation, check_quality
+from slipway.monitoring.report import DriftReport, WindowReport
+from slipway.monitoring.sinks import Route, deliver, routes
+from slipway.monitoring.traffic import (
+    Traffic,
+    read_feedback,
+    read_traffic,
+    read_violations,
+    violation_summary,
+)
+from slipway.registry import Registry
+from slipway.store.schema import models, monitoring_runs, utcnow
+from slipway.versions import ModelVersion, check_name
+
+Baseline = Literal["reference", "previous"]
+HISTORY_POINTS = 30
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_KINDS: dict[str, Kind] = {
+    "number": "numeric",
+    "integer": "numeric",
+    "category": "categorical",
+    "boolean": "categorical",
+    "datetime": "skipped",
+}
+
+
+def parse_duration(text: str, option: str = "duration") -> timedelta:
+    """``"90s"``, ``"15m"``, ``"24h"``, ``"30d"``, ``"2w"`` -> timedelta."""
+    m = _DURATION.match(text)
+    if not m or float(m[1]) <= 0:
+        raise ConfigError(
+            f"{option} {text!r} is not a duration; use a positive number and a unit s, m, h, d "
+            "or w (e.g. 24h, 30d)."
+        )
+    return timedelta(**{_UNITS[m[2]]: float(m[1])})
+
+
+def window_bounds(
+    end: datetime, since: timedelta, window: timedelta | None
+) -> list[tuple[datetime, datetime]]:
+    """Consecutive windows of length ``window`` ending at ``end`` and covering ``since``, oldest
+    first; the oldest is cut short when ``since`` is not a multiple of ``window``."""
+    step = window or since
+    if step > since:
+        raise ConfigError(f"--window ({step}) is longer than --since ({since}).")
+    start = end - since
+    out = []
+    right = end
+    while right > start:
+        left = max(right - step, start)
+        out.append((left, right))
+        right = left
+    return out[::-1]
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One stored monitoring run, as `slipway monitor history` lists it."""
+
+    id: int
+    model: str
+    version: int | None
+    created_at: datetime
+    status: str
+    window_start: datetime | None
+    window_end: datetime | None
+    rows: int
+    reasons: list[str]
+    alerts: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready view."""
+        out = dict(self.__dict__)
+        for key in ("created_at", "window_start", "window_end"):
+            out[key] = None if out[key] is None else out[key].isoformat()
+        return out
+
+
+class Monitor:
+    """Checks registered models' prediction logs and keeps every run.
+
+    ``sinks`` defaults to what settings ask for (a log line, and the webhook when
+    ``SLIPWAY_ALERT_WEBHOOK_URL`` is set). ``clock`` returns the current UTC time.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        policy: Policy | None = None,
+        *,
+        sinks: Sequence[Route] | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.policy = policy or Policy()
+        self.sinks = list(routes(registry.settings) if sinks is None else sinks)
+        self.clock = clock
+        self._sleep = sleep
+
+    def run(
+        self,
+        ref: str,
+        *,
+        since: timedelta = timedelta(hours=24),
+        window: timedelta | None = None,
+        baseline: Baseline = "reference",
+        store: bool = True,
+    ) -> DriftReport:
+        """Check ``ref`` (``name``: production, else latest) over the last ``since``."""
+        if baseline not in ("reference", "previous"):
+            raise ConfigError(f"baseline must be 'reference' or 'previous', not {baseline!r}.")
+        mv = self.registry.get(ref)
+        bounds = window_bounds(self.clock(), since, window)
+        step = bounds[-1][1] - bounds[-1][0]
+        store_ = self.registry.store
+        fields = mv.feature_names
+        traffic = read_traffic(store_, mv.name, bounds[0][0] - step, bounds[-1][1], fields)
+        labels = read_feedback(store_, mv.name, bounds[0][0], bounds[-1][1])
+        refused = read_violations(store_, mv.name, bounds[0][0], bounds[-1][1])
+        kinds = {f.name: _KINDS[f.kind] for f in mv.contract.fields}
+        reference = _prepare(self.registry.reference_sample(mv), kinds)
+        expected = _expectations(mv, self.registry.profile(mv), reference)
+        ref_preds = prediction_columns(self.registry.reference_predictions(mv), mv)
+        versions: dict[int, ModelVersion] = {mv.version: mv}
+        windows = []
+        for start, end in bounds:
+            current, previous = traffic.between(start, end), traffic.between(start - step, start)
+            window_report = self._window(
+                mv, current, previous, reference, ref_preds, kinds, expected, baseline
+            )
+            window_report.start, window_report.end = start, end
+            window_report.quality = check_quality(
+                _prepare(current.inputs, kinds),
+                expected,
+                self.policy.quality,
+                violation_summary(refused, start, end),
+            )
+            window_report.performance = performance_by_version(
+                current, labels, lambda v: self._version(mv.name, v, versions), self.policy
+            )
+            window_report.judge()
+            windows.append(window_report)
+        report = DriftReport(
+            windows,
+            self.policy.to_dict(),
+            model=mv.name,
+            version=mv.version,
+            baseline=baseline,
+            created_at=self.clock(),
+            history=self._timeline(mv.name, bounds[0][0]) if store else [],
+        )
+        if store:
+            self._store(report)
+        return report
+
+    def history(self, name: str, *, limit: int = 20) -> list[RunSummary]:
+        """Stored runs of a model, newest first."""
+        check_name(name)
+        query = (
+            sa.select(monitoring_runs)
+            .where(monitoring_runs.c.model_name == name)
+            .order_by(monitoring_runs.c.id.desc())
+            .limit(limit)
+        )
+        with self.registry.store.read() as conn:
+            _known_model(conn, name)
+            rows = conn.execute(query).all()
+        return [
+            RunSummary(
+                r.id,
+                r.model_name,
+                r.version,
+                r.created_at,
+                r.status,
+                r.window_start,
+                r.window_end,
+                int(r.rows),
+                [x["message"] for x in (r.summary or {}).get("reasons", [])],
+                list(r.alerts or []),
+            )
+            for r in rows
+        ]
+
+    def latest(self, name: str) -> dict[str, Any] | None:
+        """The newest stored report of a model as JSON-ready data, or None before any run.
+
+        Raises ModelNotFound for a model the registry does not know.
+        """
+        check_name(name)
+        query = (
+            sa.select(monitoring_runs.c.report)
+            .where(monitoring_runs.c.model_name == name)
+            .order_by(monitoring_runs.c.id.desc())
+            .limit(1)
+        )
+        with self.registry.store.read() as conn:
+            _known_model(conn, name)
+            report = conn.execute(query).scalar()
+        return None if report is None else dict(report)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _window(
+        self,
+        mv: ModelVersion,
+        current: Traffic,
+        previous: Traffic,
+        reference: dict[str, Column],
+        ref_preds: dict[str, Column],
+        kinds: dict[str, Kind],
+        expected: dict[str, Expectation],
+        baseline: Baseline,
+    ) -> WindowReport:
+        cur_cols = _prepare(current.inputs, kinds)
+        base_cols = reference if baseline == "reference" else _prepare(previous.inputs, kinds)
+        features = feature_checks(base_cols, cur_cols, self.policy, baseline=baseline)
+        mine, before = (
+            current.where(current.versions == mv.version),
+            previous.where(previous.versions == mv.version),
+        )
+        cur_preds = prediction_columns(mine, mv)
+        predictions: list[FeatureResult] = [
+            *feature_checks(
+                ref_preds, cur_preds, self.policy, group="prediction", baseline="validation"
+            ),
+            *feature_checks(
+                prediction_columns(before, mv),
+                cur_preds,
+                self.policy,
+                group="prediction",
+                baseline="previous",
+            ),
+        ]
+        decide([*features, *predictions], self.policy)
+        return WindowReport(None, None, len(current), features, predictions)
+
+    def _version(
+        self, name: str, version: int, cache: dict[int, ModelVersion]
+    ) -> ModelVersion | None:
+        if version not in cache:
+            try:
+                cache[version] = self.registry.get(f"{name}:{version}")
+            except ModelNotFound:
+                return None
+        return cache[version]
+
+    def _timeline(self, name: str, before: datetime) -> list[dict[str, Any]]:
+        query = (
+            sa.select(monitoring_runs.c.summary)
+            .where(
+                monitoring_runs.c.model_name == name,
+                monitoring_runs.c.window_end <= before,
+            )
+            .order_by(monitoring_runs.c.window_end.desc(), monitoring_runs.c.id.desc())
+            .limit(HISTORY_POINTS)
+        )
+        with self.registry.store.read() as conn:
+            return [dict(s) for s in conn.execute(query).scalars()][::-1]
+
+    def _store(self, report: DriftReport) -> None:
+        latest = report.latest
+        with self.registry.store.write() as conn:
+            report.run_id = conn.execute(
+                monitoring_runs.insert()
+                .values(
+                    model_name=report.model,
+                    version=report.version,
+                    created_at=report.created_at,
+                    status=report.status,
+                    window_start=latest.start,
+                    window_end=latest.end,
+                    rows=latest.rows,
+                    summary=report.summary(),
+                    alerts=[],
+                    report={},
+                )
+                .returning(monitoring_runs.c.id)
+            ).scalar_one()
+            conn.execute(
+                monitoring_runs.update()
+                .where(monitoring_runs.c.id == report.run_id)
+                .values(report=report.to_dict())
+            )
+        settings = self.registry.settings
+        kwargs: dict[str, Any] = {
+            "attempts": settings.alert_webhook_attempts,
+            "backoff": settings.alert_webhook_backoff,
+        }
+        if self._sleep is not None:
+            kwargs["sleep"] = self._sleep
+        report.alerts = deliver(report, self.sinks, **kwargs)
+        with self.registry.store.write() as conn:
+            conn.execute(
+                monitoring_runs.update()
+                .where(monitoring_runs.c.id == report.run_id)
+                .values(alerts=report.alerts, report=report.to_dict())
+            )
+
+
+def latest_report(registry: Registry, name: str) -> dict[str, Any] | None:
+    """The newest stored monitoring report of model ``name`` as JSON-ready data, or None.
+
+    What ``GET /v1/models/{name}/monitoring`` returns; raises ModelNotFound for unknown models.
+    """
+    return Monitor(registry, sinks=[]).latest(name)
+
+
+def _prepare(frame: Any, kinds: dict[str, Kind]) -> dict[str, Column]:
+    return {name: cols.prepare(frame[name], kind) for name, kind in kinds.items() if name in frame}
+
+
+def _expectations(
+    mv: ModelVersion, profile: dict[str, Any], reference: dict[str, Column]
+) -> dict[str, Expectation]:
+    out = {}
+    for spec in mv.contract.fields:
+        null_rate = float(profile.get("features", {}).get(spec.name, {}).get("null_rate", 0.0))
+        if spec.kind in ("number", "integer"):
+            out[spec.name] = Expectation(null_rate, spec.min, spec.max)
+        elif spec.kind in ("category", "boolean") and spec.categories is not None:
+            out[spec.name] = Expectation(null_rate, categories=frozenset(map(str, spec.categories)))
+        elif spec.name in reference:
+            out[spec.name] = Expectation(
+                null_rate, categories=Expectation.of(reference[spec.name]).categories
+            )
+        else:
+            out[spec.name] = Expectation(null_rate)
+    return out
+
+
+def _known_model(conn: sa.Connection, name: str) -> None:
+    if conn.execute(sa.select(models.c.name).where(models.c.name == name)).first() is None:
+        raise ModelNotFound(f"No model named {name!r}; `slipway models list` shows the registry.")

@@ -1,0 +1,193 @@
+"""The store-backed monitor: windows of the prediction log, feedback, refusals, stored runs."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import timedelta
+
+import numpy as np
+import pytest
+
+from slipway.exceptions import ConfigError, ModelNotFound
+from slipway.monitoring.runner import Monitor, latest_report, parse_duration, window_bounds
+from tests.conftest import transactions
+from tests.monitoring.conftest import NOW
+
+
+def monitor(registry, **kwargs):
+    """A Monitor on the test store whose clock reads NOW, with no alert sinks."""
+    return Monitor(registry, clock=lambda: NOW, sinks=kwargs.pop("sinks", []), **kwargs)
+
+
+def test_durations_and_windows():
+    """24h, 30d, 2w parse; 30d in 1d windows is 30 windows, oldest first, ending now."""
+    assert parse_duration("24h") == timedelta(hours=24) and parse_duration("2w") == timedelta(
+        weeks=2
+    )
+    bounds = window_bounds(NOW, parse_duration("30d"), parse_duration("1d"))
+    assert len(bounds) == 30 and bounds[-1][1] == NOW and bounds[0][0] == NOW - timedelta(days=30)
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
+    with pytest.raises(ConfigError, match="not a duration"):
+        parse_duration("soon")
+    with pytest.raises(ConfigError, match="longer than"):
+        window_bounds(NOW, timedelta(hours=1), timedelta(days=1))
+
+
+def test_steady_traffic_is_ok_and_the_run_is_stored(registry, fraud, log):
+    """Traffic like training, labeled like validation: OK, stored, and listed in history."""
+    X, y = transactions(1_500, seed=11)
+    ids, _ = log.predictions("fraud", X, NOW - timedelta(hours=20), spread=timedelta(hours=19))
+    log.feedback(ids, y, NOW - timedelta(minutes=5))
+    report = monitor(registry).run("fraud", since=timedelta(hours=24))
+    assert report.status == "OK", [r.message for r in report.reasons]
+    assert report.latest.rows == 1_500 and report.run_id is not None
+    [perf] = report.latest.performance
+    assert perf["labeled"] == 1_500 and perf["coverage"] == 1.0
+    assert perf["metrics"]["accuracy"]["registered"] == registry.get("fraud").metrics["accuracy"]
+    low, high = perf["metrics"]["roc_auc"]["low"], perf["metrics"]["roc_auc"]["high"]
+    assert low < perf["metrics"]["roc_auc"]["value"] < high
+    assert perf["delay_seconds"]["max"] <= 20 * 3600
+    [run] = monitor(registry).history("fraud")
+    assert run.status == "OK" and run.rows == 1_500 and run.window_end == NOW
+    assert latest_report(registry, "fraud")["run_id"] == run.id
+
+
+def test_data_and_prediction_drift_alert_with_reasons(registry, fraud, log):
+    """Amounts doubled: the feature and the score distribution are flagged, the run ALERTs."""
+    X, _ = transactions(1_500, seed=12)
+    X["amount"] = X["amount"] * 2
+    log.predictions("fraud", X, NOW - timedelta(hours=10), spread=timedelta(hours=9))
+    report = monitor(registry).run("fraud", since=timedelta(hours=24))
+    assert report.status == "ALERT"
+    assert "amount" in report.flagged and "merchant" not in report.flagged
+    codes = {r.code for r in report.reasons}
+    assert {"feature_drift", "prediction_drift"} <= codes
+    flagged_preds = [p for p in report.latest.prediction if p.flagged]
+    assert any(p.baseline == "validation" for p in flagged_preds)
+
+
+def test_windows_and_the_previous_baseline(registry, fraud, log):
+    """Two daily windows; with baseline previous, day 2 is compared with day 1."""
+    X1, _ = transactions(800, seed=13)
+    X2, _ = transactions(800, seed=14)
+    X2["hour"] = X2["hour"] // 2  # night and morning only
+    log.predictions("fraud", X1, NOW - timedelta(hours=47), spread=timedelta(hours=20))
+    log.predictions("fraud", X2, NOW - timedelta(hours=23), spread=timedelta(hours=20))
+    report = monitor(registry).run(
+        "fraud", since=timedelta(days=2), window=timedelta(days=1), baseline="previous"
+    )
+    first, second = report.windows
+    assert first.rows == 800 and second.rows == 800
+    assert first.features[0].status == "insufficient_data"  # nothing before day 1
+    assert "hour" in [f.name for f in second.features if f.flagged]
+    by_key = {p.key: p for p in second.prediction}
+    assert by_key["prediction:label@previous"].reference_rows == 800
+
+
+def test_empty_window_warns_and_never_crashes(registry, fraud):
+    """No traffic at all: every feature says empty, the run WARNs, nothing raises."""
+    report = monitor(registry).run("fraud", since=timedelta(hours=1))
+    assert report.status == "WARN" and report.latest.rows == 0
+    assert {f.status for f in report.latest.features} == {"empty"}
+    assert report.latest.performance == []
+
+
+def test_contract_violations_and_unseen_categories_are_data_quality(registry, fraud, log):
+    """Refused requests are counted by problem code; a high refusal rate WARNs."""
+    X, _ = transactions(300, seed=15)
+    log.predictions("fraud", X, NOW - timedelta(hours=2))
+    problems = [
+        {"code": "null", "field": "amount"},
+        {"code": "unseen_category", "field": "country"},
+    ]
+    for _ in range(30):
+        log.refusal("fraud", 1, NOW - timedelta(hours=1), problems, rows=2)
+    report = monitor(registry).run("fraud", since=timedelta(hours=24))
+    violations = report.latest.quality["violations"]
+    assert violations["requests"] == 30 and violations["rows"] == 60
+    assert violations["codes"] == {"null": 30, "unseen_category": 30}
+    assert "quality_contract_violations" in {r.code for r in report.reasons}
+
+
+def test_performance_drop_alerts_per_version(registry, fraud, log):
+    """Labels that disagree with the model: accuracy's whole interval is below registration."""
+    X, _ = transactions(1_000, seed=16)
+    ids, scored = log.predictions("fraud", X, NOW - timedelta(hours=3))
+    log.feedback(ids, 1 - scored.labels, NOW)  # every label is the opposite of the prediction
+    report = monitor(registry).run("fraud", since=timedelta(hours=24))
+    [perf] = report.latest.performance
+    assert perf["version"] == 1 and perf["metrics"]["accuracy"]["value"] == 0
+    assert perf["metrics"]["accuracy"]["degraded"]
+    assert "performance_drop" in {r.code for r in report.reasons} and report.status == "ALERT"
+
+
+def test_few_labels_are_insufficient_not_a_verdict(registry, fraud, log):
+    """Ten labels: coverage is reported, metrics are not."""
+    X, y = transactions(200, seed=17)
+    ids, _ = log.predictions("fraud", X, NOW - timedelta(hours=3))
+    log.feedback(ids[:10], y[:10], NOW)
+    [perf] = monitor(registry).run("fraud").latest.performance
+    assert perf["status"] == "insufficient_labels" and perf["metrics"] == {}
+    assert perf["coverage"] == pytest.approx(10 / 200)
+
+
+def test_history_and_latest_report(registry, fraud, log):
+    """Runs list newest first; latest_report is None before a run, raises for unknown models."""
+    assert latest_report(registry, "fraud") is None
+    with pytest.raises(ModelNotFound):
+        latest_report(registry, "nobody")
+    m = monitor(registry)
+    first = m.run("fraud", since=timedelta(hours=1))
+    second = m.run("fraud", since=timedelta(hours=1))
+    runs = m.history("fraud")
+    assert [r.id for r in runs] == [second.run_id, first.run_id]
+    data = latest_report(registry, "fraud")
+    assert data["run_id"] == second.run_id and data["status"] == second.status
+
+
+def test_timeline_includes_earlier_runs(registry, fraud, log):
+    """A one-window run carries the summaries of earlier runs for the 'over time' plots."""
+    X, _ = transactions(300, seed=18)
+    log.predictions("fraud", X, NOW - timedelta(hours=30))
+    earlier = Monitor(registry, clock=lambda: NOW - timedelta(hours=24), sinks=[])
+    earlier.run("fraud", since=timedelta(hours=24))
+    report = monitor(registry).run("fraud", since=timedelta(hours=24))
+    assert len(report.history) == 1 and report.history[0]["rows"] == 300
+
+
+def test_multiclass_and_regression_models(registry, make_fitted, log):
+    """Per-class probabilities and predicted values are checked; metrics fit the task."""
+    for kind in ("multiclass", "regressor"):
+        fitted = make_fitted(kind, n=1_200)
+        registry.register(
+            fitted.pipeline,
+            kind,
+            fitted.X_train,
+            fitted.y_train,
+            X_val=fitted.X_val,
+            y_val=fitted.y_val,
+        )
+        X = fitted.X_val
+        X = X if hasattr(X, "iloc") else np.asarray(X)
+        frame = (
+            X
+            if hasattr(X, "iloc")
+            else __import__("pandas").DataFrame(X, columns=registry.get(kind).feature_names)
+        )
+        ids, _ = log.predictions(kind, frame, NOW - timedelta(hours=2))
+        log.feedback(ids, fitted.y_val, NOW)
+        report = monitor(registry).run(kind)
+        names = {p.name for p in report.latest.prediction}
+        [perf] = report.latest.performance
+        if kind == "multiclass":
+            assert {"label", "proba:a", "proba:b", "proba:c"} <= names
+            assert perf["metrics"]["f1"]["registered"] == pytest.approx(
+                fitted_metric(registry, kind, "f1")
+            )
+        else:
+            assert names == {"value"} and set(perf["metrics"]) == {"mae", "rmse", "r2"}
+        assert not any(m["degraded"] for m in perf["metrics"].values())
+
+
+def fitted_metric(registry, name, metric):
+    return registry.get(name).metrics[metric]
