@@ -118,3 +118,20 @@ def test_real_process_prints_no_traceback(env, tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: No model named 'ghost'")
     assert "Traceback" not in proc.stderr
+
+
+def test_unexpected_errors_are_one_line_without_debug(capsys, env, monkeypatch):
+    """A bug surfaces as one line naming it; SLIPWAY_DEBUG=1 shows the traceback."""
+    import slipway.cli.models as models_cli
+
+    def broken():
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(models_cli, "registry", broken)
+    result = run_cli(capsys, "models", "list")
+    assert result.code == 1
+    assert result.err.strip().splitlines() == [
+        "error: unexpected RuntimeError: disk on fire (set SLIPWAY_DEBUG=1 to see the traceback)"
+    ]
+    monkeypatch.setenv("SLIPWAY_DEBUG", "1")
+    assert "Traceback" in run_cli(capsys, "models", "list").err

@@ -127,7 +127,7 @@ def test_every_survives_a_failed_run(capsys, served, monkeypatch):
     def flaky(self, *args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
-            raise SlipwayError("database unreachable")
+            raise SlipwayError("database unreachable")  # any exception type survives too
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(cli_monitor.Monitor, "run", flaky)
@@ -135,4 +135,4 @@ def test_every_survives_a_failed_run(capsys, served, monkeypatch):
         capsys, "monitor", "fraud", "--every", "0.01s", "--count", "3", "--format", "json"
     )
     assert result.code == 0 and len(calls) == 3
-    assert "database unreachable (retrying in 0.01s)" in result.err
+    assert "error: database unreachable\nretrying in 0.01s" in result.err

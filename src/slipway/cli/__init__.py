@@ -9,8 +9,7 @@ from __future__ import annotations
 import typer
 
 from slipway.cli import models, monitor, train
-from slipway.cli._common import err_console
-from slipway.exceptions import SlipwayError
+from slipway.cli._common import print_error
 
 app = typer.Typer(
     name="slipway",
@@ -26,12 +25,14 @@ app.command("quickstart")(train.quickstart_command)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; a known error prints one line and exits 1, usage errors exit 2."""
+    """Run the CLI: a known error prints one line and exits 1, usage errors exit 2.
+
+    Commands with exit codes of their own (``slipway monitor``) handle errors themselves.
+    """
     try:
         app(args=argv, prog_name="slipway")
-    except SlipwayError as exc:
-        lines = str(exc).splitlines() or [type(exc).__name__]
-        err_console.print(f"[bold red]error:[/] {lines[0]}", soft_wrap=True)
-        for line in lines[1:]:
-            err_console.print(line, soft_wrap=True)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except Exception as exc:  # the edge: nothing reaches the user as a bare traceback
+        print_error(exc)
         raise SystemExit(1) from None

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import traceback
 from typing import Any
 
 import typer
 from rich.console import Console
 
 from slipway.config import Settings
+from slipway.exceptions import SlipwayError
 from slipway.registry import Registry
 
 console = Console(highlight=False)
@@ -26,6 +29,24 @@ def settings() -> Settings:
 def registry() -> Registry:
     """The registry the environment points at."""
     return Registry(settings())
+
+
+def print_error(exc: BaseException) -> None:
+    """One line on stderr for a known error (a config error adds one line per problem).
+
+    Anything else is a bug: one line naming it, and the traceback only when SLIPWAY_DEBUG=1.
+    """
+    if isinstance(exc, SlipwayError):
+        lines = str(exc).splitlines() or [type(exc).__name__]
+    else:
+        lines = [f"unexpected {type(exc).__name__}: {exc}".splitlines()[0]]
+        if os.environ.get("SLIPWAY_DEBUG") == "1":
+            traceback.print_exception(exc)
+        else:
+            lines[0] += " (set SLIPWAY_DEBUG=1 to see the traceback)"
+    err_console.print(f"[bold red]error:[/] {lines[0]}", soft_wrap=True, markup=True)
+    for line in lines[1:]:
+        err_console.print(line, soft_wrap=True, markup=False)
 
 
 def print_json(data: Any) -> None:

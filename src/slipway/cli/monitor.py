@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import sys
 import time
-import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -25,8 +24,7 @@ from typer._click.core import Context
 from typer._click.exceptions import UsageError
 from typer.core import TyperGroup
 
-from slipway.cli._common import console, err_console, print_json, registry
-from slipway.exceptions import SlipwayError
+from slipway.cli._common import console, err_console, print_error, print_json, registry
 from slipway.monitoring import DriftReport, Policy, load_policy
 from slipway.monitoring.runner import Monitor, RunSummary, parse_duration
 
@@ -149,10 +147,9 @@ def check(
             started = time.monotonic()
             try:
                 report = monitor.run(name, since=span, window=step, baseline=baseline.value)
-            except SlipwayError as exc:  # a watcher outlives a database hiccup; it says so
-                err_console.print(
-                    f"[bold red]error:[/] {exc} (retrying in {every})", soft_wrap=True
-                )
+            except Exception as exc:  # a watcher outlives a database hiccup; it says so
+                print_error(exc)
+                err_console.print(f"retrying in {every}")
                 continue
             finally:
                 runs += 1
@@ -229,14 +226,8 @@ def _cannot_run() -> Iterator[None]:
     """Errors exit 3 here: 1 and 2 already mean WARN and ALERT."""
     try:
         yield
-    except SlipwayError as exc:
-        lines = str(exc).splitlines() or [type(exc).__name__]
-        err_console.print(f"[bold red]error:[/] {lines[0]}", soft_wrap=True)
-        for line in lines[1:]:
-            err_console.print(line, soft_wrap=True)
-        raise typer.Exit(CANNOT_RUN) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
-    except Exception:  # a crash must not look like WARN (1) to cron
-        traceback.print_exc()
+    except Exception as exc:  # any failure, known or a crash, must not look like WARN (1) to cron
+        print_error(exc)
         raise typer.Exit(CANNOT_RUN) from None
