@@ -104,8 +104,10 @@ def read_traffic(
     ids: list[str] = []
     times: list[str] = []
     versions: list[int] = []
-    records: list[dict[str, Any]] = []
-    outputs: list[dict[str, Any]] = []
+    # Each chunk becomes columns right away, so at most one chunk of parsed dicts is alive.
+    inputs_parts: list[pd.DataFrame] = []
+    outputs_parts: list[pd.DataFrame] = []
+    columns = list(fields)
     with store.read() as conn:
         result = conn.execution_options(yield_per=_CHUNK).execute(query)
         for chunk in result.partitions():
@@ -113,19 +115,22 @@ def read_traffic(
             ids.extend(pid)
             times.extend(at)
             versions.extend(version)
-            records.extend(orjson.loads("[" + ",".join(inputs) + "]"))
-            outputs.extend(orjson.loads("[" + ",".join(output) + "]"))
-    if records:
-        frame = pd.DataFrame.from_records(records, columns=list(fields))
+            records = orjson.loads("[" + ",".join(inputs) + "]")
+            inputs_parts.append(pd.DataFrame.from_records(records, columns=columns))
+            outputs_parts.append(_outputs(orjson.loads("[" + ",".join(output) + "]")))
+    if inputs_parts:
+        frame = pd.concat(inputs_parts, ignore_index=True)
+        outputs = pd.concat(outputs_parts, ignore_index=True)
     else:
         frame = pd.DataFrame({f: pd.Series([], dtype=object) for f in fields})
+        outputs = _outputs([])
     stamps = pd.to_datetime(pd.Series(times, dtype=object), format="ISO8601")
     return Traffic(
         np.array(ids, dtype=object),
         stamps.to_numpy(dtype="datetime64[us]"),
         np.array(versions, dtype=np.int64),
         frame,
-        _outputs(outputs),
+        outputs,
     )
 
 
