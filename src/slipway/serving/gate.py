@@ -10,6 +10,7 @@ line and count the request. Liveness and readiness pass without a key or a limit
 from __future__ import annotations
 
 import logging
+import os
 import re
 import secrets
 import time
@@ -56,6 +57,7 @@ class Gate:
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
         self.open_paths = OPEN_PATHS | DOCS_PATHS if public_docs else OPEN_PATHS
+        self.pid = os.getpid()  # which worker answered, with --workers N
         self._counters: dict[tuple[str, str, int], Any] = {}
         self._histograms: dict[tuple[str, str], Any] = {}
 
@@ -135,6 +137,7 @@ class Gate:
                 "path": scope["path"],
                 "status": status,
                 "latency_ms": round(seconds * 1000, 3),
+                "pid": self.pid,
             }
             served = scope.get("slipway.served")
             if served is not None:

@@ -96,11 +96,29 @@ def build(app: FastAPI, service: Service) -> dict[str, Any]:
     }
     for path in ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"):
         _body(paths, path, "post", infer_schema(), infer_examples, binary=True)
+    _served_names(paths, served)
     generic = paths.get("/v1/models/{name}/predict", {}).get("post")
     if generic is not None:
         for name, s in served:
             paths[f"/v1/models/{name}/predict"] = {"post": _concrete(generic, s, max_rows)}
     return doc
+
+
+def _served_names(paths: dict[str, Any], served: list[tuple[str, Served]]) -> None:
+    """Document the model-name parameters as the names served (and versions as theirs)."""
+    if not served:
+        return
+    names = [n for n, _ in served]
+    versions = sorted({str(s.version) for _, s in served})
+    for item in paths.values():
+        for op in item.values():
+            for param in op.get("parameters", []):
+                if param["name"] in ("name", "model") and param["in"] in ("path", "query"):
+                    param["schema"] = {"type": "string", "enum": names}
+                    param["description"] = "A served model."
+                elif param["name"] == "version" and param["in"] == "path":
+                    param["schema"] = {"type": "string", "enum": versions}
+                    param["description"] = "The version serving."
 
 
 def _body(
