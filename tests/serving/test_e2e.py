@@ -243,3 +243,12 @@ def test_two_workers_on_postgresql(tmp_path, register):
         registry.store.dispose()
     finally:
         next(schema_url, None)
+
+
+def test_a_server_that_cannot_start_says_why(tmp_path):
+    """With no API key, `slipway serve` exits 1 with one line, and ServerProcess reports it."""
+    from slipway.serving.process import ServerFailed
+
+    s = Settings(home=tmp_path / "home", user="tester")
+    with pytest.raises(ServerFailed, match="No API keys exist"):
+        ServerProcess(env=subprocess_env(s)).start()

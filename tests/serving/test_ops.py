@@ -181,3 +181,46 @@ def test_batch_prediction_lookup_returns_the_latest_row(serve, settings):
     assert harness.get("/v1/models/other/predictions/c1").json()["value"] == 3.5
     missing = harness.get("/v1/models/fraud/predictions/zz")
     assert missing.status_code == 404 and "'zz'" in missing.json()["error"]
+
+
+def test_unknown_methods_cannot_mint_metric_series(harness):
+    """Arbitrary HTTP methods are counted under method="OTHER"."""
+    harness.client.request("BREW", "/v1/models", headers=harness.auth())
+    text = harness.get("/metrics").text
+    assert 'method="OTHER"' in text and "BREW" not in text
+
+
+def test_client_disconnect_is_logged_as_499_not_as_an_error(harness, caplog):
+    """A client leaving mid-body is an access-log 499, with no error logged."""
+    import asyncio
+    import json
+    import logging
+
+    app = harness.client.app
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/models/fraud/predict",
+        "raw_path": b"/v1/models/fraud/predict",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"authorization", f"Bearer {harness.keys['predict']}".encode())],
+        "client": ("127.0.0.1", 1),
+        "server": ("t", 80),
+        "scheme": "http",
+        "http_version": "1.1",
+        "state": {},
+    }
+    sent = []
+
+    async def receive():
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    with caplog.at_level(logging.INFO, logger="slipway"):
+        asyncio.run(app(scope, receive, send))
+    lines = [json.loads(r.message) for r in caplog.records if r.name == "slipway.access"]
+    assert lines[-1]["status"] == 499 and sent == []
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

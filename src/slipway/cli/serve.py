@@ -15,7 +15,8 @@ def serve_command(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.", min=0, max=65535)] = 8000,
     workers: Annotated[
-        int, typer.Option(help="Worker processes (use PostgreSQL as the store with several).")
+        int,
+        typer.Option(help="Worker processes (use PostgreSQL as the store with several).", min=1),
     ] = 1,
     model: Annotated[
         list[str] | None,
@@ -35,8 +36,6 @@ def serve_command(
     """Serve predictions over HTTP until SIGTERM or Ctrl-C."""
     from slipway.serving import server
 
-    if workers < 1:
-        raise typer.BadParameter("must be at least 1", param_hint="--workers")
     config = server.settings_for(settings(), models=model or (), auth=not no_auth, workers=workers)
     served = server.preflight(config)
     if no_auth:

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slipway.exceptions import SlipwayError
@@ -36,6 +37,7 @@ access_log = logging.getLogger("slipway.access")
 OPEN_PATHS = frozenset({"/health", "/ready", "/ping", "/v2/health/live", "/v2/health/ready"})
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class Gate:
@@ -99,6 +101,8 @@ class Gate:
                 raise
             self._reject(exc)
             status = await errors.send(scope, send_wrapper, exc)
+        except ClientDisconnect:
+            status = 499  # the client left before sending its whole body: nobody to answer
         except Exception as exc:
             if response_started:
                 raise
@@ -115,7 +119,8 @@ class Gate:
     def _record(self, scope: Scope, status: int, seconds: float) -> None:
         route = scope.get("route")
         template = getattr(route, "path", None) or "unmatched"
-        method = scope["method"]
+        # Only known methods become labels: a client must not be able to mint new series.
+        method = scope["method"] if scope["method"] in _METHODS else "OTHER"
         counter = self._counters.get((template, method, status))
         if counter is None:
             counter = self.metrics.http_requests.labels(template, method, str(status))

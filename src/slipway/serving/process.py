@@ -78,6 +78,15 @@ class ServerProcess:
                    "--port", str(self.port), *self.args]  # fmt: skip
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.process = subprocess.Popen(command, stdout=out, stderr=err, env=self.env)
+        try:
+            self._wait_ready()
+        except BaseException:  # Ctrl-C included: never leave a server behind
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -86,11 +95,10 @@ class ServerProcess:
                 )
             try:
                 if httpx.get(self.url + "/ready", timeout=2).status_code == 200:
-                    return self
+                    return
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
-        self.stop()
         raise ServerFailed(
             f"slipway serve was not ready after {self.ready_timeout:.0f} s:\n{self.stderr()}"
         )
