@@ -182,6 +182,11 @@ def predict_schema(row: dict[str, Any], contract: Contract | None, max_rows: int
                         "maxItems": max_rows,
                     },
                     "unit_id": unit_id,
+                    "unit_ids": {
+                        "type": "array",
+                        "items": {"anyOf": [unit_id, {"type": "null"}]},
+                        "description": "One unit id per instance (same length).",
+                    },
                 },
                 "required": ["instances"],
                 "additionalProperties": False,
