@@ -117,7 +117,7 @@ def uvicorn(
 ) -> Iterator[ServerProcess]:
     """A plain uvicorn server for the baselines, on a free port, stopped on exit."""
     port = free_port()
-    server = ServerProcess(port=port, env=env)
+    server = ServerProcess(port=port, env=env, log_dir=Path(env["SLIPWAY_HOME"]).parent / app)
     command = [
         sys.executable,
         "-m",
@@ -208,7 +208,9 @@ def main() -> None:
             results += measure(
                 "naive FastAPI", naive, "/predict", body, {}, workers, clients, seconds
             )
-        server = ServerProcess(["--workers", str(workers)], env=slipway_env)
+        server = ServerProcess(
+            ["--workers", str(workers)], env=slipway_env, log_dir=tmp / f"slipway-{workers}"
+        )
         with server:
             results += measure(
                 "slipway serve",

@@ -91,7 +91,7 @@ def test_tritonclient_works_unchanged_in_json_and_binary_modes(tmp_path, registe
     X = np.asarray(fitted["grid"].X_val[:4], dtype=np.float64)
     model = registry.load("grid")
     headers = {"Authorization": f"Bearer {token}"}
-    with ServerProcess(env=subprocess_env(s)) as server:
+    with ServerProcess(env=subprocess_env(s), log_dir=tmp_path / "server") as server:
         client = triton.InferenceServerClient(url=f"{server.host}:{server.port}")
         assert client.is_server_live() and client.is_server_ready()
         assert client.is_model_ready("grid", headers=headers)
@@ -144,7 +144,9 @@ def tensor_for(triton, X):
 def test_sigterm_under_load_loses_no_prediction(tmp_path, register):
     """Every prediction_id a client received is in the log after a SIGTERM mid-load."""
     s, registry, token, fitted = prepare(tmp_path, register)
-    server = ServerProcess(env=subprocess_env(s, SLIPWAY_SERVE_LOG_FLUSH_SECONDS="5"))
+    server = ServerProcess(
+        env=subprocess_env(s, SLIPWAY_SERVE_LOG_FLUSH_SECONDS="5"), log_dir=tmp_path / "server"
+    )
     server.start()
     rows = [{k: v.item() if hasattr(v, "item") else v for k, v in r.items()}
             for r in fitted["fraud"].X_val.iloc[:5].to_dict("records")]  # fmt: skip
@@ -171,7 +173,7 @@ def test_hot_reload_under_load_fails_no_request(tmp_path, register):
     expected = {v: registry.load(f"fraud:{v}").predict_proba(pd.DataFrame([row]))[0, 1]
                 for v in (1, 2)}  # fmt: skip
     assert expected[1] != expected[2]
-    with ServerProcess(env=subprocess_env(s)) as server:
+    with ServerProcess(env=subprocess_env(s), log_dir=tmp_path / "server") as server:
         url = server.url + "/v1/models/fraud/predict"
         with Load(url, {"features": row}, token, threads=4) as load:
             load.wait(lambda: len(load.ok()) >= 50)
@@ -204,7 +206,9 @@ def test_two_workers_on_postgresql(tmp_path, register):
         row = {k: v.item() if hasattr(v, "item") else v
                for k, v in fitted["fraud"].X_val.iloc[0].to_dict().items()}  # fmt: skip
         headers = {"Authorization": f"Bearer {token}"}
-        with ServerProcess(["--workers", "2"], env=subprocess_env(s)) as server:
+        with ServerProcess(
+            ["--workers", "2"], env=subprocess_env(s), log_dir=tmp_path / "server"
+        ) as server:
             url = server.url + "/v1/models/fraud/predict"
 
             def fresh_request() -> httpx.Response:
@@ -251,4 +255,4 @@ def test_a_server_that_cannot_start_says_why(tmp_path):
 
     s = Settings(home=tmp_path / "home", user="tester")
     with pytest.raises(ServerFailed, match="No API keys exist"):
-        ServerProcess(env=subprocess_env(s)).start()
+        ServerProcess(env=subprocess_env(s), log_dir=tmp_path / "server").start()
