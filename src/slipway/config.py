@@ -50,7 +50,37 @@ class Settings(BaseSettings):
     )
     alert_webhook_timeout: float = Field(5.0, gt=0, description="Seconds per webhook request.")
 
-    @field_validator("trusted_types", mode="before")
+    # -- `slipway serve` -------------------------------------------------------------------
+    serve_models: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="Serve only these models (comma separated); default: every model "
+        "with a production alias.",
+    )
+    serve_auth: bool = Field(True, description="Require an API key on every route but health.")
+    serve_public_docs: bool = Field(False, description="Serve /docs and /openapi.json unauthed.")
+    serve_workers: int = Field(1, ge=1, description="Worker processes sharing the rate limit.")
+    serve_max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest request body.")
+    serve_max_rows: int = Field(1000, ge=1, description="Most rows in one request.")
+    serve_max_json_depth: int = Field(32, ge=4, description="Deepest JSON nesting accepted.")
+    serve_rate_limit: float = Field(
+        100.0, ge=0, description="Requests per second per API key (0: unlimited)."
+    )
+    serve_rate_burst: int = Field(200, ge=1, description="Requests a key may send at once.")
+    serve_max_concurrency: int = Field(
+        64, ge=1, description="Requests in flight per worker before excess is shed with 503."
+    )
+    serve_log_queue_rows: int = Field(
+        200_000, ge=1, description="Prediction-log rows buffered before new ones are dropped."
+    )
+    serve_log_batch_rows: int = Field(2000, ge=1, description="Rows per prediction-log write.")
+    serve_log_flush_seconds: float = Field(
+        0.2, gt=0, description="Longest a logged prediction waits before it is written."
+    )
+    serve_poll_seconds: float = Field(
+        1.0, gt=0, description="How often workers re-read API keys and production aliases."
+    )
+
+    @field_validator("trusted_types", "serve_models", mode="before")
     @classmethod
     def _split_types(cls, value: object) -> object:
         if isinstance(value, str):

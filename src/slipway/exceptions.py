@@ -8,7 +8,8 @@ Each leaf also inherits the builtin a caller would naturally catch, so
     ├── InvalidReference (ValueError)         "fraud:x" is not a model reference
     ├── NotFound (LookupError)
     │   ├── ModelNotFound                     no such model, version or alias target
-    │   └── RunNotFound                       no such batch or monitoring run
+    │   ├── RunNotFound                       no such batch or monitoring run
+    │   └── KeyNotFound                       no API key of that name
     ├── RegistryConflict (ValueError)         the registry's state forbids the change
     ├── InvalidModel (ValueError)             not a fitted estimator we can register
     ├── ContractViolation (ValueError)        input does not meet the model's contract
@@ -17,7 +18,17 @@ Each leaf also inherits the builtin a caller would naturally catch, so
     │   ├── ArtifactCorrupted (ValueError)    bytes on disk do not match the recorded sha256
     │   └── UntrustedArtifact (ValueError)    a skops file holds types nobody trusted
     ├── IncompatibleEnvironment (RuntimeError) library versions differ and settings refuse
-    └── MissingDependency (ImportError)       an optional extra is not installed
+    ├── MissingDependency (ImportError)       an optional extra is not installed
+    ├── InvalidRequest (ValueError)           an HTTP body is not what the route takes (422)
+    │   ├── MalformedRequest                  not JSON, NaN/Infinity, nested too deep (400)
+    │   └── RequestTooLarge                   body bytes or rows above the limits (413)
+    ├── AccessDenied (PermissionError)
+    │   ├── Unauthorized                      no API key, or an unknown or revoked one (401)
+    │   └── Forbidden                         the key's role does not allow the route (403)
+    ├── Unavailable (RuntimeError)            try again after ``retry_after`` seconds
+    │   ├── RateLimited                       the key used up its request budget (429)
+    │   └── Overloaded                        too many requests in flight (503)
+    └── ReloadFailed (RuntimeError)           a new version failed to load; the old one serves
 
 Warnings derive from ``SlipwayWarning`` (a ``UserWarning``).
 """
@@ -62,6 +73,10 @@ class ModelNotFound(NotFound):
 
 class RunNotFound(NotFound):
     """No recorded run has that id."""
+
+
+class KeyNotFound(NotFound):
+    """No API key has that name."""
 
 
 class RegistryConflict(SlipwayError, ValueError):
@@ -137,3 +152,54 @@ class SlipwayWarning(UserWarning):
 
 class VersionMismatchWarning(SlipwayWarning):
     """A model is loaded under a different scikit-learn minor version than it was saved with."""
+
+
+class InvalidRequest(SlipwayError, ValueError):
+    """An HTTP request body is JSON but not of the form the route takes.
+
+    ``problems`` lists every problem found (unknown or missing top-level fields, wrong types).
+    """
+
+    def __init__(self, message: str, problems: Sequence[Problem] = ()) -> None:
+        self.problems = list(problems)
+        super().__init__(message)
+
+
+class MalformedRequest(InvalidRequest):
+    """The body cannot be read at all: not JSON, a NaN/Infinity literal, nested too deep."""
+
+
+class RequestTooLarge(InvalidRequest):
+    """The body has more bytes, or more rows, than the server accepts."""
+
+
+class AccessDenied(SlipwayError, PermissionError):
+    """The request may not use this route."""
+
+
+class Unauthorized(AccessDenied):
+    """No API key was sent, or it is unknown or revoked."""
+
+
+class Forbidden(AccessDenied):
+    """The API key's role does not allow this route."""
+
+
+class Unavailable(SlipwayError, RuntimeError):
+    """The server refuses the request for now; retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        self.retry_after = max(1, int(retry_after))
+        super().__init__(message)
+
+
+class RateLimited(Unavailable):
+    """The API key has used up its request budget."""
+
+
+class Overloaded(Unavailable):
+    """Too many requests are in flight in this worker; excess load is shed, not queued."""
+
+
+class ReloadFailed(SlipwayError, RuntimeError):
+    """A new model version failed to load or verify; the version serving keeps serving."""

@@ -2,17 +2,26 @@
 
 `slipway quickstart` writes the data and a train config into a working directory, trains
 through the same path as `slipway train`, promotes the result to production and shows its
-model card. Later capabilities add their own steps after these.
+model card. Then :func:`serve_and_call` starts `slipway serve` on a free loopback port with a
+temporary API key, sends predictions and their feedback, stops the server (SIGTERM, so the
+prediction log is flushed) and revokes the key. Later capabilities add their own steps.
 """
 
 from __future__ import annotations
 
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
 
+from slipway.keys import KeyStore
 from slipway.registry import Registry
 from slipway.train import train
 from slipway.versions import ModelVersion
@@ -129,3 +138,98 @@ def prepare(workdir: Path, rows: int = 20_000, seed: int = 0) -> Path:
 def run(registry: Registry, workdir: Path, rows: int = 20_000, seed: int = 0) -> ModelVersion:
     """Generate, train, register and promote the quickstart model."""
     return train(prepare(workdir, rows, seed), registry)
+
+
+@dataclass
+class ServingDemo:
+    """What the quickstart's serving steps sent and got back."""
+
+    url: str = ""
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    predictions: dict[str, Any] = field(default_factory=dict)
+    feedback: dict[str, Any] = field(default_factory=dict)
+    feedback_again: dict[str, Any] = field(default_factory=dict)
+    logged: int = 0
+
+    def curl(self, url: str = "http://127.0.0.1:8000") -> str:
+        """A curl command predicting the first row against a server at ``url``."""
+        body = json.dumps({"instances": self.rows[:1]})
+        return (
+            f"curl -s -H \"Authorization: Bearer $SLIPWAY_KEY\" -d '{body}' "
+            f"{url}/v1/models/fraud/predict"
+        )
+
+
+def serve_and_call(
+    registry: Registry,
+    workdir: Path,
+    n: int = 3,
+    on_step: Callable[[str], None] = lambda _: None,
+) -> ServingDemo:
+    """Start `slipway serve`, predict ``n`` recent transactions (one a fraud), send their labels,
+    stop the server."""
+    from slipway.serving.process import ServerFailed, ServerProcess
+
+    data = pd.read_csv(workdir / "transactions.csv")
+    frauds = data.index[data["is_fraud"] == 1][-1:]
+    data = data.loc[sorted([*data.index[data["is_fraud"] == 0][-(n - len(frauds)) :], *frauds])]
+    demo = ServingDemo(
+        rows=json.loads(data[FEATURES].to_json(orient="records")),
+        labels=data["is_fraud"].astype(int).tolist(),
+    )
+    settings = registry.settings
+    env = {
+        "SLIPWAY_HOME": str(Path(settings.home).resolve()),
+        "SLIPWAY_DATABASE_URL": settings.database_url or "",
+    }
+    keys = KeyStore(registry.store)
+    name = f"quickstart-{secrets.token_hex(3)}"
+    _, token = keys.create(name, "predict")
+    try:
+        for attempt in (1, 2):  # a second try on another port if the first was taken meanwhile
+            server = ServerProcess(["--model", "fraud"], env=env, log_dir=workdir / "server")
+            on_step(f"starting slipway serve on {server.url} with a temporary key {name!r}")
+            try:
+                server.start()
+                break
+            except ServerFailed:
+                if attempt == 2:
+                    raise
+        try:
+            demo.url = server.url
+            demo.predictions, demo.feedback, demo.feedback_again = _calls(server.url, token, demo)
+        finally:
+            server.stop()
+        ids = [p["prediction_id"] for p in demo.predictions["predictions"]]
+        demo.logged = _count_logged(registry, ids)
+    finally:
+        keys.revoke(name)
+    return demo
+
+
+def _calls(url: str, token: str, demo: ServingDemo) -> tuple[dict[str, Any], ...]:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+        answer = client.post("/v1/models/fraud/predict", json={"instances": demo.rows})
+        answer.raise_for_status()
+        predicted = answer.json()
+        body = {
+            "feedback": [
+                {"prediction_id": p["prediction_id"], "label": label}
+                for p, label in zip(predicted["predictions"], demo.labels, strict=True)
+            ]
+        }
+        first = client.post("/v1/feedback", json=body).json()
+        again = client.post("/v1/feedback", json=body).json()
+    return predicted, first, again
+
+
+def _count_logged(registry: Registry, ids: list[str]) -> int:
+    from slipway.store.schema import predictions
+
+    with registry.store.read() as conn:
+        query = sa.select(sa.func.count()).where(predictions.c.prediction_id.in_(ids))
+        return int(conn.execute(query).scalar_one())

@@ -141,3 +141,26 @@ def audit_table(events: Sequence[AuditEvent]) -> Table:
             "-" if e.to_version is None else str(e.to_version),
         )
     return table
+
+
+def served_predictions(demo: Any) -> Table:
+    """The quickstart's served predictions: inputs, answer, id (a ``ServingDemo``)."""
+    body = demo.predictions
+    table = Table(
+        title=f"POST {demo.url}/v1/models/{body['model']}/predict -> version {body['version']}",
+        title_justify="left",
+    )
+    for column in ("amount", "merchant", "country", "label", "p(fraud)", "prediction_id", "truth"):
+        table.add_column(column, justify="right" if column in ("amount", "p(fraud)") else "left")
+    for row, item, truth in zip(demo.rows, body["predictions"], demo.labels, strict=True):
+        p = item.get("probabilities", {}).get("1")
+        table.add_row(
+            f"{row['amount']:.2f}",
+            str(row["merchant_category"]),
+            str(row["country"]),
+            str(item["label"]),
+            "-" if p is None else f"{p:.3f}",
+            item["prediction_id"],
+            str(truth),
+        )
+    return table

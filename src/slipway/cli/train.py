@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Annotated
@@ -29,7 +30,7 @@ def quickstart_command(
     ),
     rows: Annotated[int, typer.Option(help="Transactions to generate.", min=1000)] = 20_000,
 ) -> None:
-    """The main job: generate transactions, train a fraud model, register and promote it."""
+    """The main job: generate transactions, train a fraud model, register, promote and serve it."""
     reg = registry()
     started = time.perf_counter()
     console.rule("[bold]Slipway quickstart")
@@ -40,7 +41,24 @@ def quickstart_command(
         mv = train(config, reg)
     console.print(f"3. registered {mv.ref}; aliases: {', '.join(mv.aliases) or '-'}")
     console.print(_render.model_card(mv))
+    console.print("4. serving it over HTTP")
+    demo = quickstart.serve_and_call(
+        reg, workdir, on_step=lambda s: console.print(f"   {s}", soft_wrap=True)
+    )
+    console.print(_render.served_predictions(demo))
+    fb, again = json.dumps(demo.feedback), json.dumps(demo.feedback_again)
+    console.print(f"   POST /v1/feedback (the true labels)  -> {fb}", soft_wrap=True)
+    console.print(f"   the same feedback again (idempotent) -> {again}", soft_wrap=True)
+    console.print(
+        "   stopped the server with SIGTERM (in-flight requests finish, the log is flushed): "
+        f"{demo.logged} of {len(demo.rows)} predictions are in the prediction log; "
+        "the temporary key is revoked",
+        soft_wrap=True,
+    )
     console.print(f"done in {time.perf_counter() - started:.1f}s. Next:")
     console.print("  slipway models list")
     console.print(f"  slipway models show {mv.name}@production")
     console.print(f"  slipway models verify {mv.name}")
+    console.print("  export SLIPWAY_KEY=$(slipway keys create --name me --role predict)")
+    console.print("  slipway serve          # then open http://127.0.0.1:8000/docs")
+    console.print("  " + demo.curl(), soft_wrap=True)

@@ -1,0 +1,205 @@
+"""``create_app(settings) -> FastAPI``: the whole service, everything passed in through here.
+
+The app's lifespan is the service's life: on startup it reads the API keys (refusing to start
+without any unless auth is off), loads and verifies every model to serve, and starts the key
+refresher, the alias watcher and the prediction-log writer; on shutdown (uvicorn stops
+accepting and lets in-flight requests finish first) it stops them and drains the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import PlainTextResponse, Response
+
+import slipway
+from slipway.config import Settings
+from slipway.exceptions import ConfigError
+from slipway.keys import KeyStore
+from slipway.registry import Registry
+from slipway.serving import errors, mlflow, openapi, v1, v2
+from slipway.serving.auth import KeyCache
+from slipway.serving.feedback import FeedbackDesk
+from slipway.serving.gate import Gate
+from slipway.serving.limits import ConcurrencyCap, TokenBuckets
+from slipway.serving.log import PredictionLog
+from slipway.serving.metrics import Metrics
+from slipway.serving.runtime import Runtime
+from slipway.serving.schemas import ErrorOut, HealthOut, ReadyOut
+from slipway.serving.scoring import Scorer
+from slipway.serving.service import GUARDED, RouterFactory, Service, json_response
+
+logger = logging.getLogger("slipway.serving")
+
+NO_KEYS = (
+    "No API keys exist, so no client could call this server. Create one with "
+    "`slipway keys create --name NAME --role predict`, or start with --no-auth "
+    "(SLIPWAY_SERVE_AUTH=false) on a trusted network only."
+)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    registry: Registry | None = None,
+    routers: Sequence[RouterFactory] = (),
+    multiprocess_dir: str | None = None,
+) -> FastAPI:
+    """Build the service for ``settings``; ``routers`` add more ``(service) -> APIRouter``s.
+
+    ``multiprocess_dir`` is prometheus-client's shared directory when several workers serve.
+    """
+    registry = registry or Registry(settings)
+    store = registry.store
+    metrics = Metrics(multiprocess_dir)
+    log = PredictionLog(
+        store,
+        max_rows=settings.serve_log_queue_rows,
+        batch_rows=settings.serve_log_batch_rows,
+        flush_seconds=settings.serve_log_flush_seconds,
+        metrics=metrics,
+    )
+    runtime = Runtime(
+        registry,
+        names=settings.serve_models,
+        poll_seconds=settings.serve_poll_seconds,
+        metrics=metrics,
+    )
+    keys = KeyCache(KeyStore(store), settings.serve_poll_seconds) if settings.serve_auth else None
+    service = Service(
+        settings=settings,
+        registry=registry,
+        runtime=runtime,
+        log=log,
+        metrics=metrics,
+        keys=keys,
+        scorer=Scorer(log, metrics, max_rows=settings.serve_max_rows),
+        feedback=FeedbackDesk(store, log, settle_seconds=settings.serve_log_flush_seconds * 2 + 1),
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        start(service)
+        try:
+            yield
+        finally:
+            stop(service)
+
+    app = FastAPI(
+        title="Slipway",
+        version=slipway.__version__,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.service = service
+    errors.install(app)
+    for factory in (health_router, v1.router, v2.router, mlflow.router, *routers):
+        app.include_router(factory(service))
+    rate = settings.serve_rate_limit / settings.serve_workers
+    burst = max(1, settings.serve_rate_burst // settings.serve_workers)
+    app.add_middleware(
+        Gate,
+        keys=keys,
+        buckets=TokenBuckets(rate, burst),
+        cap=ConcurrencyCap(settings.serve_max_concurrency),
+        max_body_bytes=settings.serve_max_body_bytes,
+        metrics=metrics,
+        public_docs=settings.serve_public_docs,
+    )
+    openapi.install(app, service)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The app uvicorn workers build (``--factory``): settings from ``SLIPWAY_*`` variables."""
+    return create_app(
+        Settings.from_env(), multiprocess_dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+    )
+
+
+def start(service: Service) -> None:
+    """Read keys, load models, start the background threads (raises if the server cannot serve)."""
+    if service.keys is not None:
+        service.keys.refresh()
+        if not len(service.keys):
+            raise ConfigError(NO_KEYS)
+    else:
+        logger.warning(
+            "authentication is OFF (--no-auth): anyone who can reach this server can use "
+            "every route, reloads included"
+        )
+    service.runtime.load_all()
+    service.log.start()
+    service.runtime.start()
+    if service.keys is not None:
+        service.keys.start()
+
+
+def stop(service: Service) -> None:
+    """Stop following keys and aliases, drain the prediction log."""
+    if service.keys is not None:
+        service.keys.stop()
+    service.runtime.stop()
+    service.log.close()
+    service.metrics.close()
+
+
+def health_router(service: Service) -> APIRouter:
+    """Liveness, readiness and metrics."""
+    api = APIRouter(tags=["operations"])
+
+    @api.get("/health", operation_id="health", response_model=HealthOut)
+    async def health() -> Response:
+        """Liveness: the process answers. Never touches the database (no key needed)."""
+        return json_response({"status": "ok"})
+
+    @api.get(
+        "/ready",
+        operation_id="ready",
+        response_model=ReadyOut,
+        responses={503: {"model": ErrorOut, "description": "Not ready, with the reasons."}},
+    )
+    async def ready() -> Response:
+        """Readiness: models loaded and verified, database reachable (no key needed)."""
+        reasons = list(service.runtime.readiness())
+        try:
+            await run_in_threadpool(service.registry.store.ping)
+        except Exception as exc:
+            reasons.append(f"database unreachable: {type(exc).__name__}")
+        served = {n: s.version for n, s in sorted(service.runtime.served.items())}
+        if reasons:
+            message = "Not ready: " + "; ".join(reasons)
+            return json_response({"error": message, "code": "not_ready"}, 503)
+        warnings = [
+            f"{n}: version {f.version} failed to load ({f.error}); still serving version "
+            f"{served[n]}"
+            for n, f in sorted(service.runtime.failures.items())
+            if n in served
+        ]
+        return json_response({"status": "ready", "models": served, "warnings": warnings})
+
+    @api.get(
+        "/metrics",
+        operation_id="metrics",
+        response_class=PlainTextResponse,
+        responses={
+            **GUARDED,
+            200: {
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+                "description": "Prometheus text format.",
+            },
+        },
+    )
+    def metrics() -> Response:
+        """Prometheus metrics (every worker's, merged, with --workers N)."""
+        service.metrics.log_queue_depth.set(service.log.depth)
+        content, media_type = service.metrics.render()
+        return Response(content, 200, None, media_type)
+
+    return api

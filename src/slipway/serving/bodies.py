@@ -1,0 +1,188 @@
+"""Reading request bodies: raw bytes -> JSON -> the shape a route takes, checked by hand.
+
+Bodies are parsed with orjson, which refuses ``NaN`` and ``Infinity`` literals, and their shape
+is checked here rather than by a pydantic model: unknown top-level fields are refused, nothing
+is coerced, and every problem is reported at once. The values inside the rows are left to the
+model's contract (which refuses ``true`` or ``"1.5"`` where a number is expected).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from slipway.contract import Problem
+from slipway.exceptions import InvalidRequest, MalformedRequest
+from slipway.serving.limits import check_depth, check_rows
+
+PREDICT_FIELDS = ("instances", "features", "unit_id", "unit_ids")
+_UNIT_ID_MAX = 200
+
+
+def parse_json(raw: bytes, max_depth: int) -> Any:
+    """The body as JSON; MalformedRequest (400) when it is empty, not JSON or too deep."""
+    if not raw.strip():
+        raise MalformedRequest("The request body is empty; send a JSON object.")
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedRequest(
+            f"The request body is not valid JSON ({exc}). Note that NaN and Infinity are not "
+            "JSON: send null for a missing value."
+        ) from None
+    check_depth(value, max_depth)
+    return value
+
+
+def kind(value: Any) -> str:
+    """The JSON name of a value's type, for messages (never the value itself)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+def unknown_fields(body: dict[str, Any], allowed: Sequence[str], problems: list[Problem]) -> None:
+    """Add a problem for every top-level field the route does not take."""
+    for name in body:
+        if name not in allowed:
+            problems.append(
+                Problem(
+                    "unknown_field",
+                    f"this field is not part of the request; allowed: {', '.join(allowed)}",
+                    field=str(name)[:100],
+                )
+            )
+
+
+def wrong(field: str, expected: str, value: Any, row: int | None = None) -> Problem:
+    """A problem with a top-level field's type (the value is described, not echoed)."""
+    return Problem("wrong_type", expected, row, field, kind(value))
+
+
+def refuse(problems: list[Problem]) -> None:
+    """Raise InvalidRequest (422) listing ``problems`` if there are any."""
+    if problems:
+        shown = "; ".join(p.describe() for p in problems[:5])
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise InvalidRequest(f"The request body is not usable: {shown}{more}", problems)
+
+
+def object_body(value: Any, example: str) -> dict[str, Any]:
+    """The body as an object, or a 422 saying what it should look like."""
+    if not isinstance(value, dict):
+        refuse([Problem("wrong_shape", f"the body must be a JSON object like {example}")])
+    assert isinstance(value, dict)
+    return value
+
+
+@dataclass
+class PredictRequest:
+    """A ``/v1/models/{name}/predict`` body: rows (records or one positional row) and unit ids."""
+
+    rows: list[Any]
+    unit_ids: list[str | None] | None = None
+
+
+def predict_request(value: Any) -> PredictRequest:
+    """Check a predict body: ``instances`` or ``features``, optional ``unit_id(s)``."""
+    body = object_body(value, '{"instances": [{...}]} or {"features": [...]}')
+    problems: list[Problem] = []
+    unknown_fields(body, PREDICT_FIELDS, problems)
+    rows: list[Any] = []
+    if ("instances" in body) == ("features" in body):
+        problems.append(
+            Problem(
+                "wrong_shape",
+                'send exactly one of "instances" (a list of records) and "features" (one row)',
+            )
+        )
+    elif "instances" in body:
+        instances = body["instances"]
+        if not isinstance(instances, list) or not instances:
+            problems.append(
+                wrong("instances", "a non-empty list of objects, one per row", instances)
+            )
+        else:
+            for i, row in enumerate(instances):
+                if not isinstance(row, dict):
+                    problems.append(wrong("instances", "an object {field: value}", row, i))
+            rows = instances
+    else:
+        features = body["features"]
+        if not isinstance(features, list | dict):
+            problems.append(
+                wrong("features", "an object {field: value} or a list of values", features)
+            )
+        else:
+            rows = [features]
+    unit_ids = _unit_ids(body, len(rows), problems)
+    refuse(problems)
+    return PredictRequest(rows, unit_ids)
+
+
+def _unit_ids(body: dict[str, Any], n: int, problems: list[Problem]) -> list[str | None] | None:
+    if "unit_id" in body and "unit_ids" in body:
+        problems.append(Problem("wrong_shape", 'send "unit_id" or "unit_ids", not both'))
+        return None
+    if "unit_id" in body:
+        uid = body["unit_id"]
+        if uid is None:
+            return None
+        if not isinstance(uid, str) or not uid or len(uid) > _UNIT_ID_MAX:
+            problems.append(wrong("unit_id", f"a string of 1 to {_UNIT_ID_MAX} characters", uid))
+            return None
+        return [uid] * n
+    if "unit_ids" in body:
+        uids = body["unit_ids"]
+        if not isinstance(uids, list) or len(uids) != n:
+            problems.append(wrong("unit_ids", f"a list of {n} strings, one per instance", uids))
+            return None
+        for i, uid in enumerate(uids):
+            if uid is not None and (not isinstance(uid, str) or not uid or len(uid) > _UNIT_ID_MAX):
+                problems.append(wrong("unit_ids", "a string of 1 to 200 characters", uid, i))
+        return uids
+    return None
+
+
+def feedback_request(value: Any, max_items: int) -> list[tuple[str, Any]]:
+    """Check a feedback body: ``{"feedback": [{"prediction_id": ..., "label": ...}, ...]}``."""
+    body = object_body(value, '{"feedback": [{"prediction_id": "...", "label": 1}]}')
+    problems: list[Problem] = []
+    unknown_fields(body, ("feedback",), problems)
+    items = body.get("feedback")
+    out: list[tuple[str, Any]] = []
+    if not isinstance(items, list) or not items:
+        problems.append(wrong("feedback", "a non-empty list of {prediction_id, label}", items))
+    elif len(items) > max_items:
+        check_rows(len(items), max_items)
+    else:
+        for i, item in enumerate(items):
+            if not isinstance(item, dict) or set(item) != {"prediction_id", "label"}:
+                problems.append(
+                    Problem(
+                        "wrong_shape",
+                        'each item must be exactly {"prediction_id": "...", "label": ...}',
+                        i,
+                        "feedback",
+                    )
+                )
+                continue
+            pid, label = item["prediction_id"], item["label"]
+            if not isinstance(pid, str) or not pid or len(pid) > 64:
+                problems.append(wrong("prediction_id", "a prediction id (string)", pid, i))
+            if label is None or isinstance(label, list | dict):
+                problems.append(
+                    wrong("label", "the true label: a string, number or boolean", label, i)
+                )
+            out.append((pid, label))
+    refuse(problems)
+    return out

@@ -1,0 +1,94 @@
+"""Ground truth that arrives after the prediction, stored once per prediction id.
+
+A prediction may still sit in a log queue when its feedback arrives (this worker's, or another
+worker's), so before calling an id unknown the desk flushes this worker's log and, for ids
+minted in the last ``settle_seconds`` (their UUIDv7 says when), waits for the other workers'
+writers once and looks again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from slipway.serving.log import PredictionLog, id_time
+from slipway.store import Store
+from slipway.store.schema import feedback, predictions, utcnow
+
+_CHUNK = 500  # ids per IN (...) query: well under every driver's parameter limit
+
+
+@dataclass
+class FeedbackResult:
+    """How a feedback request was taken: stored, already stored before, or for unknown ids."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    unknown: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The response body."""
+        return {"accepted": self.accepted, "duplicates": self.duplicates, "unknown": self.unknown}
+
+
+class FeedbackDesk:
+    """Stores labels for logged predictions, idempotently."""
+
+    def __init__(self, store: Store, log: PredictionLog, settle_seconds: float = 1.5) -> None:
+        self.store, self.log, self.settle_seconds = store, log, settle_seconds
+
+    def record(self, items: Sequence[tuple[str, Any]]) -> FeedbackResult:
+        """Store each ``(prediction_id, label)`` whose prediction is logged and has no label yet."""
+        result = FeedbackResult()
+        first: dict[str, Any] = {}
+        for pid, label in items:
+            if pid in first:
+                result.duplicates += 1  # the same id twice in one request: the first wins
+            else:
+                first[pid] = label
+        self.log.flush()
+        known = self._logged(first)
+        now = time.time()
+        ages = {pid: now - t for pid in first if pid not in known and (t := id_time(pid))}
+        recent = [pid for pid, age in ages.items() if age < self.settle_seconds]
+        if recent:
+            youngest = max(0.0, min(ages[pid] for pid in recent))
+            time.sleep(self.settle_seconds - youngest)
+            known |= self._logged(recent)
+        result.unknown = [pid for pid in first if pid not in known]
+        rows = [
+            {"prediction_id": pid, "label": label, "received_at": utcnow()}
+            for pid, label in first.items()
+            if pid in known
+        ]
+        stored = self._insert(rows) if rows else 0
+        result.accepted = stored
+        result.duplicates += len(rows) - stored
+        return result
+
+    def _logged(self, ids: Iterable[str]) -> set[str]:
+        ids = list(ids)
+        found: set[str] = set()
+        with self.store.read() as conn:
+            for i in range(0, len(ids), _CHUNK):
+                chunk = ids[i : i + _CHUNK]
+                query = sa.select(predictions.c.prediction_id).where(
+                    predictions.c.prediction_id.in_(chunk)
+                )
+                found.update(conn.execute(query).scalars())
+        return found
+
+    def _insert(self, rows: list[dict[str, Any]]) -> int:
+        insert = postgresql.insert if self.store.dialect == "postgresql" else sqlite.insert
+        stmt = (
+            insert(feedback)
+            .on_conflict_do_nothing(index_elements=["prediction_id"])
+            .returning(feedback.c.prediction_id)
+        )
+        with self.store.write() as conn:
+            return len(conn.execute(stmt, rows).all())

@@ -1,0 +1,162 @@
+"""The gate every HTTP request passes: request id, API key, limits, access log, request metrics.
+
+A raw ASGI middleware (no per-request objects beyond what it needs), in this order: assign a
+request id; authenticate (401); refuse a declared body above the limit before reading it (413);
+spend a rate token of the key (429); admit under the concurrency cap (503); call the app with
+a ``receive`` that stops a body streaming past the limit (413); then write one JSON access-log
+line and count the request. Liveness and readiness pass without a key or a limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from slipway.exceptions import SlipwayError
+from slipway.serving import errors
+from slipway.serving.auth import ANONYMOUS, KeyCache
+from slipway.serving.limits import (
+    ConcurrencyCap,
+    TokenBuckets,
+    check_content_length,
+    limited_receive,
+)
+from slipway.serving.metrics import Metrics
+
+access_log = logging.getLogger("slipway.access")
+
+OPEN_PATHS = frozenset({"/health", "/ready", "/ping", "/v2/health/live", "/v2/health/ready"})
+DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
+_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class Gate:
+    """ASGI middleware enforcing auth and limits, and recording every request."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        keys: KeyCache | None,
+        buckets: TokenBuckets,
+        cap: ConcurrencyCap,
+        max_body_bytes: int,
+        metrics: Metrics,
+        public_docs: bool = False,
+    ) -> None:
+        self.app = app
+        self.keys, self.buckets, self.cap = keys, buckets, cap
+        self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
+        self.open_paths = OPEN_PATHS | DOCS_PATHS if public_docs else OPEN_PATHS
+        self.pid = os.getpid()  # which worker answered, with --workers N
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._histograms: dict[tuple[str, str], Any] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        request_id = _request_id(headers)
+        scope["slipway.request_id"] = request_id
+        scope["slipway.started"] = started
+        rid = request_id.encode()
+        status = 500
+        response_started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", rid)]
+            await send(message)
+
+        admitted = False
+        try:
+            if scope["path"] not in self.open_paths:
+                key = self.keys.authenticate(headers) if self.keys is not None else ANONYMOUS
+                scope["slipway.key"] = key
+                check_content_length(headers, self.max_body_bytes)
+                client = f"key {key.name!r}" if self.keys is not None else _client(scope)
+                self.buckets.take(client)
+                self.cap.enter()
+                admitted = True
+                receive = limited_receive(receive, self.max_body_bytes)
+            await self.app(scope, receive, send_wrapper)
+        except SlipwayError as exc:
+            if response_started:
+                raise
+            self._reject(exc)
+            status = await errors.send(scope, send_wrapper, exc)
+        except ClientDisconnect:
+            status = 499  # the client left before sending its whole body: nobody to answer
+        except Exception as exc:
+            if response_started:
+                raise
+            response = errors.internal_error(scope, exc)
+            await response(scope, receive, send_wrapper)
+        finally:
+            if admitted:
+                self.cap.leave()
+            self._record(scope, status, time.perf_counter() - started)
+
+    def _reject(self, exc: SlipwayError) -> None:
+        self.metrics.rejected.labels(errors.status_of(exc)[1]).inc()
+
+    def _record(self, scope: Scope, status: int, seconds: float) -> None:
+        route = scope.get("route")
+        template = getattr(route, "path", None) or "unmatched"
+        # Only known methods become labels: a client must not be able to mint new series.
+        method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+        counter = self._counters.get((template, method, status))
+        if counter is None:
+            counter = self.metrics.http_requests.labels(template, method, str(status))
+            self._counters[(template, method, status)] = counter
+        counter.inc()
+        histogram = self._histograms.get((template, method))
+        if histogram is None:
+            histogram = self.metrics.http_latency.labels(template, method)
+            self._histograms[(template, method)] = histogram
+        histogram.observe(seconds)
+        if access_log.isEnabledFor(logging.INFO):
+            key = scope.get("slipway.key")
+            line: dict[str, Any] = {
+                "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                "request_id": scope["slipway.request_id"],
+                "key": None if key is None else key.name,
+                "method": method,
+                "route": template if route is not None else None,
+                "path": scope["path"],
+                "status": status,
+                "latency_ms": round(seconds * 1000, 3),
+                "pid": self.pid,
+            }
+            served = scope.get("slipway.served")
+            if served is not None:
+                line["model"], line["version"], line["rows"] = served
+            access_log.info(orjson.dumps(line).decode())
+
+
+def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
+    for name, value in headers:
+        if name == b"x-request-id" and _REQUEST_ID.match(value):
+            return value.decode()
+    return secrets.token_hex(8)
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    return f"client {client[0]}" if client else "anonymous client"

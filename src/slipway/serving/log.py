@@ -1,0 +1,332 @@
+"""The prediction log: every served prediction recorded off the request path, nothing lost silently.
+
+Requests hand their predictions to :class:`PredictionLog` (a bounded in-memory queue) and
+return; a background thread writes them in batches (one executemany per batch) into the
+``predictions`` table, and refused requests into ``validation_failures``. When the queue is
+full new rows are dropped and counted (``slipway_prediction_log_dropped_total``), never
+blocking a request. A database outage is retried with backoff while the queue holds; a batch
+the database refuses as data is retried row by row so one bad row costs only itself.
+:meth:`PredictionLog.close` drains the queue on graceful shutdown.
+
+Prediction ids are UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then a per-process
+sequence, then 62 random bits. They sort by time, and those from one process strictly increase.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import exc as sa_exc
+
+from slipway.serving.metrics import Metrics
+from slipway.store import Store
+from slipway.store.schema import predictions, validation_failures
+
+logger = logging.getLogger("slipway.serving.log")
+
+_TRANSIENT = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError)
+
+
+class IdGenerator:
+    """Time-sortable unique ids (UUIDv7 with a 12-bit sequence for order within a millisecond)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ms = 0
+        self._seq = 0
+
+    def new(self, n: int) -> list[str]:
+        """``n`` fresh ids, increasing."""
+        rand = os.urandom(8 * n)
+        out = []
+        with self._lock:
+            now = time.time_ns() // 1_000_000
+            if now > self._ms:
+                self._ms, self._seq = now, -1
+            for i in range(n):
+                self._seq += 1
+                if self._seq > 0xFFF:  # 4,096 ids in one millisecond: borrow the next one
+                    self._ms, self._seq = self._ms + 1, 0
+                low = int.from_bytes(rand[8 * i : 8 * i + 8]) & 0x3FFF_FFFF_FFFF_FFFF
+                value = self._ms << 80 | 0x7 << 76 | self._seq << 64 | 0b10 << 62 | low
+                h = f"{value:032x}"
+                out.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+        return out
+
+
+def id_time(prediction_id: str) -> float | None:
+    """Unix time (seconds) a UUIDv7 prediction id was made at, or None if it is not one."""
+    if len(prediction_id) != 36 or prediction_id[14] != "7":
+        return None
+    try:
+        return int(prediction_id[:8] + prediction_id[9:13], 16) / 1000
+    except ValueError:
+        return None
+
+
+@dataclass
+class Entry:
+    """The predictions of one request, as queued; expanded to one row each by the writer.
+
+    ``rows[i]`` is the validated input of prediction ``ids[i]``: a ``{field: value}`` mapping
+    or a sequence of values in contract order (``names``).
+    """
+
+    ids: list[str]
+    created_at: datetime
+    model: str
+    version: int
+    names: Sequence[str]
+    rows: Sequence[Any]
+    outputs: list[dict[str, Any]]
+    latency_ms: float
+    unit_ids: Sequence[str | None] | None = None
+    variant: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def records(self) -> list[dict[str, Any]]:
+        """One ``predictions`` row per prediction."""
+        names, out = self.names, []
+        for i, pid in enumerate(self.ids):
+            r = self.rows[i]
+            inputs = (
+                {n: r.get(n) for n in names}
+                if isinstance(r, dict)
+                else dict(zip(names, r, strict=True))
+            )
+            out.append(
+                {
+                    "prediction_id": pid,
+                    "created_at": self.created_at,
+                    "model_name": self.model,
+                    "version": self.version,
+                    "variant": self.variant,
+                    "experiment": None,
+                    "unit_id": None if self.unit_ids is None else self.unit_ids[i],
+                    "inputs": inputs,
+                    "outputs": self.outputs[i],
+                    "latency_ms": self.latency_ms,
+                    "shadow_version": None,
+                    "shadow_outputs": None,
+                }
+            )
+        return out
+
+
+@dataclass
+class Failure:
+    """A request refused for breaking the contract (422), kept for data-quality monitoring."""
+
+    created_at: datetime
+    model: str
+    version: int
+    rows: int
+    problems: list[dict[str, Any]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return 1
+
+
+class PredictionLog:
+    """A bounded queue of predictions and the thread that writes them in batches."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_rows: int = 200_000,
+        batch_rows: int = 2000,
+        flush_seconds: float = 0.2,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.store = store
+        self.max_rows, self.batch_rows, self.flush_seconds = max_rows, batch_rows, flush_seconds
+        self.metrics = metrics
+        self.dropped = 0
+        self._queue: deque[Entry | Failure] = deque()
+        self._rows = 0  # rows in the queue and in the batch being written
+        self._cond = threading.Condition()
+        self._queued = 0  # items ever accepted; flush() waits for _written to reach it
+        self._written = 0
+        self._flush_now = False
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    @property
+    def depth(self) -> int:
+        """Rows waiting to be written."""
+        return self._rows
+
+    def start(self) -> None:
+        """Start the writer thread."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="slipway-log", daemon=True)
+            self._thread.start()
+
+    def put(self, item: Entry | Failure) -> bool:
+        """Queue a request's predictions (or a refusal); False if the full queue dropped them."""
+        n = len(item)
+        with self._cond:
+            if self._rows + n > self.max_rows or self._stopping:
+                self._drop(n, "queue_full" if not self._stopping else "shutdown")
+                return False
+            self._queue.append(item)
+            self._rows += n
+            self._queued += 1
+            if self._rows >= self.batch_rows:
+                self._cond.notify_all()
+        if self.metrics is not None:
+            self.metrics.log_queue_depth.set(self._rows)
+        return True
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Write everything queued so far now; True once it is in the database."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            target = self._queued
+            self._flush_now = True
+            self._cond.notify_all()
+            while self._written < target:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._thread is None or not self._thread.is_alive():
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Drain the queue (graceful shutdown) and stop; rows left unwritten count as dropped."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                logger.error("prediction log: could not drain within %.0f s", timeout)
+        with self._cond:
+            left = sum(len(i) for i in self._queue)
+            self._queue.clear()
+            if left:
+                self._drop(left, "shutdown")
+        self._thread = None
+
+    # -- writer thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                start = time.monotonic()
+                while not (
+                    self._stopping
+                    or self._flush_now
+                    or self._rows >= self.batch_rows
+                    or (self._queue and time.monotonic() - start >= self.flush_seconds)
+                ):
+                    self._cond.wait(self.flush_seconds)
+                if self._stopping and not self._queue:
+                    return
+                self._flush_now = False
+                batch: list[Entry | Failure] = []
+                rows = 0
+                while self._queue and (rows < self.batch_rows or not batch):
+                    item = self._queue.popleft()
+                    batch.append(item)
+                    rows += len(item)
+            if batch:
+                self._write_with_retry(batch)
+            with self._cond:
+                self._rows -= rows
+                self._written += len(batch)
+                self._cond.notify_all()
+            if self.metrics is not None:
+                self.metrics.log_queue_depth.set(self._rows)
+
+    def _write_with_retry(self, batch: list[Entry | Failure]) -> None:
+        delay = 0.25
+        while True:
+            try:
+                self._write(batch)
+                return
+            except _TRANSIENT as exc:
+                if self._stopping and delay > 4:
+                    self._drop(sum(len(i) for i in batch), "database_unavailable")
+                    logger.error("prediction log: giving up on a batch at shutdown: %s", exc)
+                    return
+                logger.warning("prediction log: database unavailable, retrying: %s", exc)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            except Exception as exc:  # a refused batch must not kill the writer thread
+                logger.warning("prediction log: batch refused (%s); writing row by row", exc)
+                self._write_one_by_one(batch)
+                return
+
+    def _write(self, batch: Sequence[Entry | Failure]) -> None:
+        rows: list[dict[str, Any]] = []
+        failures: list[dict[str, Any]] = []
+        for item in batch:
+            if isinstance(item, Entry):
+                rows.extend(item.records())
+            else:
+                failures.append(
+                    {
+                        "created_at": item.created_at,
+                        "model_name": item.model,
+                        "version": item.version,
+                        "rows": item.rows,
+                        "problems": item.problems,
+                    }
+                )
+        with self.store.write() as conn:
+            if rows:
+                conn.execute(predictions.insert(), rows)
+            if failures:
+                conn.execute(validation_failures.insert(), failures)
+        if rows and self.metrics is not None:
+            self.metrics.log_written.inc(len(rows))
+
+    def _write_one_by_one(self, batch: list[Entry | Failure]) -> None:
+        for item in batch:
+            singles: list[Any] = [item]
+            if isinstance(item, Entry) and len(item) > 1:
+                singles = [
+                    Entry(
+                        [pid],
+                        item.created_at,
+                        item.model,
+                        item.version,
+                        item.names,
+                        [item.rows[i]],
+                        [item.outputs[i]],
+                        item.latency_ms,
+                        None if item.unit_ids is None else [item.unit_ids[i]],
+                        item.variant,
+                    )
+                    for i, pid in enumerate(item.ids)
+                ]
+            for single in singles:
+                try:
+                    self._write([single])
+                except Exception as exc:
+                    self._drop(len(single), "refused")
+                    logger.error("prediction log: row dropped, the database refused it: %s", exc)
+
+    def _drop(self, n: int, reason: str) -> None:
+        with self._cond:
+            self.dropped += n
+        if self.metrics is not None:
+            self.metrics.log_dropped.labels(reason).inc(n)
+        if reason == "queue_full" and self.dropped == n:
+            logger.error(
+                "prediction log: queue full (%d rows); dropping predictions and counting them "
+                "in slipway_prediction_log_dropped_total",
+                self.max_rows,
+            )

@@ -1,0 +1,155 @@
+"""Prometheus metrics of one server: requests, latency, predictions, the log, model loads.
+
+With one worker the metrics live in a registry of their own (so several apps in one process,
+as in tests, never collide). With ``--workers N`` the CLI points ``PROMETHEUS_MULTIPROC_DIR`` at
+a fresh directory before the workers start; prometheus-client then keeps each worker's values
+in memory-mapped files there, and ``/metrics`` on any worker merges every worker's files:
+counters and histograms are summed, the log queue depth is summed over live workers, and the
+serving version is the highest any live worker reports.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+
+
+class Metrics:
+    """Every metric the service exports, created once per app."""
+
+    def __init__(self, multiprocess_dir: str | None = None) -> None:
+        self.multiprocess_dir = multiprocess_dir
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.http_requests = Counter(
+            "slipway_http_requests_total",
+            "HTTP requests by route template, method and status.",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.http_latency = Histogram(
+            "slipway_http_request_duration_seconds",
+            "HTTP request latency by route template.",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.model_requests = Counter(
+            "slipway_model_requests_total",
+            "Prediction requests per model version, by outcome (ok, invalid).",
+            ["model", "version", "outcome"],
+            registry=r,
+        )
+        self.model_latency = Histogram(
+            "slipway_model_request_duration_seconds",
+            "Latency of successful prediction requests per model version.",
+            ["model", "version"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.predictions = Counter(
+            "slipway_predictions_total",
+            "Rows predicted per model version.",
+            ["model", "version"],
+            registry=r,
+        )
+        self.validation_failures = Counter(
+            "slipway_validation_failures_total",
+            "Requests refused for breaking a model version's input contract (HTTP 422).",
+            ["model", "version"],
+            registry=r,
+        )
+        self.log_queue_depth = Gauge(
+            "slipway_prediction_log_queue_depth",
+            "Prediction-log rows waiting to be written.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.log_written = Counter(
+            "slipway_prediction_log_written_total",
+            "Prediction-log rows written to the database.",
+            registry=r,
+        )
+        self.log_dropped = Counter(
+            "slipway_prediction_log_dropped_total",
+            "Prediction-log rows dropped (queue full, or the database refused them).",
+            ["reason"],
+            registry=r,
+        )
+        self.model_loads = Counter(
+            "slipway_model_loads_total",
+            "Model version loads, by outcome (ok, failed).",
+            ["model", "version", "outcome"],
+            registry=r,
+        )
+        self.serving_version = Gauge(
+            "slipway_serving_version",
+            "The version of each model a worker serves.",
+            ["model"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.rejected = Counter(
+            "slipway_rejected_requests_total",
+            "Requests refused before reaching a route, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self._model_children: dict[tuple[str, int], tuple[Any, Any, Any]] = {}
+
+    def served(self, model: str, version: int) -> tuple[Any, Any, Any]:
+        """(ok counter, latency histogram, row counter) of a model version, bound once."""
+        key = (model, version)
+        children = self._model_children.get(key)
+        if children is None:
+            v = str(version)
+            children = (
+                self.model_requests.labels(model, v, "ok"),
+                self.model_latency.labels(model, v),
+                self.predictions.labels(model, v),
+            )
+            self._model_children[key] = children
+        return children
+
+    def render(self) -> tuple[bytes, str]:
+        """The Prometheus text exposition and its content type."""
+        if self.multiprocess_dir:
+            from prometheus_client import multiprocess
+
+            merged = CollectorRegistry()
+            multiprocess.MultiProcessCollector(merged, path=self.multiprocess_dir)
+            return generate_latest(merged), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    def close(self) -> None:
+        """Drop this worker's live gauges from the shared directory (multi-worker mode)."""
+        if self.multiprocess_dir:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid(), self.multiprocess_dir)

@@ -1,0 +1,250 @@
+"""The set of model versions a worker serves, kept in step with the ``production`` aliases.
+
+At startup every model with a ``production`` alias is loaded (or only the ``--model`` names),
+each through :meth:`Registry.load`, which checks the artifact's sha256 before deserializing,
+and then smoke-tested on a few rows of its reference sample. A background thread re-reads the
+aliases every ``poll_seconds``; when one moved it loads and checks the new version in that
+thread while the old one keeps serving, then swaps the served set in one assignment. A request
+looks its model up once, so it is answered by exactly one version. A version that fails to
+load or to predict never replaces the one serving; it is retried with backoff.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from slipway.exceptions import ModelNotFound, ReloadFailed
+from slipway.predict import Model
+from slipway.registry import Registry
+from slipway.serving.metrics import Metrics
+from slipway.store.schema import aliases, utcnow
+from slipway.versions import DEFAULT_ALIAS
+
+logger = logging.getLogger("slipway.serving.runtime")
+_RETRY_FIRST, _RETRY_MAX = 5.0, 300.0
+_SMOKE_ROWS = 5
+
+
+@dataclass
+class Served:
+    """One loaded, verified model version and what the hot path precomputes for it."""
+
+    model: Model
+    loaded_at: datetime
+    names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.names = tuple(self.model.contract.names)
+
+    @property
+    def name(self) -> str:
+        """The model's name."""
+        return self.model.name
+
+    @property
+    def version(self) -> int:
+        """The version number being served."""
+        return self.model.version.version
+
+
+@dataclass
+class LoadFailure:
+    """A version that could not be loaded, and when to try it again."""
+
+    version: int
+    error: str
+    at: datetime
+    retry_at: float
+    attempts: int = 1
+
+
+@dataclass
+class ReloadResult:
+    """What a reload did: the version serving before and after."""
+
+    model: str
+    version: int
+    previous: int | None
+    changed: bool
+
+
+@dataclass
+class Runtime:
+    """The served model set of one worker, and the thread that follows alias moves."""
+
+    registry: Registry
+    names: Sequence[str] = ()
+    alias: str = DEFAULT_ALIAS
+    poll_seconds: float = 1.0
+    metrics: Metrics | None = None
+    failures: dict[str, LoadFailure] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._served: dict[str, Served] = {}
+        self._lock = threading.Lock()  # one load at a time
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- what requests see -----------------------------------------------------------------
+
+    def get(self, name: str) -> Served:
+        """The served version of ``name``; ModelNotFound names the models that are served."""
+        served = self._served.get(name)
+        if served is None:
+            listed = ", ".join(sorted(self._served)) or "none"
+            raise ModelNotFound(
+                f"Model {name!r} is not served here (serving: {listed}). A model is served "
+                f"when it has a {self.alias!r} alias: slipway models promote {name} VERSION."
+            )
+        return served
+
+    @property
+    def served(self) -> Mapping[str, Served]:
+        """Every served model by name (a snapshot)."""
+        return self._served
+
+    def readiness(self) -> list[str]:
+        """Reasons this worker is not ready; empty when every expected model serves."""
+        reasons = [
+            f"{name}: version {f.version} failed to load: {f.error}"
+            for name, f in sorted(self.failures.items())
+            if name not in self._served
+        ]
+        if not self._served and not reasons:
+            reasons.append(f"no model has a {self.alias!r} alias yet")
+        return reasons
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def load_all(self) -> None:
+        """Load every model to serve; a ``--model`` name that cannot be served raises."""
+        targets = self._targets()
+        for name in self.names:
+            if name not in targets:
+                raise ModelNotFound(
+                    f"Model {name!r} has no {self.alias!r} alias, so it cannot be served; "
+                    f"promote a version first: slipway models promote {name} VERSION."
+                )
+        for name, version in sorted(targets.items()):
+            try:
+                self._load(name, version)
+            except ReloadFailed as exc:
+                if name in self.names:
+                    raise
+                logger.error("%s", exc)
+
+    def reload(self, name: str) -> ReloadResult:
+        """Re-read ``name``'s alias now and load the version it points at if it changed."""
+        if self.names and name not in self.names:
+            raise ModelNotFound(f"Model {name!r} is not served here (started with --model).")
+        target = self._targets([name]).get(name)
+        if target is None:
+            raise ModelNotFound(f"Model {name!r} has no {self.alias!r} alias to reload.")
+        before = self._served.get(name)
+        previous = None if before is None else before.version
+        if previous == target:
+            return ReloadResult(name, target, previous, False)
+        self._load(name, target)
+        return ReloadResult(name, target, previous, True)
+
+    def check(self) -> None:
+        """One pass of the watcher: load every alias that moved (failed ones after backoff)."""
+        now = time.monotonic()
+        for name, version in sorted(self._targets().items()):
+            served = self._served.get(name)
+            if served is not None and served.version == version:
+                continue
+            failed = self.failures.get(name)
+            if failed is not None and failed.version == version and now < failed.retry_at:
+                continue
+            try:
+                self._load(name, version)
+            except ReloadFailed as exc:
+                logger.error("%s", exc)
+
+    def _targets(self, names: Sequence[str] | None = None) -> dict[str, int]:
+        names = names or self.names
+        query = sa.select(aliases.c.model_name, aliases.c.version).where(
+            aliases.c.alias == self.alias
+        )
+        if names:
+            query = query.where(aliases.c.model_name.in_(list(names)))
+        with self.registry.store.read() as conn:
+            return {r.model_name: int(r.version) for r in conn.execute(query)}
+
+    def _load(self, name: str, version: int) -> Served:
+        with self._lock:
+            current = self._served.get(name)
+            if current is not None and current.version == version:
+                return current
+            ref = f"{name}:{version}"
+            try:
+                model = self.registry.load(ref)
+                self._smoke_test(model)
+            except Exception as exc:
+                self._failed(name, version, exc)
+                keeps = "" if current is None else f"; still serving {name}:{current.version}"
+                raise ReloadFailed(f"Could not load {ref}: {exc}{keeps}") from exc
+            served = Served(model, utcnow())
+            self._served = {**self._served, name: served}  # one assignment: the swap
+            self.failures.pop(name, None)
+            # A loaded model is tens of thousands of long-lived objects; moving them out of the
+            # collector's generations keeps full collections from stalling requests (measured:
+            # p99 at one client 60-100 ms -> 5-10 ms on the reference model).
+            gc.freeze()
+        if self.metrics is not None:
+            self.metrics.model_loads.labels(name, str(version), "ok").inc()
+            self.metrics.serving_version.labels(name).set(version)
+        was = "" if current is None else f" (was {current.version})"
+        logger.info("serving %s%s", ref, was)
+        return served
+
+    def _smoke_test(self, model: Model) -> None:
+        """Predict a few reference rows, so a version that cannot predict never serves."""
+        artifacts = model.version.meta.get("artifacts", {})
+        if "sample" not in artifacts:
+            return
+        sample = self.registry.reference_sample(model.version).head(_SMOKE_ROWS)
+        if len(sample):
+            model.score(sample, on_error="split")
+
+    def _failed(self, name: str, version: int, exc: Exception) -> None:
+        before = self.failures.get(name)
+        attempts = before.attempts + 1 if before and before.version == version else 1
+        delay = min(_RETRY_FIRST * 2 ** (attempts - 1), _RETRY_MAX)
+        self.failures[name] = LoadFailure(
+            version, str(exc), utcnow(), time.monotonic() + delay, attempts
+        )
+        if self.metrics is not None:
+            self.metrics.model_loads.labels(name, str(version), "failed").inc()
+
+    # -- the watcher thread ----------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start following alias moves in a background thread."""
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._watch, name="slipway-models", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the watcher (a load in progress finishes first)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+            self._thread = None
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.check()
+            except Exception as exc:  # the database may be briefly unreachable: keep serving
+                logger.warning("could not check model aliases: %s", exc)

@@ -1,0 +1,202 @@
+"""Response shapes, declared for the OpenAPI document only.
+
+Handlers build plain dicts and serialize them with orjson; these pydantic models exist so
+``/docs`` describes every response (errors included) and schemathesis can check each response
+against its description. Request bodies are described per model in :mod:`openapi`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ProblemOut(BaseModel):
+    """One problem with one value of a request."""
+
+    row: int | None = Field(description="Row index in the request; null for the whole request.")
+    field: str | None
+    code: str = Field(description="missing_field, unknown_field, wrong_type, out_of_range, ...")
+    value: Any = None
+    expected: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    """Every error: a message naming the problem (V2 routes send only ``error``)."""
+
+    error: str
+    code: str | None = None
+    request_id: str | None = None
+    problems: list[ProblemOut] | None = Field(None, description="Every problem found (422 only).")
+
+
+class PredictionOut(BaseModel):
+    """One row's prediction: label and probabilities (classifiers) or value (regressors)."""
+
+    prediction_id: str = Field(
+        description="UUIDv7: unique and time-sortable; send it back "
+        "with the true label to /v1/feedback."
+    )
+    label: Any = None
+    probabilities: dict[str, float] | None = None
+    value: float | None = None
+    warnings: list[ProblemOut] | None = Field(None, description="Why the row was flagged.")
+
+
+class PredictOut(BaseModel):
+    """The answer to a predict request: the one version that answered, one item per row."""
+
+    model: str
+    version: int
+    predictions: list[PredictionOut]
+
+
+class ModelSummaryOut(BaseModel):
+    """A served model."""
+
+    name: str
+    version: int
+    task: str
+    loaded_at: str
+
+
+class ModelsOut(BaseModel):
+    """Every model this server serves."""
+
+    models: list[ModelSummaryOut]
+
+
+class ModelOut(BaseModel):
+    """A served model version: metrics, and its input contract as JSON Schema."""
+
+    name: str
+    version: int
+    ref: str
+    task: str
+    classes: list[Any] | None = None
+    metrics: dict[str, float | None]
+    sha256: str
+    format: str
+    description: str
+    created_at: str
+    loaded_at: str
+    input_schema: dict[str, Any] = Field(description="JSON Schema of one input row.")
+    example: dict[str, Any] = Field(description="A plausible input row.")
+
+
+class ReloadOut(BaseModel):
+    """The outcome of a reload on the worker that took the request."""
+
+    model: str
+    version: int
+    previous: int | None
+    changed: bool
+
+
+class FeedbackOut(BaseModel):
+    """Feedback stored now, stored before, and for ids this server never logged."""
+
+    accepted: int
+    duplicates: int
+    unknown: list[str]
+
+
+class BatchPredictionOut(BaseModel):
+    """The latest precomputed batch prediction for one key."""
+
+    model: str
+    key: str
+    version: int
+    run_id: str
+    scored_at: str
+    label: Any = None
+    probabilities: dict[str, float] | None = None
+    value: float | None = None
+
+
+class HealthOut(BaseModel):
+    """Liveness."""
+
+    status: str
+
+
+class ReadyOut(BaseModel):
+    """Readiness: the served versions, and failed reloads while an older version serves."""
+
+    status: str
+    models: dict[str, int]
+    warnings: list[str] = []
+
+
+class TensorMetadataOut(BaseModel):
+    """An input or output tensor of the Open Inference Protocol."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class ServerMetadataOut(BaseModel):
+    """Open Inference Protocol server metadata."""
+
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class ModelMetadataOut(BaseModel):
+    """Open Inference Protocol model metadata."""
+
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadataOut]
+    outputs: list[TensorMetadataOut]
+
+
+class ModelReadyOut(BaseModel):
+    """Open Inference Protocol model readiness."""
+
+    name: str
+    ready: bool
+
+
+class TensorOut(BaseModel):
+    """An output tensor: ``data`` inline, or ``binary_data_size`` bytes after the JSON."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+    data: list[Any] | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class InferOut(BaseModel):
+    """Open Inference Protocol inference response."""
+
+    model_name: str
+    model_version: str
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    outputs: list[TensorOut]
+
+
+class LiveOut(BaseModel):
+    """Open Inference Protocol liveness."""
+
+    live: bool
+
+
+class V2ReadyOut(BaseModel):
+    """Open Inference Protocol server readiness."""
+
+    ready: bool
+
+
+class InvocationsOut(BaseModel):
+    """MLflow scoring answer: labels (classifiers) or values (regressors), with their ids."""
+
+    predictions: list[Any]
+    prediction_ids: list[str]

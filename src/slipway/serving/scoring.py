@@ -1,0 +1,118 @@
+"""The hot path every prediction route shares: validate, predict, name, log, count.
+
+Routes parse their own body format into rows and hand them here; :class:`Scorer` validates them
+against the served version's contract (numpy, every problem at once), predicts through the one
+prediction core (:meth:`Model.infer`), gives each row a time-sortable ``prediction_id``, queues
+the predictions for the log and counts them. Nothing here touches the database.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import MutableMapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from slipway.exceptions import ContractViolation
+from slipway.predict import Predictions
+from slipway.serving.limits import check_rows
+from slipway.serving.log import Entry, Failure, IdGenerator, PredictionLog
+from slipway.serving.metrics import Metrics
+from slipway.serving.runtime import Served
+from slipway.store.schema import utcnow
+
+# Problems kept per refused request in validation_failures (the response lists them all).
+_LOGGED_PROBLEMS = 100
+
+
+@dataclass
+class Scored:
+    """The outcome of one request: the version that answered, ids, and one output per row.
+
+    ``outputs[i]`` is what the log stores for row ``i``: one item of
+    :meth:`Predictions.records` plus ``warnings`` when the row was flagged.
+    """
+
+    served: Served
+    ids: list[str]
+    predictions: Predictions
+    outputs: list[dict[str, Any]]
+
+    def items(self) -> list[dict[str, Any]]:
+        """The response's predictions: ``prediction_id`` followed by the output."""
+        return [
+            {"prediction_id": pid, **out} for pid, out in zip(self.ids, self.outputs, strict=True)
+        ]
+
+
+class Scorer:
+    """Validates, predicts, logs and counts; shared by the V1, V2 and MLflow routes."""
+
+    def __init__(
+        self, log: PredictionLog, metrics: Metrics, *, max_rows: int, ids: IdGenerator | None = None
+    ) -> None:
+        self.log, self.metrics, self.max_rows = log, metrics, max_rows
+        self.ids = ids or IdGenerator()
+
+    def score(
+        self,
+        served: Served,
+        rows: Any,
+        *,
+        scope: MutableMapping[str, Any],
+        log_rows: Sequence[Any] | None = None,
+        unit_ids: Sequence[str | None] | None = None,
+    ) -> Scored:
+        """Score ``rows`` (records, positional rows or a 2-D array) with one served version.
+
+        ``log_rows`` are the rows as the log should keep them when ``rows`` is not a list of
+        JSON values (e.g. a tensor). Raises ContractViolation listing every problem.
+        """
+        model = served.model
+        n = len(rows)
+        check_rows(n, self.max_rows)
+        checked = model.validate(rows)
+        if checked.errors:
+            self._refused(served, n, checked.errors)
+            raise ContractViolation(checked.errors, model.ref)
+        predictions = model.infer(checked)
+        outputs = predictions.records()
+        for problem in predictions.warnings:
+            if problem.row is not None:
+                outputs[problem.row].setdefault("warnings", []).append(problem.to_dict())
+        ids = self.ids.new(n)
+        started = scope.get("slipway.started", time.perf_counter())
+        seconds = time.perf_counter() - started
+        self.log.put(
+            Entry(
+                ids,
+                utcnow(),
+                served.name,
+                served.version,
+                served.names,
+                rows if log_rows is None else log_rows,
+                outputs,
+                round(seconds * 1000, 3),
+                unit_ids,
+            )
+        )
+        ok, latency, counted = self.metrics.served(served.name, served.version)
+        ok.inc()
+        latency.observe(seconds)
+        counted.inc(n)
+        scope["slipway.served"] = (served.name, served.version, n)
+        return Scored(served, ids, predictions, outputs)
+
+    def _refused(self, served: Served, n: int, problems: Sequence[Any]) -> None:
+        self.log.put(
+            Failure(
+                utcnow(),
+                served.name,
+                served.version,
+                n,
+                [p.to_dict() for p in problems[:_LOGGED_PROBLEMS]],
+            )
+        )
+        version = str(served.version)
+        self.metrics.validation_failures.labels(served.name, version).inc()
+        self.metrics.model_requests.labels(served.name, version, "invalid").inc()

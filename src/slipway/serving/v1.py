@@ -1,0 +1,188 @@
+"""The ``/v1`` JSON API: models, predictions, reloads, feedback, precomputed batch predictions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends
+from starlette.requests import Request
+from starlette.responses import Response
+
+from slipway.exceptions import NotFound
+from slipway.serving import bodies
+from slipway.serving.runtime import Served
+from slipway.serving.schemas import (
+    BatchPredictionOut,
+    ErrorOut,
+    FeedbackOut,
+    ModelOut,
+    ModelsOut,
+    PredictOut,
+    ReloadOut,
+)
+from slipway.serving.service import (
+    ADMIN,
+    GUARDED,
+    Responses,
+    Service,
+    json_response,
+    require_admin,
+)
+from slipway.store.schema import batch_predictions
+
+NOT_SERVED: Responses = {404: {"model": ErrorOut, "description": "The model is not served here."}}
+INVALID: Responses = {
+    400: {"model": ErrorOut, "description": "Not JSON, NaN/Infinity, or nested too deep."},
+    422: {
+        "model": ErrorOut,
+        "description": "The body or its rows break the contract; "
+        "`problems` lists every problem (row, field, value, expected).",
+    },
+}
+
+
+def router(service: Service) -> APIRouter:
+    """The ``/v1`` routes of one service."""
+    api = APIRouter(prefix="/v1", tags=["v1"], responses=GUARDED)
+    runtime, settings = service.runtime, service.settings
+
+    @api.get("/models", operation_id="list_models", response_model=ModelsOut)
+    async def list_models() -> Response:
+        """Every model this server serves, with the version serving."""
+        models = [
+            {
+                "name": s.name,
+                "version": s.version,
+                "task": s.model.task,
+                "loaded_at": s.loaded_at.isoformat(),
+            }
+            for _, s in sorted(runtime.served.items())
+        ]
+        return json_response({"models": models})
+
+    @api.get(
+        "/models/{name}", operation_id="get_model", response_model=ModelOut, responses=NOT_SERVED
+    )
+    async def get_model(name: str) -> Response:
+        """The served version of a model: metrics, and its input contract as JSON Schema."""
+        return json_response(describe(runtime.get(name)))
+
+    @api.post(
+        "/models/{name}/predict",
+        operation_id="predict",
+        response_model=PredictOut,
+        responses={**NOT_SERVED, **INVALID},
+    )
+    async def predict(name: str, request: Request) -> Response:
+        """Predict one row (``features``) or many (``instances``); each gets a prediction_id."""
+        served = runtime.get(name)
+        body = bodies.predict_request(await service.body(request))
+        scored = service.scorer.score(
+            served, body.rows, scope=request.scope, unit_ids=body.unit_ids
+        )
+        return json_response(
+            {"model": served.name, "version": served.version, "predictions": scored.items()}
+        )
+
+    @api.post(
+        "/models/{name}/reload",
+        operation_id="reload_model",
+        response_model=ReloadOut,
+        responses={
+            **NOT_SERVED,
+            **ADMIN,
+            409: {
+                "model": ErrorOut,
+                "description": "The new "
+                "version failed to load or verify; the old one keeps serving.",
+            },
+        },
+        dependencies=[Depends(require_admin)],
+    )
+    def reload_model(name: str) -> Response:
+        """Load the version the production alias points at now (admin). Other workers follow
+        the alias on their own within a second or two."""
+        result = runtime.reload(name)
+        return json_response(result.__dict__)
+
+    @api.get(
+        "/models/{name}/predictions/{key}",
+        operation_id="get_batch_prediction",
+        response_model=BatchPredictionOut,
+        responses={404: {"model": ErrorOut, "description": "No batch prediction for that key."}},
+    )
+    def get_batch_prediction(name: str, key: str) -> Response:
+        """The latest precomputed prediction for ``key`` from `slipway batch` runs."""
+        return json_response(latest_batch_prediction(service, name, key))
+
+    @api.post(
+        "/feedback",
+        operation_id="feedback",
+        response_model=FeedbackOut,
+        responses=INVALID,
+    )
+    def post_feedback(request: Request, raw: bytes = Depends(_raw_body)) -> Response:
+        """Record true labels for earlier predictions; idempotent per prediction_id."""
+        value = bodies.parse_json(raw, settings.serve_max_json_depth)
+        items = bodies.feedback_request(value, settings.serve_max_rows)
+        return json_response(service.feedback.record(items).to_dict())
+
+    return api
+
+
+async def _raw_body(request: Request) -> bytes:
+    # Read on the event loop, so the size limit applies before the thread pool is involved.
+    return await request.body()
+
+
+def describe(served: Served) -> dict[str, Any]:
+    """The ``GET /v1/models/{name}`` answer."""
+    mv = served.model.version
+    return {
+        "name": mv.name,
+        "version": mv.version,
+        "ref": mv.ref,
+        "task": mv.task,
+        "classes": mv.classes,
+        "metrics": mv.metrics,
+        "sha256": mv.sha256,
+        "format": mv.format,
+        "description": mv.description,
+        "created_at": mv.created_at.isoformat(),
+        "loaded_at": served.loaded_at.isoformat(),
+        "input_schema": served.model.contract.json_schema(),
+        "example": served.model.contract.example(),
+    }
+
+
+def latest_batch_prediction(service: Service, name: str, key: str) -> dict[str, Any]:
+    """The newest ``batch_predictions`` row for a model and key, or NotFound."""
+    t = batch_predictions
+    query = (
+        sa.select(t)
+        .where(t.c.model_name == name, t.c.key == key)
+        .order_by(t.c.scored_at.desc())
+        .limit(1)
+    )
+    with service.registry.store.read() as conn:
+        row = conn.execute(query).first()
+    if row is None:
+        raise NotFound(
+            f"No batch prediction for key {key!r} of model {name!r}; keys are scored by "
+            "`slipway batch` runs."
+        )
+    out: dict[str, Any] = {
+        "model": row.model_name,
+        "key": row.key,
+        "version": row.version,
+        "run_id": row.run_id,
+        "scored_at": row.scored_at.isoformat(),
+    }
+    if row.value is not None:
+        out["value"] = row.value
+    else:
+        out["label"] = row.label
+        if row.probabilities is not None:
+            out["probabilities"] = row.probabilities
+    return out

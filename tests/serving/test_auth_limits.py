@@ -1,0 +1,235 @@
+"""API keys on every route but health, roles, revocation, rate and concurrency limits, body size."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import httpx
+import pytest
+
+from slipway.exceptions import Overloaded, RateLimited
+from slipway.keys import KeyStore
+from slipway.serving.auth import KeyCache
+from slipway.serving.gate import Gate
+from slipway.serving.limits import ConcurrencyCap, TokenBuckets
+from slipway.serving.metrics import Metrics
+
+GUARDED = [
+    ("GET", "/v1/models"),
+    ("GET", "/v1/models/fraud"),
+    ("POST", "/v1/models/fraud/predict"),
+    ("POST", "/v1/feedback"),
+    ("GET", "/v1/models/fraud/predictions/k1"),
+    ("POST", "/v1/models/fraud/reload"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+    ("GET", "/docs"),
+    ("GET", "/v2"),
+    ("GET", "/v2/models/fraud"),
+    ("POST", "/v2/models/fraud/infer"),
+    ("POST", "/invocations"),
+]
+OPEN = ["/health", "/ready", "/v2/health/live", "/v2/health/ready", "/ping"]
+
+
+@pytest.mark.parametrize(("method", "path"), GUARDED)
+def test_every_route_but_health_needs_a_key(harness, method, path):
+    """No key, or a wrong one, is a 401 with a JSON error and a WWW-Authenticate header."""
+    for headers in ({}, {"Authorization": "Bearer slw_wrong"}, {"X-API-Key": "nope"}):
+        r = harness.client.request(method, path, headers=headers)
+        assert r.status_code == 401, (path, r.text)
+        assert "error" in r.json() and r.headers["www-authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize("path", OPEN)
+def test_liveness_and_readiness_are_open(harness, path):
+    """Health routes answer without a key."""
+    assert harness.client.get(path).status_code == 200
+
+
+def test_both_key_headers_work(harness):
+    """Authorization: Bearer and X-API-Key are both accepted."""
+    token = harness.keys["predict"]
+    assert harness.client.get("/v1/models", headers={"X-API-Key": token}).status_code == 200
+    bearer = {"Authorization": f"bearer {token}"}
+    assert harness.client.get("/v1/models", headers=bearer).status_code == 200
+
+
+def test_predict_keys_get_403_on_admin_routes(harness):
+    """Reload needs an admin key."""
+    r = harness.post("/v1/models/fraud/reload", role="predict")
+    assert r.status_code == 403 and "admin" in r.json()["error"]
+    assert harness.post("/v1/models/fraud/reload", role="admin").status_code == 200
+
+
+def test_revoked_key_stops_working_without_a_restart(harness):
+    """After `keys revoke`, the next refresh of the cache refuses the key."""
+    assert harness.get("/v1/models").status_code == 200
+    KeyStore(harness.registry.store).revoke("predict-key")
+    harness.service.keys.refresh()  # what the background thread does every poll_seconds
+    r = harness.get("/v1/models")
+    assert r.status_code == 401 and "revoked" in r.json()["error"]
+    assert harness.get("/v1/models", role="admin").status_code == 200
+
+
+def test_no_key_ever_appears_in_logs_or_error_bodies(harness, caplog):
+    """The access log names the key, never the key itself; errors never echo it."""
+    caplog.set_level(logging.INFO, logger="slipway")
+    token = harness.keys["predict"]
+    harness.post("/v1/models/fraud/predict", {"features": {"x": 1}})
+    r = harness.client.get("/v1/models", headers={"Authorization": f"Bearer {token}x"})
+    assert token not in r.text
+    lines = [json.loads(rec.message) for rec in caplog.records if rec.name == "slipway.access"]
+    assert [line["key"] for line in lines] == ["predict-key", None]
+    assert token not in caplog.text
+
+
+def test_access_log_lines_are_json_with_request_id_key_route_status_latency(harness, caplog):
+    """One JSON line per request; the request id is echoed in X-Request-ID."""
+    caplog.set_level(logging.INFO, logger="slipway.access")
+    r = harness.post(
+        "/v1/models/fraud/predict",
+        {"instances": harness.rows("fraud", 2)},
+        headers={"X-Request-ID": "req-42"},
+    )
+    assert r.headers["x-request-id"] == "req-42"
+    (line,) = [json.loads(rec.message) for rec in caplog.records if rec.name == "slipway.access"]
+    assert line["request_id"] == "req-42" and line["key"] == "predict-key"
+    assert line["route"] == "/v1/models/{name}/predict" and line["status"] == 200
+    assert line["latency_ms"] > 0 and (line["model"], line["version"], line["rows"]) == (
+        "fraud",
+        1,
+        2,
+    )
+
+
+def test_rate_limit_answers_429_with_retry_after(serve):
+    """A key that exhausts its bucket gets 429 and Retry-After; other keys are unaffected."""
+    h = serve(serve_rate_limit=0.5, serve_rate_burst=2)
+    statuses = [h.get("/v1/models").status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    r = h.get("/v1/models")
+    assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+    assert "predict-key" in r.json()["error"]
+    assert h.get("/v1/models", role="admin").status_code == 200
+
+
+def test_token_bucket_refills_at_the_rate():
+    """Tokens come back at `rate` per second up to `burst`."""
+    now = [0.0]
+    buckets = TokenBuckets(rate=2, burst=2, clock=lambda: now[0])
+    buckets.take("k")
+    buckets.take("k")
+    with pytest.raises(RateLimited) as info:
+        buckets.take("k")
+    assert info.value.retry_after == 1
+    now[0] = 0.5
+    buckets.take("k")
+    with pytest.raises(RateLimited):
+        buckets.take("k")
+    assert TokenBuckets(rate=0, burst=1).take("k") is None  # rate 0: unlimited
+
+
+def test_declared_body_over_the_limit_is_413_before_reading(serve):
+    """A Content-Length above the limit is refused at once."""
+    h = serve(serve_max_body_bytes=2048)
+    body = json.dumps({"instances": h.rows("fraud", 1) * 100}).encode()
+    r = h.client.post("/v1/models/fraud/predict", content=body, headers=h.auth())
+    assert r.status_code == 413 and "2,048 bytes" in r.json()["error"]
+
+
+def test_streamed_body_over_the_limit_is_413(serve):
+    """A chunked body (no Content-Length) is cut off once it passes the limit."""
+    h = serve(serve_max_body_bytes=2048)
+    chunks = [b'{"instances": [', *([b'{"amount": 1.0},'] * 400), b"{}]}"]
+    r = h.client.post("/v1/models/fraud/predict", content=iter(chunks), headers=h.auth())
+    assert r.status_code == 413 and "more than 2,048 bytes" in r.json()["error"]
+
+
+def _gate(app, cap: int) -> Gate:
+    return Gate(
+        app,
+        keys=None,
+        buckets=TokenBuckets(0, 1),
+        cap=ConcurrencyCap(cap),
+        max_body_bytes=1 << 20,
+        metrics=Metrics(),
+    )
+
+
+def test_concurrency_cap_sheds_excess_with_503():
+    """With `cap` requests in flight, the next one is refused at once with 503 + Retry-After."""
+    release = asyncio.Event()
+    entered = asyncio.Event()
+
+    async def slow_app(scope, receive, send):
+        entered.set()
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=_gate(slow_app, cap=1))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            first = asyncio.create_task(client.get("/v1/models"))
+            await entered.wait()
+            second = await client.get("/v1/models")
+            release.set()
+            return await first, second
+
+    first, second = asyncio.run(scenario())
+    assert first.status_code == 200
+    assert second.status_code == 503 and second.headers["retry-after"] == "1"
+    assert "capacity" in second.json()["error"]
+
+
+def test_concurrency_cap_counts_and_releases():
+    """enter() beyond the limit raises Overloaded; leave() frees a slot."""
+    cap = ConcurrencyCap(2)
+    cap.enter()
+    cap.enter()
+    with pytest.raises(Overloaded):
+        cap.enter()
+    cap.leave()
+    cap.enter()
+    assert cap.in_flight == 2
+
+
+def test_key_cache_keeps_the_last_copy_when_the_database_fails(harness, caplog):
+    """A failed refresh keeps serving the keys it had (and logs a warning)."""
+
+    class Broken:
+        def active(self):
+            raise RuntimeError("database down")
+
+    cache = KeyCache(KeyStore(harness.registry.store))
+    cache.refresh()
+    cache.keys = Broken()  # type: ignore[assignment]
+    cache.poll_seconds = 0.01
+    with caplog.at_level(logging.WARNING, logger="slipway.serving.auth"):
+        cache.start()
+        import time
+
+        time.sleep(0.1)
+        cache.stop()
+    assert len(cache) == 2 and "database down" in caplog.text
+
+
+def test_server_without_keys_refuses_to_start_unless_no_auth(serve, tmp_path):
+    """create_app's startup raises with no keys; --no-auth starts and logs a warning."""
+    from fastapi.testclient import TestClient
+
+    from slipway.config import Settings
+    from slipway.exceptions import ConfigError
+    from slipway.registry import Registry
+    from slipway.serving import create_app
+
+    s = Settings(home=tmp_path / "empty", user="t")
+    with pytest.raises(ConfigError, match="No API keys"), TestClient(create_app(s)):
+        pass
+    open_app = create_app(s.model_copy(update={"serve_auth": False}))
+    with TestClient(open_app) as client:
+        assert client.get("/v1/models").json() == {"models": []}
+    Registry(s).store.dispose()

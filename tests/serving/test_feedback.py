@@ -1,0 +1,80 @@
+"""POST /v1/feedback: stored once per prediction id, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from slipway.serving.log import IdGenerator
+from slipway.store.schema import feedback
+
+
+def predict(h, n=3):
+    """Prediction ids for ``n`` fresh predictions."""
+    r = h.post("/v1/models/fraud/predict", {"instances": h.rows("fraud", n)})
+    return [p["prediction_id"] for p in r.json()["predictions"]]
+
+
+def stored(h):
+    """prediction_id -> label in the feedback table."""
+    with h.registry.store.read() as conn:
+        return {r.prediction_id: r.label for r in conn.execute(sa.select(feedback))}
+
+
+def test_feedback_is_accepted_once_and_labels_are_kept_as_sent(serve, settings):
+    """accepted / duplicates / unknown; a second send changes nothing."""
+    h = serve(settings=settings)
+    ids = predict(h)
+    stranger = IdGenerator().new(1)[0]
+    body = {
+        "feedback": [
+            {"prediction_id": ids[0], "label": 1},
+            {"prediction_id": ids[1], "label": "fraud"},
+            {"prediction_id": stranger, "label": 0},
+            {"prediction_id": "not-an-id", "label": 0},
+        ]
+    }
+    r = h.post("/v1/feedback", body)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"accepted": 2, "duplicates": 0, "unknown": [stranger, "not-an-id"]}
+    again = h.post("/v1/feedback", body).json()
+    assert (again["accepted"], again["duplicates"]) == (0, 2)
+    body = {"feedback": [{"prediction_id": ids[0], "label": 0}]}
+    assert h.post("/v1/feedback", body).json()["duplicates"] == 1
+    assert stored(h) == {ids[0]: 1, ids[1]: "fraud"}
+
+
+def test_feedback_right_after_the_prediction_finds_it(harness):
+    """Feedback sent before the log writer's next batch still finds its prediction."""
+    harness.service.log.flush_seconds = 60  # the writer would wait a minute on its own
+    ids = predict(harness, 2)
+    body = {"feedback": [{"prediction_id": i, "label": 1} for i in ids]}
+    assert harness.post("/v1/feedback", body).json()["accepted"] == 2
+
+
+def test_the_same_id_twice_in_one_request_counts_once(harness):
+    """The first label for an id wins; the repeat is a duplicate."""
+    (pid,) = predict(harness, 1)
+    body = {"feedback": [{"prediction_id": pid, "label": 1}, {"prediction_id": pid, "label": 0}]}
+    assert harness.post("/v1/feedback", body).json() == {
+        "accepted": 1,
+        "duplicates": 1,
+        "unknown": [],
+    }
+    assert stored(harness) == {pid: 1}
+
+
+def test_bad_feedback_bodies_list_every_problem(harness):
+    """Missing keys, null or object labels and non-string ids are 422s with problems."""
+    body = {
+        "feedback": [
+            {"prediction_id": 5, "label": None},
+            {"label": 1},
+            {"prediction_id": "x", "label": {"a": 1}},
+        ]
+    }
+    r = harness.post("/v1/feedback", body)
+    assert r.status_code == 422
+    got = {(p["row"], p["field"]) for p in r.json()["problems"]}
+    assert got == {(0, "prediction_id"), (0, "label"), (1, "feedback"), (2, "label")}
+    assert harness.post("/v1/feedback", {"feedback": []}).status_code == 422
+    assert harness.post("/v1/feedback", {"labels": []}).status_code == 422

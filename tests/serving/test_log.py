@@ -1,0 +1,133 @@
+"""The prediction log writer and prediction ids: batched, bounded, never silently lossy."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
+from slipway.serving.log import Entry, Failure, IdGenerator, PredictionLog, id_time
+from slipway.serving.metrics import Metrics
+from slipway.store import Store
+from slipway.store.schema import predictions, validation_failures
+
+NAMES = ("a", "b")
+
+
+def entry(ids, value=1.0):
+    """A logged request with one row per id."""
+    rows = [{"b": "x", "a": value} for _ in ids]
+    outputs = [{"label": 1, "probabilities": {"0": 0.25, "1": 0.75}} for _ in ids]
+    return Entry(list(ids), datetime.now(UTC), "m", 3, NAMES, rows, outputs, 1.5)
+
+
+def count(store, table=predictions):
+    """Rows in a table."""
+    with store.read() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(table)).scalar()
+
+
+def test_ids_are_uuid7_increasing_and_carry_their_time():
+    """Version 7, RFC variant, strictly increasing, and id_time recovers the millisecond."""
+    gen = IdGenerator()
+    before = time.time()
+    ids = gen.new(5000) + gen.new(3)  # more than 4,096 in one millisecond borrows the next
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert all(i[14] == "7" and i[19] in "89ab" for i in ids)
+    assert abs(id_time(ids[0]) - before) < 1.0
+    assert id_time("not-a-uuid7") is None
+
+
+def test_writer_stores_rows_in_batches_with_the_documented_shapes(settings):
+    """Rows arrive with inputs in contract order and outputs as given, across backends."""
+    store = Store(settings.resolved_database_url)
+    log = PredictionLog(store, batch_rows=3, flush_seconds=0.05)
+    log.start()
+    ids = IdGenerator().new(7)
+    for i in range(0, 7, 2):
+        log.put(entry(ids[i : i + 2]))
+    log.put(Failure(datetime.now(UTC), "m", 3, 2, [{"row": 0, "code": "null"}]))
+    assert log.flush()
+    with store.read() as conn:
+        rows = conn.execute(sa.select(predictions).order_by(predictions.c.prediction_id)).all()
+        failure = conn.execute(sa.select(validation_failures)).one()
+    assert [r.prediction_id for r in rows] == ids
+    assert list(rows[0].inputs) == ["a", "b"] and rows[0].outputs["probabilities"]["1"] == 0.75
+    assert (failure.model_name, failure.rows, failure.problems) == (
+        "m",
+        2,
+        [{"row": 0, "code": "null"}],
+    )
+    log.close()
+    store.dispose()
+
+
+def test_full_queue_drops_and_counts(tmp_path):
+    """Beyond max_rows, puts are refused and counted in the metric, not blocked."""
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    metrics = Metrics()
+    log = PredictionLog(store, max_rows=3, metrics=metrics)  # not started: nothing drains
+    ids = IdGenerator().new(5)
+    assert log.put(entry(ids[:2])) is True
+    assert log.put(entry(ids[2:4])) is False
+    assert log.dropped == 2
+    value = metrics.registry.get_sample_value(
+        "slipway_prediction_log_dropped_total", {"reason": "queue_full"}
+    )
+    assert value == 2
+    log.start()
+    log.close()
+    assert count(store) == 2
+
+
+def test_close_drains_everything_queued(tmp_path):
+    """Graceful shutdown writes what is still queued, however long the flush interval."""
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    log = PredictionLog(store, flush_seconds=3600, batch_rows=10_000)
+    log.start()
+    for _ in range(50):
+        log.put(entry(IdGenerator().new(3)))
+    log.close()
+    assert count(store) == 150 and log.dropped == 0
+
+
+def test_a_row_the_database_refuses_costs_only_itself(tmp_path):
+    """A batch with one bad row is retried row by row; the others are written."""
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    log = PredictionLog(store)
+    log.start()
+    ids = IdGenerator().new(3)
+    log.put(entry(ids[:1]))
+    log.flush()
+    log.put(entry([ids[1], ids[0], ids[2]]))  # ids[0] again: primary-key violation
+    log.close()
+    assert count(store) == 3 and log.dropped == 1
+
+
+class FlakyStore:
+    """A store whose first ``failures`` writes fail as if the database were down."""
+
+    def __init__(self, store, failures):
+        self.store, self.failures = store, failures
+
+    @contextmanager
+    def write(self):
+        if self.failures:
+            self.failures -= 1
+            raise sa_exc.OperationalError("INSERT", {}, Exception("connection refused"))
+        with self.store.write() as conn:
+            yield conn
+
+
+def test_database_outages_are_retried_not_dropped(tmp_path):
+    """Transient errors are retried with backoff; nothing is lost."""
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    log = PredictionLog(FlakyStore(store, failures=2), flush_seconds=0.01)  # type: ignore[arg-type]
+    log.start()
+    log.put(entry(IdGenerator().new(4)))
+    assert log.flush(timeout=10)
+    log.close()
+    assert count(store) == 4 and log.dropped == 0

@@ -1,0 +1,226 @@
+"""Models, health, readiness, metrics, OpenAPI, batch lookups and JSON errors everywhere."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from slipway.store.schema import batch_predictions, utcnow
+
+
+def test_models_list_and_describe_with_contract_schema(serve):
+    """GET /v1/models lists served versions; /v1/models/{name} has metrics and JSON Schema."""
+    h = serve(models=("fraud", "prices"))
+    listed = h.get("/v1/models").json()["models"]
+    assert [(m["name"], m["version"]) for m in listed] == [("fraud", 1), ("prices", 1)]
+    body = h.get("/v1/models/fraud").json()
+    mv = h.registry.get("fraud:1")
+    assert body["metrics"] == mv.metrics and body["sha256"] == mv.sha256
+    assert body["input_schema"] == mv.contract.json_schema()
+    assert body["example"] == mv.contract.example() and body["classes"] == [0, 1]
+
+
+def test_health_never_touches_the_database_and_ready_does(harness):
+    """/health stays 200 with the database gone; /ready turns 503 naming the reason."""
+    store = harness.registry.store
+
+    def broken():
+        raise ConnectionError("no database")
+
+    ping = store.ping
+    store.ping = broken
+    try:
+        assert harness.client.get("/health").json() == {"status": "ok"}
+        r = harness.client.get("/ready")
+        assert r.status_code == 503 and "database unreachable" in r.json()["error"]
+    finally:
+        store.ping = ping
+    assert harness.client.get("/ready").json()["models"] == {"fraud": 1}
+
+
+def test_ready_is_503_while_no_model_serves(serve):
+    """A server with nothing to serve is live but not ready."""
+    h = serve(models=())
+    assert h.client.get("/health").status_code == 200
+    r = h.client.get("/ready")
+    assert r.status_code == 503 and "production" in r.json()["error"]
+    assert h.client.get("/v2/health/ready").status_code == 503
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text."""
+    for line in text.splitlines():
+        sample = line.startswith(name + "{") or line.startswith(name + " ")
+        if sample and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} {labels} not in metrics")
+
+
+def test_metrics_count_requests_predictions_failures_log_and_loads(harness):
+    """Prometheus text with per-model-version counters, latency, log depth and model loads."""
+    rows = harness.rows("fraud", 3)
+    harness.post("/v1/models/fraud/predict", {"instances": rows})
+    harness.post("/v1/models/fraud/predict", {"instances": [{"amount": "x"}]})
+    harness.service.log.flush()
+    text = harness.get("/metrics").text
+    assert metric(text, "slipway_predictions_total", model="fraud", version="1") == 3
+    assert metric(text, "slipway_validation_failures_total", model="fraud", version="1") == 1
+    assert metric(text, "slipway_model_requests_total", outcome="ok") == 1
+    assert metric(text, "slipway_model_request_duration_seconds_count", model="fraud") == 1
+    assert (
+        metric(text, "slipway_http_requests_total", route="/v1/models/{name}/predict", status="422")
+        == 1
+    )
+    assert metric(text, "slipway_model_loads_total", model="fraud", outcome="ok") == 1
+    assert metric(text, "slipway_prediction_log_queue_depth") == 0
+    assert metric(text, "slipway_prediction_log_written_total") == 3
+    assert metric(text, "slipway_serving_version", model="fraud") == 1
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/nowhere", 404),
+        ("DELETE", "/v1/models", 405),
+        ("GET", "/v1/feedback", 405),
+        ("GET", "/v2/nowhere", 404),
+    ],
+)
+def test_http_errors_are_json_too(harness, method, path, status):
+    """Unknown routes and methods answer JSON errors, /v2 ones in the protocol's shape."""
+    r = harness.client.request(method, path, headers=harness.auth())
+    assert r.status_code == status and r.headers["content-type"] == "application/json"
+    body = r.json()
+    assert isinstance(body["error"], str)
+    assert (set(body) == {"error"}) == path.startswith("/v2")
+
+
+def test_openapi_documents_bodies_with_examples_from_each_contract(serve):
+    """Each served model has an example on the generic path and a concrete path of its own."""
+    h = serve(models=("fraud", "grid"))
+    doc = h.get("/openapi.json").json()
+    generic = doc["paths"]["/v1/models/{name}/predict"]["post"]["requestBody"]
+    examples = generic["content"]["application/json"]["examples"]
+    fraud = h.registry.get("fraud").contract
+    assert examples["fraud"]["value"] == {"instances": [fraud.example()]}
+    concrete = doc["paths"]["/v1/models/fraud/predict"]["post"]
+    schema = concrete["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["oneOf"][0]["properties"]["instances"]["items"] == fraud.json_schema()
+    assert (
+        "grid"
+        in doc["paths"]["/v2/models/{name}/infer"]["post"]["requestBody"]["content"][
+            "application/json"
+        ]["examples"]
+    )
+    assert doc["paths"]["/health"]["get"]["security"] == []
+    assert {"bearer", "apiKey"} <= set(doc["components"]["securitySchemes"])
+    example = examples["fraud"]["value"]
+    assert h.post("/v1/models/fraud/predict", example).status_code == 200
+    assert h.get("/docs").status_code == 200
+
+
+def test_public_docs_setting_opens_docs_only(serve):
+    """serve_public_docs opens /docs and /openapi.json, nothing else."""
+    h = serve(serve_public_docs=True)
+    assert h.client.get("/openapi.json").status_code == 200
+    assert h.client.get("/v1/models").status_code == 401
+
+
+def test_batch_prediction_lookup_returns_the_latest_row(serve, settings):
+    """GET /v1/models/{name}/predictions/{key}: newest scored_at wins; 404 names the key."""
+    harness = serve(settings=settings)
+    now = utcnow()
+    rows = [
+        dict(
+            run_id="r1",
+            key="c1",
+            model_name="fraud",
+            version=1,
+            sha256="a" * 64,
+            label=0,
+            probabilities={"0": 0.9, "1": 0.1},
+            value=None,
+            scored_at=now - timedelta(days=1),
+        ),
+        dict(
+            run_id="r2",
+            key="c1",
+            model_name="fraud",
+            version=2,
+            sha256="b" * 64,
+            label=1,
+            probabilities={"0": 0.2, "1": 0.8},
+            value=None,
+            scored_at=now,
+        ),
+        dict(
+            run_id="r3",
+            key="c1",
+            model_name="other",
+            version=1,
+            sha256="c" * 64,
+            label=None,
+            probabilities=None,
+            value=3.5,
+            scored_at=now + timedelta(days=1),
+        ),
+    ]
+    with harness.registry.store.write() as conn:
+        conn.execute(batch_predictions.insert(), rows)
+    body = harness.get("/v1/models/fraud/predictions/c1").json()
+    assert body == {
+        "model": "fraud",
+        "key": "c1",
+        "version": 2,
+        "run_id": "r2",
+        "scored_at": now.isoformat(),
+        "label": 1,
+        "probabilities": {"0": 0.2, "1": 0.8},
+    }
+    assert harness.get("/v1/models/other/predictions/c1").json()["value"] == 3.5
+    missing = harness.get("/v1/models/fraud/predictions/zz")
+    assert missing.status_code == 404 and "'zz'" in missing.json()["error"]
+
+
+def test_unknown_methods_cannot_mint_metric_series(harness):
+    """Arbitrary HTTP methods are counted under method="OTHER"."""
+    harness.client.request("BREW", "/v1/models", headers=harness.auth())
+    text = harness.get("/metrics").text
+    assert 'method="OTHER"' in text and "BREW" not in text
+
+
+def test_client_disconnect_is_logged_as_499_not_as_an_error(harness, caplog):
+    """A client leaving mid-body is an access-log 499, with no error logged."""
+    import asyncio
+    import json
+    import logging
+
+    app = harness.client.app
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/models/fraud/predict",
+        "raw_path": b"/v1/models/fraud/predict",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"authorization", f"Bearer {harness.keys['predict']}".encode())],
+        "client": ("127.0.0.1", 1),
+        "server": ("t", 80),
+        "scheme": "http",
+        "http_version": "1.1",
+        "state": {},
+    }
+    sent = []
+
+    async def receive():
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    with caplog.at_level(logging.INFO, logger="slipway"):
+        asyncio.run(app(scope, receive, send))
+    lines = [json.loads(r.message) for r in caplog.records if r.name == "slipway.access"]
+    assert lines[-1]["status"] == 499 and sent == []
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
