@@ -7,6 +7,7 @@ registry it points at; build a :class:`Registry` yourself to choose the settings
 from __future__ import annotations
 
 from typing import Any as _Any
+from typing import Literal as _Literal
 
 from slipway.artifacts import Format
 from slipway.config import Settings
@@ -45,9 +46,9 @@ def register(
     return Registry(Settings.from_env()).register(pipeline, name, X_train, y_train, **options)
 
 
-def load(ref: str) -> Model:
+def load(ref: str, *, backend: _Literal["sklearn", "auto"] = "sklearn") -> Model:
     """Load ``name``, ``name:3`` or ``name@alias``, verified; see :meth:`Registry.load`."""
-    return Registry(Settings.from_env()).load(ref)
+    return Registry(Settings.from_env()).load(ref, backend=backend)
 
 
 def promote(name: str, version: int, *, alias: str = "production") -> ModelVersion:

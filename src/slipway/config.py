@@ -57,6 +57,11 @@ class Settings(BaseSettings):
         "with a production alias.",
     )
     serve_auth: bool = Field(True, description="Require an API key on every route but health.")
+    serve_backend: Literal["auto", "sklearn"] = Field(
+        "auto",
+        description="auto: answer with the version's ONNX graph when one was accepted at "
+        "registration; sklearn: always scikit-learn.",
+    )
     serve_public_docs: bool = Field(False, description="Serve /docs and /openapi.json unauthed.")
     serve_workers: int = Field(1, ge=1, description="Worker processes sharing the rate limit.")
     serve_max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest request body.")

@@ -47,7 +47,7 @@ def test_regressors_answer_values(serve):
     r = h.post("/invocations", {"dataframe_records": rows})
     import pandas as pd
 
-    expected = h.registry.load("prices").predict(pd.DataFrame(rows)).tolist()
+    expected = h.registry.load("prices", backend="auto").predict(pd.DataFrame(rows)).tolist()
     assert r.json()["predictions"] == pytest.approx(expected, rel=1e-12)
 
 

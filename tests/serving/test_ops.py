@@ -224,3 +224,34 @@ def test_client_disconnect_is_logged_as_499_not_as_an_error(harness, caplog):
     lines = [json.loads(r.message) for r in caplog.records if r.name == "slipway.access"]
     assert lines[-1]["status"] == 499 and sent == []
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_monitoring_route_serves_the_latest_stored_report(serve, settings):
+    """GET /v1/models/{name}/monitoring: 404 before the first run, then the newest report."""
+    from slipway.monitoring.runner import Monitor
+
+    harness = serve(settings=settings)
+    before = harness.get("/v1/models/fraud/monitoring")
+    assert before.status_code == 404 and "slipway monitor fraud" in before.json()["error"]
+    rows = harness.rows("fraud", 5)
+    assert harness.post("/v1/models/fraud/predict", {"instances": rows}).status_code == 200
+    harness.service.log.flush()
+    report = Monitor(harness.registry, sinks=[]).run("fraud", since=timedelta(hours=1))
+    body = harness.get("/v1/models/fraud/monitoring").json()
+    assert body["status"] == report.status
+    assert body == Monitor(harness.registry, sinks=[]).latest("fraud")
+    assert harness.get("/v1/models/ghost/monitoring").status_code == 404
+
+
+def test_model_detail_names_the_backend_and_its_evidence(harness):
+    """The ONNX verdict recorded at registration is visible in GET /v1/models/{name}."""
+    body = harness.get("/v1/models/fraud").json()
+    assert body["backend"] == "onnx" and harness.service.runtime.get("fraud").model.onnx
+    assert body["backend_check"]["accepted"] is True
+    assert body["backend_check"]["max_abs_diff"] < 1e-5
+
+
+def test_sklearn_backend_setting_serves_without_onnx(serve):
+    """SLIPWAY_SERVE_BACKEND=sklearn keeps scikit-learn answering."""
+    h = serve(serve_backend="sklearn")
+    assert h.get("/v1/models/fraud").json()["backend"] == "sklearn"

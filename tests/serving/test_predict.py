@@ -25,7 +25,7 @@ def test_http_prediction_equals_python_prediction(serve, name):
     r = h.post(f"/v1/models/{name}/predict", {"instances": rows})
     assert r.status_code == 200, r.text
     body = r.json()
-    model = h.registry.load(f"{name}@production")
+    model = h.registry.load(f"{name}@production", backend="auto")  # what the server runs
     frame = pd.DataFrame(rows)
     assert (body["model"], body["version"]) == (name, 1)
     items = body["predictions"]

@@ -44,7 +44,7 @@ def test_watcher_follows_a_promotion_within_a_poll(harness, register):
     r = harness.post("/v1/models/fraud/predict", {"instances": harness.rows("fraud", 1)})
     assert r.json()["version"] == 2
     frame = pd.DataFrame(harness.rows("fraud", 1))
-    expected = harness.registry.load("fraud:2").predict_proba(frame)[0]
+    expected = harness.registry.load("fraud:2", backend="auto").predict_proba(frame)[0]
     assert r.json()["predictions"][0]["probabilities"]["1"] == pytest.approx(expected[1], 1e-12)
 
 

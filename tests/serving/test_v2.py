@@ -97,7 +97,7 @@ def test_binary_tensors_in_and_out(serve):
     blob = r.content[split:]
     sizes = {o["name"]: o.get("parameters", {}).get("binary_data_size") for o in meta["outputs"]}
     proba = np.frombuffer(blob[: sizes["probabilities"]], dtype="<f8").reshape(3, 2)
-    model = h.registry.load("grid@production")
+    model = h.registry.load("grid@production", backend="auto")
     np.testing.assert_allclose(proba, model.predict_proba(X.astype(np.float64)), rtol=1e-12)
     ids, pos = [], sizes["probabilities"]
     while pos < len(blob):

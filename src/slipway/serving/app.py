@@ -69,6 +69,7 @@ def create_app(
         names=settings.serve_models,
         poll_seconds=settings.serve_poll_seconds,
         metrics=metrics,
+        backend=settings.serve_backend,
     )
     keys = KeyCache(KeyStore(store), settings.serve_poll_seconds) if settings.serve_auth else None
     service = Service(

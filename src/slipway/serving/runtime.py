@@ -18,6 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal
 
 import sqlalchemy as sa
 
@@ -85,6 +86,7 @@ class Runtime:
     alias: str = DEFAULT_ALIAS
     poll_seconds: float = 1.0
     metrics: Metrics | None = None
+    backend: Literal["auto", "sklearn"] = "auto"
     failures: dict[str, LoadFailure] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -187,7 +189,7 @@ class Runtime:
                 return current
             ref = f"{name}:{version}"
             try:
-                model = self.registry.load(ref)
+                model = self.registry.load(ref, backend=self.backend)
                 self._smoke_test(model)
             except Exception as exc:
                 self._failed(name, version, exc)

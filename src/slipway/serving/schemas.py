@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ProblemOut(BaseModel):
@@ -82,6 +82,10 @@ class ModelOut(BaseModel):
     description: str
     created_at: str
     loaded_at: str
+    backend: str = Field(description="What answers predictions: onnx or sklearn.")
+    backend_check: dict[str, Any] | None = Field(
+        None, description="The ONNX conversion verdict recorded at registration."
+    )
     input_schema: dict[str, Any] = Field(description="JSON Schema of one input row.")
     example: dict[str, Any] = Field(description="A plausible input row.")
 
@@ -101,6 +105,14 @@ class FeedbackOut(BaseModel):
     accepted: int
     duplicates: int
     unknown: list[str]
+
+
+class MonitoringOut(BaseModel):
+    """The latest monitoring report of a model, as `slipway monitor --format json` prints it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: str = Field(description="OK, WARN or ALERT.")
 
 
 class BatchPredictionOut(BaseModel):

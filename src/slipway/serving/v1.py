@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from slipway.exceptions import NotFound
+from slipway.monitoring import latest_report
 from slipway.serving import bodies
 from slipway.serving.runtime import Served
 from slipway.serving.schemas import (
@@ -18,6 +19,7 @@ from slipway.serving.schemas import (
     FeedbackOut,
     ModelOut,
     ModelsOut,
+    MonitoringOut,
     PredictOut,
     ReloadOut,
 )
@@ -116,6 +118,22 @@ def router(service: Service) -> APIRouter:
         """The latest precomputed prediction for ``key`` from `slipway batch` runs."""
         return json_response(latest_batch_prediction(service, name, key))
 
+    @api.get(
+        "/models/{name}/monitoring",
+        operation_id="get_monitoring_report",
+        response_model=MonitoringOut,
+        responses={404: {"model": ErrorOut, "description": "No such model, or no run yet."}},
+    )
+    def get_monitoring_report(name: str) -> Response:
+        """The latest stored `slipway monitor` report of a model (status, reasons, checks)."""
+        report = latest_report(service.registry, name)
+        if report is None:
+            raise NotFound(
+                f"Model {name!r} has no monitoring report yet; run `slipway monitor {name}` "
+                "(or schedule it) to produce one."
+            )
+        return json_response(report)
+
     @api.post(
         "/feedback",
         operation_id="feedback",
@@ -151,6 +169,8 @@ def describe(served: Served) -> dict[str, Any]:
         "description": mv.description,
         "created_at": mv.created_at.isoformat(),
         "loaded_at": served.loaded_at.isoformat(),
+        "backend": served.model.backend,
+        "backend_check": mv.meta.get("onnx"),
         "input_schema": served.model.contract.json_schema(),
         "example": served.model.contract.example(),
     }
