@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from slipway.cli import models, train
+from slipway.cli import batch, models, train
 from slipway.cli._common import err_console
 from slipway.exceptions import SlipwayError
 
@@ -20,6 +20,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(models.app, name="models")
+app.add_typer(batch.app, name="batch")
 app.command("train")(train.train_command)
 app.command("quickstart")(train.quickstart_command)
 
