@@ -41,7 +41,7 @@ _COLUMNS = "model_name, key, run_id, version, sha256, label, probabilities, valu
 # Constant statements (no user text in them); bulk paths below bypass SQLAlchemy's per-row work.
 _INSERT = f"INSERT INTO batch_predictions ({_COLUMNS}) VALUES ({', '.join('?' * 9)})"  # noqa: S608
 _COPY = f"COPY batch_predictions ({_COLUMNS}) FROM STDIN (FORMAT csv)"
-_META = b"slipway"
+_META = "slipway"
 _PART = "part-{:06d}.parquet"
 
 
@@ -179,8 +179,8 @@ class ParquetOutput:
         out = {}
         for part in sorted(self.parts(run_id).glob("part-*.parquet")):
             meta = pq.read_metadata(part).metadata or {}
-            if _META in meta:
-                rec = ChunkRecord(**json.loads(meta[_META]))
+            if _META.encode() in meta:
+                rec = ChunkRecord(**json.loads(meta[_META.encode()]))
                 out[rec.chunk] = rec
         return out
 
@@ -191,8 +191,7 @@ class ParquetOutput:
         name = _PART.format(chunk.index)
         if chunk.rejects:
             _atomic_parquet(rejects_table(chunk, ctx.run_id), parts / "_rejects" / name)
-        meta = {_META: json.dumps(rec.__dict__).encode()}
-        _atomic_parquet(chunk.predictions.replace_schema_metadata(meta), parts / name)
+        _atomic_parquet(chunk.predictions, parts / name, {_META: json.dumps(rec.__dict__)})
         try:
             with store.write() as conn:
                 RunLog(store).record_chunk(conn, ctx.run_id, ctx.owner, rec)
@@ -381,12 +380,15 @@ def rejects_table(chunk: ScoredChunk, run_id: str) -> pa.Table:
 # -- files ----------------------------------------------------------------------------------
 
 
-def _atomic_parquet(table: pa.Table, target: Path) -> None:
+def _atomic_parquet(table: pa.Table, target: Path, meta: dict[str, str] | None = None) -> None:
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             # store_schema=False: one-value dictionary columns read back as plain strings.
-            pq.write_table(table, fh, store_schema=False)
+            with pq.ParquetWriter(fh, table.schema, store_schema=False) as writer:
+                writer.write_table(table)
+                if meta:
+                    writer.add_key_value_metadata(meta)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)

@@ -181,11 +181,16 @@ class _Closing:
     def __enter__(self) -> sa.Connection:
         return self.conn
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
         self.conn.rollback()
         if self.dialect == "sqlite":
             self.conn.exec_driver_sql("PRAGMA query_only = OFF")
         self.conn.close()
+        if isinstance(exc, sa.exc.DBAPIError):
+            reason = str(exc.orig).strip().splitlines()[0]
+            raise BatchInputError(
+                f"--query failed: {reason}. It runs read-only against the configured database."
+            ) from None
 
 
 Source = FileSource | QuerySource
@@ -271,6 +276,47 @@ def check_columns(
         )
 
 
+@dataclass(frozen=True)
+class ParquetRange:
+    """Rows ``start .. stop - 1`` of one Parquet file: chunk ``index`` of the input."""
+
+    path: str
+    start: int
+    stop: int
+    index: int
+    first_row: int
+    columns: tuple[str, ...]
+
+    def read(self) -> pd.DataFrame:
+        """Read only the row groups that hold the range, then cut it out."""
+        reader = pq.ParquetFile(self.path)
+        meta = reader.metadata
+        groups, offset, at = [], None, 0
+        for g in range(meta.num_row_groups):
+            rows = meta.row_group(g).num_rows
+            if at < self.stop and at + rows > self.start:
+                groups.append(g)
+                offset = at if offset is None else offset
+            at += rows
+        table = reader.read_row_groups(groups, columns=list(self.columns))
+        return table.slice(self.start - (offset or 0), self.stop - self.start).to_pandas()
+
+
+def parquet_ranges(
+    paths: Sequence[Path], chunk_size: int, columns: Sequence[str]
+) -> list[ParquetRange]:
+    """The local engine's chunks of Parquet files, as ranges a Dask worker can read alone."""
+    out: list[ParquetRange] = []
+    first_row = 0
+    for path in paths:
+        rows = pq.ParquetFile(path).metadata.num_rows
+        for start in range(0, rows, chunk_size):
+            stop = min(start + chunk_size, rows)
+            out.append(ParquetRange(str(path), start, stop, len(out), first_row, tuple(columns)))
+            first_row += stop - start
+    return out
+
+
 def _parquet_frames(path: Path, chunk_size: int, columns: list[str]) -> Iterator[pd.DataFrame]:
     reader = pq.ParquetFile(path)
     missing = [c for c in columns if c not in reader.schema_arrow.names]
@@ -305,14 +351,12 @@ def _csv_frames(
     if key_column is not None:
         text[key_column] = "str"
     try:
-        reader = pd.read_csv(
-            path, usecols=columns, dtype=text, chunksize=chunk_size, float_precision="round_trip"
-        )
+        reader = pd.read_csv(path, usecols=columns, dtype=text, chunksize=chunk_size)
     except ValueError as exc:
         raise BatchInputError(f"Cannot read CSV file {str(path)!r}: {exc}") from None
     with reader:
         for frame in reader:
-            yield conform(frame, contract, key_column)
+            yield conform(frame[columns], contract, key_column)
 
 
 def _text_only(spec: Any) -> bool:
