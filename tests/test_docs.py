@@ -12,8 +12,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def commands(group, prefix: str = "slipway") -> list[str]:
-    out = []
+    # A group with a default command (`slipway batch MODEL_REF INPUT`) is a command itself.
+    out = [prefix] if getattr(group, "default_command", None) else []
     for name, cmd in group.commands.items():
+        if cmd.hidden:
+            continue
         path = f"{prefix} {name}"
         if hasattr(cmd, "commands"):
             out.extend(commands(cmd, path))

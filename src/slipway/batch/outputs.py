@@ -15,12 +15,12 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
-from itertools import repeat
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import numpy as np
 import orjson
@@ -39,7 +39,10 @@ from slipway.store.schema import batch_predictions, batch_rejects
 
 _COLUMNS = "model_name, key, run_id, version, sha256, label, probabilities, value, scored_at"
 # Constant statements (no user text in them); bulk paths below bypass SQLAlchemy's per-row work.
-_INSERT = f"INSERT INTO batch_predictions ({_COLUMNS}) VALUES ({', '.join('?' * 9)})"  # noqa: S608
+_INSERT = f"INSERT INTO batch_predictions ({_COLUMNS}) VALUES "  # noqa: S608
+_ROWS_PER_STATEMENT = 100
+# Model names, run ids, hashes and timestamps only ever use these characters.
+_SAFE_LITERAL = re.compile(r"[A-Za-z0-9_.:+ -]*")
 _COPY = f"COPY batch_predictions ({_COLUMNS}) FROM STDIN (FORMAT csv)"
 _META = "slipway"
 _PART = "part-{:06d}.parquet"
@@ -248,7 +251,11 @@ def db_columns(chunk: ScoredChunk) -> dict[str, pa.Array]:
     ``label`` is JSON text of the class, ``probabilities`` JSON text of {class: p} as in
     ``Predictions.records()``; both are built column-wise by Arrow, not row by row.
     """
+    # Rows in key order: the primary key index (model_name, key, run_id) then takes each
+    # chunk's entries in order instead of at random, which roughly halves PostgreSQL's load
+    # time and helps SQLite's.
     table = chunk.predictions
+    table = table.take(pc.sort_indices(table["key"]))
     n = table.num_rows
     names = table.column_names
     out: dict[str, pa.Array] = {"key": table["key"].combine_chunks()}
@@ -282,29 +289,62 @@ def _proba_json(table: pa.Table, columns: list[str]) -> pa.Array:
 
 
 def _scored_at(conn: sa.Connection, chunk: ScoredChunk) -> Any:
-    process = batch_predictions.c.scored_at.type.bind_processor(conn.dialect)
+    """The chunk's timestamp exactly as SQLAlchemy would store it on this dialect."""
+    column_type = batch_predictions.c.scored_at.type.dialect_impl(conn.dialect)
+    process = column_type.bind_processor(conn.dialect)
     return process(chunk.scored_at) if process else chunk.scored_at
 
 
 def _insert_predictions(conn: sa.Connection, chunk: ScoredChunk, ctx: RunContext) -> None:
-    # sqlite3's executemany on the transaction's own connection: one prepared statement,
-    # no per-row SQLAlchemy processing (the JSON columns arrive as JSON text already).
+    """Load a chunk into SQLite with the least work per row sqlite3 allows.
+
+    Statements of ``_ROWS_PER_STATEMENT`` rows each, run with ``executemany`` on the
+    transaction's own connection; the run's constants are written into the statement once
+    (they are validated identifiers, see :func:`_literal`) so only the varying values are
+    bound. Together that halves the CPU time of one bound row per statement.
+    """
+    n = chunk.rows_scored
+    if n == 0:
+        return
     cols = db_columns(chunk)
-    values = [cols[c].to_pylist() for c in ("key", "label", "probabilities", "value")]
-    rows = zip(
-        repeat(ctx.model_name),
-        values[0],
-        repeat(ctx.run_id),
-        repeat(ctx.version),
-        repeat(ctx.sha256),
-        *values[1:],
-        repeat(_scored_at(conn, chunk)),
+    varying = ["key", *(c for c in ("label", "probabilities", "value") if cols[c].null_count < n)]
+    constants = {
+        "model_name": _literal(ctx.model_name),
+        "run_id": _literal(ctx.run_id),
+        "version": str(int(ctx.version)),
+        "sha256": _literal(ctx.sha256),
+        "scored_at": _literal(str(_scored_at(conn, chunk))),
+    }
+    row = (
+        "("
+        + ", ".join(
+            constants.get(c) or ("?" if c in varying else "NULL") for c in _COLUMNS.split(", ")
+        )
+        + ")"
     )
+    values = np.empty((n, len(varying)), dtype=object)
+    for j, name in enumerate(varying):
+        values[:, j] = cols[name].to_pylist()
+    per = _ROWS_PER_STATEMENT
+    whole = n - n % per
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.executemany(_INSERT, cast(Any, rows))
+        if whole:
+            batches = values[:whole].reshape(-1, per * len(varying)).tolist()
+            cursor.executemany(_INSERT + ", ".join([row] * per), batches)
+        if n > whole:
+            cursor.execute(
+                _INSERT + ", ".join([row] * (n - whole)), values[whole:].ravel().tolist()
+            )
     finally:
         cursor.close()
+
+
+def _literal(value: str) -> str:
+    """A SQL string literal of a value Slipway validated (model name, run id, hash, time)."""
+    if not _SAFE_LITERAL.fullmatch(value):
+        raise ValueError(f"{value!r} cannot be written into SQL as a literal")
+    return f"'{value}'"
 
 
 def _copy_predictions(conn: sa.Connection, chunk: ScoredChunk, ctx: RunContext) -> None:

@@ -318,7 +318,9 @@ def parquet_ranges(
 
 
 def _parquet_frames(path: Path, chunk_size: int, columns: list[str]) -> Iterator[pd.DataFrame]:
-    reader = pq.ParquetFile(path)
+    # pre_buffer would keep every row group it read until the file is closed: memory would
+    # grow with the file instead of staying one row group.
+    reader = pq.ParquetFile(path, pre_buffer=False)
     missing = [c for c in columns if c not in reader.schema_arrow.names]
     if missing:
         raise BatchInputError(f"Parquet file {str(path)!r} lacks column(s) {missing}.")

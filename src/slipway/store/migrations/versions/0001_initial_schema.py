@@ -12,6 +12,11 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 JSON = sa.JSON().with_variant(JSONB(), "postgresql")
 
+
+def _bytewise(length: int) -> sa.types.TypeEngine[str]:
+    return sa.String(length).with_variant(sa.String(length, collation="C"), "postgresql")
+
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -78,13 +83,13 @@ def upgrade() -> None:
     )
     op.create_table(
         "batch_predictions",
-        sa.Column("model_name", sa.String(length=200), nullable=False),
-        sa.Column("key", sa.String(length=200), nullable=False),
-        sa.Column("run_id", sa.String(length=64), nullable=False),
+        sa.Column("model_name", _bytewise(200), nullable=False),
+        sa.Column("key", _bytewise(200), nullable=False),
+        sa.Column("run_id", _bytewise(64), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("sha256", sa.String(length=64), nullable=False),
-        sa.Column("label", JSON, nullable=True),
-        sa.Column("probabilities", JSON, nullable=True),
+        sa.Column("label", sa.JSON(), nullable=True),
+        sa.Column("probabilities", sa.JSON(), nullable=True),
         sa.Column("value", sa.Float(), nullable=True),
         sa.Column("scored_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("model_name", "key", "run_id", name=op.f("pk_batch_predictions")),
