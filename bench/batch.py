@@ -8,8 +8,12 @@ SQLite or PostgreSQL, in a child process of its own so its peak memory (ru_maxrs
 own. PostgreSQL cases run when SLIPWAY_BENCH_DATABASE_URL (or SLIPWAY_TEST_DATABASE_URL)
 points at a server.
 
-    .venv/bin/python bench/batch.py                  # 1M and 5M rows
+    .venv/bin/python bench/batch.py                  # 1M and 5M rows, best of 2
     .venv/bin/python bench/batch.py --rows 1000000   # one size
+    .venv/bin/python bench/batch.py --repeat 3       # best of 3 (shared machines are noisy)
+
+Every case, the limit included, is run ``--repeat`` times and its fastest run is reported,
+the usual way to read through noise from other work on the machine.
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ def train_and_register(home: Path, database_url: str | None) -> str:
     from slipway.registry import Registry
 
     X = make_rows(10_000, 0)
-    y = (X.x0 + X.x1**2 - X.x2 * X.x3 + np.random.default_rng(1).normal(size=len(X)) > 1)
+    y = X.x0 + X.x1**2 - X.x2 * X.x3 + np.random.default_rng(1).normal(size=len(X)) > 1
     pipe = make_pipeline(StandardScaler(), GradientBoostingClassifier(random_state=0))
     pipe.fit(X, y.astype(int))
     registry = Registry(Settings(home=home, database_url=database_url, user="bench"))
@@ -129,6 +133,7 @@ def drop_schema(base: str, schema: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, action="append", help="input sizes (default 1M, 5M)")
+    parser.add_argument("--repeat", type=int, default=2, help="runs per case; the best counts")
     args = parser.parse_args()
     sizes = args.rows or [1_000_000, 5_000_000]
     pg_base = os.environ.get("SLIPWAY_BENCH_DATABASE_URL") or os.environ.get(
@@ -142,35 +147,51 @@ def main() -> None:
         for n in sizes:
             data = work / f"input-{n}.parquet"
             write_input(data, n)
-            limit = run_child("limit", "--home", str(home), "--model", model, "--input", str(data))
+            limit = best(
+                args.repeat,
+                run_child,
+                *("limit", "--home", str(home), "--model", model, "--input", str(data)),
+            )
             limit_rate = n / limit["seconds"]
             results.append((n, "limit: predict_proba in memory", limit, limit_rate, None))
             cases = [("parquet", str(work / "scores.parquet")), ("sqlite", "db")]
             if pg_base:
                 cases.append(("postgresql", "db"))
             for name, output in cases:
-                case_home = work / f"home-{name}"
-                shutil.copytree(home, case_home)
-                url = None
-                schema = None
-                if name == "postgresql":
-                    assert pg_base is not None
-                    schema, url = pg_schema(pg_base)
-                    train_and_register(case_home, url)
-                argv = ["batch", "--home", str(case_home), "--model", model]
-                argv += ["--input", str(data), "--output", output]
-                if url:
-                    argv += ["--database-url", url]
-                result = run_child(*argv)
+                result = best(args.repeat, one_case, work, home, model, data, name, output, pg_base)
                 results.append((n, f"parquet -> {name}", result, limit_rate, name))
-                shutil.rmtree(case_home)
-                Path(output).unlink(missing_ok=True)
-                if schema and pg_base:
-                    drop_schema(pg_base, schema)
             data.unlink()
         print_table(results, pg_base is not None)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def best(repeat: int, run, *args) -> dict:
+    """The fastest of ``repeat`` runs, with the highest peak memory seen in any of them."""
+    runs = [run(*args) for _ in range(repeat)]
+    fastest = min(runs, key=lambda r: r["seconds"])
+    return {**fastest, "peak_mib": max(r["peak_mib"] for r in runs)}
+
+
+def one_case(work, home, model, data, name, output, pg_base) -> dict:
+    """Score ``data`` into a fresh store (a copy of the registry, or a new PostgreSQL schema)."""
+    case_home = work / f"home-{name}"
+    shutil.copytree(home, case_home)
+    url = schema = None
+    if name == "postgresql":
+        schema, url = pg_schema(pg_base)
+        train_and_register(case_home, url)
+    argv = ["batch", "--home", str(case_home), "--model", model]
+    argv += ["--input", str(data), "--output", output]
+    if url:
+        argv += ["--database-url", url]
+    try:
+        return run_child(*argv)
+    finally:
+        shutil.rmtree(case_home)
+        Path(output).unlink(missing_ok=True)
+        if schema:
+            drop_schema(pg_base, schema)
 
 
 def print_table(results: list, with_pg: bool) -> None:

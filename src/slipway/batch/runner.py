@@ -1,12 +1,14 @@
 """A batch run from start (or resume) to finish, on the local engine or on Dask.
 
-The local engine reads chunk N+1 and scores it while a writer thread commits chunk N, so
-the database or the disk works while the model predicts; at most two scored chunks are held
-at once, so memory stays bounded. Done chunks are skipped on resume.
+The local engine reads chunk N+1 and scores it while a writer thread commits chunk N (two
+writers, chunks N-1 and N, on PostgreSQL), so the database or the disk works while the model
+predicts; only those few chunks are held at once, so memory stays bounded. Done chunks are
+skipped on resume.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
-from slipway.batch.outputs import Output, RunContext, open_output
+from slipway.batch.outputs import DatabaseOutput, Output, RunContext, open_output
 from slipway.batch.runs import (
     BatchRun,
     ChunkRecord,
@@ -243,8 +245,12 @@ def _run_local(job: Job, on_progress: ProgressCallback) -> None:
     rows_done = sum(rec.rows_in for rec in job.done.values())
     on_progress(rows_done, total)
     store = job.registry.store
-    with ThreadPoolExecutor(1, thread_name_prefix="slipway-batch-writer") as writer:
-        pending: tuple[Future[None], int] | None = None
+    # PostgreSQL ingests in its own server process: two chunks loading at once over two
+    # connections keep it busy while this process scores the next one. Each chunk is still
+    # one transaction with its done-marker, so the order they commit in does not matter.
+    depth = 2 if isinstance(job.output, DatabaseOutput) and store.dialect == "postgresql" else 1
+    pending: deque[tuple[Future[None], int]] = deque()
+    with ThreadPoolExecutor(depth, thread_name_prefix="slipway-batch-writer") as writer:
         for chunk in job.source.chunks(job.chunk_size, job.model.contract, job.key_column):
             if chunk.index in job.done:
                 continue
@@ -256,15 +262,20 @@ def _run_local(job: Job, on_progress: ProgressCallback) -> None:
                 key_column=job.key_column,
                 run_id=job.ctx.run_id,
             )
-            if pending is not None:
-                pending[0].result()
-                rows_done += pending[1]
+            while len(pending) >= depth:
+                rows_done += _wait(pending.popleft())
                 on_progress(rows_done, total)
-            pending = (writer.submit(job.output.write, store, scored, job.ctx), scored.rows_in)
-        if pending is not None:
-            pending[0].result()
-            rows_done += pending[1]
+            pending.append(
+                (writer.submit(job.output.write, store, scored, job.ctx), scored.rows_in)
+            )
+        while pending:
+            rows_done += _wait(pending.popleft())
             on_progress(rows_done, total)
+
+
+def _wait(pending: tuple[Future[None], int]) -> int:
+    pending[0].result()
+    return pending[1]
 
 
 def _fail(job: Job, exc: Exception) -> Any:
