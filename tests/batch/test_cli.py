@@ -112,10 +112,12 @@ def test_query_option_scores_a_table(cli_model, make_input, capsys):
 
 @pytest.mark.slow
 def test_dask_engine_without_scheduler_starts_a_local_cluster(
-    cli_model, make_input, tmp_path, capsys
+    local_registry, make_model, make_input, tmp_path, capsys, monkeypatch
 ):
     """--engine dask with no --scheduler scores on a local cluster it starts and stops."""
-    _, model = cli_model
+    model = make_model(local_registry)
+    monkeypatch.setenv("SLIPWAY_HOME", str(local_registry.settings.home))
+    monkeypatch.delenv("SLIPWAY_DATABASE_URL", raising=False)
     path, _ = make_input("parquet", 400, files=2)
     out = f"{tmp_path}/scores/"
     result = run_cli(

@@ -13,6 +13,8 @@ from slipway.exceptions import BatchFailed, MissingDependency
 from tests.batch.helpers import parquet_rejects, stored_predictions, stored_rejects
 
 LINEAGE = ["run_id", "scored_at"]
+# One worker of the test run takes all of this module, so one LocalCluster serves it.
+pytestmark = pytest.mark.xdist_group("dask")
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +24,7 @@ def cluster():
 
     with LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address="127.0.0.1:0",
     ) as local:  # fmt: skip
         yield local.scheduler_address
 

@@ -180,9 +180,10 @@ def _model(settings: str, ref: str, sha256: str) -> Model:
 def _connect(distributed: Any, scheduler: str | None) -> tuple[Any, Any]:
     if scheduler:
         return distributed.Client(scheduler), None
-    # Loopback only and no dashboard: a local cluster is not a network service.
+    # Loopback only, on free ports: a local cluster is not a network service, and a fixed
+    # port (8787) may be taken by another cluster on the machine.
     cluster = distributed.LocalCluster(
-        threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0"
     )
     return distributed.Client(cluster), cluster
 

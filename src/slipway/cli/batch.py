@@ -7,8 +7,9 @@ subcommand name (``runs``) is a model reference, so both spellings the docs prom
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.table import Table
@@ -18,6 +19,7 @@ from slipway.batch import DEFAULT_CHUNK_SIZE, BatchRun, RunLog, score_file
 from slipway.cli._common import JsonOption, console, print_json, registry
 
 DEFAULT_COMMAND = "score"
+T = TypeVar("T")
 
 
 class BatchGroup(TyperGroup):
@@ -107,6 +109,7 @@ def score_command(
     # systemd and cron stop jobs with SIGTERM: record the run as interrupted (and resumable)
     # instead of leaving it marked running.
     previous = signal.signal(signal.SIGTERM, _interrupt)
+    reg = registry()
     try:
         run = score_file(
             model_ref,
@@ -120,10 +123,11 @@ def score_command(
             query=query,
             overwrite=overwrite,
             progress=not (quiet or as_json),
-            registry=registry(),
+            registry=reg,
         )
     finally:
         signal.signal(signal.SIGTERM, previous)
+        reg.store.dispose()
     if as_json:
         print_json(run.to_dict())
     elif not quiet:
@@ -142,7 +146,7 @@ def list_runs(
     as_json: bool = JsonOption,
 ) -> None:
     """Recent batch runs, newest first: model version, status, rows, timing, output."""
-    runs = RunLog(registry().store).recent(model=model, limit=limit)
+    runs = _run_log(lambda log: log.recent(model=model, limit=limit))
     if as_json:
         print_json([r.to_dict() for r in runs])
     elif not runs:
@@ -157,11 +161,19 @@ def show_run(
     as_json: bool = JsonOption,
 ) -> None:
     """One run in full: lineage, counts, chunks, timing, error, and how to resume it."""
-    run = RunLog(registry().store).get(run_id)
+    run = _run_log(lambda log: log.get(run_id))
     if as_json:
         print_json(run.to_dict())
     else:
         console.print(run_card(run))
+
+
+def _run_log(read: Callable[[RunLog], T]) -> T:
+    store = registry().store
+    try:
+        return read(RunLog(store))
+    finally:
+        store.dispose()
 
 
 # -- rendering ------------------------------------------------------------------------------
