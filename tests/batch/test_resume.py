@@ -170,6 +170,7 @@ def kill_half_way_then_resume(registry, model, path, frame, kind, tmp_path) -> N
         "succeeded", 30_000, 29_998, 120
     )  # fmt: skip
     assert_exactly_once(registry, "killed", kind, tmp_path, frame)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
 @pytest.mark.slow
@@ -186,3 +187,24 @@ def test_kill_9_half_way_then_resume_into_parquet(local_registry, make_model, ma
     model = make_model(local_registry)
     path, frame = make_input("parquet", 30_000)
     kill_half_way_then_resume(local_registry, model, path, frame, "file", tmp_path)
+
+
+@pytest.mark.slow
+def test_sigterm_records_the_run_as_interrupted(local_registry, make_model, make_input, tmp_path):
+    """systemd's stop (SIGTERM) ends the run as failed and resumable, with exit code 1."""
+    model = make_model(local_registry)
+    path, _ = make_input("parquet", 30_000)
+    env = {**os.environ, "SLIPWAY_HOME": str(local_registry.settings.home)}
+    args = [sys.executable, "-m", "slipway", "batch", model.ref, str(path), "--chunk-size",
+            "250", "--run-id", "stopped", "--quiet"]  # fmt: skip
+    proc = subprocess.Popen(args, env=env, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while _chunks_done(local_registry.store, "stopped") < 3:
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 1
+    assert b"resume it with --run-id stopped" in proc.stderr.read()
+    run = RunLog(local_registry.store).get("stopped")
+    assert run.status == "failed" and "interrupted" in (run.error or "")
+    assert 3 <= run.chunks_done < 120

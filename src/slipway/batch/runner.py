@@ -109,10 +109,10 @@ def score_file(
             else:
                 _run_local(job, on_progress)
         job.output.finish(job.ctx.run_id, _empty_schema(job.model))
-    except KeyboardInterrupt:
-        job.runs.finish(
-            job.ctx.run_id, "failed", f"interrupted; resume with --run-id {job.ctx.run_id}"
-        )
+    except KeyboardInterrupt as stop:
+        note = f"Batch run {job.ctx.run_id} interrupted; resume it with --run-id {job.ctx.run_id}."
+        job.runs.finish(job.ctx.run_id, "failed", note)
+        stop.add_note(note)
         raise
     except Exception as exc:
         return _fail(job, exc)

@@ -15,8 +15,8 @@ import typer
 from rich.table import Table
 from typer.core import TyperGroup
 
-from slipway.batch import DEFAULT_CHUNK_SIZE, BatchRun, RunLog, score_file
-from slipway.cli._common import JsonOption, console, print_json, registry
+from slipway.batch import DEFAULT_CHUNK_SIZE, EXIT_FAILED, BatchRun, RunLog, score_file
+from slipway.cli._common import JsonOption, console, err_console, print_json, registry
 
 DEFAULT_COMMAND = "score"
 T = TypeVar("T")
@@ -125,6 +125,10 @@ def score_command(
             progress=not (quiet or as_json),
             registry=reg,
         )
+    except KeyboardInterrupt as stop:
+        for note in getattr(stop, "__notes__", ["Interrupted."]):
+            err_console.print(f"[bold red]error:[/] {note}", soft_wrap=True)
+        raise typer.Exit(EXIT_FAILED) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
         reg.store.dispose()
