@@ -85,6 +85,8 @@ def test_failures_exit_1_with_one_line(cli_model, tmp_path, capsys):
     )
     usage = run_cli(capsys, "batch", model.ref, "--engine", "spark")
     assert usage.code == 2
+    lonely = run_cli(capsys, "batch", model.ref, "x.parquet", "--scheduler", "tcp://h:8786")
+    assert lonely.code == 1 and "add --engine dask" in lonely.err
 
 
 def test_help_shows_the_scorer_and_the_runs_group(capsys):

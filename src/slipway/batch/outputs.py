@@ -12,6 +12,7 @@ at the same instant, which is what makes a resumed run exactly-once:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -214,7 +215,8 @@ class ParquetOutput:
         """Remove a single-file output's parts once the run is recorded as succeeded."""
         if self.layout == "file":
             shutil.rmtree(self.parts(run_id), ignore_errors=True)
-        elif not any((self.path / "_rejects").iterdir()):
+            return
+        with contextlib.suppress(OSError):  # not empty: there are rejects to keep
             (self.path / "_rejects").rmdir()
 
 

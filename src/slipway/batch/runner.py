@@ -28,7 +28,7 @@ from slipway.batch.runs import (
 )
 from slipway.batch.scoring import score_chunk
 from slipway.batch.sources import Source, check_columns, open_source
-from slipway.exceptions import BatchFailed, RunConflict, SlipwayError
+from slipway.exceptions import BatchFailed, BatchInputError, RunConflict, SlipwayError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -92,6 +92,8 @@ def score_file(
         raise ValueError(f"engine must be 'local' or 'dask', not {engine!r}")
     if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive number of rows, not {chunk_size}")
+    if scheduler is not None and engine != "dask":
+        raise BatchInputError("--scheduler is the address of a Dask cluster: add --engine dask.")
     source = open_source(input, query, reg.store)
     out = open_output(output)
     if run_id is not None:

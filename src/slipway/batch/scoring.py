@@ -130,7 +130,7 @@ def score_chunk(
         columns["value"] = pa.array(np.asarray(result.values, dtype=np.float64))
     else:
         assert result.labels is not None
-        columns["label"] = label_array(result.labels, model.classes)
+        columns["label"] = label_array(result.labels)
         if result.probabilities is not None:
             proba = np.asarray(result.probabilities, dtype=np.float64)
             for i, cls in enumerate(model.classes or []):
@@ -152,7 +152,7 @@ def proba_column(cls: Any) -> str:
     return f"{PROBA_PREFIX}{jsonable(cls)}"
 
 
-def label_array(labels: np.ndarray, classes: list[Any] | None) -> pa.Array:
+def label_array(labels: np.ndarray) -> pa.Array:
     """Labels as an Arrow array of the classes' own type (JSON text when types are mixed)."""
     try:
         return pa.array(labels)
