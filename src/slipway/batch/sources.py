@@ -173,7 +173,7 @@ class QuerySource:
 
 
 class _Closing:
-    """Close the connection (and lift SQLite's query_only) when the block ends."""
+    """Close the read-only connection when the block ends; turn query errors into ours."""
 
     def __init__(self, conn: sa.Connection, dialect: str) -> None:
         self.conn, self.dialect = conn, dialect
@@ -184,7 +184,8 @@ class _Closing:
     def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
         self.conn.rollback()
         if self.dialect == "sqlite":
-            self.conn.exec_driver_sql("PRAGMA query_only = OFF")
+            # Discard rather than pool it: query_only is a setting of the connection itself.
+            self.conn.invalidate()
         self.conn.close()
         if isinstance(exc, sa.exc.DBAPIError):
             reason = str(exc.orig).strip().splitlines()[0]
