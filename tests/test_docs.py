@@ -12,13 +12,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def commands(group, prefix: str = "slipway") -> list[str]:
-    # A group with a default command (`slipway batch MODEL_REF INPUT`) is a command itself.
-    out = [prefix] if getattr(group, "default_command", None) else []
+    out = []
     for name, cmd in group.commands.items():
-        if cmd.hidden:
-            continue
         path = f"{prefix} {name}"
         if hasattr(cmd, "commands"):
+            if getattr(cmd, "invoke_without_command", False):
+                out.append(path)  # a group that is also a command (`slipway monitor NAME`)
             out.extend(commands(cmd, path))
         else:
             out.append(path)

@@ -1,7 +1,8 @@
 """`slipway batch MODEL_REF INPUT ...` scores; `slipway batch runs list|show` reports.
 
-``batch`` is a group whose default command scores: any first argument that is not a
-subcommand name (``runs``) is a model reference, so both spellings the docs promise work.
+``batch`` is a group that is also a command: any first argument that is not a subcommand
+name (``runs``) is a model reference, so both spellings the issue promises work as written.
+A model named ``runs`` is scored as ``runs:VERSION`` or ``runs@ALIAS``.
 """
 
 from __future__ import annotations
@@ -18,32 +19,33 @@ from typer.core import TyperGroup
 from slipway.batch import DEFAULT_CHUNK_SIZE, EXIT_FAILED, BatchRun, RunLog, score_file
 from slipway.cli._common import JsonOption, console, err_console, print_json, registry
 
-DEFAULT_COMMAND = "score"
 T = TypeVar("T")
+_SCORE_ARGS = "slipway.batch.score_args"
 
 
 class BatchGroup(TyperGroup):
-    """A group that runs its hidden ``score`` command unless a subcommand is named."""
+    """``slipway batch``: a group (``runs``) that is also a command (the scorer).
 
-    default_command = DEFAULT_COMMAND
+    Any first argument that is not a subcommand name is a model reference (or an option, or
+    ``--help``), and the whole command line goes to the scorer, which runs as
+    ``slipway batch`` itself so its usage line and help read that way.
+    """
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        # `slipway batch --help` shows the scorer's options too: that is what users look for.
         if args and args[0] not in self.commands:
-            args = [DEFAULT_COMMAND, *args]
+            ctx.meta[_SCORE_ARGS] = args
+            return []
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: Any) -> Any:
-        args = [*ctx._protected_args, *ctx.args]
-        if not args or args[0] != DEFAULT_COMMAND:
+        args = ctx.meta.pop(_SCORE_ARGS, None)
+        if args is None:
             return super().invoke(ctx)
-        # Run the scorer as `slipway batch` itself, so its usage line reads that way.
-        ctx._protected_args, ctx.args = [], []
-        command = self.commands[DEFAULT_COMMAND]
+        scorer = typer.main.get_command(score_app)
         with ctx:
-            sub = command.make_context(ctx.info_name, args[1:], parent=ctx.parent)
+            sub = scorer.make_context(ctx.info_name, args, parent=ctx.parent)
             with sub:
-                return command.invoke(sub)
+                return scorer.invoke(sub)
 
 
 class EngineChoice(StrEnum):
@@ -53,6 +55,7 @@ class EngineChoice(StrEnum):
 
 app = typer.Typer(
     cls=BatchGroup,
+    invoke_without_command=True,
     help="Score files or a query in chunks into the database or Parquet "
     "(slipway batch MODEL_REF INPUT [OPTIONS]; see slipway batch --help); list and show runs.",
     no_args_is_help=True,
@@ -61,7 +64,10 @@ runs_app = typer.Typer(help="History and status of batch runs.", no_args_is_help
 app.add_typer(runs_app, name="runs")
 
 
-@app.command(DEFAULT_COMMAND, hidden=True)
+score_app = typer.Typer()
+
+
+@score_app.command()
 def score_command(
     model_ref: Annotated[str, typer.Argument(help="NAME, NAME:VERSION or NAME@ALIAS.")],
     input: Annotated[
@@ -245,7 +251,7 @@ def run_card(run: BatchRun) -> Table:
 def runs_table(runs: list[BatchRun]) -> Table:
     """One line per run."""
     table = Table(title="Batch runs", title_justify="left")
-    table.add_column("run", no_wrap=True)
+    table.add_column("run", overflow="fold")  # the id users copy: wrap it, never cut it
     table.add_column("model", no_wrap=True)
     table.add_column("status", no_wrap=True)
     for col in ("rows in", "scored", "rejected"):
