@@ -6,16 +6,20 @@ registry it points at; build a :class:`Registry` yourself to choose the settings
 
 from __future__ import annotations
 
+from pathlib import Path as _Path
 from typing import Any as _Any
 from typing import Literal as _Literal
 
 from slipway.artifacts import Format
+from slipway.batch import BatchRun, Scores
 from slipway.config import Settings
 from slipway.contract import Contract
 from slipway.exceptions import (
     ArtifactCorrupted,
     ArtifactError,
     ArtifactMissing,
+    BatchFailed,
+    BatchInputError,
     ConfigError,
     ContractViolation,
     IncompatibleEnvironment,
@@ -24,7 +28,9 @@ from slipway.exceptions import (
     MissingDependency,
     ModelNotFound,
     NotFound,
+    PredictionNotFound,
     RegistryConflict,
+    RunConflict,
     RunNotFound,
     SlipwayError,
     SlipwayWarning,
@@ -61,10 +67,35 @@ def rollback(name: str, *, alias: str = "production") -> ModelVersion:
     return Registry(Settings.from_env()).rollback(name, alias=alias)
 
 
+def score(model: Model | str, frame: _Any, *, key_column: str | None = None) -> Scores:
+    """Score a DataFrame in memory as a batch run would; see :func:`slipway.batch.score`.
+
+    ``model`` is a loaded :class:`Model` or a reference (``fraud@production``).
+    """
+    from slipway.batch import score as _score
+
+    return _score(load(model) if isinstance(model, str) else model, frame, key_column=key_column)
+
+
+def score_file(model: Model | str, input: str | _Path | None = None, **options: _Any) -> BatchRun:
+    """Score files or a query in chunks into the database or Parquet, as a recorded run.
+
+    See :func:`slipway.batch.score_file` for the options (``output``, ``key_column``,
+    ``chunk_size``, ``engine``, ``run_id``, ``query``, ...).
+    """
+    from slipway.batch import score_file as _score_file
+
+    registry = options.pop("registry", None) or Registry(Settings.from_env())
+    return _score_file(model, input, registry=registry, **options)
+
+
 __all__ = [
     "ArtifactCorrupted",
     "ArtifactError",
     "ArtifactMissing",
+    "BatchFailed",
+    "BatchInputError",
+    "BatchRun",
     "ConfigError",
     "Contract",
     "ContractViolation",
@@ -78,11 +109,14 @@ __all__ = [
     "ModelNotFound",
     "ModelVersion",
     "NotFound",
+    "PredictionNotFound",
     "Predictions",
     "Problem",
     "Registry",
     "RegistryConflict",
+    "RunConflict",
     "RunNotFound",
+    "Scores",
     "Settings",
     "SlipwayError",
     "SlipwayWarning",
@@ -94,4 +128,6 @@ __all__ = [
     "promote",
     "register",
     "rollback",
+    "score",
+    "score_file",
 ]

@@ -9,10 +9,14 @@ Each leaf also inherits the builtin a caller would naturally catch, so
     ├── NotFound (LookupError)
     │   ├── ModelNotFound                     no such model, version or alias target
     │   ├── RunNotFound                       no such batch or monitoring run
-    │   └── KeyNotFound                       no API key of that name
+    │   ├── KeyNotFound                       no API key of that name
+    │   └── PredictionNotFound                no batch prediction stored for that key
     ├── RegistryConflict (ValueError)         the registry's state forbids the change
     ├── InvalidModel (ValueError)             not a fitted estimator we can register
     ├── ContractViolation (ValueError)        input does not meet the model's contract
+    ├── BatchInputError (ValueError)          a batch input cannot be read or keyed
+    ├── RunConflict (ValueError)              a batch run id cannot be resumed as asked
+    ├── BatchFailed (RuntimeError)            a batch run stopped; resume it with its run id
     ├── ArtifactError
     │   ├── ArtifactMissing (FileNotFoundError)
     │   ├── ArtifactCorrupted (ValueError)    bytes on disk do not match the recorded sha256
@@ -79,6 +83,10 @@ class KeyNotFound(NotFound):
     """No API key has that name."""
 
 
+class PredictionNotFound(NotFound):
+    """No batch prediction is stored for that model and key."""
+
+
 class RegistryConflict(SlipwayError, ValueError):
     """The registry's current state forbids the change (e.g. promoting an archived version)."""
 
@@ -99,6 +107,22 @@ class ContractViolation(SlipwayError, ValueError):
         more = f" (and {len(self.problems) - 5} more)" if len(self.problems) > 5 else ""
         n = len(self.problems)
         super().__init__(f"Input breaks the contract of {model}: {n} problem(s): {shown}{more}")
+
+
+class BatchInputError(SlipwayError, ValueError):
+    """A batch input cannot be used: no files match, unknown format, bad or duplicate keys."""
+
+
+class RunConflict(SlipwayError, ValueError):
+    """A batch run id exists but cannot be resumed as asked (other model, input or output)."""
+
+
+class BatchFailed(SlipwayError, RuntimeError):
+    """A batch run stopped on an error; chunks already written stay, and it can be resumed."""
+
+    def __init__(self, run_id: str, message: str) -> None:
+        self.run_id = run_id
+        super().__init__(message)
 
 
 class ArtifactError(SlipwayError):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from slipway.cli import keys, models, monitor, serve, train
+from slipway.cli import batch, keys, models, monitor, serve, train
 from slipway.cli._common import print_error
 
 app = typer.Typer(
@@ -21,6 +21,7 @@ app = typer.Typer(
 app.add_typer(models.app, name="models")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(keys.app, name="keys")
+app.add_typer(batch.app, name="batch")
 app.command("train")(train.train_command)
 app.command("quickstart")(train.quickstart_command)
 app.command("serve")(serve.serve_command)

@@ -12,6 +12,11 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 JSON = sa.JSON().with_variant(JSONB(), "postgresql")
 
+
+def _bytewise(length: int) -> sa.types.TypeEngine[str]:
+    return sa.String(length).with_variant(sa.String(length, collation="C"), "postgresql")
+
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -66,32 +71,37 @@ def upgrade() -> None:
     )
 
     op.create_table(
-        "batch_predictions",
+        "batch_chunks",
         sa.Column("run_id", sa.String(length=64), nullable=False),
-        sa.Column("key", sa.String(length=200), nullable=False),
-        sa.Column("model_name", sa.String(length=200), nullable=False),
+        sa.Column("chunk", sa.Integer(), nullable=False),
+        sa.Column("first_row", sa.BigInteger(), nullable=False),
+        sa.Column("rows_in", sa.Integer(), nullable=False),
+        sa.Column("rows_scored", sa.Integer(), nullable=False),
+        sa.Column("rows_rejected", sa.Integer(), nullable=False),
+        sa.Column("done_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("run_id", "chunk", name=op.f("pk_batch_chunks")),
+    )
+    op.create_table(
+        "batch_predictions",
+        sa.Column("model_name", _bytewise(200), nullable=False),
+        sa.Column("key", _bytewise(200), nullable=False),
+        sa.Column("run_id", _bytewise(64), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("sha256", sa.String(length=64), nullable=False),
-        sa.Column("label", JSON, nullable=True),
-        sa.Column("probabilities", JSON, nullable=True),
+        sa.Column("label", sa.JSON(), nullable=True),
+        sa.Column("probabilities", sa.JSON(), nullable=True),
         sa.Column("value", sa.Float(), nullable=True),
         sa.Column("scored_at", sa.DateTime(), nullable=False),
-        sa.PrimaryKeyConstraint("run_id", "key", name=op.f("pk_batch_predictions")),
+        sa.PrimaryKeyConstraint("model_name", "key", "run_id", name=op.f("pk_batch_predictions")),
     )
-    op.create_index(
-        op.f("ix_batch_predictions_model_name_key_scored_at"),
-        "batch_predictions",
-        ["model_name", "key", "scored_at"],
-        unique=False,
-    )
-
     op.create_table(
         "batch_rejects",
         sa.Column("run_id", sa.String(length=64), nullable=False),
-        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.Column("row_number", sa.BigInteger(), nullable=False),
+        sa.Column("key", sa.String(length=200), nullable=True),
         sa.Column("row", JSON, nullable=False),
         sa.Column("reasons", JSON, nullable=False),
-        sa.PrimaryKeyConstraint("run_id", "key", name=op.f("pk_batch_rejects")),
+        sa.PrimaryKeyConstraint("run_id", "row_number", name=op.f("pk_batch_rejects")),
     )
     op.create_table(
         "batch_runs",
@@ -110,7 +120,15 @@ def upgrade() -> None:
         sa.Column("ended_at", sa.DateTime(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("progress", JSON, nullable=False),
+        sa.Column("owner", sa.String(length=200), nullable=True),
+        sa.Column("heartbeat_at", sa.DateTime(), nullable=True),
         sa.PrimaryKeyConstraint("run_id", name=op.f("pk_batch_runs")),
+    )
+    op.create_index(
+        op.f("ix_batch_runs_model_name_started_at"),
+        "batch_runs",
+        ["model_name", "started_at"],
+        unique=False,
     )
     op.create_table(
         "feedback",
@@ -232,13 +250,11 @@ def downgrade() -> None:
     op.drop_table("monitoring_runs")
     op.drop_table("models")
     op.drop_table("feedback")
+    op.drop_index(op.f("ix_batch_runs_model_name_started_at"), table_name="batch_runs")
     op.drop_table("batch_runs")
     op.drop_table("batch_rejects")
-    op.drop_index(
-        op.f("ix_batch_predictions_model_name_key_scored_at"), table_name="batch_predictions"
-    )
-
     op.drop_table("batch_predictions")
+    op.drop_table("batch_chunks")
     op.drop_index(op.f("ix_audit_events_model_name_id"), table_name="audit_events")
 
     op.drop_table("audit_events")

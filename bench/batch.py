@@ -1,0 +1,234 @@
+"""Batch scoring speed and memory, against the limit measured in the same run.
+
+The reference model: a 100-tree GradientBoostingClassifier on 20 features behind a
+StandardScaler. The limit is ``pipe.predict_proba`` on the whole frame already in memory (no
+validation, no I/O, no output). Each case scores a Parquet input end to end with
+``slipway.score_file`` (read, validate, predict, build output rows, write) into Parquet,
+SQLite or PostgreSQL, in a child process of its own so its peak memory (ru_maxrss) is its
+own. PostgreSQL cases run when SLIPWAY_BENCH_DATABASE_URL (or SLIPWAY_TEST_DATABASE_URL)
+points at a server.
+
+    .venv/bin/python bench/batch.py                  # 1M and 5M rows, best of 3 rounds
+    .venv/bin/python bench/batch.py --rows 1000000   # one size
+    .venv/bin/python bench/batch.py --repeat 5       # more rounds on a busy machine
+
+Each round runs the limit and then every case; each keeps its fastest round, the usual way
+to read through noise from other work on the machine (the limit is treated the same way).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+
+FEATURES = [f"x{i}" for i in range(20)]
+GOALS = {"parquet": 0.5, "sqlite": 0.3, "postgresql": 0.3}
+
+
+def make_rows(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(rng.normal(size=(n, len(FEATURES))), columns=FEATURES)
+
+
+def train_and_register(home: Path, database_url: str | None) -> str:
+    from sklearn.ensemble import GradientBoostingClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from slipway.config import Settings
+    from slipway.registry import Registry
+
+    X = make_rows(10_000, 0)
+    y = X.x0 + X.x1**2 - X.x2 * X.x3 + np.random.default_rng(1).normal(size=len(X)) > 1
+    pipe = make_pipeline(StandardScaler(), GradientBoostingClassifier(random_state=0))
+    pipe.fit(X, y.astype(int))
+    registry = Registry(Settings(home=home, database_url=database_url, user="bench"))
+    mv = registry.register(pipe, "reference", X, y.astype(int))
+    registry.store.dispose()
+    return mv.ref
+
+
+def write_input(path: Path, n: int) -> None:
+    """n rows in pieces of 500k, so generating 5M rows does not need 5M rows in memory."""
+    schema = pa.Schema.from_pandas(make_rows(1, 0), preserve_index=False)
+    with pq.ParquetWriter(path, schema) as writer:
+        for i, start in enumerate(range(0, n, 500_000)):
+            piece = make_rows(min(500_000, n - start), 100 + i)
+            writer.write_table(pa.Table.from_pandas(piece, preserve_index=False))
+
+
+# -- child processes ------------------------------------------------------------------------
+
+
+def child_limit(args: argparse.Namespace) -> dict:
+    from slipway.config import Settings
+    from slipway.registry import Registry
+
+    registry = Registry(Settings(home=args.home, user="bench"))
+    pipe = registry.load(args.model).pipeline
+    frame = pd.read_parquet(args.input)
+    started = time.perf_counter()
+    pipe.predict_proba(frame)
+    return {"seconds": time.perf_counter() - started, "rows": len(frame)}
+
+
+def child_batch(args: argparse.Namespace) -> dict:
+    from slipway.batch import score_file
+    from slipway.config import Settings
+    from slipway.registry import Registry
+
+    registry = Registry(Settings(home=args.home, database_url=args.database_url, user="bench"))
+    model = registry.load(args.model)
+    started = time.perf_counter()
+    run = score_file(model, args.input, output=args.output, registry=registry)
+    seconds = time.perf_counter() - started
+    assert run.status == "succeeded" and run.rows_scored == run.rows_in, run
+    return {"seconds": seconds, "rows": run.rows_in}
+
+
+def run_child(*argv: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", *argv], capture_output=True, text=True, check=False
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"case {argv} failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# -- the table --------------------------------------------------------------------------------
+
+
+def pg_schema(base: str) -> tuple[str, str]:
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(base)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    engine.dispose()
+    url = sa.make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+    return schema, url.render_as_string(hide_password=False)
+
+
+def drop_schema(base: str, schema: str) -> None:
+    engine = sa.create_engine(base)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+    engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, action="append", help="input sizes (default 1M, 5M)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; each case's best counts")
+    args = parser.parse_args()
+    sizes = args.rows or [1_000_000, 5_000_000]
+    pg_base = os.environ.get("SLIPWAY_BENCH_DATABASE_URL") or os.environ.get(
+        "SLIPWAY_TEST_DATABASE_URL"
+    )
+    work = Path(tempfile.mkdtemp(prefix="slipway-bench-batch-"))
+    try:
+        home = work / "home"
+        model = train_and_register(home, None)
+        results = []
+        for n in sizes:
+            data = work / f"input-{n}.parquet"
+            write_input(data, n)
+            cases = [("parquet", str(work / "scores.parquet")), ("sqlite", "db")]
+            if pg_base:
+                cases.append(("postgresql", "db"))
+            # Rounds of (limit, every case): the limit meets the same moments of noise from
+            # other work on the machine as the cases; each keeps its fastest round.
+            runs: dict[str, list[dict]] = {"limit": [], **{name: [] for name, _ in cases}}
+            for _ in range(args.repeat):
+                limit_args = ("limit", "--home", str(home), "--model", model, "--input", str(data))
+                runs["limit"].append(run_child(*limit_args))
+                for name, output in cases:
+                    runs[name].append(one_case(work, home, model, data, name, output, pg_base))
+            limit = best(runs["limit"])
+            limit_rate = n / limit["seconds"]
+            results.append((n, "limit: predict_proba in memory", limit, limit_rate, None))
+            for name, _ in cases:
+                results.append((n, f"parquet -> {name}", best(runs[name]), limit_rate, name))
+            data.unlink()
+        print_table(results, pg_base is not None)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def best(runs: list[dict]) -> dict:
+    """The fastest run, with the highest peak memory seen in any of them."""
+    fastest = min(runs, key=lambda r: r["seconds"])
+    return {**fastest, "peak_mib": max(r["peak_mib"] for r in runs)}
+
+
+def one_case(work, home, model, data, name, output, pg_base) -> dict:
+    """Score ``data`` into a fresh store (a copy of the registry, or a new PostgreSQL schema)."""
+    case_home = work / f"home-{name}"
+    shutil.copytree(home, case_home)
+    url = schema = None
+    if name == "postgresql":
+        schema, url = pg_schema(pg_base)
+        train_and_register(case_home, url)
+    argv = ["batch", "--home", str(case_home), "--model", model]
+    argv += ["--input", str(data), "--output", output]
+    if url:
+        argv += ["--database-url", url]
+    try:
+        return run_child(*argv)
+    finally:
+        shutil.rmtree(case_home)
+        Path(output).unlink(missing_ok=True)
+        if schema:
+            drop_schema(pg_base, schema)
+
+
+def print_table(results: list, with_pg: bool) -> None:
+    print(f"\nbatch scoring, reference GBC (100 trees, 20 features); cpus={os.cpu_count()}")
+    print(f"{'rows':>10}  {'case':<32} {'seconds':>8} {'rows/s':>10} {'x limit':>8} {'goal':>6} "
+          f"{'peak MiB':>9}")  # fmt: skip
+    for n, name, r, limit_rate, kind in results:
+        rate = n / r["seconds"]
+        ratio = "" if kind is None else f"{rate / limit_rate:.2f}"
+        goal = "" if kind is None else f"{GOALS[kind]:.2f}"
+        print(
+            f"{n:>10,}  {name:<32} {r['seconds']:>8.2f} {rate:>10,.0f} {ratio:>8} {goal:>6} "
+            f"{r['peak_mib']:>9,.0f}"
+        )
+    if not with_pg:
+        print("(PostgreSQL skipped: set SLIPWAY_BENCH_DATABASE_URL to include it)")
+
+
+def child_main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("case", choices=["limit", "batch"])
+    parser.add_argument("--home", required=True)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--input", required=True)
+    parser.add_argument("--output", default="db")
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args(argv)
+    result = child_limit(args) if args.case == "limit" else child_batch(args)
+    # ru_maxrss is in KiB on Linux: this child's own peak resident memory.
+    result["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child_main(sys.argv[2:])
+    else:
+        main()

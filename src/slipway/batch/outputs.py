@@ -1,0 +1,333 @@
+"""Batch outputs: the store's database, or Parquet (one file, or a directory of parts).
+
+Each output writes a chunk so that "the chunk is done" and "its rows are there" become true
+at the same instant, which is what makes a resumed run exactly-once:
+
+* database: the chunk's predictions, its rejects and its ``batch_chunks`` row are one
+  transaction (the fast paths are in :mod:`slipway.batch.bulk`);
+* Parquet: the chunk is written to a temporary file, fsynced and renamed to
+  ``part-NNNNNN.parquet``; a part that exists is a chunk that is done. A single-file output
+  is assembled from its parts, in input order, once every chunk is done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+
+from slipway.batch import bulk
+from slipway.batch.runs import ChunkRecord, RunLog
+from slipway.batch.scoring import ScoredChunk
+from slipway.exceptions import BatchInputError
+from slipway.store import Store
+from slipway.store.schema import batch_rejects
+
+_META = "slipway"
+_PART = "part-{:06d}.parquet"
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a writer needs to know about the run, small enough to send to Dask workers."""
+
+    run_id: str
+    owner: str
+    model_name: str
+    version: int
+    sha256: str
+
+
+def chunk_record(chunk: ScoredChunk) -> ChunkRecord:
+    """The bookkeeping row of a scored chunk."""
+    return ChunkRecord(
+        chunk.index, chunk.first_row, chunk.rows_in, chunk.rows_scored, chunk.rows_rejected
+    )
+
+
+@dataclass(frozen=True)
+class DatabaseOutput:
+    """``batch_predictions`` and ``batch_rejects`` in the store's database."""
+
+    def describe(self) -> dict[str, Any]:
+        """What the run records as its output."""
+        return {"kind": "db"}
+
+    def prepare(self, run_id: str, *, resume: bool, overwrite: bool) -> None:
+        """Nothing to set up: the tables exist."""
+
+    def done(self, runs: RunLog, run_id: str) -> dict[int, ChunkRecord]:
+        """Chunks whose rows are committed."""
+        return runs.chunks(run_id)
+
+    def write(self, store: Store, chunk: ScoredChunk, ctx: RunContext) -> None:
+        """Predictions, rejects and the chunk's done-marker in one transaction."""
+        try:
+            with store.write() as conn:
+                if store.dialect == "postgresql":
+                    bulk.copy_predictions(conn, chunk, ctx)
+                else:
+                    bulk.insert_predictions(conn, chunk, ctx)
+                if chunk.rejects:
+                    conn.execute(batch_rejects.insert(), bulk.reject_rows(chunk, ctx.run_id))
+                RunLog(store).record_chunk(conn, ctx.run_id, ctx.owner, chunk_record(chunk))
+        except sa.exc.IntegrityError:
+            if chunk.index in RunLog(store).chunks(ctx.run_id):
+                return  # another process holding this run wrote the same chunk first
+            raise BatchInputError(
+                f"Chunk {chunk.index} (input rows from {chunk.first_row}) repeats a key this run "
+                "already stored: keys must be unique across the whole input. Choose another "
+                "--key-column, or omit it to key rows by their row number."
+            ) from None
+
+    def finish(self, run_id: str, schema: pa.Schema) -> None:
+        """Nothing to assemble."""
+
+    def cleanup(self, run_id: str) -> None:
+        """Nothing to remove."""
+
+
+@dataclass(frozen=True)
+class ParquetOutput:
+    """A Parquet file (assembled from parts at the end) or a directory of parts.
+
+    Rejects go beside the output: ``NAME.rejects.parquet`` next to a file, ``_rejects/``
+    inside a directory (Parquet readers skip ``_`` entries).
+    """
+
+    path: Path
+    layout: Literal["file", "directory"]
+
+    @property
+    def rejects_path(self) -> Path:
+        """Where rejected rows end up."""
+        if self.layout == "directory":
+            return self.path / "_rejects"
+        return self.path.with_name(_stem(self.path) + ".rejects.parquet")
+
+    def parts(self, run_id: str) -> Path:
+        """Directory the chunks' part files go to."""
+        if self.layout == "directory":
+            return self.path
+        return self.path.parent / f".{self.path.name}.{run_id}.parts"
+
+    def describe(self) -> dict[str, Any]:
+        """What the run records as its output."""
+        return {
+            "kind": "parquet",
+            "path": str(self.path),
+            "layout": self.layout,
+            "rejects": str(self.rejects_path),
+        }
+
+    def prepare(self, run_id: str, *, resume: bool, overwrite: bool) -> None:
+        """Create the parts directory; refuse to mix with another run's output."""
+        parts = self.parts(run_id)
+        if self.layout == "directory":
+            if self.path.exists() and not self.path.is_dir():
+                raise BatchInputError(f"Output {str(self.path)!r} exists and is not a directory.")
+            owner = _manifest(self.path).get("run_id")
+            ours = resume and owner == run_id
+            leftovers = any(self.path.glob("part-*.parquet")) or owner is not None
+            if leftovers and not ours:
+                if not overwrite:
+                    raise BatchInputError(
+                        f"Output directory {str(self.path)!r} already holds "
+                        f"{'the output of run ' + repr(owner) if owner else 'Parquet parts'}; "
+                        "write to a new directory or pass --overwrite."
+                    )
+                for old in self.path.glob("part-*.parquet"):
+                    old.unlink()
+                shutil.rmtree(self.path / "_rejects", ignore_errors=True)
+        else:
+            if not self.path.parent.is_dir():
+                raise BatchInputError(
+                    f"Output directory {str(self.path.parent)!r} does not exist; create it first."
+                )
+            taken = [p for p in (self.path, self.rejects_path) if p.exists()]
+            if taken and not resume and not overwrite:
+                raise BatchInputError(
+                    f"Output {str(taken[0])!r} already exists; choose another path or pass "
+                    "--overwrite."
+                )
+            if not resume:
+                shutil.rmtree(parts, ignore_errors=True)
+        (parts / "_rejects").mkdir(parents=True, exist_ok=True)
+        # Temporary files of a process that was killed while writing them.
+        for leftover in [
+            *parts.glob(".part-*.tmp"),
+            *(parts / "_rejects").glob(".part-*.tmp"),
+            *self.path.parent.glob(f".{self.path.name}.*.tmp"),
+            *self.path.parent.glob(f".{self.rejects_path.name}.*.tmp"),
+        ]:
+            leftover.unlink(missing_ok=True)
+        if self.layout == "directory":
+            _write_json(self.path / "_slipway.json", {"run_id": run_id, "status": "running"})
+
+    def done(self, runs: RunLog, run_id: str) -> dict[int, ChunkRecord]:
+        """Chunks whose part file exists, read from the parts' own metadata."""
+        out = {}
+        for part in sorted(self.parts(run_id).glob("part-*.parquet")):
+            meta = pq.read_metadata(part).metadata or {}
+            if _META.encode() in meta:
+                rec = ChunkRecord(**json.loads(meta[_META.encode()]))
+                out[rec.chunk] = rec
+        return out
+
+    def write(self, store: Store, chunk: ScoredChunk, ctx: RunContext) -> None:
+        """Rejects part, then the predictions part (whose arrival marks the chunk done)."""
+        parts = self.parts(ctx.run_id)
+        rec = chunk_record(chunk)
+        name = _PART.format(chunk.index)
+        if chunk.rejects:
+            _atomic_parquet(rejects_table(chunk, ctx.run_id), parts / "_rejects" / name)
+        _atomic_parquet(chunk.predictions, parts / name, {_META: json.dumps(rec.__dict__)})
+        try:
+            with store.write() as conn:
+                RunLog(store).record_chunk(conn, ctx.run_id, ctx.owner, rec)
+        except sa.exc.IntegrityError:
+            pass  # recorded already: another holder wrote this chunk, or a resume reconciled it
+
+    def finish(self, run_id: str, schema: pa.Schema) -> None:
+        """Assemble a single-file output from its parts, in chunk order, atomically."""
+        parts = self.parts(run_id)
+        if self.layout == "directory":
+            _write_json(self.path / "_slipway.json", {"run_id": run_id, "status": "succeeded"})
+            return
+        _concat(sorted(parts.glob("part-*.parquet")), self.path, schema)
+        rejects = sorted((parts / "_rejects").glob("part-*.parquet"))
+        if rejects:
+            _concat(rejects, self.rejects_path, REJECTS_SCHEMA)
+        else:
+            self.rejects_path.unlink(missing_ok=True)
+
+    def cleanup(self, run_id: str) -> None:
+        """Remove a single-file output's parts once the run is recorded as succeeded."""
+        if self.layout == "file":
+            shutil.rmtree(self.parts(run_id), ignore_errors=True)
+            return
+        with contextlib.suppress(OSError):  # not empty: there are rejects to keep
+            (self.path / "_rejects").rmdir()
+
+
+Output = DatabaseOutput | ParquetOutput
+
+
+def open_output(spec: str | Path) -> Output:
+    """``db``, a ``.parquet`` file, or a directory (existing, or written with a trailing /)."""
+    text = str(spec)
+    if text == "db":
+        return DatabaseOutput()
+    # Absolute, so Dask workers and a resume from another directory write to the same place.
+    path = Path(text).expanduser().absolute()
+    if text.endswith(("/", os.sep)) or path.is_dir():
+        return ParquetOutput(path, "directory")
+    if path.suffix.lower() in (".parquet", ".pq"):
+        return ParquetOutput(path, "file")
+    raise BatchInputError(
+        f"--output {text!r}: use db (the store's database), a .parquet file, or a directory "
+        "ending in / for one Parquet part per chunk."
+    )
+
+
+REJECTS_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("row_number", pa.int64()),
+        ("key", pa.string()),
+        ("row", pa.string()),
+        ("reasons", pa.string()),
+    ]
+)
+
+
+def rejects_table(chunk: ScoredChunk, run_id: str) -> pa.Table:
+    """A chunk's rejects as written to Parquet (row and reasons as JSON text)."""
+    rejects = chunk.rejects
+    columns = [
+        [run_id] * len(rejects),
+        [r.row_number for r in rejects],
+        [r.key for r in rejects],
+        [orjson.dumps(r.row).decode() for r in rejects],
+        [orjson.dumps(r.reasons).decode() for r in rejects],
+    ]
+    return pa.Table.from_arrays(
+        [pa.array(c, f.type) for c, f in zip(columns, REJECTS_SCHEMA, strict=True)],
+        schema=REJECTS_SCHEMA,
+    )
+
+
+# -- files ----------------------------------------------------------------------------------
+
+
+def _atomic_parquet(table: pa.Table, target: Path, meta: dict[str, str] | None = None) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            # store_schema=False: one-value dictionary columns read back as plain strings.
+            with pq.ParquetWriter(fh, table.schema, store_schema=False) as writer:
+                writer.write_table(table)
+                if meta:
+                    writer.add_key_value_metadata(meta)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(target.parent)
+
+
+def _concat(parts: list[Path], target: Path, schema: pa.Schema) -> None:
+    """Stream parts into one file (one row group per part): memory stays one part."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            plain = pq.read_schema(parts[0]).remove_metadata() if parts else schema
+            with pq.ParquetWriter(fh, plain, store_schema=False) as writer:
+                for part in parts:
+                    writer.write_table(pq.read_table(part).replace_schema_metadata(None))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(target.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _manifest(directory: Path) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads((directory / "_slipway.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _stem(path: Path) -> str:
+    return path.name[: -len(path.suffix)] if path.suffix else path.name
