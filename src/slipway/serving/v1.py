@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Depends
 from starlette.requests import Request
 from starlette.responses import Response
 
+from slipway.batch.runs import latest_prediction
 from slipway.exceptions import NotFound
 from slipway.monitoring import latest_report
 from slipway.serving import bodies
@@ -31,7 +31,6 @@ from slipway.serving.service import (
     json_response,
     require_admin,
 )
-from slipway.store.schema import batch_predictions
 
 NOT_SERVED: Responses = {404: {"model": ErrorOut, "description": "The model is not served here."}}
 INVALID: Responses = {
@@ -177,32 +176,19 @@ def describe(served: Served) -> dict[str, Any]:
 
 
 def latest_batch_prediction(service: Service, name: str, key: str) -> dict[str, Any]:
-    """The newest ``batch_predictions`` row for a model and key, or NotFound."""
-    t = batch_predictions
-    query = (
-        sa.select(t)
-        .where(t.c.model_name == name, t.c.key == key)
-        .order_by(t.c.scored_at.desc())
-        .limit(1)
-    )
-    with service.registry.store.read() as conn:
-        row = conn.execute(query).first()
-    if row is None:
-        raise NotFound(
-            f"No batch prediction for key {key!r} of model {name!r}; keys are scored by "
-            "`slipway batch` runs."
-        )
+    """The ``GET /v1/models/{name}/predictions/{key}`` answer (PredictionNotFound is a 404)."""
+    stored = latest_prediction(service.registry.store, name, key)
     out: dict[str, Any] = {
-        "model": row.model_name,
-        "key": row.key,
-        "version": row.version,
-        "run_id": row.run_id,
-        "scored_at": row.scored_at.isoformat(),
+        "model": stored.model_name,
+        "key": stored.key,
+        "version": stored.version,
+        "run_id": stored.run_id,
+        "scored_at": stored.scored_at.isoformat(),
     }
-    if row.value is not None:
-        out["value"] = row.value
+    if stored.value is not None:
+        out["value"] = stored.value
     else:
-        out["label"] = row.label
-        if row.probabilities is not None:
-            out["probabilities"] = row.probabilities
+        out["label"] = stored.label
+        if stored.probabilities is not None:
+            out["probabilities"] = stored.probabilities
     return out
