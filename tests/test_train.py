@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from slipway import quickstart
 from slipway.exceptions import ConfigError
@@ -154,6 +155,21 @@ def test_quickstart_trains_registers_promotes_and_prints_the_card(capsys, env, t
     assert '{"accepted": 0, "duplicates": 3, "unknown": []}' in result.out
     assert "3 of 3 predictions are in the prediction log" in result.out
     assert "curl -s -H" in result.out
+    from slipway.monitoring import latest_report
     from slipway.registry import Registry
+    from slipway.store.schema import batch_predictions, feedback, predictions
 
-    assert Registry(env).get("fraud@production").version == 1
+    registry = Registry(env)
+    assert registry.get("fraud@production").version == 1
+    # more traffic with labels, a batch run into the database, a monitoring report
+    with registry.store.read() as conn:
+        count = {
+            t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+            for t in (predictions, feedback, batch_predictions)
+        }
+    assert count == {"predictions": 1003, "feedback": 1003, "batch_predictions": 3000}
+    assert "3,000 rows scored, 0 rejected" in result.out
+    report = latest_report(registry, "fraud")
+    assert report is not None and report["status"] in {"OK", "WARN", "ALERT"}
+    assert (tmp_path / "qs" / "monitoring.html").read_text().startswith("<!DOCTYPE html>")
+    registry.store.dispose()

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,10 @@ from slipway.keys import KeyStore
 from slipway.registry import Registry
 from slipway.train import train
 from slipway.versions import ModelVersion
+
+if TYPE_CHECKING:
+    from slipway.batch import BatchRun
+    from slipway.monitoring import DriftReport
 
 MERCHANTS = {  # category: (share of transactions, fraud log-odds shift)
     "grocery": (0.30, -0.8),
@@ -151,6 +155,7 @@ class ServingDemo:
     feedback: dict[str, Any] = field(default_factory=dict)
     feedback_again: dict[str, Any] = field(default_factory=dict)
     logged: int = 0
+    traffic: int = 0  # further rows predicted (with feedback) so monitoring has a window
 
     def curl(self, url: str = "http://127.0.0.1:8000") -> str:
         """A curl command predicting the first row against a server at ``url``."""
@@ -166,9 +171,10 @@ def serve_and_call(
     workdir: Path,
     n: int = 3,
     on_step: Callable[[str], None] = lambda _: None,
+    traffic: int = 1000,
 ) -> ServingDemo:
     """Start `slipway serve`, predict ``n`` recent transactions (one a fraud), send their labels,
-    stop the server."""
+    then ``traffic`` more recent transactions with their labels, and stop the server."""
     from slipway.serving.process import ServerFailed, ServerProcess
 
     data = pd.read_csv(workdir / "transactions.csv")
@@ -199,6 +205,8 @@ def serve_and_call(
         try:
             demo.url = server.url
             demo.predictions, demo.feedback, demo.feedback_again = _calls(server.url, token, demo)
+            on_step(f"sending {traffic:,} more recent transactions, then their true labels")
+            demo.traffic = _traffic(server.url, token, workdir, traffic)
         finally:
             server.stop()
         ids = [p["prediction_id"] for p in demo.predictions["predictions"]]
@@ -225,6 +233,55 @@ def _calls(url: str, token: str, demo: ServingDemo) -> tuple[dict[str, Any], ...
         first = client.post("/v1/feedback", json=body).json()
         again = client.post("/v1/feedback", json=body).json()
     return predicted, first, again
+
+
+def recent(workdir: Path, n: int, seed: int = 1) -> pd.DataFrame:
+    """``n`` transactions drawn from the latest fifth of the data (the validation period)."""
+    data = pd.read_csv(workdir / "transactions.csv")
+    latest = data.iloc[-max(n, len(data) // 5) :]
+    return latest.sample(n=min(n, len(latest)), random_state=seed).sort_index()
+
+
+def _traffic(url: str, token: str, workdir: Path, n: int, per_request: int = 100) -> int:
+    import httpx
+
+    data = recent(workdir, n)
+    sent = 0
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as client:
+        for lo in range(0, len(data), per_request):
+            part = data.iloc[lo : lo + per_request]
+            rows = json.loads(part[FEATURES].to_json(orient="records"))
+            answer = client.post("/v1/models/fraud/predict", json={"instances": rows}, timeout=30)
+            answer.raise_for_status()
+            ids = [p["prediction_id"] for p in answer.json()["predictions"]]
+            labels = part["is_fraud"].astype(int).tolist()
+            feedback = [{"prediction_id": i, "label": y} for i, y in zip(ids, labels, strict=True)]
+            client.post("/v1/feedback", json={"feedback": feedback}, timeout=30).raise_for_status()
+            sent += len(rows)
+    return sent
+
+
+def batch_demo(registry: Registry, workdir: Path, n: int = 5000) -> tuple[BatchRun, Any]:
+    """Score ``n`` recent transactions into the database, keyed by transaction id, and look one
+    up the way `GET /v1/models/fraud/predictions/{key}` does."""
+    from slipway.batch import latest_prediction, score_file
+
+    path = workdir / "recent.parquet"
+    recent(workdir, n, seed=2)[["transaction_id", *FEATURES]].to_parquet(path, index=False)
+    run = score_file(
+        "fraud@production", path, output="db", key_column="transaction_id", registry=registry
+    )
+    key = str(pd.read_parquet(path, columns=["transaction_id"]).iloc[0, 0])
+    return run, latest_prediction(registry.store, "fraud", key)
+
+
+def monitor_demo(registry: Registry, workdir: Path) -> DriftReport:
+    """Check the last hour of served traffic and write the HTML report beside the data."""
+    from slipway.monitoring.runner import Monitor
+
+    report = Monitor(registry, sinks=[]).run("fraud", since=timedelta(hours=1))
+    (workdir / "monitoring.html").write_text(report.to_html())
+    return report
 
 
 def _count_logged(registry: Registry, ids: list[str]) -> int:

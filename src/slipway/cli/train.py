@@ -12,6 +12,7 @@ import typer
 from slipway import quickstart
 from slipway.cli import _render
 from slipway.cli._common import console, registry
+from slipway.monitoring.terminal import render_terminal
 from slipway.train import train
 
 
@@ -55,6 +56,28 @@ def quickstart_command(
         "the temporary key is revoked",
         soft_wrap=True,
     )
+    console.print(
+        f"   {demo.traffic:,} more predictions with their labels went through the same path",
+        soft_wrap=True,
+    )
+    console.print(
+        f"5. batch-scoring recent transactions into the database (slipway batch fraud@production "
+        f"{workdir}/recent.parquet --key-column transaction_id --output db)",
+        soft_wrap=True,
+    )
+    with console.status("scoring…"):
+        run, stored = quickstart.batch_demo(reg, workdir)
+    seconds = ((run.ended_at or run.started_at) - run.started_at).total_seconds()
+    console.print(
+        f"   run {run.run_id}: {run.rows_scored:,} rows scored, {run.rows_rejected} rejected "
+        f"in {seconds:.1f}s; GET /v1/models/fraud/predictions/{stored.key} -> "
+        f"label {stored.label}, p(fraud) {stored.probabilities['1']:.3f}",
+        soft_wrap=True,
+    )
+    console.print("6. monitoring the served traffic (slipway monitor fraud --since 1h)")
+    report = quickstart.monitor_demo(reg, workdir)
+    console.print(render_terminal(report))
+    console.print(f"   the HTML report is {workdir}/monitoring.html", soft_wrap=True)
     console.print(f"done in {time.perf_counter() - started:.1f}s. Next:")
     console.print("  slipway models list")
     console.print(f"  slipway models show {mv.name}@production")
@@ -62,3 +85,5 @@ def quickstart_command(
     console.print("  export SLIPWAY_KEY=$(slipway keys create --name me --role predict)")
     console.print("  slipway serve          # then open http://127.0.0.1:8000/docs")
     console.print("  " + demo.curl(), soft_wrap=True)
+    console.print("  slipway batch runs list")
+    console.print("  slipway monitor fraud --since 24h --format html --out report.html")
