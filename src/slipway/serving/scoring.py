@@ -80,9 +80,31 @@ class Scorer:
         for problem in predictions.warnings:
             if problem.row is not None:
                 outputs[problem.row].setdefault("warnings", []).append(problem.to_dict())
-        ids = self.ids.new(n)
-        started = scope.get("slipway.started", time.perf_counter())
-        seconds = time.perf_counter() - started
+        return self.finish(
+            served,
+            rows if log_rows is None else log_rows,
+            predictions,
+            outputs,
+            scope=scope,
+            unit_ids=unit_ids,
+        )
+
+    def finish(
+        self,
+        served: Served,
+        rows: Sequence[Any],
+        predictions: Predictions,
+        outputs: list[dict[str, Any]],
+        *,
+        scope: MutableMapping[str, Any],
+        unit_ids: Sequence[str | None] | None = None,
+        ids: list[str] | None = None,
+    ) -> Scored:
+        """Name, log and count the predictions of one request (``rows`` as the log keeps them)."""
+        n = len(outputs)
+        ids = self.ids.new(n) if ids is None else ids
+        started = scope.get("slipway.started")
+        seconds = time.perf_counter() - started if started is not None else 0.0
         self.log.put(
             Entry(
                 ids,
@@ -90,7 +112,7 @@ class Scorer:
                 served.name,
                 served.version,
                 served.names,
-                rows if log_rows is None else log_rows,
+                rows,
                 outputs,
                 round(seconds * 1000, 3),
                 unit_ids,
