@@ -133,20 +133,19 @@ class MicroBatcher:
             return False
         outputs = predictions.records()
         ids = self.scorer.ids.new(len(rows))
-        start = 0
+        bounds, start = [], 0
         for r in requests:
-            stop = start + len(r.rows)
-            scored = self.scorer.finish(
-                served,
-                r.rows,
-                _part(predictions, start, stop),
-                outputs[start:stop],
-                scope=r.scope,
-                unit_ids=r.unit_ids,
-                ids=ids[start:stop],
-            )
-            r.future.set_result(scored)
-            start = stop
+            bounds.append((start, start + len(r.rows)))
+            start += len(r.rows)
+        scored = self.scorer.finish_many(
+            served,
+            [(r.rows, r.scope, r.unit_ids) for r in requests],
+            [_part(predictions, a, b) for a, b in bounds],
+            [outputs[a:b] for a, b in bounds],
+            [ids[a:b] for a, b in bounds],
+        )
+        for r, result in zip(requests, scored, strict=True):
+            r.future.set_result(result)
         return True
 
 

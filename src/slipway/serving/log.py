@@ -190,18 +190,27 @@ class PredictionLog:
 
         An Entry is turned into database rows here, on the caller's thread (see logrows.py).
         """
-        n = len(item)
-        queued = _Rows(self.table.rows(item)) if isinstance(item, Entry) else item
+        return self.put_many([item])[0]
+
+    def put_many(self, items: Sequence[Entry | Failure]) -> list[bool]:
+        """:meth:`put` for several requests at once (one lock); which ones were kept."""
+        table = self.table
+        prepared = [_Rows(table.rows(i)) if isinstance(i, Entry) else i for i in items]
+        kept = []
         with self._cond:
-            if self._rows + n > self.max_rows or self._stopping:
-                self._drop(n, "queue_full" if not self._stopping else "shutdown")
-                return False
-            self._queue.append(queued)
-            self._rows += n
-            self._queued += 1
+            for queued in prepared:
+                n = len(queued)
+                if self._rows + n > self.max_rows or self._stopping:
+                    self._drop(n, "queue_full" if not self._stopping else "shutdown")
+                    kept.append(False)
+                    continue
+                self._queue.append(queued)
+                self._rows += n
+                self._queued += 1
+                kept.append(True)
             if self._rows >= self.batch_rows:
                 self._cond.notify_all()
-        return True
+        return kept
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Write everything queued so far now; True once it is in the database."""
