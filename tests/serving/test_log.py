@@ -176,3 +176,21 @@ def test_a_refused_copy_or_insert_is_retried_row_by_row(settings):
     log.close()
     assert count(store) == 3 and log.dropped == 1
     store.dispose()
+
+
+def test_an_entry_that_cannot_become_rows_is_dropped_and_counted_not_raised(tmp_path):
+    """A request already answered never fails on its log entry: it is counted as dropped."""
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    metrics = Metrics()
+    log = PredictionLog(store, metrics=metrics)
+    ids = IdGenerator().new(2)
+    broken = Entry(ids[:1], datetime.now(UTC), "m", 3, NAMES, [[1.0]], [{"label": 1}], 1.5)
+    assert log.put_many([broken, entry(ids[1:])]) == [False, True]
+    value = metrics.registry.get_sample_value(
+        "slipway_prediction_log_dropped_total", {"reason": "unserializable"}
+    )
+    assert value == 1 and log.dropped == 1
+    log.start()
+    log.close()
+    assert count(store) == 1
+    store.dispose()

@@ -1,11 +1,13 @@
 """The prediction log: every served prediction recorded off the request path, nothing lost silently.
 
-Requests hand their predictions to :class:`PredictionLog` (a bounded in-memory queue) and
-return; a background thread writes them in batches (one executemany per batch) into the
-``predictions`` table, and refused requests into ``validation_failures``. When the queue is
-full new rows are dropped and counted (``slipway_prediction_log_dropped_total``), never
-blocking a request. A database outage is retried with backoff while the queue holds; a batch
-the database refuses as data is retried row by row so one bad row costs only itself.
+Requests hand their predictions to :class:`PredictionLog` (a bounded in-memory queue, which
+turns them into database rows as they come, see ``logrows.py``) and return; a background thread
+writes them in batches (multi-row INSERTs on SQLite, COPY on PostgreSQL, one transaction a
+batch) into the ``predictions`` table, and refused requests into ``validation_failures``.
+When the queue is full new rows are dropped and counted
+(``slipway_prediction_log_dropped_total``), never blocking a request. A database outage is
+retried with backoff while the queue holds; a batch the database refuses as data is retried row
+by row so one bad row costs only itself.
 :meth:`PredictionLog.close` drains the queue on graceful shutdown.
 
 Prediction ids are UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then a per-process
@@ -194,11 +196,20 @@ class PredictionLog:
 
     def put_many(self, items: Sequence[Entry | Failure]) -> list[bool]:
         """:meth:`put` for several requests at once (one lock); which ones were kept."""
-        table = self.table
-        prepared = [_Rows(table.rows(i)) if isinstance(i, Entry) else i for i in items]
+        prepared: list[_Rows | Failure | None] = []
+        for item in items:
+            try:
+                prepared.append(_Rows(self.table.rows(item)) if isinstance(item, Entry) else item)
+            except Exception:  # never fail a request that was answered: count it, say why
+                logger.exception("prediction log: could not make rows of a request; dropped")
+                self._drop(len(item), "unserializable")
+                prepared.append(None)
         kept = []
         with self._cond:
             for queued in prepared:
+                if queued is None:
+                    kept.append(False)
+                    continue
                 n = len(queued)
                 if self._rows + n > self.max_rows or self._stopping:
                     self._drop(n, "queue_full" if not self._stopping else "shutdown")
