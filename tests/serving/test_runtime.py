@@ -126,7 +126,8 @@ def test_serving_an_onnx_version_needs_onnxruntime_only(harness):
         "import sys\n"
         "from slipway.config import Settings\n"
         "from slipway.registry import Registry\n"
-        f"model = Registry(Settings(home={str(harness.settings.home)!r})).load('fraud', backend='auto')\n"
+        f"registry = Registry(Settings(home={str(harness.settings.home)!r}))\n"
+        "model = registry.load('fraud', backend='auto')\n"
         "print(model.backend, 'skl2onnx' in sys.modules, 'onnx' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
