@@ -4,18 +4,20 @@ All three serve the reference model (a 100-tree GradientBoostingClassifier on 20
 behind a StandardScaler) or, for the echo server, nothing at all; wrk drives each at 1 and 32
 concurrent connections (two workers at 32 too). `slipway serve` runs as in production: API
 key auth, rate limiting (a limit high enough not to refuse), metrics, the JSON access log and
-the prediction log. After its runs, the prediction log is compared with the responses wrk
-counted.
+the prediction log. Then, on the one-worker server: rows per second for requests of 8, 32 and
+128 rows, and an exact check that the log holds one row per prediction a client received.
+Each server's cold start (process start -> ready) and memory per worker are measured too.
 
     make bench            # or: .venv/bin/python bench/serve.py [--seconds 8]
 
-Needs wrk (apt-get install wrk). Prints one table; the ratios are what to compare between
+Needs wrk (apt-get install wrk). Prints the tables; the ratios are what to compare between
 runs, as absolute numbers on a shared 2-core machine move from run to run.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -27,7 +29,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -45,6 +47,9 @@ from slipway.serving.process import ServerProcess, free_port
 from slipway.store.schema import predictions
 
 SERVERS = Path(__file__).parent / "servers"
+PREDICT = "/v1/models/ref/predict"
+ROW_SIZES = (8, 32, 128)  # rows per request, besides the single row of the main table
+EXACT_REQUESTS = 4000  # predictions whose every id is checked against the log
 
 
 @dataclass
@@ -58,6 +63,18 @@ class Result:
     responses: int
     errors: int
     warmup: int = 0
+    rows: int = 1  # rows per request
+    batch: float | None = None  # mean requests per model call (slipway only)
+
+
+@dataclass
+class Server:
+    """What one server process cost: cold start and resident memory per worker."""
+
+    name: str
+    workers: int
+    start_s: float
+    rss_mb: list[float] = field(default_factory=list)
 
 
 def reference_model(tmp: Path) -> tuple[Registry, Path, list[float]]:
@@ -111,45 +128,64 @@ def wrk(url: str, body: str, headers: dict[str, str], clients: int, seconds: int
     return Result("", 0, clients, rps, ms("50"), ms("99"), responses, n_errors)
 
 
+def wait_until_up(url: str, timeout: float = 60.0) -> None:
+    """Poll ``url`` every 10 ms until it answers at all."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url} did not come up") from None
+            time.sleep(0.01)
+
+
 @contextmanager
 def uvicorn(
     app: str, workers: int, env: dict[str, str], access_log: bool
-) -> Iterator[ServerProcess]:
-    """A plain uvicorn server for the baselines, on a free port, stopped on exit."""
+) -> Iterator[tuple[ServerProcess, float]]:
+    """A plain uvicorn server for the baselines, on a free port, and its cold start (s)."""
     port = free_port()
     server = ServerProcess(port=port, env=env, log_dir=Path(env["SLIPWAY_HOME"]).parent / app)
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        app,
-        "--app-dir",
-        str(SERVERS),
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--log-level",
-        "warning",
-    ]
+    command = [sys.executable, "-m", "uvicorn", app, "--app-dir", str(SERVERS), "--port",
+               str(port), "--workers", str(workers), "--log-level", "warning"]  # fmt: skip
     if not access_log:
         command.append("--no-access-log")
     server.log_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
     with open(server.stdout_path, "wb") as out, open(server.stderr_path, "wb") as err:
         server.process = subprocess.Popen(command, stdout=out, stderr=err, env=server.env)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(server.url + "/docs", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{app} did not start:\n{server.stderr()}") from None
-                time.sleep(0.1)
-        yield server
+        wait_until_up(server.url + "/docs")
+        yield server, time.perf_counter() - started
     finally:
         server.stop()
+
+
+def worker_rss_mb(pid: int, workers: int) -> list[float]:
+    """Resident memory of each worker: the process itself, or its spawned children."""
+
+    def rss(p: int) -> float:
+        status = Path(f"/proc/{p}/status").read_text()
+        return int(re.search(r"VmRSS:\s+(\d+) kB", status)[1]) / 1024  # type: ignore[index]
+
+    if workers == 1:
+        return [rss(pid)]
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    spawned = [int(c) for c in children
+               if b"spawn" in Path(f"/proc/{c}/cmdline").read_bytes()]  # fmt: skip
+    return [rss(c) for c in spawned]
+
+
+def batch_counts(server: ServerProcess, headers: dict[str, str]) -> tuple[float, float]:
+    """(model calls, requests they answered) so far, from the server's /metrics."""
+    text = httpx.get(server.url + "/metrics", headers=headers, timeout=10).text
+
+    def total(name: str) -> float:
+        return sum(float(v) for v in re.findall(rf"^{name}\{{[^}}]*\}} (\S+)$", text, re.M))
+
+    return total("slipway_model_batch_requests_count"), total("slipway_model_batch_requests_sum")
 
 
 def measure(
@@ -161,19 +197,48 @@ def measure(
     workers: int,
     clients: list[int],
     seconds: int,
+    rows: int = 1,
 ) -> list[Result]:
     results = []
     for c in clients:
         warm = wrk(server.url + path, body, headers, c, 2)  # warm-up, not in the table
+        before = batch_counts(server, headers) if name == "slipway serve" else None
         r = wrk(server.url + path, body, headers, c, seconds)
-        r.server, r.workers, r.warmup = name, workers, warm.responses
+        if before is not None and workers == 1:  # with N workers /metrics merges them anyway
+            after = batch_counts(server, headers)
+            r.batch = (after[1] - before[1]) / max(after[0] - before[0], 1)
+        r.server, r.workers, r.warmup, r.rows = name, workers, warm.responses, rows
         results.append(r)
         print(
-            f"  {name:<16} workers={workers} clients={c:<3} {r.rps:8.0f} req/s  "
+            f"  {name:<16} workers={workers} clients={c:<3} rows={rows:<4} {r.rps:8.0f} req/s  "
             f"p50 {r.p50_ms:6.2f} ms  p99 {r.p99_ms:7.2f} ms",
             flush=True,
         )
     return results
+
+
+async def exact_client(
+    url: str, headers: dict[str, str], row: list[float], n: int, clients: int = 32
+) -> tuple[set[str], int]:
+    """Send ``n`` predictions tagged unit_id=bench-exact from ``clients`` connections; return
+    the ids received in 200 answers and the number of other answers."""
+    body = {"features": row, "unit_id": "bench-exact"}
+    received: set[str] = set()
+    failed = 0
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(headers=headers, limits=limits, timeout=30) as client:
+
+        async def one_client(count: int) -> None:
+            nonlocal failed
+            for _ in range(count):
+                r = await client.post(url, json=body)
+                if r.status_code == 200:
+                    received.update(p["prediction_id"] for p in r.json()["predictions"])
+                else:
+                    failed += 1
+
+        await asyncio.gather(*(one_client(n // clients) for _ in range(clients)))
+    return received, failed
 
 
 def main() -> None:
@@ -188,6 +253,8 @@ def main() -> None:
     registry, model_path, row = reference_model(tmp)
     token = KeyStore(registry.store).create("bench", "predict")[1]
     body = json.dumps({"features": row})
+    names = [f"feature_{i}" for i in range(len(row))]
+    record = dict(zip(names, row, strict=True))
     base_env = {
         "OMP_NUM_THREADS": "1",
         "SLIPWAY_HOME": str(tmp / "home"),
@@ -201,36 +268,63 @@ def main() -> None:
     auth = {"Authorization": f"Bearer {token}"}
     seconds = args.seconds
     results: list[Result] = []
+    servers: list[Server] = []
+    exact: tuple[int, int, int, int] | None = None
     for workers, clients in ((1, [1, 32]), (2, [32])):
-        with uvicorn("echo:app", workers, base_env, access_log=False) as echo:
-            results += measure("echo (ceiling)", echo, "/echo", body, {}, workers, clients, seconds)
-        with uvicorn("naive:app", workers, base_env, access_log=True) as naive:
-            results += measure(
-                "naive FastAPI", naive, "/predict", body, {}, workers, clients, seconds
-            )
+        for app, name, path, log in (
+            ("echo:app", "echo (ceiling)", "/echo", False),
+            ("naive:app", "naive FastAPI", "/predict", True),
+        ):
+            with uvicorn(app, workers, base_env, access_log=log) as (server, start_s):
+                results += measure(name, server, path, body, {}, workers, clients, seconds)
+                assert server.process is not None
+                servers.append(
+                    Server(name, workers, start_s, worker_rss_mb(server.process.pid, workers))
+                )
         server = ServerProcess(
-            ["--workers", str(workers)], env=slipway_env, log_dir=tmp / f"slipway-{workers}"
+            ["--workers", str(workers)],
+            env=slipway_env,
+            log_dir=tmp / f"slipway-{workers}",
+            poll_seconds=0.01,
         )
         with server:
+            assert server.ready_after is not None and server.process is not None
             results += measure(
-                "slipway serve",
-                server,
-                "/v1/models/ref/predict",
-                body,
-                auth,
-                workers,
-                clients,
-                seconds,
+                "slipway serve", server, PREDICT, body, auth, workers, clients, seconds
             )
+            if workers == 1:
+                for n in ROW_SIZES:
+                    many = json.dumps({"instances": [record] * n})
+                    results += measure(
+                        "slipway serve", server, PREDICT, many, auth, 1, [32], seconds, rows=n
+                    )
+                received, failed = asyncio.run(
+                    exact_client(server.url + PREDICT, auth, row, EXACT_REQUESTS)
+                )
+            rss = worker_rss_mb(server.process.pid, workers)
+            servers.append(Server("slipway serve", workers, server.ready_after, rss))
+        if workers == 1:  # stopped (SIGTERM: the log is drained): compare the exact ids
+            with registry.store.read() as conn:
+                query = sa.select(predictions.c.prediction_id).where(
+                    predictions.c.unit_id == "bench-exact"
+                )
+                logged = set(conn.execute(query).scalars())
+            exact = (len(received), failed, len(logged), len(logged ^ received))
     with registry.store.read() as conn:
-        logged = conn.execute(sa.select(sa.func.count()).select_from(predictions)).scalar_one()
-    report(results, logged, time.perf_counter() - started)
+        total = conn.execute(sa.select(sa.func.count()).select_from(predictions)).scalar_one()
+    report(results, servers, exact, total, time.perf_counter() - started)
     registry.store.dispose()
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-def report(results: list[Result], logged: int, elapsed: float) -> None:
-    by = {(r.server, r.workers, r.clients): r for r in results}
+def report(
+    results: list[Result],
+    servers: list[Server],
+    exact: tuple[int, int, int, int] | None,
+    logged: int,
+    elapsed: float,
+) -> None:
+    by = {(r.server, r.workers, r.clients): r for r in results if r.rows == 1}
     print()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
@@ -238,30 +332,59 @@ def report(results: list[Result], logged: int, elapsed: float) -> None:
     )
     header = (
         f"{'server':<16} {'workers':>7} {'clients':>7} {'req/s':>8} {'p50 ms':>8} "
-        f"{'p99 ms':>8} {'errors':>6} {'x naive':>8} {'% echo':>7}"
+        f"{'p99 ms':>8} {'errors':>6} {'x naive':>8} {'% echo':>7} {'batch':>6}"
     )
     print(header)
     print("-" * len(header))
     for r in results:
+        if r.rows != 1:
+            continue
         naive = by.get(("naive FastAPI", r.workers, r.clients))
         echo = by.get(("echo (ceiling)", r.workers, r.clients))
         x_naive = f"{r.rps / naive.rps:8.1f}" if naive else ""
         of_echo = f"{100 * r.rps / echo.rps:6.0f}%" if echo else ""
+        batch = f"{r.batch:6.1f}" if r.batch is not None else ""
         print(
             f"{r.server:<16} {r.workers:>7} {r.clients:>7} {r.rps:>8.0f} {r.p50_ms:>8.2f} "
-            f"{r.p99_ms:>8.2f} {r.errors:>6} {x_naive:>8} {of_echo:>7}"
+            f"{r.p99_ms:>8.2f} {r.errors:>6} {x_naive:>8} {of_echo:>7} {batch:>6}"
         )
     s1, e1 = by[("slipway serve", 1, 1)], by[("echo (ceiling)", 1, 1)]
     print(
         f"\np50 at 1 client: slipway {s1.p50_ms:.2f} ms vs echo {e1.p50_ms:.2f} ms "
         f"(+{s1.p50_ms - e1.p50_ms:.2f} ms)"
     )
+    print("batch: mean requests per model call (micro-batching)")
+
+    print(f"\nrows per request (slipway serve, 1 worker, 32 clients)\n{'rows':>5} {'req/s':>8} "
+          f"{'rows/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")  # fmt: skip
+    for r in results:
+        if r.server == "slipway serve" and r.workers == 1 and r.clients == 32:
+            print(
+                f"{r.rows:>5} {r.rps:>8.0f} {r.rps * r.rows:>9.0f} {r.p50_ms:>8.2f} "
+                f"{r.p99_ms:>8.2f} {r.errors:>6}"
+            )
+
+    print(f"\n{'server':<16} {'workers':>7} {'cold start s':>13} {'RSS per worker MB':>18}")
+    for s in servers:
+        rss = ", ".join(f"{m:.0f}" for m in s.rss_mb)
+        print(f"{s.name:<16} {s.workers:>7} {s.start_s:>13.2f} {rss:>18}")
+    print("cold start: process start -> ready (slipway: /ready answers 200; baselines: /docs)")
+
     ours = [r for r in results if r.server == "slipway serve"]
-    answered = sum(r.responses + r.warmup for r in ours)
-    cut = sum(2 * r.clients for r in ours)
+    answered = sum((r.responses + r.warmup) * r.rows for r in ours)
+    cut = sum(2 * r.clients * r.rows for r in ours)
+    if exact is not None:
+        received, failed, in_log, mismatched = exact
+        verdict = "OK" if mismatched == 0 and failed == 0 else "MISMATCH"
+        print(
+            f"\nnothing lost: {received} predictions received by a checking client (32 "
+            f"connections), {in_log} rows with their ids in the log after SIGTERM, "
+            f"{mismatched} differing, {failed} errors: {verdict}"
+        )
     print(
-        f"prediction log: {logged} rows for {answered} responses wrk counted (it stops "
-        f"counting at its deadline; up to {cut} requests can be answered after that)"
+        f"prediction log: {logged} rows in all; wrk counted {answered} predicted rows plus "
+        f"{exact[0] if exact else 0} checked (wrk stops counting at its deadline; up to "
+        f"{cut} more rows can be answered after that)"
     )
     print(f"bench finished in {elapsed:.0f} s")
 

@@ -57,6 +57,16 @@ def available() -> bool:
     return True
 
 
+def runtime_available() -> bool:
+    """True when onnxruntime can be imported: enough to serve a graph accepted at registration
+    (skl2onnx, needed only to convert, costs about 30 MB and 0.2 s to import)."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def convert(pipeline: Any, contract: Contract, task: str) -> bytes:
     """The pipeline as a serialized ONNX graph taking the contract's fields as inputs."""
     from skl2onnx import to_onnx

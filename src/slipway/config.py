@@ -81,6 +81,24 @@ class Settings(BaseSettings):
     serve_log_flush_seconds: float = Field(
         0.2, gt=0, description="Longest a logged prediction waits before it is written."
     )
+    serve_fast_path: bool = Field(
+        True,
+        description="Answer POST /v1/models/{name}/predict before FastAPI's routing (same "
+        "checks and answers, a fraction of the cost).",
+    )
+    serve_batch_rows: int = Field(
+        256,
+        ge=1,
+        description="Most rows one merged predict call gathers from concurrent requests "
+        "(1: no micro-batching).",
+    )
+    serve_batch_wait_ms: float = Field(
+        0.0,
+        ge=0,
+        le=100,
+        description="Longest a prediction waits for concurrent ones to share its model call "
+        "(0: only those already in flight).",
+    )
     serve_poll_seconds: float = Field(
         1.0, gt=0, description="How often workers re-read API keys and production aliases."
     )

@@ -192,6 +192,11 @@ class Contract:
         """Check rows (records, one mapping, a DataFrame or a 2-D array) against the contract."""
         return validate(self, rows)
 
+    def validate_clean(self, rows: Any) -> Validated | None:
+        """Validated rows when every value is clean and of the exact type (the fast path), else
+        None; unlike :meth:`validate` it never describes problems, so it costs little to try."""
+        return self.plan.try_fast(self, rows)
+
     @cached_property
     def plan(self) -> FastPlan:
         """Precomputed arrays for the validation fast path (built on first use)."""

@@ -265,7 +265,7 @@ class Registry:
             source=str(self.artifacts.path(mv.sha256)),
         )
         graph = mv.meta.get("artifacts", {}).get("onnx")
-        if backend == "auto" and graph and backends.available():
+        if backend == "auto" and graph and backends.runtime_available():
             return Model(pipeline, mv, backends.OnnxBackend(self.artifacts.get(graph), mv.contract))
         return Model(pipeline, mv)
 

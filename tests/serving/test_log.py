@@ -6,10 +6,12 @@ import time
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from slipway.serving.log import Entry, Failure, IdGenerator, PredictionLog, id_time
+from slipway.serving.logrows import COLUMNS, to_json
 from slipway.serving.metrics import Metrics
 from slipway.store import Store
 from slipway.store.schema import predictions, validation_failures
@@ -131,3 +133,64 @@ def test_database_outages_are_retried_not_dropped(tmp_path):
     assert log.flush(timeout=10)
     log.close()
     assert count(store) == 4 and log.dropped == 0
+
+
+def test_log_rows_name_every_column_of_the_predictions_table():
+    """The writer's tuples cover the table exactly (a new column must be added there too)."""
+    assert sorted(COLUMNS) == sorted(predictions.columns.keys())
+    assert len(set(COLUMNS)) == len(COLUMNS)
+
+
+def test_log_json_is_compact_with_numpy_values_and_null_for_non_finite_floats():
+    """orjson text: numpy scalars as numbers, NaN and infinities as null (valid JSON everywhere)."""
+    value = {"a": float("nan"), "b": np.float32(1.5), "c": np.int64(3), "d": float("inf")}
+    assert to_json(value) == '{"a":null,"b":1.5,"c":3,"d":null}'
+
+
+def test_batches_larger_than_one_statement_are_written_whole(settings):
+    """More rows than one multi-row INSERT holds (or one COPY) arrive complete, in order."""
+    store = Store(settings.resolved_database_url)
+    log = PredictionLog(store, batch_rows=5000, flush_seconds=3600)
+    ids = IdGenerator().new(1234)
+    for i in range(0, 1234, 617):
+        log.put(entry(ids[i : i + 617], value=float(i)))
+    log.start()
+    assert log.flush()
+    with store.read() as conn:
+        rows = conn.execute(sa.select(predictions).order_by(predictions.c.prediction_id)).all()
+    assert [r.prediction_id for r in rows] == ids
+    assert rows[-1].inputs == {"a": 617.0, "b": "x"} and rows[0].created_at.tzinfo is not None
+    log.close()
+    store.dispose()
+
+
+def test_a_refused_copy_or_insert_is_retried_row_by_row(settings):
+    """A duplicate id fails the whole COPY (PostgreSQL) or INSERT (SQLite); only it is dropped."""
+    store = Store(settings.resolved_database_url)
+    log = PredictionLog(store, flush_seconds=3600)
+    log.start()
+    ids = IdGenerator().new(3)
+    log.put(entry(ids[:1]))
+    assert log.flush()
+    log.put(entry([ids[1], ids[0], ids[2]]))
+    log.close()
+    assert count(store) == 3 and log.dropped == 1
+    store.dispose()
+
+
+def test_an_entry_that_cannot_become_rows_is_dropped_and_counted_not_raised(tmp_path):
+    """A request already answered never fails on its log entry: it is counted as dropped."""
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    metrics = Metrics()
+    log = PredictionLog(store, metrics=metrics)
+    ids = IdGenerator().new(2)
+    broken = Entry(ids[:1], datetime.now(UTC), "m", 3, NAMES, [[1.0]], [{"label": 1}], 1.5)
+    assert log.put_many([broken, entry(ids[1:])]) == [False, True]
+    value = metrics.registry.get_sample_value(
+        "slipway_prediction_log_dropped_total", {"reason": "unserializable"}
+    )
+    assert value == 1 and log.dropped == 1
+    log.start()
+    log.close()
+    assert count(store) == 1
+    store.dispose()

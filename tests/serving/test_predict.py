@@ -177,3 +177,12 @@ def test_unknown_model_is_404_naming_what_is_served(harness):
     """A model that is not served is a 404 listing the served ones."""
     r = harness.post("/v1/models/nope/predict", {"features": {}})
     assert r.status_code == 404 and "fraud" in r.json()["error"]
+
+
+@pytest.mark.parametrize(("levels", "refused"), [(32, False), (33, True)])
+def test_nesting_limit_counts_levels_exactly(harness, levels, refused):
+    """The body itself is level 1; `serve_max_json_depth` (32) levels pass, one more is a 400."""
+    body = b'{"features": ' + b"[" * (levels - 1) + b"]" * (levels - 1) + b"}"
+    r = harness.client.post("/v1/models/fraud/predict", content=body, headers=harness.auth())
+    assert (r.status_code == 400 and "nested" in r.json()["error"]) == refused
+    assert r.status_code < 500

@@ -113,3 +113,22 @@ def test_model_option_restricts_what_is_served(serve, register, tmp_path):
     assert h.post("/v1/models/fraud/predict", {"features": {}}).status_code == 404
     with pytest.raises(ModelNotFound, match="no 'production' alias"):
         Runtime(h.registry, names=("ghost",)).load_all()
+
+
+def test_serving_an_onnx_version_needs_onnxruntime_only(harness):
+    """A worker loading an accepted ONNX graph never imports the converter (skl2onnx, onnx)."""
+    import subprocess
+    import sys
+
+    mv = harness.registry.get("fraud")
+    assert mv.meta.get("onnx", {}).get("accepted"), "the fixture model should have a graph"
+    code = (
+        "import sys\n"
+        "from slipway.config import Settings\n"
+        "from slipway.registry import Registry\n"
+        f"registry = Registry(Settings(home={str(harness.settings.home)!r}))\n"
+        "model = registry.load('fraud', backend='auto')\n"
+        "print(model.backend, 'skl2onnx' in sys.modules, 'onnx' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["onnx", "False", "False"]

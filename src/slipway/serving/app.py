@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -23,7 +24,9 @@ from slipway.exceptions import ConfigError
 from slipway.keys import KeyStore
 from slipway.registry import Registry
 from slipway.serving import errors, mlflow, openapi, v1, v2
+from slipway.serving.accesslog import lean_log_records
 from slipway.serving.auth import KeyCache
+from slipway.serving.fastpath import FastPredict, ServiceApp
 from slipway.serving.feedback import FeedbackDesk
 from slipway.serving.gate import Gate
 from slipway.serving.limits import ConcurrencyCap, TokenBuckets
@@ -91,7 +94,7 @@ def create_app(
         finally:
             stop(service)
 
-    app = FastAPI(
+    app = ServiceApp(
         title="Slipway",
         version=slipway.__version__,
         lifespan=lifespan,
@@ -100,25 +103,32 @@ def create_app(
     )
     app.state.service = service
     errors.install(app)
-    for factory in (health_router, v1.router, v2.router, mlflow.router, *routers):
-        app.include_router(factory(service))
+    apis = [f(service) for f in (health_router, v1.router, v2.router, mlflow.router, *routers)]
+    for api in apis:
+        app.include_router(api)
     rate = settings.serve_rate_limit / settings.serve_workers
     burst = max(1, settings.serve_rate_burst // settings.serve_workers)
-    app.add_middleware(
-        Gate,
-        keys=keys,
-        buckets=TokenBuckets(rate, burst),
-        cap=ConcurrencyCap(settings.serve_max_concurrency),
-        max_body_bytes=settings.serve_max_body_bytes,
-        metrics=metrics,
-        public_docs=settings.serve_public_docs,
-    )
+    # One set of keys, buckets and cap for both ways in, so limits count every request.
+    guard: dict[str, Any] = {
+        "keys": keys,
+        "buckets": TokenBuckets(rate, burst),
+        "cap": ConcurrencyCap(settings.serve_max_concurrency),
+        "max_body_bytes": settings.serve_max_body_bytes,
+        "metrics": metrics,
+        "public_docs": settings.serve_public_docs,
+    }
+    app.add_middleware(Gate, **guard)
+    if settings.serve_fast_path:
+        routes = (r for a in apis for r in a.routes)
+        route = next(r for r in routes if getattr(r, "operation_id", "") == "predict")
+        app.lane = Gate(FastPredict(service, route), **guard)
     openapi.install(app, service)
     return app
 
 
 def app_from_env() -> FastAPI:
     """The app uvicorn workers build (``--factory``): settings from ``SLIPWAY_*`` variables."""
+    lean_log_records()
     return create_app(
         Settings.from_env(), multiprocess_dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
     )

@@ -9,20 +9,18 @@ line and count the request. Liveness and readiness pass without a key or a limit
 
 from __future__ import annotations
 
-import logging
-import os
+import itertools
 import re
 import secrets
 import time
-from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slipway.exceptions import SlipwayError
 from slipway.serving import errors
+from slipway.serving.accesslog import AccessLog
 from slipway.serving.auth import ANONYMOUS, KeyCache
 from slipway.serving.limits import (
     ConcurrencyCap,
@@ -31,8 +29,6 @@ from slipway.serving.limits import (
     limited_receive,
 )
 from slipway.serving.metrics import Metrics
-
-access_log = logging.getLogger("slipway.access")
 
 OPEN_PATHS = frozenset({"/health", "/ready", "/ping", "/v2/health/live", "/v2/health/ready"})
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
@@ -59,7 +55,8 @@ class Gate:
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
         self.open_paths = OPEN_PATHS | DOCS_PATHS if public_docs else OPEN_PATHS
-        self.pid = os.getpid()  # which worker answered, with --workers N
+        self.access = AccessLog()
+        self._ids = _RequestIds()
         self._counters: dict[tuple[str, str, int], Any] = {}
         self._histograms: dict[tuple[str, str], Any] = {}
 
@@ -69,7 +66,7 @@ class Gate:
             return
         started = time.perf_counter()
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        request_id = _request_id(headers)
+        request_id = self._ids.get(headers)
         scope["slipway.request_id"] = request_id
         scope["slipway.started"] = started
         rid = request_id.encode()
@@ -89,12 +86,13 @@ class Gate:
             if scope["path"] not in self.open_paths:
                 key = self.keys.authenticate(headers) if self.keys is not None else ANONYMOUS
                 scope["slipway.key"] = key
-                check_content_length(headers, self.max_body_bytes)
+                declared = check_content_length(headers, self.max_body_bytes)
                 client = f"key {key.name!r}" if self.keys is not None else _client(scope)
                 self.buckets.take(client)
                 self.cap.enter()
                 admitted = True
-                receive = limited_receive(receive, self.max_body_bytes)
+                if declared is None:
+                    receive = limited_receive(receive, self.max_body_bytes)
             await self.app(scope, receive, send_wrapper)
         except SlipwayError as exc:
             if response_started:
@@ -131,10 +129,10 @@ class Gate:
             histogram = self.metrics.http_latency.labels(template, method)
             self._histograms[(template, method)] = histogram
         histogram.observe(seconds)
-        if access_log.isEnabledFor(logging.INFO):
+        if self.access.enabled:
             key = scope.get("slipway.key")
             line: dict[str, Any] = {
-                "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                "ts": None,
                 "request_id": scope["slipway.request_id"],
                 "key": None if key is None else key.name,
                 "method": method,
@@ -142,19 +140,27 @@ class Gate:
                 "path": scope["path"],
                 "status": status,
                 "latency_ms": round(seconds * 1000, 3),
-                "pid": self.pid,
+                "pid": None,
             }
             served = scope.get("slipway.served")
             if served is not None:
                 line["model"], line["version"], line["rows"] = served
-            access_log.info(orjson.dumps(line).decode())
+            self.access.write(line)
 
 
-def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
-    for name, value in headers:
-        if name == b"x-request-id" and _REQUEST_ID.match(value):
-            return value.decode()
-    return secrets.token_hex(8)
+class _RequestIds:
+    """Fresh request ids: 8 random hex digits per process, then a counter (16 in all)."""
+
+    def __init__(self) -> None:
+        self._prefix = secrets.token_hex(4)
+        self._count = itertools.count()
+
+    def get(self, headers: list[tuple[bytes, bytes]]) -> str:
+        """The client's ``X-Request-ID`` when it is a sane token, else a fresh id."""
+        for name, value in headers:
+            if name == b"x-request-id" and _REQUEST_ID.match(value):
+                return value.decode()
+        return f"{self._prefix}{next(self._count) & 0xFFFF_FFFF:08x}"
 
 
 def _client(scope: Scope) -> str:

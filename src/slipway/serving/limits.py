@@ -89,8 +89,12 @@ class ConcurrencyCap:
         self.in_flight -= 1
 
 
-def check_content_length(headers: list[tuple[bytes, bytes]], limit: int) -> None:
-    """Refuse a declared body above ``limit`` bytes before reading any of it."""
+def check_content_length(headers: list[tuple[bytes, bytes]], limit: int) -> int | None:
+    """Refuse a declared body above ``limit`` bytes before reading any of it; the declared size.
+
+    The HTTP parser never delivers more than a declared length, so only bodies without one
+    (chunked) need :func:`limited_receive`.
+    """
     for name, value in headers:
         if name == b"content-length":
             try:
@@ -99,7 +103,8 @@ def check_content_length(headers: list[tuple[bytes, bytes]], limit: int) -> None
                 raise MalformedRequest(f"Content-Length {value[:40]!r} is not a number.") from None
             if size > limit:
                 raise RequestTooLarge(_too_large(limit, f"declares {size:,} bytes"))
-            return
+            return size
+    return None
 
 
 def limited_receive(receive: Receive, limit: int) -> Receive:

@@ -1,11 +1,13 @@
 """The prediction log: every served prediction recorded off the request path, nothing lost silently.
 
-Requests hand their predictions to :class:`PredictionLog` (a bounded in-memory queue) and
-return; a background thread writes them in batches (one executemany per batch) into the
-``predictions`` table, and refused requests into ``validation_failures``. When the queue is
-full new rows are dropped and counted (``slipway_prediction_log_dropped_total``), never
-blocking a request. A database outage is retried with backoff while the queue holds; a batch
-the database refuses as data is retried row by row so one bad row costs only itself.
+Requests hand their predictions to :class:`PredictionLog` (a bounded in-memory queue, which
+turns them into database rows as they come, see ``logrows.py``) and return; a background thread
+writes them in batches (multi-row INSERTs on SQLite, COPY on PostgreSQL, one transaction a
+batch) into the ``predictions`` table, and refused requests into ``validation_failures``.
+When the queue is full new rows are dropped and counted
+(``slipway_prediction_log_dropped_total``), never blocking a request. A database outage is
+retried with backoff while the queue holds; a batch the database refuses as data is retried row
+by row so one bad row costs only itself.
 :meth:`PredictionLog.close` drains the queue on graceful shutdown.
 
 Prediction ids are UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then a per-process
@@ -26,9 +28,10 @@ from typing import Any
 
 from sqlalchemy import exc as sa_exc
 
+from slipway.serving.logrows import LogTable, Row
 from slipway.serving.metrics import Metrics
 from slipway.store import Store
-from slipway.store.schema import predictions, validation_failures
+from slipway.store.schema import validation_failures
 
 logger = logging.getLogger("slipway.serving.log")
 
@@ -137,6 +140,16 @@ class Failure:
         return 1
 
 
+@dataclass
+class _Rows:
+    """The rows of one queued Entry, ready for the database (see logrows.py)."""
+
+    rows: list[Row]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
 class PredictionLog:
     """A bounded queue of predictions and the thread that writes them in batches."""
 
@@ -153,7 +166,8 @@ class PredictionLog:
         self.max_rows, self.batch_rows, self.flush_seconds = max_rows, batch_rows, flush_seconds
         self.metrics = metrics
         self.dropped = 0
-        self._queue: deque[Entry | Failure] = deque()
+        self.table = LogTable()
+        self._queue: deque[_Rows | Failure] = deque()
         self._rows = 0  # rows in the queue and in the batch being written
         self._cond = threading.Condition()
         self._queued = 0  # items ever accepted; flush() waits for _written to reach it
@@ -174,20 +188,40 @@ class PredictionLog:
             self._thread.start()
 
     def put(self, item: Entry | Failure) -> bool:
-        """Queue a request's predictions (or a refusal); False if the full queue dropped them."""
-        n = len(item)
+        """Queue a request's predictions (or a refusal); False if the full queue dropped them.
+
+        An Entry is turned into database rows here, on the caller's thread (see logrows.py).
+        """
+        return self.put_many([item])[0]
+
+    def put_many(self, items: Sequence[Entry | Failure]) -> list[bool]:
+        """:meth:`put` for several requests at once (one lock); which ones were kept."""
+        prepared: list[_Rows | Failure | None] = []
+        for item in items:
+            try:
+                prepared.append(_Rows(self.table.rows(item)) if isinstance(item, Entry) else item)
+            except Exception:  # never fail a request that was answered: count it, say why
+                logger.exception("prediction log: could not make rows of a request; dropped")
+                self._drop(len(item), "unserializable")
+                prepared.append(None)
+        kept = []
         with self._cond:
-            if self._rows + n > self.max_rows or self._stopping:
-                self._drop(n, "queue_full" if not self._stopping else "shutdown")
-                return False
-            self._queue.append(item)
-            self._rows += n
-            self._queued += 1
+            for queued in prepared:
+                if queued is None:
+                    kept.append(False)
+                    continue
+                n = len(queued)
+                if self._rows + n > self.max_rows or self._stopping:
+                    self._drop(n, "queue_full" if not self._stopping else "shutdown")
+                    kept.append(False)
+                    continue
+                self._queue.append(queued)
+                self._rows += n
+                self._queued += 1
+                kept.append(True)
             if self._rows >= self.batch_rows:
                 self._cond.notify_all()
-        if self.metrics is not None:
-            self.metrics.log_queue_depth.set(self._rows)
-        return True
+        return kept
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Write everything queued so far now; True once it is in the database."""
@@ -235,7 +269,7 @@ class PredictionLog:
                 if self._stopping and not self._queue:
                     return
                 self._flush_now = False
-                batch: list[Entry | Failure] = []
+                batch: list[_Rows | Failure] = []
                 rows = 0
                 while self._queue and (rows < self.batch_rows or not batch):
                     item = self._queue.popleft()
@@ -250,7 +284,7 @@ class PredictionLog:
             if self.metrics is not None:
                 self.metrics.log_queue_depth.set(self._rows)
 
-    def _write_with_retry(self, batch: list[Entry | Failure]) -> None:
+    def _write_with_retry(self, batch: list[_Rows | Failure]) -> None:
         delay = 0.25
         while True:
             try:
@@ -269,12 +303,12 @@ class PredictionLog:
                 self._write_one_by_one(batch)
                 return
 
-    def _write(self, batch: Sequence[Entry | Failure]) -> None:
-        rows: list[dict[str, Any]] = []
+    def _write(self, batch: Sequence[_Rows | Failure]) -> None:
+        rows: list[Row] = []
         failures: list[dict[str, Any]] = []
         for item in batch:
-            if isinstance(item, Entry):
-                rows.extend(item.records())
+            if isinstance(item, _Rows):
+                rows.extend(item.rows)
             else:
                 failures.append(
                     {
@@ -287,31 +321,17 @@ class PredictionLog:
                 )
         with self.store.write() as conn:
             if rows:
-                conn.execute(predictions.insert(), rows)
+                self.table.insert(conn, rows)
             if failures:
                 conn.execute(validation_failures.insert(), failures)
         if rows and self.metrics is not None:
             self.metrics.log_written.inc(len(rows))
 
-    def _write_one_by_one(self, batch: list[Entry | Failure]) -> None:
+    def _write_one_by_one(self, batch: list[_Rows | Failure]) -> None:
         for item in batch:
-            singles: list[Any] = [item]
-            if isinstance(item, Entry) and len(item) > 1:
-                singles = [
-                    Entry(
-                        [pid],
-                        item.created_at,
-                        item.model,
-                        item.version,
-                        item.names,
-                        [item.rows[i]],
-                        [item.outputs[i]],
-                        item.latency_ms,
-                        None if item.unit_ids is None else [item.unit_ids[i]],
-                        item.variant,
-                    )
-                    for i, pid in enumerate(item.ids)
-                ]
+            singles: list[_Rows | Failure] = (
+                [_Rows([row]) for row in item.rows] if isinstance(item, _Rows) else [item]
+            )
             for single in singles:
                 try:
                     self._write([single])

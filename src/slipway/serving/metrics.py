@@ -39,6 +39,8 @@ LATENCY_BUCKETS = (
     10.0,
 )
 
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
 
 class Metrics:
     """Every metric the service exports, created once per app."""
@@ -115,6 +117,13 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemax",
         )
+        self.batch_requests = Histogram(
+            "slipway_model_batch_requests",
+            "Requests answered by one model call (micro-batching; 1 when alone).",
+            ["model", "version"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
         self.rejected = Counter(
             "slipway_rejected_requests_total",
             "Requests refused before reaching a route, by reason.",
@@ -122,6 +131,7 @@ class Metrics:
             registry=r,
         )
         self._model_children: dict[tuple[str, int], tuple[Any, Any, Any]] = {}
+        self._batch_children: dict[tuple[str, int], Any] = {}
 
     def served(self, model: str, version: int) -> tuple[Any, Any, Any]:
         """(ok counter, latency histogram, row counter) of a model version, bound once."""
@@ -136,6 +146,14 @@ class Metrics:
             )
             self._model_children[key] = children
         return children
+
+    def batched(self, model: str, version: int) -> Any:
+        """The batch-size histogram of a model version, bound once."""
+        key = (model, version)
+        child = self._batch_children.get(key)
+        if child is None:
+            child = self._batch_children[key] = self.batch_requests.labels(model, str(version))
+        return child
 
     def render(self) -> tuple[bytes, str]:
         """The Prometheus text exposition and its content type."""

@@ -50,7 +50,7 @@ def router(service: Service) -> APIRouter:
         """Score an MLflow body with the model named by ``?model=`` (or the only one served)."""
         served = _pick(service, model)
         rows = parse(await service.body(request))
-        scored = service.scorer.score(served, rows, scope=request.scope)
+        scored = await service.batcher.score(served, rows, scope=request.scope)
         predictions = [out.get("value", out.get("label")) for out in scored.outputs]
         return json_response({"predictions": predictions, "prediction_ids": scored.ids})
 

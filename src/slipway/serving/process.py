@@ -48,13 +48,15 @@ class ServerProcess:
         port: int | None = None,
         log_dir: Path | None = None,
         ready_timeout: float = 90.0,
+        poll_seconds: float = 0.1,
     ) -> None:
         self.args, self.host = list(args), host
         self.port = port or free_port(host)
         self.env = {**os.environ, **(env or {})}
         self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="slipway-serve-"))
-        self.ready_timeout = ready_timeout
+        self.ready_timeout, self.poll_seconds = ready_timeout, poll_seconds
         self.process: subprocess.Popen[bytes] | None = None
+        self.ready_after: float | None = None  # seconds from start() to the first ready answer
 
     @property
     def url(self) -> str:
@@ -74,6 +76,7 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         """Start the server and wait until ``/ready`` answers 200."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
         command = [sys.executable, "-m", "slipway", "serve", "--host", self.host,
                    "--port", str(self.port), *self.args]  # fmt: skip
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
@@ -83,6 +86,7 @@ class ServerProcess:
         except BaseException:  # Ctrl-C included: never leave a server behind
             self.stop()
             raise
+        self.ready_after = time.perf_counter() - started
         return self
 
     def _wait_ready(self) -> None:
@@ -98,7 +102,7 @@ class ServerProcess:
                     return
             except httpx.TransportError:
                 pass
-            time.sleep(0.1)
+            time.sleep(self.poll_seconds)
         raise ServerFailed(
             f"slipway serve was not ready after {self.ready_timeout:.0f} s:\n{self.stderr()}"
         )

@@ -21,6 +21,7 @@ from slipway.serving.metrics import Metrics
 from slipway.serving.runtime import Served
 from slipway.store.schema import utcnow
 
+UnitIds = Sequence[str | None] | None
 # Problems kept per refused request in validation_failures (the response lists them all).
 _LOGGED_PROBLEMS = 100
 
@@ -80,9 +81,31 @@ class Scorer:
         for problem in predictions.warnings:
             if problem.row is not None:
                 outputs[problem.row].setdefault("warnings", []).append(problem.to_dict())
-        ids = self.ids.new(n)
-        started = scope.get("slipway.started", time.perf_counter())
-        seconds = time.perf_counter() - started
+        return self.finish(
+            served,
+            rows if log_rows is None else log_rows,
+            predictions,
+            outputs,
+            scope=scope,
+            unit_ids=unit_ids,
+        )
+
+    def finish(
+        self,
+        served: Served,
+        rows: Sequence[Any],
+        predictions: Predictions,
+        outputs: list[dict[str, Any]],
+        *,
+        scope: MutableMapping[str, Any],
+        unit_ids: Sequence[str | None] | None = None,
+        ids: list[str] | None = None,
+    ) -> Scored:
+        """Name, log and count the predictions of one request (``rows`` as the log keeps them)."""
+        n = len(outputs)
+        ids = self.ids.new(n) if ids is None else ids
+        started = scope.get("slipway.started")
+        seconds = time.perf_counter() - started if started is not None else 0.0
         self.log.put(
             Entry(
                 ids,
@@ -90,7 +113,7 @@ class Scorer:
                 served.name,
                 served.version,
                 served.names,
-                rows if log_rows is None else log_rows,
+                rows,
                 outputs,
                 round(seconds * 1000, 3),
                 unit_ids,
@@ -102,6 +125,46 @@ class Scorer:
         counted.inc(n)
         scope["slipway.served"] = (served.name, served.version, n)
         return Scored(served, ids, predictions, outputs)
+
+    def finish_many(
+        self,
+        served: Served,
+        requests: Sequence[tuple[Sequence[Any], MutableMapping[str, Any], UnitIds]],
+        predictions: Sequence[Predictions],
+        outputs: Sequence[list[dict[str, Any]]],
+        ids: Sequence[list[str]],
+    ) -> list[Scored]:
+        """:meth:`finish` for the requests of one merged call: ``requests[i]`` is (rows, scope,
+        unit_ids) of request ``i``. One timestamp, one queue lock, counters bumped once."""
+        now, created = time.perf_counter(), utcnow()
+        ok, latency, counted = self.metrics.served(served.name, served.version)
+        entries: list[Entry | Failure] = []
+        for (rows, scope, unit_ids), out, pids in zip(requests, outputs, ids, strict=True):
+            started = scope.get("slipway.started")
+            seconds = now - started if started is not None else 0.0
+            latency.observe(seconds)
+            ms = round(seconds * 1000, 3)
+            entries.append(
+                Entry(
+                    pids,
+                    created,
+                    served.name,
+                    served.version,
+                    served.names,
+                    rows,
+                    out,
+                    ms,
+                    unit_ids,
+                )
+            )
+            scope["slipway.served"] = (served.name, served.version, len(out))
+        self.log.put_many(entries)
+        ok.inc(len(entries))
+        counted.inc(sum(len(out) for out in outputs))
+        return [
+            Scored(served, pids, p, out)
+            for pids, p, out in zip(ids, predictions, outputs, strict=True)
+        ]
 
     def _refused(self, served: Served, n: int, problems: Sequence[Any]) -> None:
         self.log.put(

@@ -48,7 +48,7 @@ def log_config(level: str = "info", access_log: bool = True) -> dict[str, Any]:
                 "stream": "ext://sys.stderr",
             },
             "access": {
-                "class": "logging.StreamHandler",
+                "class": "slipway.serving.accesslog.BufferedLineHandler",
                 "formatter": "plain",
                 "stream": "ext://sys.stdout",
             },

@@ -7,7 +7,7 @@ factory (``(service) -> APIRouter``); nothing is looked up from globals.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -19,6 +19,7 @@ from slipway.config import Settings
 from slipway.exceptions import Forbidden
 from slipway.registry import Registry
 from slipway.serving.auth import KeyCache
+from slipway.serving.batching import MicroBatcher
 from slipway.serving.bodies import parse_json
 from slipway.serving.feedback import FeedbackDesk
 from slipway.serving.log import PredictionLog
@@ -53,6 +54,15 @@ class Service:
     keys: KeyCache | None
     scorer: Scorer
     feedback: FeedbackDesk
+    batcher: MicroBatcher = field(default=None)  # type: ignore[assignment]  # set below
+
+    def __post_init__(self) -> None:
+        if self.batcher is None:
+            self.batcher = MicroBatcher(
+                self.scorer,
+                max_rows=self.settings.serve_batch_rows,
+                max_wait=self.settings.serve_batch_wait_ms / 1000,
+            )
 
     async def body(self, request: Request) -> Any:
         """The request body as JSON, within the size and depth limits."""

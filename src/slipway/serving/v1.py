@@ -11,7 +11,7 @@ from starlette.responses import Response
 from slipway.batch.runs import latest_prediction
 from slipway.exceptions import NotFound
 from slipway.monitoring import latest_report
-from slipway.serving import bodies
+from slipway.serving import bodies, fastpath
 from slipway.serving.runtime import Served
 from slipway.serving.schemas import (
     BatchPredictionOut,
@@ -26,6 +26,7 @@ from slipway.serving.schemas import (
 from slipway.serving.service import (
     ADMIN,
     GUARDED,
+    JSON,
     Responses,
     Service,
     json_response,
@@ -77,14 +78,10 @@ def router(service: Service) -> APIRouter:
     )
     async def predict(name: str, request: Request) -> Response:
         """Predict one row (``features``) or many (``instances``); each gets a prediction_id."""
-        served = runtime.get(name)
-        body = bodies.predict_request(await service.body(request))
-        scored = service.scorer.score(
-            served, body.rows, scope=request.scope, unit_ids=body.unit_ids
-        )
-        return json_response(
-            {"model": served.name, "version": served.version, "predictions": scored.items()}
-        )
+        # The same function answers the direct lane (fastpath.py), which takes these requests
+        # before FastAPI routes them; this route documents them and answers when it is off.
+        content = await fastpath.predict(service, name, request.body, request.scope)
+        return Response(content, 200, None, JSON)
 
     @api.post(
         "/models/{name}/reload",
