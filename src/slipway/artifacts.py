@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +19,7 @@ from slipway.exceptions import (
     MissingDependency,
     UntrustedArtifact,
 )
+from slipway.files import atomic_write
 
 Format = Literal["joblib", "skops"]
 FORMATS: tuple[Format, ...] = ("joblib", "skops")
@@ -51,18 +50,8 @@ class ArtifactStore:
         if target.exists() and self.hash_file(target) == digest:
             return digest
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o444)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(target.parent)
+        with atomic_write(target, mode=0o444) as fh:
+            fh.write(data)
         return digest
 
     def get(self, sha256: str) -> bytes:
@@ -95,14 +84,6 @@ class ArtifactStore:
         if not target.exists():
             return "missing"
         return "ok" if self.hash_file(target) == sha256 else "corrupted"
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def dump_model(obj: Any, fmt: Format) -> bytes:

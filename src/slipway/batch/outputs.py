@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +29,7 @@ from slipway.batch import bulk
 from slipway.batch.runs import ChunkRecord, RunLog
 from slipway.batch.scoring import ScoredChunk
 from slipway.exceptions import BatchInputError
+from slipway.files import atomic_write
 from slipway.store import Store
 from slipway.store.schema import batch_rejects
 
@@ -271,47 +271,23 @@ def rejects_table(chunk: ScoredChunk, run_id: str) -> pa.Table:
 
 
 def _atomic_parquet(table: pa.Table, target: Path, meta: dict[str, str] | None = None) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            # store_schema=False: one-value dictionary columns read back as plain strings.
-            with pq.ParquetWriter(fh, table.schema, store_schema=False) as writer:
-                writer.write_table(table)
-                if meta:
-                    writer.add_key_value_metadata(meta)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(target.parent)
+    # store_schema=False: one-value dictionary columns read back as plain strings.
+    with (
+        atomic_write(target) as fh,
+        pq.ParquetWriter(fh, table.schema, store_schema=False) as writer,
+    ):
+        writer.write_table(table)
+        if meta:
+            writer.add_key_value_metadata(meta)
 
 
 def _concat(parts: list[Path], target: Path, schema: pa.Schema) -> None:
     """Stream parts into one file (one row group per part): memory stays one part."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            plain = pq.read_schema(parts[0]).remove_metadata() if parts else schema
-            with pq.ParquetWriter(fh, plain, store_schema=False) as writer:
-                for part in parts:
-                    writer.write_table(pq.read_table(part).replace_schema_metadata(None))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(target.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with atomic_write(target) as fh:
+        plain = pq.read_schema(parts[0]).remove_metadata() if parts else schema
+        with pq.ParquetWriter(fh, plain, store_schema=False) as writer:
+            for part in parts:
+                writer.write_table(pq.read_table(part).replace_schema_metadata(None))
 
 
 def _manifest(directory: Path) -> dict[str, Any]:
@@ -324,9 +300,8 @@ def _manifest(directory: Path) -> dict[str, Any]:
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    with atomic_write(path) as fh:
+        fh.write((json.dumps(data, indent=2) + "\n").encode())
 
 
 def _stem(path: Path) -> str:
