@@ -70,7 +70,7 @@ def quickstart_command(
     seconds = ((run.ended_at or run.started_at) - run.started_at).total_seconds()
     console.print(
         f"   run {run.run_id}: {run.rows_scored:,} rows scored, {run.rows_rejected} rejected "
-        f"in {seconds:.1f}s; GET /v1/models/fraud/predictions/{stored.key} -> "
+        f"in {seconds:.2f}s; GET /v1/models/fraud/predictions/{stored.key} -> "
         f"label {stored.label}, p(fraud) {stored.probabilities['1']:.3f}",
         soft_wrap=True,
     )
