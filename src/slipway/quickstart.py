@@ -23,8 +23,6 @@ import sqlalchemy as sa
 
 from slipway.keys import KeyStore
 from slipway.registry import Registry
-from slipway.train import train
-from slipway.versions import ModelVersion
 
 if TYPE_CHECKING:
     from slipway.batch import BatchRun
@@ -137,11 +135,6 @@ def prepare(workdir: Path, rows: int = 20_000, seed: int = 0) -> Path:
     features = "[" + ", ".join(f'"{f}"' for f in FEATURES) + "]"
     config.write_text(CONFIG.format(config=config, features=features))
     return config
-
-
-def run(registry: Registry, workdir: Path, rows: int = 20_000, seed: int = 0) -> ModelVersion:
-    """Generate, train, register and promote the quickstart model."""
-    return train(prepare(workdir, rows, seed), registry)
 
 
 @dataclass
