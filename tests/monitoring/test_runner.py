@@ -10,8 +10,8 @@ import pytest
 
 from slipway.exceptions import ConfigError, ModelNotFound
 from slipway.monitoring.runner import Monitor, latest_report, parse_duration, window_bounds
-from tests.conftest import transactions
-from tests.monitoring.conftest import NOW
+from slipway.testing import transactions
+from tests.monitoring.helpers import NOW
 
 
 def monitor(registry, **kwargs):
