@@ -25,9 +25,7 @@ from slipway import serving
 from slipway.batch import http as batch_http
 from slipway.config import Settings
 from slipway.monitoring import http as monitoring_http
-from slipway.registry import Registry
 from slipway.serving.accesslog import lean_log_records
-from slipway.serving.routing import Production, RoutingFactory
 from slipway.serving.service import RouterFactory
 
 # Every capability's HTTP routes, in the order they are documented.
@@ -37,25 +35,15 @@ FACTORY = "slipway.app:app_from_env"
 
 
 def create_app(
-    settings: Settings,
-    *,
-    registry: Registry | None = None,
-    routers: Sequence[RouterFactory] = (),
-    routing: RoutingFactory = Production,
-    multiprocess_dir: str | None = None,
+    settings: Settings, *, routers: Sequence[RouterFactory] = (), **options: Any
 ) -> FastAPI:
     """The full service for ``settings``: serving plus every capability's routes.
 
-    ``routers`` add more router factories after :data:`ROUTERS`; ``routing`` builds the routing
-    policy; see :func:`slipway.serving.create_app` for the rest.
+    ``routers`` add more router factories after :data:`ROUTERS`; ``options`` are those of
+    :func:`slipway.serving.create_app` (``registry``, ``routing`` for the routing policy,
+    ``multiprocess_dir``).
     """
-    return serving.create_app(
-        settings,
-        registry=registry,
-        routers=(*ROUTERS, *routers),
-        routing=routing,
-        multiprocess_dir=multiprocess_dir,
-    )
+    return serving.create_app(settings, routers=(*ROUTERS, *routers), **options)
 
 
 def app_from_env() -> FastAPI:
