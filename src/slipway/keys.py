@@ -16,9 +16,10 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
+from slipway.clock import utcnow
 from slipway.exceptions import ConfigError, KeyNotFound, RegistryConflict
 from slipway.store import Store
-from slipway.store.schema import api_keys, utcnow
+from slipway.store.schema import api_keys
 
 Role = Literal["predict", "admin"]
 ROLES: tuple[Role, ...] = ("predict", "admin")

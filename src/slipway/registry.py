@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from slipway import artifacts as art
 from slipway import backends
+from slipway.clock import utcnow
 from slipway.config import Settings
 from slipway.contract import Unseen
 from slipway.exceptions import (
@@ -38,7 +39,6 @@ from slipway.store.schema import (
     audit_events,
     model_versions,
     models,
-    utcnow,
 )
 from slipway.versions import (
     DEFAULT_ALIAS,

@@ -20,9 +20,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from slipway.clock import utcnow
 from slipway.exceptions import InvalidReference, PredictionNotFound, RunConflict, RunNotFound
 from slipway.store import Store
-from slipway.store.schema import batch_chunks, batch_predictions, batch_runs, utcnow
+from slipway.store.schema import batch_chunks, batch_predictions, batch_runs
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # Exit codes of `slipway batch` (usage errors exit 2, as for every command).

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
+from slipway.clock import utcnow
 from slipway.exceptions import ConfigError, ModelNotFound
 from slipway.monitoring import columns as cols
 from slipway.monitoring.checks import feature_checks
@@ -33,7 +34,7 @@ from slipway.monitoring.traffic import (
     violation_summary,
 )
 from slipway.registry import Registry
-from slipway.store.schema import models, monitoring_runs, utcnow
+from slipway.store.schema import models, monitoring_runs
 from slipway.versions import ModelVersion, check_name
 
 Baseline = Literal["reference", "previous"]

@@ -16,9 +16,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from slipway.clock import utcnow
 from slipway.serving.log import PredictionLog, id_time
 from slipway.store import Store
-from slipway.store.schema import feedback, predictions, utcnow
+from slipway.store.schema import feedback, predictions
 
 _CHUNK = 500  # ids per IN (...) query: well under every driver's parameter limit
 

@@ -22,11 +22,12 @@ from typing import Literal
 
 import sqlalchemy as sa
 
+from slipway.clock import utcnow
 from slipway.exceptions import ModelNotFound, ReloadFailed
 from slipway.predict import Model
 from slipway.registry import Registry
 from slipway.serving.metrics import Metrics
-from slipway.store.schema import aliases, utcnow
+from slipway.store.schema import aliases
 from slipway.versions import DEFAULT_ALIAS
 
 logger = logging.getLogger("slipway.serving.runtime")
