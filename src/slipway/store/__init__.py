@@ -1,6 +1,6 @@
 """The only package that talks SQL: the schema, the engine and its migrations."""
 
 from slipway.store import schema
-from slipway.store.engine import Store, upgrade
+from slipway.store.engine import TRANSIENT, Store, upgrade
 
-__all__ = ["Store", "schema", "upgrade"]
+__all__ = ["TRANSIENT", "Store", "schema", "upgrade"]

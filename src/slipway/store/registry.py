@@ -17,11 +17,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from slipway.clock import utcnow
 from slipway.exceptions import ModelNotFound, RegistryConflict
-from slipway.store.engine import Store
+from slipway.store.engine import Store, upsert
 from slipway.store.schema import alias_history, aliases, audit_events, model_versions, models
 
 Record = dict[str, Any]
@@ -293,7 +292,7 @@ def _latest(conn: sa.Connection, name: str) -> int | None:
 
 
 def _next_version(conn: sa.Connection, name: str) -> int:
-    insert = _insert(conn)(models).values(name=name, created_at=utcnow(), latest_version=0)
+    insert = upsert(conn, models).values(name=name, created_at=utcnow(), latest_version=0)
     conn.execute(insert.on_conflict_do_nothing(index_elements=["name"]))
     # The UPDATE takes the row lock: a concurrent registration waits, then sees our number.
     return int(
@@ -306,10 +305,6 @@ def _next_version(conn: sa.Connection, name: str) -> int:
     )
 
 
-def _insert(conn: sa.Connection) -> Any:
-    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-
-
 def _alias_target(conn: sa.Connection, name: str, alias: str, *, lock: bool = False) -> int | None:
     query = sa.select(aliases.c.version).where(
         aliases.c.model_name == name, aliases.c.alias == alias
@@ -320,7 +315,7 @@ def _alias_target(conn: sa.Connection, name: str, alias: str, *, lock: bool = Fa
 
 def _set_alias(conn: sa.Connection, name: str, alias: str, number: int) -> None:
     now = utcnow()
-    stmt = _insert(conn)(aliases).values(
+    stmt = upsert(conn, aliases).values(
         model_name=name, alias=alias, version=number, updated_at=now
     )
     conn.execute(
