@@ -1,42 +1,21 @@
-"""Bulk loading of scored chunks into SQLite and PostgreSQL, with the least work per row.
-
-Both paths run inside the caller's transaction (the one that also records the chunk as done):
-
-* SQLite: ``executemany`` on the transaction's own connection, 100 rows per statement, the
-  run's constants written into the statement once, so only the varying values are bound;
-* PostgreSQL: ``COPY ... FROM STDIN`` with CSV that Arrow writes in C++.
+"""A scored chunk's columns as ``batch_predictions`` stores them, built for bulk loads.
 
 The JSON text of ``label`` and ``probabilities`` is assembled column-wise by Arrow compute,
 and rows go in key order so the primary-key index is filled in order rather than at random.
+The loads themselves (``executemany`` on SQLite, ``COPY`` on PostgreSQL) are
+:func:`slipway.store.batch.write_chunk`'s.
 """
 
 from __future__ import annotations
 
-import io
-import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pcsv
-import sqlalchemy as sa
 
 from slipway.batch.scoring import PROBA_PREFIX, ScoredChunk
 from slipway.contract import jsonable
-from slipway.store.schema import batch_predictions
-
-if TYPE_CHECKING:
-    from slipway.batch.outputs import RunContext
-
-_COLUMNS = "model_name, key, run_id, version, sha256, label, probabilities, value, scored_at"
-# Constant statements (no user text in them): these paths bypass SQLAlchemy's per-row work.
-_INSERT = f"INSERT INTO batch_predictions ({_COLUMNS}) VALUES "  # noqa: S608
-_ROWS_PER_STATEMENT = 100
-# Model names, run ids, hashes and timestamps only ever use these characters.
-_SAFE_LITERAL = re.compile(r"[A-Za-z0-9_.:+ -]*")
-_COPY = f"COPY batch_predictions ({_COLUMNS}) FROM STDIN (FORMAT csv)"
 
 
 def db_columns(chunk: ScoredChunk) -> dict[str, pa.Array]:
@@ -80,105 +59,3 @@ def _proba_json(table: pa.Table, columns: list[str]) -> pa.Array:
     plain = [c[len(PROBA_PREFIX) :] for c in columns]
     texts = [orjson.dumps({k: jsonable(v) for k, v in zip(plain, r, strict=True)}) for r in rows]
     return pa.array([t.decode() for t in texts], pa.string())
-
-
-def _scored_at(conn: sa.Connection, chunk: ScoredChunk) -> Any:
-    """The chunk's timestamp exactly as SQLAlchemy would store it on this dialect."""
-    column_type = batch_predictions.c.scored_at.type.dialect_impl(conn.dialect)
-    process = column_type.bind_processor(conn.dialect)
-    return process(chunk.scored_at) if process else chunk.scored_at
-
-
-def insert_predictions(conn: sa.Connection, chunk: ScoredChunk, ctx: RunContext) -> None:
-    """Load a chunk into SQLite with the least work per row sqlite3 allows.
-
-    Statements of ``_ROWS_PER_STATEMENT`` rows each, run with ``executemany`` on the
-    transaction's own connection; the run's constants are written into the statement once
-    (they are validated identifiers, see :func:`_literal`) so only the varying values are
-    bound. Together that halves the CPU time of one bound row per statement.
-    """
-    n = chunk.rows_scored
-    if n == 0:
-        return
-    cols = db_columns(chunk)
-    varying = ["key", *(c for c in ("label", "probabilities", "value") if cols[c].null_count < n)]
-    constants = {
-        "model_name": _literal(ctx.model_name),
-        "run_id": _literal(ctx.run_id),
-        "version": str(int(ctx.version)),
-        "sha256": _literal(ctx.sha256),
-        "scored_at": _literal(str(_scored_at(conn, chunk))),
-    }
-    row = (
-        "("
-        + ", ".join(
-            constants.get(c) or ("?" if c in varying else "NULL") for c in _COLUMNS.split(", ")
-        )
-        + ")"
-    )
-    values = np.empty((n, len(varying)), dtype=object)
-    for j, name in enumerate(varying):
-        values[:, j] = cols[name].to_pylist()
-    per = _ROWS_PER_STATEMENT
-    whole = n - n % per
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        if whole:
-            batches = values[:whole].reshape(-1, per * len(varying)).tolist()
-            cursor.executemany(_INSERT + ", ".join([row] * per), batches)
-        if n > whole:
-            cursor.execute(
-                _INSERT + ", ".join([row] * (n - whole)), values[whole:].ravel().tolist()
-            )
-    finally:
-        cursor.close()
-
-
-def _literal(value: str) -> str:
-    """A SQL string literal of a value Slipway validated (model name, run id, hash, time)."""
-    if not _SAFE_LITERAL.fullmatch(value):
-        raise ValueError(f"{value!r} cannot be written into SQL as a literal")
-    return f"'{value}'"
-
-
-def copy_predictions(conn: sa.Connection, chunk: ScoredChunk, ctx: RunContext) -> None:
-    # COPY ... FROM STDIN with CSV that Arrow writes in C++: no Python object per row.
-    cols = db_columns(chunk)
-    n = chunk.rows_scored
-    stamp = _scored_at(conn, chunk)
-    table = pa.table(
-        {
-            "model_name": _repeat(ctx.model_name, n),
-            "key": cols["key"],
-            "run_id": _repeat(ctx.run_id, n),
-            "version": pa.array(np.full(n, ctx.version, dtype=np.int64)),
-            "sha256": _repeat(ctx.sha256, n),
-            "label": cols["label"],
-            "probabilities": cols["probabilities"],
-            "value": cols["value"],
-            "scored_at": _repeat(stamp.isoformat(sep=" "), n),
-        }
-    )
-    buf = io.BytesIO()
-    pcsv.write_csv(table, buf, pcsv.WriteOptions(include_header=False))
-    driver = conn.connection.driver_connection
-    with driver.cursor() as cursor, cursor.copy(_COPY) as copy:  # type: ignore[union-attr]
-        copy.write(buf.getbuffer())
-
-
-def _repeat(value: str, n: int) -> pa.Array:
-    indices = pa.array(np.zeros(n, dtype=np.int32))
-    return pa.DictionaryArray.from_arrays(indices, pa.array([value], pa.string()))
-
-
-def reject_rows(chunk: ScoredChunk, run_id: str) -> list[dict[str, Any]]:
-    return [
-        {
-            "run_id": run_id,
-            "row_number": r.row_number,
-            "key": r.key,
-            "row": r.row,
-            "reasons": r.reasons,
-        }
-        for r in chunk.rejects
-    ]

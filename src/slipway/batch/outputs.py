@@ -4,7 +4,7 @@ Each output writes a chunk so that "the chunk is done" and "its rows are there" 
 at the same instant, which is what makes a resumed run exactly-once:
 
 * database: the chunk's predictions, its rejects and its ``batch_chunks`` row are one
-  transaction (the fast paths are in :mod:`slipway.batch.bulk`);
+  transaction (:func:`slipway.store.batch.write_chunk`);
 * Parquet: the chunk is written to a temporary file, fsynced and renamed to
   ``part-NNNNNN.parquet``; a part that exists is a chunk that is done. A single-file output
   is assembled from its parts, in input order, once every chunk is done.
@@ -23,7 +23,6 @@ from typing import Any, Literal
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
-import sqlalchemy as sa
 
 from slipway.batch import bulk
 from slipway.batch.runs import ChunkRecord, RunLog
@@ -31,21 +30,10 @@ from slipway.batch.scoring import ScoredChunk
 from slipway.exceptions import BatchInputError
 from slipway.files import atomic_write
 from slipway.store import Store
-from slipway.store.schema import batch_rejects
+from slipway.store.batch import RunContext, write_chunk
 
 _META = "slipway"
 _PART = "part-{:06d}.parquet"
-
-
-@dataclass(frozen=True)
-class RunContext:
-    """What a writer needs to know about the run, small enough to send to Dask workers."""
-
-    run_id: str
-    owner: str
-    model_name: str
-    version: int
-    sha256: str
 
 
 def chunk_record(chunk: ScoredChunk) -> ChunkRecord:
@@ -72,16 +60,9 @@ class DatabaseOutput:
 
     def write(self, store: Store, chunk: ScoredChunk, ctx: RunContext) -> None:
         """Predictions, rejects and the chunk's done-marker in one transaction."""
-        try:
-            with store.write() as conn:
-                if store.dialect == "postgresql":
-                    bulk.copy_predictions(conn, chunk, ctx)
-                else:
-                    bulk.insert_predictions(conn, chunk, ctx)
-                if chunk.rejects:
-                    conn.execute(batch_rejects.insert(), bulk.reject_rows(chunk, ctx.run_id))
-                RunLog(store).record_chunk(conn, ctx.run_id, ctx.owner, chunk_record(chunk))
-        except sa.exc.IntegrityError:
+        columns = bulk.db_columns(chunk)
+        rec = chunk_record(chunk)
+        if not write_chunk(store, ctx, rec, columns, chunk.scored_at, chunk.rejects):
             if chunk.index in RunLog(store).chunks(ctx.run_id):
                 return  # another process holding this run wrote the same chunk first
             raise BatchInputError(
@@ -192,11 +173,8 @@ class ParquetOutput:
         if chunk.rejects:
             _atomic_parquet(rejects_table(chunk, ctx.run_id), parts / "_rejects" / name)
         _atomic_parquet(chunk.predictions, parts / name, {_META: json.dumps(rec.__dict__)})
-        try:
-            with store.write() as conn:
-                RunLog(store).record_chunk(conn, ctx.run_id, ctx.owner, rec)
-        except sa.exc.IntegrityError:
-            pass  # recorded already: another holder wrote this chunk, or a resume reconciled it
+        # False when recorded already: another holder wrote this chunk, or a resume reconciled it.
+        RunLog(store).record_chunks(ctx.run_id, ctx.owner, [rec])
 
     def finish(self, run_id: str, schema: pa.Schema) -> None:
         """Assemble a single-file output from its parts, in chunk order, atomically."""
