@@ -17,7 +17,9 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from slipway.exceptions import ConfigError, KeyNotFound, RegistryConflict
+from slipway.provenance import current_user
 from slipway.store import Store
+from slipway.store.audit import record_event
 from slipway.store.schema import api_keys, utcnow
 
 Role = Literal["predict", "admin"]
@@ -70,8 +72,14 @@ class KeyStore:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def create(self, name: str, role: str) -> tuple[ApiKey, str]:
-        """Create a key; return its record and the plain key, which is never shown again."""
+    def create(
+        self, name: str, role: str, *, actor: str | None = None, via: str | None = None
+    ) -> tuple[ApiKey, str]:
+        """Create a key; return its record and the plain key, which is never shown again.
+
+        The audit trail records the creation by ``actor`` (default: the OS user), ``via`` a
+        channel when given (``"ui"``).
+        """
         if not isinstance(name, str) or not _NAME.match(name):
             raise ConfigError(
                 f"{name!r} is not a valid key name: use letters, digits, '.', '_', '@' or '-', "
@@ -98,6 +106,7 @@ class KeyStore:
                     created_at=key.created_at,
                 )
             )
+            _audit(conn, "create_key", key, actor, via)
         return key, token
 
     def list(self) -> list[ApiKey]:
@@ -106,8 +115,11 @@ class KeyStore:
             rows = conn.execute(sa.select(api_keys).order_by(api_keys.c.name)).all()
         return [_key(r) for r in rows]
 
-    def revoke(self, name: str) -> ApiKey:
-        """Revoke a key by name; revoking a revoked key changes nothing and returns it."""
+    def revoke(self, name: str, *, actor: str | None = None, via: str | None = None) -> ApiKey:
+        """Revoke a key by name; revoking a revoked key changes nothing and returns it.
+
+        A revocation is audited as a creation is.
+        """
         with self.store.write() as conn:
             row = conn.execute(
                 sa.select(api_keys).where(api_keys.c.name == name).with_for_update()
@@ -122,6 +134,7 @@ class KeyStore:
                     api_keys.update().where(api_keys.c.name == name).values(revoked_at=utcnow())
                 )
                 row = conn.execute(sa.select(api_keys).where(api_keys.c.name == name)).one()
+                _audit(conn, "revoke_key", _key(row), actor, via)
         return _key(row)
 
     def active(self) -> dict[str, ApiKey]:
@@ -129,6 +142,13 @@ class KeyStore:
         with self.store.read() as conn:
             rows = conn.execute(sa.select(api_keys).where(api_keys.c.revoked_at.is_(None))).all()
         return {r.key_hash: _key(r) for r in rows}
+
+
+def _audit(
+    conn: sa.Connection, action: str, key: ApiKey, actor: str | None, via: str | None
+) -> None:
+    detail = {"key": key.name, "role": key.role, **({"via": via} if via else {})}
+    record_event(conn, actor or current_user(), action, None, detail=detail)
 
 
 def _key(row: Any) -> ApiKey:

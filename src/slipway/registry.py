@@ -32,6 +32,7 @@ from slipway.profile import from_parquet_bytes, to_parquet_bytes
 from slipway.provenance import current_user, library_versions, minor
 from slipway.registration import describe
 from slipway.store import Store
+from slipway.store.audit import record_event
 from slipway.store.schema import (
     alias_history,
     aliases,
@@ -285,10 +286,22 @@ class Registry:
 
     # -- aliases ---------------------------------------------------------------------------
 
-    def promote(self, name: str, version: int, *, alias: str = DEFAULT_ALIAS) -> ModelVersion:
-        """Point ``alias`` at ``version`` (atomically) and record the move."""
+    def promote(
+        self,
+        name: str,
+        version: int,
+        *,
+        alias: str = DEFAULT_ALIAS,
+        actor: str | None = None,
+        via: str | None = None,
+    ) -> ModelVersion:
+        """Point ``alias`` at ``version`` (atomically) and record the move.
+
+        The audit event names ``actor`` (default: the configured or OS user) and, when given,
+        the channel ``via`` (``"ui"`` for the web console).
+        """
         check_alias(alias)
-        actor = current_user(self.settings.user)
+        actor = actor or current_user(self.settings.user)
         with self.store.write() as conn:
             status = self._status(conn, name, version)
             if status != "active":
@@ -313,13 +326,22 @@ class Registry:
                     alias=alias,
                     from_version=current,
                     to_version=version,
+                    detail=_via(via),
                 )
         return self.get(f"{name}:{version}")
 
-    def rollback(self, name: str, *, alias: str = DEFAULT_ALIAS) -> ModelVersion:
-        """Move ``alias`` back to the version it held before its latest move."""
+    def rollback(
+        self,
+        name: str,
+        *,
+        alias: str = DEFAULT_ALIAS,
+        actor: str | None = None,
+        via: str | None = None,
+    ) -> ModelVersion:
+        """Move ``alias`` back to the version it held before its latest move (audited as
+        :meth:`promote` is)."""
         check_alias(alias)
-        actor = current_user(self.settings.user)
+        actor = actor or current_user(self.settings.user)
         with self.store.write() as conn:
             self._status(conn, name, None)
             current = _lock_alias(conn, name, alias)
@@ -362,12 +384,16 @@ class Registry:
                 alias=alias,
                 from_version=current,
                 to_version=target,
+                detail=_via(via),
             )
         return self.get(f"{name}:{target}")
 
-    def archive(self, name: str, version: int) -> ModelVersion:
-        """Retire a version: still loadable as ``name:N``, never promoted or picked as latest."""
-        actor = current_user(self.settings.user)
+    def archive(
+        self, name: str, version: int, *, actor: str | None = None, via: str | None = None
+    ) -> ModelVersion:
+        """Retire a version: still loadable as ``name:N``, never promoted or picked as latest
+        (audited as :meth:`promote` is)."""
+        actor = actor or current_user(self.settings.user)
         with self.store.write() as conn:
             status = self._status(conn, name, version)
             held = [a for a, v in _alias_map(conn, name).items() if v == version]
@@ -382,7 +408,7 @@ class Registry:
                     .where(model_versions.c.model_name == name, model_versions.c.version == version)
                     .values(status="archived")
                 )
-                _audit(conn, actor, "archive", name, version=version)
+                _audit(conn, actor, "archive", name, version=version, detail=_via(via))
         return self.get(f"{name}:{version}")
 
     def aliases(self, name: str) -> dict[str, int]:
@@ -391,6 +417,31 @@ class Registry:
             return _alias_map(conn, name)
 
     # -- audit and integrity ---------------------------------------------------------------
+
+    def record_event(
+        self,
+        action: str,
+        name: str | None = None,
+        *,
+        version: int | None = None,
+        from_version: int | None = None,
+        to_version: int | None = None,
+        actor: str | None = None,
+        via: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Add an event that is not a registry change (a reload) to the audit trail."""
+        with self.store.write() as conn:
+            _audit(
+                conn,
+                actor or current_user(self.settings.user),
+                action,
+                name,
+                version=version,
+                from_version=from_version,
+                to_version=to_version,
+                detail={**(detail or {}), **_via(via)},
+            )
 
     def audit(self, name: str | None = None, *, limit: int = 100) -> list[AuditEvent]:
         """Registry changes, newest first."""
@@ -543,28 +594,8 @@ def _version(row: Any, amap: Mapping[str, int]) -> ModelVersion:
     )
 
 
-def _audit(
-    conn: sa.Connection,
-    actor: str,
-    action: str,
-    name: str | None,
-    *,
-    version: int | None = None,
-    alias: str | None = None,
-    from_version: int | None = None,
-    to_version: int | None = None,
-    detail: Mapping[str, Any] | None = None,
-) -> None:
-    conn.execute(
-        audit_events.insert().values(
-            at=utcnow(),
-            actor=actor,
-            action=action,
-            model_name=name,
-            version=version,
-            alias=alias,
-            from_version=from_version,
-            to_version=to_version,
-            detail=dict(detail or {}),
-        )
-    )
+def _via(via: str | None) -> dict[str, str]:
+    return {"via": via} if via else {}
+
+
+_audit = record_event
