@@ -80,8 +80,9 @@ def make_console(tmp_path, make_fitted) -> Iterator[Any]:
         fitted = None
         if register:
             fitted = make_fitted("frame")
-            registry.register(fitted.pipeline, "fraud", fitted.X_train, fitted.y_train,
-                              X_val=fitted.X_val, y_val=fitted.y_val, alias="production")  # fmt: skip
+            f = fitted
+            registry.register(f.pipeline, "fraud", f.X_train, f.y_train, X_val=f.X_val,
+                              y_val=f.y_val, alias="production")  # fmt: skip
         keys = {}
         for role in ("predict", "admin"):
             keys[role] = KeyStore(registry.store).create(f"{role}-key", role)[1]

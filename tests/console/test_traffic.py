@@ -48,7 +48,7 @@ def test_prediction_buckets_count_rows_and_latency_per_version(store):
     count of the inserted rows, on both stores."""
     rng = np.random.default_rng(0)
     rows = []
-    for i in range(400):
+    for _ in range(400):
         at = NOW - timedelta(seconds=float(rng.uniform(0, 300)))
         rows.append(("fraud", int(rng.integers(1, 3)), at, float(rng.lognormal(0, 1.5))))
     rows.append(("fraud", 1, NOW - timedelta(hours=2), 1.0))  # outside the range
