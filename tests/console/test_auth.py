@@ -195,3 +195,12 @@ def test_login_over_plain_http_to_a_remote_host_warns_about_the_secure_cookie(ui
     assert "Secure" in remote.text and "TLS proxy" in remote.text
     for base in ("http://127.0.0.1:8000", "http://localhost:8000", "https://10.1.2.3"):
         assert "TLS proxy" not in TestClient(app, base_url=base).get("/ui/login").text
+
+
+def test_the_prediction_lane_has_no_session_check(ui):
+    """Predictions' gate checks no session (nothing added to the hot path); the routed gate does."""
+    assert ui.client.app.lane.sessions == ()
+    stack = ui.client.app.middleware_stack
+    while not hasattr(stack, "sessions"):
+        stack = stack.app
+    assert [prefix for prefix, _, _ in stack.sessions] == ["/ui"]
