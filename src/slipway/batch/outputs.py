@@ -28,10 +28,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from slipway.batch.runs import ChunkRecord, RunLog
-from slipway.batch.scoring import PROBA_PREFIX, ScoredChunk
-from slipway.contract import jsonable
+from slipway.batch.scoring import PredictedChunk
 from slipway.exceptions import BatchInputError
 from slipway.files import atomic_write
+from slipway.predict import Predictions
+from slipway.problems import jsonable
 from slipway.store import Store
 from slipway.store.batch import RunContext, write_chunk
 
@@ -39,7 +40,7 @@ _META = "slipway"
 _PART = "part-{:06d}.parquet"
 
 
-def chunk_record(chunk: ScoredChunk) -> ChunkRecord:
+def chunk_record(chunk: PredictedChunk) -> ChunkRecord:
     """The bookkeeping row of a scored chunk."""
     return ChunkRecord(
         chunk.index, chunk.first_row, chunk.rows_in, chunk.rows_scored, chunk.rows_rejected
@@ -61,7 +62,7 @@ class DatabaseOutput:
         """Chunks whose rows are committed."""
         return runs.chunks(run_id)
 
-    def write(self, store: Store, chunk: ScoredChunk, ctx: RunContext) -> None:
+    def write(self, store: Store, chunk: PredictedChunk, ctx: RunContext) -> None:
         """Predictions, rejects and the chunk's done-marker in one transaction."""
         columns = db_columns(chunk)
         rec = chunk_record(chunk)
@@ -168,7 +169,7 @@ class ParquetOutput:
                 out[rec.chunk] = rec
         return out
 
-    def write(self, store: Store, chunk: ScoredChunk, ctx: RunContext) -> None:
+    def write(self, store: Store, chunk: PredictedChunk, ctx: RunContext) -> None:
         """Rejects part, then the predictions part (whose arrival marks the chunk done)."""
         parts = self.parts(ctx.run_id)
         rec = chunk_record(chunk)
@@ -232,7 +233,7 @@ REJECTS_SCHEMA = pa.schema(
 )
 
 
-def rejects_table(chunk: ScoredChunk, run_id: str) -> pa.Table:
+def rejects_table(chunk: PredictedChunk, run_id: str) -> pa.Table:
     """A chunk's rejects as written to Parquet (row and reasons as JSON text)."""
     rejects = chunk.rejects
     columns = [
@@ -251,7 +252,7 @@ def rejects_table(chunk: ScoredChunk, run_id: str) -> pa.Table:
 # -- database columns ---------------------------------------------------------------------
 
 
-def db_columns(chunk: ScoredChunk) -> dict[str, pa.Array]:
+def db_columns(chunk: PredictedChunk) -> dict[str, pa.Array]:
     """The chunk's key, label, probabilities and value as the database stores them.
 
     ``label`` is JSON text of the class, ``probabilities`` JSON text of {class: p} as in
@@ -266,7 +267,7 @@ def db_columns(chunk: ScoredChunk) -> dict[str, pa.Array]:
     names = table.column_names
     out: dict[str, pa.Array] = {"key": table["key"].combine_chunks()}
     out["label"] = _label_json(table["label"]) if "label" in names else pa.nulls(n, pa.string())
-    proba = [c for c in names if c.startswith(PROBA_PREFIX)]
+    proba = [c for c in names if Predictions.proba_class(c) is not None]
     out["probabilities"] = _proba_json(table, proba) if proba else pa.nulls(n, pa.string())
     value = table["value"].combine_chunks() if "value" in names else pa.nulls(n, pa.float64())
     out["value"] = value
@@ -281,15 +282,15 @@ def _label_json(labels: pa.ChunkedArray) -> pa.Array:
 
 def _proba_json(table: pa.Table, columns: list[str]) -> pa.Array:
     arrays = [table[c].combine_chunks() for c in columns]
-    keys = [orjson.dumps(c[len(PROBA_PREFIX) :]).decode() for c in columns]
+    plain = [Predictions.proba_class(c) for c in columns]
+    keys = [orjson.dumps(k).decode() for k in plain]
     if all(pc.all(pc.is_finite(a)).as_py() is not False for a in arrays):
         parts: list[Any] = []
         for i, (key, arr) in enumerate(zip(keys, arrays, strict=True)):
             parts += [("{" if i == 0 else ", ") + key + ": ", pc.cast(arr, pa.string())]
         return pc.binary_join_element_wise(*parts, "}", "")
-    # NaN or infinity cannot be JSON numbers: spell them as jsonable() does, row by row.
+    # NaN or infinity cannot be JSON numbers: null, as jsonable() writes them, row by row.
     rows = zip(*(a.to_pylist() for a in arrays), strict=True)
-    plain = [c[len(PROBA_PREFIX) :] for c in columns]
     texts = [orjson.dumps({k: jsonable(v) for k, v in zip(plain, r, strict=True)}) for r in rows]
     return pa.array([t.decode() for t in texts], pa.string())
 
