@@ -54,6 +54,19 @@ def test_default_band_is_ten_widths_beyond_the_training_range(contract: Contract
     assert ok.ok and codes(bad) == [(0, "amount", "out_of_range")]
 
 
+@pytest.mark.parametrize(("value", "band"), [(5.0, (-45.0, 55.0)), (0.0, (-10.0, 10.0))])
+def test_a_constant_training_column_gets_a_band_of_its_magnitude(value, band):
+    """A column with one value has no width: the band uses |value| (or 1 at zero) instead,
+    so other plausible values pass and only implausible ones are refused."""
+    c = Contract.learn(pd.DataFrame({"x": [value] * 5, "n": pd.Series([3] * 5, dtype="int64")}))
+    x, n = c.fields
+    assert (x.low, x.high) == band and (n.low, n.high) == (-27.0, 33.0)
+    inside = [{"x": band[0] + 0.5, "n": -26}, {"x": value + 1.0, "n": 4}, {"x": band[1], "n": 33}]
+    assert c.validate(inside).ok
+    outside = c.validate([{"x": band[1] + 1.0, "n": 3}, {"x": value, "n": 34}])
+    assert codes(outside) == [(0, "x", "out_of_range"), (1, "n", "out_of_range")]
+
+
 def test_absolute_limit_applies_even_inside_a_wide_band():
     """|x| > 1e12 is rejected whatever the training range."""
     c = Contract.learn(pd.DataFrame({"x": [-1e13, 1e13]}))
