@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,11 +87,15 @@ def register(make_fitted):
 
 @pytest.fixture
 def serve(tmp_path, register) -> Iterator[Any]:
-    """Factory: ``serve(models=("fraud",), settings=None, **overrides)`` -> a started Harness."""
+    """Factory: ``serve(models=("fraud",), settings=None, clock=..., **overrides)`` -> a started
+    Harness; ``clock`` is the rate limiter's."""
     started: list[Harness] = []
 
     def make(
-        models: tuple[str, ...] = ("fraud",), settings: Settings | None = None, **overrides: Any
+        models: tuple[str, ...] = ("fraud",),
+        settings: Settings | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        **overrides: Any,
     ) -> Harness:
         base = settings or Settings(home=tmp_path / "home", user="tester")
         s = base.model_copy(update={**FAST, **overrides})
@@ -99,7 +104,8 @@ def serve(tmp_path, register) -> Iterator[Any]:
         keys = {}
         for role in ("predict", "admin"):
             keys[role] = KeyStore(registry.store).create(f"{role}-key", role)[1]
-        client = TestClient(create_app(s, registry=registry), raise_server_exceptions=False)
+        app = create_app(s, registry=registry, clock=clock)
+        client = TestClient(app, raise_server_exceptions=False)
         client.__enter__()
         harness = Harness(s, registry, client, keys, fitted)
         started.append(harness)

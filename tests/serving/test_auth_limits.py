@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 
 import httpx
 import pytest
@@ -74,6 +75,19 @@ def test_revoked_key_stops_working_without_a_restart(harness):
     assert harness.get("/v1/models", role="admin").status_code == 200
 
 
+def test_the_background_refresher_revokes_a_key_in_process(harness):
+    """The app starts the key refresher: with a 0.1 s poll and no manual refresh, a revoked key
+    is refused within seconds while the other key keeps working."""
+    assert harness.get("/v1/models").status_code == 200
+    KeyStore(harness.registry.store).revoke("predict-key")
+    deadline = time.monotonic() + 20  # a bound, not a race: 200 polls at 0.1 s
+    while harness.get("/v1/models").status_code == 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    r = harness.get("/v1/models")
+    assert r.status_code == 401 and "revoked" in r.json()["error"]
+    assert harness.get("/v1/models", role="admin").status_code == 200
+
+
 def test_no_key_ever_appears_in_logs_or_error_bodies(harness, caplog):
     """The access log names the key, never the key itself; errors never echo it."""
     caplog.set_level(logging.INFO, logger="slipway")
@@ -106,14 +120,22 @@ def test_access_log_lines_are_json_with_request_id_key_route_status_latency(harn
 
 
 def test_rate_limit_answers_429_with_retry_after(serve):
-    """A key that exhausts its bucket gets 429 and Retry-After; other keys are unaffected."""
-    h = serve(serve_rate_limit=0.5, serve_rate_burst=2)
+    """A key that exhausts its bucket gets 429 and Retry-After; other keys are unaffected; the
+    bucket refills at the rate (the limiter's clock is a fake one here, so nothing races)."""
+    now = [100.0]
+    h = serve(serve_rate_limit=0.5, serve_rate_burst=2, clock=lambda: now[0])
     statuses = [h.get("/v1/models").status_code for _ in range(3)]
     assert statuses == [200, 200, 429]
     r = h.get("/v1/models")
-    assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
-    assert "predict-key" in r.json()["error"]
+    assert r.status_code == 429 and r.headers["retry-after"] == "2"  # one token at 0.5/s
+    assert "predict-key" in r.json()["error"] and "0.5 requests per second" in r.json()["error"]
     assert h.get("/v1/models", role="admin").status_code == 200
+    now[0] += 1.9
+    assert h.get("/v1/models").status_code == 429
+    now[0] += 0.1
+    fast = {"features": h.rows("fraud", 1)[0]}
+    assert h.post("/v1/models/fraud/predict", fast).status_code == 200  # the direct lane too
+    assert h.post("/v1/models/fraud/predict", fast).status_code == 429
 
 
 def test_token_bucket_refills_at_the_rate():
@@ -210,9 +232,9 @@ def test_key_cache_keeps_the_last_copy_when_the_database_fails(harness, caplog):
     cache.poll_seconds = 0.01
     with caplog.at_level(logging.WARNING, logger="slipway.serving.auth"):
         cache.start()
-        import time
-
-        time.sleep(0.1)
+        deadline = time.monotonic() + 20  # a bound, not a race: the first poll is at 0.01 s
+        while "database down" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.01)
         cache.stop()
     assert len(cache) == 2 and "database down" in caplog.text
 

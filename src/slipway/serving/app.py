@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -52,10 +53,12 @@ def create_app(
     registry: Registry | None = None,
     routers: Sequence[RouterFactory] = (),
     multiprocess_dir: str | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> FastAPI:
     """Build the service for ``settings``; ``routers`` add more ``(service) -> APIRouter``s.
 
-    ``multiprocess_dir`` is prometheus-client's shared directory when several workers serve.
+    ``multiprocess_dir`` is prometheus-client's shared directory when several workers serve;
+    ``clock`` is the monotonic clock the rate limiter refills by (tests pass a fake one).
     """
     registry = registry or Registry(settings)
     store = registry.store
@@ -111,7 +114,7 @@ def create_app(
     # One set of keys, buckets and cap for both ways in, so limits count every request.
     guard: dict[str, Any] = {
         "keys": keys,
-        "buckets": TokenBuckets(rate, burst),
+        "buckets": TokenBuckets(rate, burst, clock),
         "cap": ConcurrencyCap(settings.serve_max_concurrency),
         "max_body_bytes": settings.serve_max_body_bytes,
         "metrics": metrics,
