@@ -142,12 +142,28 @@ def test_extra_statistics_are_plain_callables(reference):
     amount = report.features["amount"]
     assert amount.extra["iqr"] == pytest.approx(iqr_ratio(reference.amount, current.amount))
     assert "boom" in amount.extra["broken"]["error"]
-    flagged = monitor(
-        reference,
-        current.assign(amount=current.amount * 1.02),
-        statistics={"tiny": (lambda r, c: 1.0, 0.5)},
-    )
-    assert "tiny" in flagged.features["amount"].effects
+    assert amount.floors.keys() == {"mean_shift", "variance_ratio", "wasserstein", "psi"}
+
+
+def test_an_extra_statistic_with_a_floor_flags_only_a_significant_shift(reference):
+    """A statistic above its floor is an effect like the others: it flags a shift the test
+    finds significant (the built-in floors set out of reach), and never a tiny one."""
+    current = reference.sample(800, random_state=6)
+    out_of_reach = {"amount": {"mean_shift": 10, "variance_ratio": 100, "wasserstein": 10}}
+    options = {"statistics": {"tiny": (lambda r, c: 1.0, 0.5)}, "thresholds": out_of_reach}
+    tiny = monitor(reference, current.assign(amount=current.amount * 1.02), **options)
+    amount = tiny.features["amount"]
+    assert amount.effects["tiny"] == 1.0 and amount.floors["tiny"] == 0.5
+    assert amount.exceeded == ["tiny"] and amount.p_adjusted > 0.5
+    assert amount.status == "ok" and not amount.flagged and "amount" not in tiny.flagged
+    large = monitor(reference, current.assign(amount=current.amount * 1.3), **options)
+    amount = large.features["amount"]
+    assert amount.p_adjusted < 1e-6 and amount.exceeded == ["tiny"]
+    assert amount.flagged and large.flagged == ["amount"] and large.status == "ALERT"
+    assert "tiny 1 (floor 0.5)" in amount.message
+    options["statistics"] = {"tiny": (lambda r, c: 0.4, 0.5)}
+    below = monitor(reference, current.assign(amount=current.amount * 1.3), **options)
+    assert below.features["amount"].status == "minor"
 
 
 def test_prediction_drift_from_frames(reference):
