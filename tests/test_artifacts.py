@@ -71,6 +71,24 @@ def test_get_refuses_mismatched_or_missing_bytes(tmp_path):
         store.path("../../etc/passwd")
 
 
+@pytest.mark.parametrize(
+    "name", ["../" + "a" * 61, "A" * 64, "a" * 63, "a" * 65, "g" + "0" * 63, ""]
+)
+def test_only_64_lowercase_hex_digits_name_an_artifact(tmp_path, name):
+    """A path component that is not exactly a sha256 digest never reaches the file system."""
+    with pytest.raises(ValueError, match="not a hex sha256"):
+        art.ArtifactStore(tmp_path).path(name)
+
+
+def test_unknown_formats_are_refused_by_name():
+    """dump_model and load_model name the formats they know."""
+    with pytest.raises(ValueError, match="Unknown artifact format 'pickle'; use one of joblib"):
+        art.dump_model(object(), "pickle")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="Unknown artifact format 'pickle'; use one of joblib"):
+        art.load_model(b"", "pickle")  # type: ignore[arg-type]
+    assert art.untrusted_types(b"not skops", "joblib") == []
+
+
 def test_altered_pickle_never_runs_its_payload(tmp_path, make_fitted):
     """A malicious pickle altered on disk by one byte fails before deserialization."""
     canary = tmp_path / "canary"
@@ -171,7 +189,8 @@ def test_skops_refuses_untrusted_types_by_name(tmp_path):
         mv = reg.register(pipe, "fn", X, format="skops")
     untrusted = mv.meta["untrusted_types"]
     assert any(t.endswith("_double") for t in untrusted)
-    with pytest.raises(UntrustedArtifact, match="_double"):
+    with pytest.raises(UntrustedArtifact, match="_double") as info:
         reg.load("fn:1")
+    assert info.value.path == str(reg.artifacts.path(mv.sha256))  # names the file it refused
     trusting = Registry(Settings(home=tmp_path / "home", trusted_types=tuple(untrusted)))
     np.testing.assert_array_equal(trusting.load("fn:1").predict(X), pipe.predict(X))
