@@ -83,7 +83,7 @@ class DatabaseOutput:
                 if chunk.rejects:
                     conn.execute(batch_rejects.insert(), bulk.reject_rows(chunk, ctx.run_id))
                 RunLog(store).record_chunk(conn, ctx.run_id, ctx.owner, chunk_record(chunk))
-        except (sa.exc.IntegrityError, store.engine.dialect.dbapi.IntegrityError):
+        except (sa.exc.IntegrityError, _driver_integrity_error(store)):
             # The bulk paths load through the driver's own cursor (executemany, COPY), so a
             # repeated key surfaces as the driver's IntegrityError, not SQLAlchemy's.
             if chunk.index in RunLog(store).chunks(ctx.run_id):
@@ -298,6 +298,12 @@ def _concat(parts: list[Path], target: Path, schema: pa.Schema) -> None:
         with pq.ParquetWriter(fh, plain, store_schema=False) as writer:
             for part in parts:
                 writer.write_table(pq.read_table(part).replace_schema_metadata(None))
+
+
+def _driver_integrity_error(store: Store) -> type[Exception]:
+    """The DB-API driver's IntegrityError (sqlite3's, psycopg's), which the bulk paths raise."""
+    dbapi = store.engine.dialect.dbapi
+    return sa.exc.IntegrityError if dbapi is None else dbapi.IntegrityError
 
 
 def _refuse_repeated_keys(parts: list[Path]) -> None:
