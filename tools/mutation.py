@@ -544,18 +544,18 @@ def warm(modules: list[str]) -> None:
     """Import what every child needs once, in the parent (children fork from it)."""
     import pytest
 
-    for module in modules:
-        importlib.import_module(module)
     files = sorted({t.split("::")[0] for m in modules for t in MODULES[m]})
     devnull = os.open(os.devnull, os.O_WRONLY)
     saved = os.dup(1), os.dup(2)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
-    try:
+    try:  # first: pytest's own plugins must be imported by pytest, to be rewritten
         pytest.main([*PYTEST_ARGS, "--collect-only", *files])
     finally:
         os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
+    for module in modules:
+        importlib.import_module(module)
 
 
 def mutate_module(module: str, only: set[int] | None = None) -> list[Mutant]:
