@@ -180,6 +180,23 @@ def test_prediction_drift_from_frames(reference):
     assert any(r.code == "prediction_drift" for r in report.reasons)
 
 
+def test_inputs_of_any_shape_line_up_by_the_references_names(reference):
+    """An array window takes the reference frame's column names; ``features`` picks columns
+    (unknown names ignored); a column only in the window keeps its own kind; predictions are
+    compared only when both sides are given."""
+    numbers = reference[["amount", "score"]].fillna(0.0)
+    window = numbers.sample(600, random_state=8)
+    from_array = monitor(numbers, window.to_numpy())
+    assert list(from_array.features) == ["amount", "score"]
+    assert {f.status for f in from_array.features.values()} == {"ok"}
+    picked = monitor(reference, reference.sample(600, random_state=9), features=["amount", "nope"])
+    assert list(picked.features) == ["amount"]
+    extra = monitor(reference, reference.head(300).assign(new=1.5, tag="x"))
+    assert (extra.features["new"].kind, extra.features["tag"].kind) == ("numeric", "categorical")
+    one_sided = monitor(reference, window.assign(merchant="grocery"), reference_predictions=[0.5])
+    assert one_sided.latest.prediction == []
+
+
 def test_monitoring_all_is_sorted_and_complete():
     """slipway.monitoring's __all__ is sorted and names each public attribute."""
     import slipway.monitoring as m
