@@ -5,17 +5,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 
 import httpx
 import pytest
 
-from slipway.exceptions import Overloaded, RateLimited
-from slipway.keys import KeyStore
+from slipway.exceptions import Overloaded, RateLimited, Unauthorized
+from slipway.keys import ApiKey, KeyStore, hash_token
 from slipway.serving.auth import KeyCache
 from slipway.serving.gate import Gate
 from slipway.serving.limits import ConcurrencyCap, TokenBuckets
 from slipway.serving.metrics import Metrics
+from slipway.store.schema import utcnow
 
 GUARDED = [
     ("GET", "/v1/models"),
@@ -237,6 +239,82 @@ def test_key_cache_keeps_the_last_copy_when_the_database_fails(harness, caplog):
             time.sleep(0.01)
         cache.stop()
     assert len(cache) == 2 and "database down" in caplog.text
+
+
+class FakeKeys:
+    """A KeyStore stand-in: the active keys are whatever the test says."""
+
+    def __init__(self, **tokens: str) -> None:
+        self.tokens = dict(tokens)  # key name -> plain token
+        self.reads = 0
+
+    def active(self):
+        self.reads += 1
+        return {
+            hash_token(t): ApiKey(name, "predict", t[:8], utcnow())
+            for name, t in self.tokens.items()
+        }
+
+
+@pytest.mark.parametrize(
+    ("headers", "outcome"),
+    [
+        ([(b"authorization", b"Bearer tok-a")], "a"),
+        ([(b"authorization", b"bEaReR  tok-a ")], "a"),
+        ([(b"x-api-key", b" tok-b ")], "b"),
+        ([(b"authorization", b"Bearer tok-a"), (b"x-api-key", b"wrong")], "a"),
+        ([(b"x-api-key", b"wrong"), (b"authorization", b"Bearer tok-b")], "b"),
+        ([], "missing"),
+        ([(b"authorization", b"Bearer ")], "missing"),
+        ([(b"authorization", b"Basic tok-a")], "missing"),
+        ([(b"x-api-key", b"  ")], "missing"),
+        ([(b"x-authorization", b"Bearer tok-a")], "missing"),
+        ([(b"authorization", b"Bearer tok-c")], "invalid"),
+    ],
+)
+def test_authenticate_reads_bearer_or_x_api_key(headers, outcome):
+    """The key comes from `Authorization: Bearer` (any case) or `X-API-Key`; no usable header
+    says how to send one, an unknown key says it is not valid."""
+    cache = KeyCache(FakeKeys(a="tok-a", b="tok-b"))  # type: ignore[arg-type]
+    cache.refresh()
+    assert len(cache) == 2
+    if outcome in ("a", "b"):
+        assert cache.authenticate(headers).name == outcome
+        return
+    with pytest.raises(Unauthorized) as info:
+        cache.authenticate(headers)
+    expected = "needs an API key" if outcome == "missing" else "not valid"
+    assert expected in str(info.value)
+
+
+def test_the_refresher_follows_the_keys_stops_and_restarts():
+    """start() refreshes every poll in a daemon thread; stop() ends it; a second start() works."""
+    keys = FakeKeys(a="tok-a")
+    cache = KeyCache(keys, poll_seconds=0.01)  # type: ignore[arg-type]
+    assert cache.poll_seconds == 0.01 and KeyCache(keys).poll_seconds == 1.0  # type: ignore[arg-type]
+
+    def refreshers():
+        return [t for t in threading.enumerate() if t.name == "slipway-keys"]
+
+    def eventually(condition):
+        deadline = time.monotonic() + 20  # a bound, not a race: polls come every 0.01 s
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return condition()
+
+    for round_ in range(2):
+        keys.tokens["b"] = "tok-b"
+        cache.start()
+        cache.start()  # idempotent: still one thread
+        assert len(refreshers()) == 1 and refreshers()[0].daemon
+        assert eventually(lambda: len(cache) == 2), round_
+        del keys.tokens["b"]
+        assert eventually(lambda: len(cache) == 1), round_
+        cache.stop()
+        assert refreshers() == []
+    reads = keys.reads
+    time.sleep(0.05)
+    assert keys.reads == reads  # stopped: no more reads
 
 
 def test_server_without_keys_refuses_to_start_unless_no_auth(serve, tmp_path):
