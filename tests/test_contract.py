@@ -312,6 +312,14 @@ def test_json_schema_bounds_are_exact_integers_only_where_floats_are_exact():
     assert props["t"] == {"type": "string"}
 
 
+def test_validate_clean_answers_only_for_clean_rows(contract: Contract):
+    """validate_clean (the fast path) validates clean records and declines anything else."""
+    row = {"amount": 12.5, "hour": 3, "country": "US", "is_new": False}
+    clean = contract.validate_clean([row])
+    assert clean is not None and clean.ok and clean.n_rows == 1
+    assert contract.validate_clean([{**row, "hour": "3"}]) is None
+
+
 def test_raise_for_errors_lists_problems(contract: Contract):
     """ContractViolation carries every problem and says how many there are."""
     checked = contract.validate([{"amount": "x"}])
