@@ -11,13 +11,13 @@ import time
 import httpx
 import pytest
 
+from slipway.clock import utcnow
 from slipway.exceptions import Overloaded, RateLimited, Unauthorized
 from slipway.keys import ApiKey, KeyStore, hash_token
 from slipway.serving.auth import KeyCache
 from slipway.serving.gate import Gate
 from slipway.serving.limits import ConcurrencyCap, TokenBuckets
 from slipway.serving.metrics import Metrics
-from slipway.store.schema import utcnow
 
 GUARDED = [
     ("GET", "/v1/models"),
