@@ -114,6 +114,11 @@ MODULES: dict[str, list[str]] = {
         "tests/batch/test_score_file.py",
         "tests/batch/test_cli.py",
     ],
+    "slipway.store.batch": [
+        "tests/batch/test_outputs.py",
+        "tests/batch/test_resume.py",
+        "tests/batch/test_score_file.py",
+    ],
     "slipway.batch.runner": [
         "tests/batch/test_resume.py",
         "tests/batch/test_outputs.py",
@@ -125,6 +130,7 @@ MODULES: dict[str, list[str]] = {
         "tests/serving/test_predict.py",
     ],
     "slipway.keys": ["tests/serving/test_keys.py", "tests/serving/test_auth_limits.py"],
+    "slipway.store.keys": ["tests/serving/test_keys.py", "tests/serving/test_auth_limits.py"],
 }
 PYTEST_ARGS = ["-x", "-q", "-n", "0", "-p", "no:cacheprovider", "-m", "not slow"]
 OUT = ROOT / ".mutation"
