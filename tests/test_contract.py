@@ -293,6 +293,8 @@ def test_example_row_is_the_middle_of_each_range_and_the_first_category(contract
         pd.DataFrame({"x": [0.0, 0.123456], "t": pd.Series(["a", "b"], dtype=object)})
     )
     assert odd.example() == {"x": 0.0617, "t": "a"}
+    never_seen = Contract.learn(pd.DataFrame({"x": [np.nan, np.nan]}))
+    assert never_seen.example() == {"x": None}  # no range learned: no value to suggest
 
 
 def test_json_schema_bounds_are_exact_integers_only_where_floats_are_exact():
