@@ -16,7 +16,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from slipway import artifacts as art
-from slipway import backends
+from slipway import backends, estimation
 from slipway.config import Settings
 from slipway.contract import Unseen
 from slipway.exceptions import (
@@ -136,6 +136,9 @@ class Registry:
         }
         if desc.onnx is not None:
             meta["artifacts"]["onnx"] = self.artifacts.put(desc.onnx)
+        if desc.estimator is not None:
+            estimator_bytes = estimation.dump_estimator(desc.estimator, format)
+            meta["artifacts"]["estimator"] = self.artifacts.put(estimator_bytes)
         actor = current_user(self.settings.user)
         with self.store.write() as conn:
             version = _next_version(conn, self.store.dialect, name)
@@ -282,6 +285,21 @@ class Registry:
         """The version's predictions on its validation data (label, ``proba:<class>`` / value)."""
         sha = mv.meta["artifacts"]["reference_predictions"]
         return from_parquet_bytes(self.artifacts.get(sha))
+
+    def estimator(self, mv: ModelVersion) -> estimation.Calibration | estimation.LossModel | None:
+        """The performance estimator fitted at registration (a CBPE calibration or a DLE loss
+        model), or None for versions registered without validation data or before estimators
+        were recorded."""
+        sha = mv.meta.get("artifacts", {}).get("estimator")
+        if sha is None:
+            return None
+        return estimation.load_estimator(
+            self.artifacts.get(sha),
+            mv.meta["estimation"],
+            mv.format,
+            trusted=self.settings.trusted_types,
+            source=str(self.artifacts.path(sha)),
+        )
 
     # -- aliases ---------------------------------------------------------------------------
 
