@@ -135,9 +135,7 @@ def test_calibration_round_trips_through_json(calibrated):
 
 
 def _regression(rng, n, shift=0.0, concept=False):
-    X = pd.DataFrame(
-        {"x": rng.normal(shift, 1, n), "g": rng.choice(["a", "b"], n, p=[0.7, 0.3])}
-    )
+    X = pd.DataFrame({"x": rng.normal(shift, 1, n), "g": rng.choice(["a", "b"], n, p=[0.7, 0.3])})
     noise = np.where(X["g"] == "b", 3.0, 1.0) * (1 + np.abs(X["x"]))
     slope = 2.0 if not concept else 3.5
     y = slope * X["x"].to_numpy() + rng.normal(size=n) * noise
@@ -184,7 +182,9 @@ def test_registration_stores_the_estimator_and_its_reference(registry, make_fitt
     cal = registry.estimator(mv)
     assert isinstance(cal, estimation.Calibration) and cal.rows == len(fitted.y_val)
     reg = make_fitted("regressor")
-    rv = registry.register(reg.pipeline, "r", reg.X_train, reg.y_train, X_val=reg.X_val, y_val=reg.y_val)
+    rv = registry.register(
+        reg.pipeline, "r", reg.X_train, reg.y_train, X_val=reg.X_val, y_val=reg.y_val
+    )
     loss = registry.estimator(rv)
     assert isinstance(loss, estimation.LossModel) and rv.meta["estimation"]["method"] == "dle"
     m, _ = loss.losses(reg.X_val, reg.pipeline.predict(reg.X_val))

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,7 +66,8 @@ class Estimate:
 
 def weighted_auc(w: np.ndarray, score: np.ndarray, positive: np.ndarray) -> np.ndarray:
     """Mann-Whitney ROC-AUC with row weights as positives, ``1 - positive`` weights as
-    negatives (``positive`` may be a probability, or one row of 0/1 per row of ``w``); ties count half. NaN without either class.
+    negatives; ``positive`` may be a probability, or one row of 0/1 per row of ``w``. Ties
+    count half; NaN without either class.
 
     With 0/1 ``positive`` and unit weights this is scikit-learn's ``roc_auc_score``.
     """
@@ -357,7 +358,7 @@ class LossModel:
 
 
 def fit_loss_model(
-    X_val: pd.DataFrame, y_val: Any, values: np.ndarray, kinds: dict[str, str], seed: int = 0
+    X_val: pd.DataFrame, y_val: Any, values: np.ndarray, kinds: Mapping[str, str], seed: int = 0
 ) -> LossModel:
     """Fit DLE's loss models on validation rows (``kinds``: field -> contract kind)."""
     from sklearn.compose import ColumnTransformer

@@ -183,8 +183,8 @@ def _estimator(
         X = as_frame(X_val, contract)
         values = reference["value"].to_numpy()
         loss = estimation.fit_loss_model(X, y_val, values, kinds, seed)
-        ref = estimation.estimate_regression(loss, X, values)
-        return loss, {**loss.describe(), "reference": {k: e.value for k, e in ref.items()}}
+        estimates = estimation.estimate_regression(loss, X, values)
+        return loss, {**loss.describe(), "reference": {k: e.value for k, e in estimates.items()}}
     proba_cols = [c for c in reference.columns if c.startswith("proba:")]
     if not proba_cols:
         return None, {"method": None, "reason": "the classifier has no predict_proba"}

@@ -32,6 +32,7 @@ from slipway.profile import from_parquet_bytes, to_parquet_bytes
 from slipway.provenance import current_user, library_versions, minor
 from slipway.registration import describe
 from slipway.store import Store
+from slipway.store import lifecycle as lifecycle_store
 from slipway.store.schema import (
     alias_history,
     aliases,
@@ -315,6 +316,7 @@ class Registry:
                     "promoted."
                 )
             current = _lock_alias(conn, name, alias)
+            detail = self._gate(conn, name, version, alias, current)
             if current != version:
                 _set_alias(conn, self.store.dialect, name, alias, version)
                 conn.execute(
@@ -331,8 +333,27 @@ class Registry:
                     alias=alias,
                     from_version=current,
                     to_version=version,
+                    detail=detail,
                 )
         return self.get(f"{name}:{version}")
+
+    def _gate(
+        self, conn: sa.Connection, name: str, version: int, alias: str, current: int | None
+    ) -> dict[str, Any]:
+        """Whether a promotion to production is backed by a passing `slipway check`; refused
+        without one when SLIPWAY_PROMOTE_UNCHECKED=refuse. A model's first production
+        version has no champion to be checked against and passes."""
+        if alias != DEFAULT_ALIAS or current is None or current == version:
+            return {}
+        check_id = lifecycle_store.passing_check(conn, name, version)
+        if check_id is not None:
+            return {"check_id": check_id}
+        if self.settings.promote_unchecked == "refuse":
+            raise RegistryConflict(
+                f"Version {version} of {name!r} has no passing check; run `slipway check "
+                f"{name}:{version}` first (SLIPWAY_PROMOTE_UNCHECKED=refuse)."
+            )
+        return {"checked": False}
 
     def rollback(self, name: str, *, alias: str = DEFAULT_ALIAS) -> ModelVersion:
         """Move ``alias`` back to the version it held before its latest move."""
@@ -431,6 +452,26 @@ class Registry:
             )
             for r in rows
         ]
+
+    def record_event(
+        self,
+        action: str,
+        name: str,
+        *,
+        version: int | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Add an event of another capability to the audit trail (a gate check, a retraining
+        and what triggered it), by the current user."""
+        with self.store.write() as conn:
+            _audit(
+                conn,
+                current_user(self.settings.user),
+                action,
+                name,
+                version=version,
+                detail=detail,
+            )
 
     def verify(self, name: str | None = None) -> list[ArtifactCheck]:
         """Re-hash every artifact of every version (of one model, or all)."""

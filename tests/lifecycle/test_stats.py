@@ -18,8 +18,10 @@ def _table(a, b):
     return [[np.sum(a & b), np.sum(a & ~b)], [np.sum(~a & b), np.sum(~a & ~b)]]
 
 
-@pytest.mark.parametrize(("n", "p_a", "p_b", "seed"), [(40, 0.7, 0.6, 0), (500, 0.8, 0.75, 1),
-                                                       (5000, 0.9, 0.9, 2), (30, 0.5, 0.5, 3)])
+@pytest.mark.parametrize(
+    ("n", "p_a", "p_b", "seed"),
+    [(40, 0.7, 0.6, 0), (500, 0.8, 0.75, 1), (5000, 0.9, 0.9, 2), (30, 0.5, 0.5, 3)],
+)
 def test_mcnemar_matches_statsmodels_exact(n, p_a, p_b, seed):
     """The exact McNemar p-value equals statsmodels' mcnemar(exact=True) to 1e-12."""
     rng = np.random.default_rng(seed)
