@@ -6,16 +6,20 @@ the registry, because registration fits it and monitoring reports it.
 
 from __future__ import annotations
 
-from slipway.lifecycle.check import CheckResult, check
+from slipway.lifecycle.check import CheckResult, check, checks_of
 from slipway.lifecycle.comparisons import Outcome
 from slipway.lifecycle.policy import CheckPolicy, load_check_policy
+from slipway.lifecycle.retrain import RetrainResult, retrain
 from slipway.store.lifecycle import StoredCheck
 
 __all__ = [
     "CheckPolicy",
     "CheckResult",
     "Outcome",
+    "RetrainResult",
     "StoredCheck",
     "check",
+    "checks_of",
     "load_check_policy",
+    "retrain",
 ]

@@ -31,6 +31,7 @@ from slipway.lifecycle.policy import CheckPolicy, parse_duration
 from slipway.predict import Model
 from slipway.registry import Registry
 from slipway.store import lifecycle as store_lifecycle
+from slipway.store.lifecycle import StoredCheck
 from slipway.store.schema import utcnow
 from slipway.validation import jsonable
 from slipway.versions import ModelVersion
@@ -189,6 +190,12 @@ def check(
     if store:
         _store(registry, cand, champ, result)
     return result
+
+
+def checks_of(registry: Registry, ref: str, *, limit: int = 5) -> list[StoredCheck]:
+    """The newest stored gate results of the version ``ref`` points at."""
+    mv = registry.get(ref)
+    return store_lifecycle.list_checks(registry.store, mv.name, mv.version, limit=limit)
 
 
 def _store(
