@@ -149,6 +149,7 @@ def check(
         monitor = Monitor(registry(), policy)
         started = time.monotonic()
         report = monitor.run(name, since=span, window=step, baseline=baseline.value)
+        on_alert = on_alert or policy.on_alert
         _emit(report, fmt, out)
         _on_alert(report, on_alert)
         runs = 1
