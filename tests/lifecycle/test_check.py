@@ -12,7 +12,7 @@ from statsmodels.stats.multitest import multipletests
 from slipway.contract import Contract
 from slipway.exceptions import CannotCheck
 from slipway.lifecycle import CheckPolicy, check, checks_of
-from slipway.lifecycle.compatibility import contract_problems
+from slipway.lifecycle.compatibility import band_notes, contract_problems
 
 FAST = {"speed": {"repeats": 10}, "resamples": 200}
 
@@ -143,7 +143,9 @@ def test_a_candidate_that_narrows_a_category_set_fails_contract_compatibility(mo
 
 
 def test_contract_problems_allow_widening_and_name_each_narrowing():
-    """Widened ranges, new categories and integer->number pass; the rest is named."""
+    """Widened ranges, new categories and integer->number pass; a derived plausibility band
+    that narrows but still holds the champion's training values is a note; the rest is
+    named."""
     old = Contract.learn(
         __import__("pandas").DataFrame(
             {"a": [1, 2, 3], "b": ["x", "y", "x"], "c": [0.5, None, 1.0], "d": [1.0, 2.0, 3.0]}
@@ -157,14 +159,24 @@ def test_contract_problems_allow_widening_and_name_each_narrowing():
     )
     assert contract_problems(old, wider) == []
     narrower = Contract.learn(
-        pd.DataFrame({"a": ["1", "2", "3"], "b": ["x", "x", "x"], "c": [0.7, 0.8, 0.9]})
+        pd.DataFrame({"a": ["1", "2", "3"], "b": ["x", "x", "x"], "c": [0.7, 0.8, 0.9]}),
+        bounds={"c": (0.6, 0.9)},
     )
     problems = contract_problems(old, narrower)
     assert any("field 'd' was dropped" in p for p in problems)
     assert any("field 'a': kind changed from integer to category" in p for p in problems)
     assert any("field 'b': categories no longer accepted: 'y'" in p for p in problems)
     assert any("field 'c': nulls were accepted" in p for p in problems)
-    assert any("field 'c': lowest accepted value rose" in p for p in problems)
+    assert any(
+        "field 'c': values down to 0.5 (the champion's training data)" in p for p in problems
+    )
+    assert any("field 'c': values up to 1 " in p for p in problems)
+    champion = Contract.learn(pd.DataFrame({"d": [1.0, 2.0, 3.0]}))
+    retrained = Contract.learn(pd.DataFrame({"d": [0.9, 2.0, 2.5]}))  # a narrower derived band
+    assert contract_problems(champion, retrained) == []
+    assert band_notes(champion, retrained) == [
+        "field 'd': plausibility band [-19, 23] -> [-15.1, 18.5]"
+    ]
 
 
 def test_invariance_fails_on_a_perturbation_the_model_cares_about(models):

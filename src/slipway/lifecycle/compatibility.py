@@ -41,6 +41,27 @@ def contract_problems(champion: Contract, candidate: Contract) -> list[str]:
     return problems
 
 
+def band_notes(champion: Contract, candidate: Contract) -> list[str]:
+    """Plausibility bands that narrowed while still holding the champion's training range:
+    reported, not failed (the band is derived from each version's own training data)."""
+    theirs = {f.name: f for f in champion.fields}
+    notes = []
+    for new in candidate.fields:
+        old = theirs.get(new.name)
+        if old is None or old.kind not in ("number", "integer"):
+            continue
+        if _above(new.low, old.low) or _above(old.high, new.high):
+            notes.append(
+                f"field {new.name!r}: plausibility band {_rng(old.low, old.high)} -> "
+                f"{_rng(new.low, new.high)}"
+            )
+    return notes
+
+
+def _rng(low: float | None, high: float | None) -> str:
+    return f"[{'-inf' if low is None else f'{low:g}'}, {'inf' if high is None else f'{high:g}'}]"
+
+
 def _field_problems(
     old: FieldSpec, new: FieldSpec, old_contract: Contract, new_contract: Contract
 ) -> list[str]:
@@ -51,10 +72,18 @@ def _field_problems(
     if old.nullable and not new.nullable:
         out.append(f"{where}: nulls were accepted and would now be refused")
     if old.kind in ("number", "integer") and new.kind in ("number", "integer"):
-        if _above(new.low, old.low):
-            out.append(f"{where}: lowest accepted value rose from {old.low:g} to {new.low:g}")
-        if _above(old.high, new.high):
-            out.append(f"{where}: highest accepted value fell from {old.high:g} to {new.high:g}")
+        # The band beyond the training range is derived from it and moves with every
+        # retraining; refusing a value the champion was trained on breaks real clients.
+        if _above(new.low, old.min):
+            out.append(
+                f"{where}: values down to {old.min:g} (the champion's training data) were "
+                f"accepted; now nothing below {new.low:g}"
+            )
+        if _above(old.max, new.high):
+            out.append(
+                f"{where}: values up to {old.max:g} (the champion's training data) were "
+                f"accepted; now nothing above {new.high:g}"
+            )
     if old.kind in ("category", "boolean") and new.kind == old.kind:
         rejects_unseen = new_contract.unseen == "reject" and new.categories is not None
         if rejects_unseen and old.categories is None:
@@ -81,7 +110,11 @@ def check_contract(candidate: ModelVersion, champion: ModelVersion | None) -> Ou
     if champion is None:
         return Outcome("contract", "skip", "no champion to compare with", {})
     problems = contract_problems(champion.contract, candidate.contract)
-    details = {"champion": champion.ref, "problems": problems}
+    details = {
+        "champion": champion.ref,
+        "problems": problems,
+        "notes": band_notes(champion.contract, candidate.contract),
+    }
     if problems:
         return Outcome(
             "contract",

@@ -6,8 +6,9 @@ validation data (its reference). The window ALERTs (``estimated_performance_drop
 metric's whole band lies below the reference by more than the policy's
 ``performance_tolerance``: performance has dropped, and no label was needed to say so. Where
 labels exist, the estimate on the labeled rows is set beside their realized value; realized
-outside the band and off by more than the tolerance WARNs (``estimate_disagrees``): the labels
-no longer follow the probabilities the model learned, the signature of concept drift.
+outside the band, off by more than the tolerance and farther than a Bonferroni-corrected
+distance across the compared metrics WARNs (``estimate_disagrees``): the labels no longer
+follow the probabilities the model learned, the signature of concept drift.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
 from slipway import estimation
 from slipway.estimation import Calibration, Estimate, LossModel
@@ -103,7 +105,8 @@ def _estimator_of(mv: ModelVersion, estimator: Calibration | LossModel, part: Tr
 def _against_labels(
     mv: ModelVersion, part: Traffic, feedback: pd.DataFrame, estimate: Any, policy: Policy
 ) -> dict[str, Any]:
-    labeled = np.isin(part.ids, feedback.index.to_numpy(dtype=object))
+    known = set(feedback.index.tolist())  # a set: np.isin sorts objects, arrow isin is slow
+    labeled = np.fromiter((i in known for i in part.ids), dtype=bool, count=len(part.ids))
     out: dict[str, Any] = {"rows": int(labeled.sum()), "metrics": {}}
     if labeled.sum() < policy.min_labels:
         out["status"] = "insufficient_labels" if labeled.any() else "no_labels"
@@ -136,17 +139,22 @@ def _against_labels(
     if mask.sum() < policy.min_labels:
         out["status"] = "insufficient_labels"
         return out
-    on_labeled = estimate(mask)
+    on_labeled = {k: e for k, e in estimate(mask).items() if k in realized}
     tol = policy.performance_tolerance
+    # Several metrics are compared at once: a disagreement must pass a Bonferroni-corrected
+    # distance (reading each 95% band as ±1.96 standard errors) as well as the tolerance.
+    z95 = float(norm.ppf(0.975))
+    z_crit = float(norm.ppf(1 - policy.alpha / (2 * max(len(on_labeled), 1))))
     for name, e in on_labeled.items():
-        if name not in realized:
-            continue
         r = realized[name]
         off = abs(r - e.value) > tol * (abs(e.value) if name in LOWER_IS_BETTER else 1.0)
+        side = (e.high - e.value) if r > e.value else (e.value - e.low)
+        far = side <= 0 or abs(r - e.value) / (side / z95) > z_crit
         out["metrics"][name] = {
             "estimated": e.to_dict(),
             "realized": r,
-            "agrees": bool(e.covers(r) or not off),
+            "inside_band": e.covers(r),
+            "agrees": not (off and far and not e.covers(r)),
         }
     out["status"] = "ok"
     return out
