@@ -16,7 +16,7 @@ The performance-estimation case times CBPE (``slipway.estimation.estimate_classi
 calibrated expected accuracy, precision, recall, F1 and ROC-AUC with their bands) over the same
 number of served rows, in its own worker, against Slipway's drift run of the same run: the
 ratio says what estimating performance adds to a monitoring run. ``--quick`` runs 50,000 rows
-(seconds) and skips Evidently when its virtualenv is absent.
+(seconds). Evidently is skipped when its virtualenv is absent.
 """
 
 from __future__ import annotations
@@ -220,8 +220,8 @@ def main() -> None:
             ("evidently", args.evidently_python),
         ]
         for tool, python in tools:
-            if tool == "evidently" and args.quick and not Path(python).exists():
-                continue  # --quick: Evidently only when its virtualenv is there
+            if tool == "evidently" and not Path(python).exists():
+                continue  # Evidently only when its virtualenv is there (see the docstring)
             cmd = [python, __file__, "--worker", tool, "--folder", str(folder)]
             done = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if done.returncode != 0:
