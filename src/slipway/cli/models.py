@@ -8,7 +8,6 @@ import typer
 
 from slipway.cli import _render
 from slipway.cli._common import JsonOption, console, err_console, print_json, registry
-from slipway.lifecycle import checks_of
 from slipway.versions import DEFAULT_ALIAS
 
 app = typer.Typer(
@@ -47,6 +46,8 @@ def show(
     as_json: bool = JsonOption,
 ) -> None:
     """Show a version's model card: metrics, contract, provenance."""
+    from slipway.lifecycle import checks_of
+
     reg = registry()
     mv = reg.get(ref)
     checks = checks_of(reg, mv.ref)
