@@ -229,7 +229,7 @@ def test_the_labeled_served_traffic_is_the_default_holdout(models, log):
     """Without --data the gate uses logged predictions that have ground truth."""
     from datetime import timedelta
 
-    from slipway.store.schema import utcnow
+    from slipway.clock import utcnow
 
     cand = models.register()
     hold = models.holdout()

@@ -11,9 +11,9 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
+from slipway.clock import utcnow
 from slipway.exceptions import ConfigError
 from slipway.lifecycle import CheckPolicy, retrain
-from slipway.store.schema import utcnow
 from slipway.train import train
 from tests.lifecycle.conftest import frame
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from slipway.clock import utcnow
 from slipway.exceptions import CannotCheck, ModelNotFound
 from slipway.lifecycle.comparisons import (
     Answers,
@@ -32,7 +33,6 @@ from slipway.predict import Model
 from slipway.registry import Registry
 from slipway.store import lifecycle as store_lifecycle
 from slipway.store.lifecycle import StoredCheck
-from slipway.store.schema import utcnow
 from slipway.validation import jsonable
 from slipway.versions import ModelVersion
 

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from slipway.clock import utcnow
 from slipway.lifecycle.retrain import RetrainResult, retrain
 from slipway.registry import Registry
-from slipway.store.schema import utcnow
 from slipway.train import fit, register_trained
 
 if TYPE_CHECKING:
@@ -168,44 +168,48 @@ def lifecycle_demo(
 
 
 def _serve(registry: Registry, ref: str, frame: pd.DataFrame, known: np.ndarray) -> int:
-    """Score ``frame`` day by day and write it to the prediction log with the service's own
-    writer, stamped at each application's time; then send the outcomes already known."""
-    from slipway.serving.feedback import FeedbackDesk
-    from slipway.serving.log import Entry, IdGenerator, PredictionLog
+    """Score ``frame`` and write it to the prediction log with the service's own writer, an
+    hour of applications per entry stamped at their time; then store the outcomes already
+    known, each received ``LABEL_DELAY`` days after its prediction."""
+    from slipway.serving.log import IdGenerator, PredictionLog
+    from slipway.store.predictions import Entry, add_feedback
 
     model = registry.load(ref)
+    outputs = model.score(frame[FEATURES]).records()
+    rows = frame[FEATURES].to_dict(orient="records")
+    stamps = pd.to_datetime(frame["applied_at"], utc=True, format="ISO8601")
+    hour = ((stamps - stamps.min()).dt.total_seconds() // 3600).to_numpy()
+    ids = IdGenerator()
+    entries: list[Any] = []
+    outcomes: list[tuple[datetime, list[tuple[str, int]]]] = []
+    for h in np.unique(hour):
+        at = np.flatnonzero(hour == h)
+        new = ids.new(len(at))
+        created = stamps[at[-1]].to_pydatetime()
+        entries.append(
+            Entry(
+                ids=new,
+                created_at=created,
+                model=model.name,
+                version=model.version.version,
+                names=FEATURES,
+                rows=[rows[i] for i in at],
+                outputs=[outputs[i] for i in at],
+                latency_ms=1.0,
+            )
+        )
+        labels = [
+            (pid, int(frame["default"].iat[i])) for pid, i in zip(new, at, strict=True) if known[i]
+        ]
+        if labels:
+            outcomes.append((created + timedelta(days=LABEL_DELAY), labels))
     log = PredictionLog(registry.store)
     log.start()
-    ids_all: list[str] = []
     try:
-        stamps = pd.to_datetime(frame["applied_at"], utc=True, format="ISO8601")
-        day = ((stamps - stamps.min()).dt.total_seconds() // 3600).to_numpy()  # hourly batches
-        ids = IdGenerator()
-        outputs = model.score(frame[FEATURES]).records()
-        rows = frame[FEATURES].to_dict(orient="records")
-        entries: list[Any] = []
-        for hour in np.unique(day):
-            at = np.flatnonzero(day == hour)
-            new = ids.new(len(at))
-            ids_all.extend(new)
-            entries.append(
-                Entry(
-                    ids=new,
-                    created_at=stamps[at[-1]].to_pydatetime(),
-                    model=model.name,
-                    version=model.version.version,
-                    names=FEATURES,
-                    rows=[rows[i] for i in at],
-                    outputs=[outputs[i] for i in at],
-                    latency_ms=1.0,
-                )
-            )
         log.put_many(entries)
         log.flush(timeout=60)
-        pairs = [
-            (pid, int(y)) for pid, y, k in zip(ids_all, frame["default"], known, strict=True) if k
-        ]
-        FeedbackDesk(registry.store, log).record(pairs)
     finally:
         log.close()
-    return sum(1 for k in known if k)
+    for received, labels in outcomes:
+        add_feedback(registry.store, labels, received)
+    return int(known.sum())

@@ -16,11 +16,11 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from slipway.clock import utcnow
 from slipway.exceptions import ConfigError
 from slipway.lifecycle.check import CheckResult, check
 from slipway.lifecycle.policy import CheckPolicy
 from slipway.registry import Registry
-from slipway.store.schema import utcnow
 from slipway.train import fit, register_trained
 from slipway.versions import check_name
 

@@ -12,8 +12,9 @@ import orjson
 import pandas as pd
 import sqlalchemy as sa
 
+from slipway.clock import utcnow
 from slipway.store.engine import Store
-from slipway.store.schema import check_results, feedback, predictions, utcnow
+from slipway.store.schema import check_results, feedback, predictions
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Lifecycle: stored results of `slipway check`.
 
 Revision ID: 0004_lifecycle
-Revises: 0001
+Revises: 0005_console (re-chained after merging main, which brought 0005_console)
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 JSON = sa.JSON().with_variant(JSONB(), "postgresql")
 
 revision = "0004_lifecycle"
-down_revision = "0001"
+down_revision = "0005_console"
 branch_labels = None
 depends_on = None
 
