@@ -31,7 +31,8 @@ Each leaf also inherits the builtin a caller would naturally catch, so
     │   └── Forbidden                         the key's role does not allow the route (403)
     ├── Unavailable (RuntimeError)            try again after ``retry_after`` seconds
     │   ├── RateLimited                       the key used up its request budget (429)
-    │   └── Overloaded                        too many requests in flight (503)
+    │   ├── Overloaded                        too many requests in flight (503)
+    │   └── ModelNotReady                     the model's production version failed to load (503)
     └── ReloadFailed (RuntimeError)           a new version failed to load; the old one serves
 
 Warnings derive from ``SlipwayWarning`` (a ``UserWarning``).
@@ -134,12 +135,18 @@ class ArtifactMissing(ArtifactError, FileNotFoundError):
 
 
 class ArtifactCorrupted(ArtifactError, ValueError):
-    """The artifact's bytes do not hash to the sha256 recorded at registration."""
+    """The artifact's bytes do not hash to the sha256 recorded at registration.
 
-    def __init__(self, path: str, expected: str, actual: str) -> None:
+    Also raised, before any hashing, for a path that is not a regular file (a symlink to a
+    device, a FIFO, a directory) or whose size differs from the size recorded at registration;
+    ``reason`` says which.
+    """
+
+    def __init__(self, path: str, expected: str, actual: str = "", reason: str = "") -> None:
         self.path, self.expected, self.actual = path, expected, actual
+        what = reason or f"expected sha256 {expected}, found {actual}"
         super().__init__(
-            f"Artifact {path} is corrupted: expected sha256 {expected}, found {actual}. "
+            f"Artifact {path} is corrupted: {what}. "
             "It was not deserialized; restore the file or register the model again."
         )
 
@@ -147,11 +154,14 @@ class ArtifactCorrupted(ArtifactError, ValueError):
 class UntrustedArtifact(ArtifactError, ValueError):
     """A skops artifact contains types outside the trusted list."""
 
-    def __init__(self, path: str, types: Sequence[str]) -> None:
+    def __init__(self, path: str, types: Sequence[str], hint: str = "") -> None:
         self.path, self.types = path, list(types)
         super().__init__(
             f"Artifact {path} contains untrusted types: {', '.join(self.types)}. "
-            "Add them to SLIPWAY_TRUSTED_TYPES only if you trust where this model came from."
+            + (
+                hint
+                or "Add them to SLIPWAY_TRUSTED_TYPES only if you trust where this model came from."
+            )
         )
 
 
@@ -223,6 +233,13 @@ class RateLimited(Unavailable):
 
 class Overloaded(Unavailable):
     """Too many requests are in flight in this worker; excess load is shed, not queued."""
+
+
+class ModelNotReady(Unavailable):
+    """A model this server should serve is not loaded: its version failed to load or verify.
+
+    The server retries the load with backoff; ``retry_after`` says when it tries next.
+    """
 
 
 class ReloadFailed(SlipwayError, RuntimeError):

@@ -365,6 +365,28 @@ class Registry:
             )
         return self.get(f"{name}:{target}")
 
+    def unalias(self, name: str, alias: str) -> int:
+        """Remove ``alias`` from model ``name`` and record it; the version it pointed at.
+
+        The version itself is untouched (archive it separately). Removing ``production``
+        makes servers stop serving the model within a poll interval; promote a version to
+        serve it again. A later ``rollback`` of the alias has nothing to go back from.
+        """
+        check_alias(alias)
+        actor = current_user(self.settings.user)
+        with self.store.write() as conn:
+            self._status(conn, name, None)
+            current = _lock_alias(conn, name, alias)
+            if current is None:
+                have = _alias_map(conn, name)
+                hint = f"it has {_fmt_aliases(have)}" if have else "it has no aliases"
+                raise ModelNotFound(f"Model {name!r} has no alias {alias!r} ({hint}).")
+            conn.execute(
+                aliases.delete().where(aliases.c.model_name == name, aliases.c.alias == alias)
+            )
+            _audit(conn, actor, "unalias", name, version=current, alias=alias, from_version=current)
+        return current
+
     def archive(self, name: str, version: int) -> ModelVersion:
         """Retire a version: still loadable as ``name:N``, never promoted or picked as latest."""
         actor = current_user(self.settings.user)

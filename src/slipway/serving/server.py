@@ -21,6 +21,7 @@ from slipway.exceptions import ConfigError, ModelNotFound
 from slipway.keys import KeyStore
 from slipway.registry import Registry
 from slipway.serving.app import NO_KEYS
+from slipway.serving.connections import PROTOCOL
 from slipway.versions import DEFAULT_ALIAS
 
 logger = logging.getLogger("slipway.serving")
@@ -138,6 +139,7 @@ def run(
             timeout_graceful_shutdown=graceful_timeout,
             timeout_worker_healthcheck=30,
             server_header=False,
+            http=PROTOCOL,  # header and body deadlines, connections per peer
         )
     finally:
         if metrics_dir is not None:

@@ -108,20 +108,30 @@ def router(service: Service) -> APIRouter:
         "/models/{name}/predictions/{key}",
         operation_id="get_batch_prediction",
         response_model=BatchPredictionOut,
-        responses={404: {"model": ErrorOut, "description": "No batch prediction for that key."}},
+        responses={
+            404: {
+                "model": ErrorOut,
+                "description": "The model is not served here, or has no batch prediction for "
+                "that key.",
+            }
+        },
     )
     def get_batch_prediction(name: str, key: str) -> Response:
         """The latest precomputed prediction for ``key`` from `slipway batch` runs."""
+        runtime.in_scope(name)
         return json_response(latest_batch_prediction(service, name, key))
 
     @api.get(
         "/models/{name}/monitoring",
         operation_id="get_monitoring_report",
         response_model=MonitoringOut,
-        responses={404: {"model": ErrorOut, "description": "No such model, or no run yet."}},
+        responses={
+            404: {"model": ErrorOut, "description": "The model is not served here, or no run yet."}
+        },
     )
     def get_monitoring_report(name: str) -> Response:
         """The latest stored `slipway monitor` report of a model (status, reasons, checks)."""
+        runtime.in_scope(name)
         report = latest_report(service.registry, name)
         if report is None:
             raise NotFound(
@@ -136,18 +146,14 @@ def router(service: Service) -> APIRouter:
         response_model=FeedbackOut,
         responses=INVALID,
     )
-    def post_feedback(request: Request, raw: bytes = Depends(_raw_body)) -> Response:
+    async def post_feedback(request: Request) -> Response:
         """Record true labels for earlier predictions; idempotent per prediction_id."""
-        value = bodies.parse_json(raw, settings.serve_max_json_depth)
+        value = bodies.parse_json(await request.body(), settings.serve_max_json_depth)
         items = bodies.feedback_request(value, settings.serve_max_rows)
-        return json_response(service.feedback.record(items).to_dict())
+        result = await service.feedback.record(items)
+        return json_response(result.to_dict())
 
     return api
-
-
-async def _raw_body(request: Request) -> bytes:
-    # Read on the event loop, so the size limit applies before the thread pool is involved.
-    return await request.body()
 
 
 def describe(served: Served) -> dict[str, Any]:
