@@ -33,7 +33,8 @@ Each leaf also inherits the builtin a caller would naturally catch, so
     │   ├── RateLimited                       the key used up its request budget (429)
     │   ├── Overloaded                        too many requests in flight (503)
     │   └── ModelNotReady                     the model's production version failed to load (503)
-    └── ReloadFailed (RuntimeError)           a new version failed to load; the old one serves
+    ├── ReloadFailed (RuntimeError)           a new version failed to load; the old one serves
+    └── DeliveryFailed (RuntimeError)         an alert sink could not deliver (no secrets shown)
 
 Warnings derive from ``SlipwayWarning`` (a ``UserWarning``).
 """
@@ -244,3 +245,11 @@ class ModelNotReady(Unavailable):
 
 class ReloadFailed(SlipwayError, RuntimeError):
     """A new model version failed to load or verify; the version serving keeps serving."""
+
+
+class DeliveryFailed(SlipwayError, RuntimeError):
+    """An alert sink could not deliver a monitoring verdict.
+
+    The message names the sink by scheme, host and port only: credentials, paths and query
+    strings of webhook URLs (where services put their secrets) never appear in it.
+    """
