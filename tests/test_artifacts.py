@@ -119,3 +119,87 @@ def test_skops_refuses_untrusted_types_by_name(tmp_path):
         reg.load("fn:1")
     trusting = Registry(Settings(home=tmp_path / "home", trusted_types=tuple(untrusted)))
     np.testing.assert_array_equal(trusting.load("fn:1").predict(X), pipe.predict(X))
+
+
+def _within(seconds: float, work):
+    """Run ``work`` in a daemon thread; (finished in time, its result or exception)."""
+    import threading
+
+    out: list = []
+
+    def run():
+        try:
+            out.append(("ok", work()))
+        except Exception as exc:
+            out.append(("raised", exc))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return (not thread.is_alive()), (out[0] if out else None)
+
+
+@pytest.mark.parametrize("replacement", ["dev-zero", "fifo", "directory"])
+def test_an_artifact_that_is_not_a_regular_file_is_refused_before_reading(
+    registry, make_fitted, tmp_path, replacement
+):
+    """A symlink to /dev/zero, a FIFO or a directory in an artifact's place: verify and load
+    refuse it at once, naming what it is (before, verify spun for ever and load ran out of
+    memory)."""
+    import os
+
+    fitted = make_fitted("array", n=200)
+    mv = registry.register(fitted.pipeline, "m", fitted.X_train)
+    path = registry.artifacts.path(mv.sha256)
+    path.unlink()
+    if replacement == "dev-zero":
+        path.symlink_to("/dev/zero")
+        kind = "a character device"
+    elif replacement == "fifo":
+        os.mkfifo(path)
+        kind = "a FIFO"
+    else:
+        path.mkdir()
+        kind = "a directory"
+    finished, outcome = _within(30, lambda: registry.verify("m"))
+    assert finished, "verify never returned"
+    [model] = [c for c in outcome[1] if c.role == "model"]
+    assert model.status == "corrupted" and f"it is {kind}, not a regular file" in model.detail
+    finished, outcome = _within(30, lambda: registry.load("m:1"))
+    assert finished and outcome[0] == "raised" and isinstance(outcome[1], ArtifactCorrupted)
+    assert "not a regular file" in str(outcome[1])
+
+
+def test_a_file_larger_than_recorded_is_refused_by_its_size(registry, make_fitted):
+    """The size recorded at registration is checked before hashing, for every artifact."""
+    fitted = make_fitted("array", n=200)
+    mv = registry.register(fitted.pipeline, "m", fitted.X_train)
+    assert set(mv.meta["artifact_sizes"]) == set(mv.meta["artifacts"].values())
+    size = mv.meta["artifact_sizes"][mv.sha256]
+    path = registry.artifacts.path(mv.sha256)
+    path.chmod(0o644)
+    with open(path, "ab") as fh:
+        fh.write(b"\0" * 1000)
+    with pytest.raises(ArtifactCorrupted, match=f"but {size:,} were recorded at registration"):
+        registry.load("m:1")
+    [check] = [c for c in registry.verify("m") if c.role == "model"]
+    assert check.status == "corrupted" and f"{size + 1000:,} bytes" in check.detail
+
+
+def test_versions_without_recorded_sizes_still_refuse_non_regular_files(registry, make_fitted):
+    """A version registered before sizes were recorded: a /dev/zero symlink is still refused."""
+    import sqlalchemy as sa
+
+    from slipway.store.schema import model_versions
+
+    fitted = make_fitted("array", n=200)
+    mv = registry.register(fitted.pipeline, "m", fitted.X_train)
+    meta = {k: v for k, v in mv.meta.items() if k != "artifact_sizes"}
+    with registry.store.write() as conn:
+        conn.execute(sa.update(model_versions).values(meta=meta))
+    assert registry.load("m:1").predict(fitted.X_train[:3]).shape == (3,)
+    path = registry.artifacts.path(mv.sha256)
+    path.unlink()
+    path.symlink_to("/dev/zero")
+    finished, outcome = _within(30, lambda: registry.load("m:1"))
+    assert finished and isinstance(outcome[1], ArtifactCorrupted)

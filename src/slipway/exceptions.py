@@ -145,7 +145,7 @@ class ArtifactCorrupted(ArtifactError, ValueError):
 
     def __init__(self, path: str, expected: str, actual: str = "", reason: str = "") -> None:
         self.path, self.expected, self.actual = path, expected, actual
-        what = reason or f"expected sha256 {expected}, found {actual}"
+        what = self.reason = reason or f"expected sha256 {expected}, found {actual}"
         super().__init__(
             f"Artifact {path} is corrupted: {what}. "
             "It was not deserialized; restore the file or register the model again."

@@ -127,15 +127,18 @@ class Registry:
                 SlipwayWarning,
                 stacklevel=2,
             )
-        sha = self.artifacts.put(payload)
-        meta["artifacts"] = {
-            "model": sha,
-            "profile": self.artifacts.put(json.dumps(desc.profile, sort_keys=True).encode()),
-            "sample": self.artifacts.put(to_parquet_bytes(desc.sample)),
-            "reference_predictions": self.artifacts.put(to_parquet_bytes(desc.reference)),
+        blobs = {
+            "model": payload,
+            "profile": json.dumps(desc.profile, sort_keys=True).encode(),
+            "sample": to_parquet_bytes(desc.sample),
+            "reference_predictions": to_parquet_bytes(desc.reference),
         }
         if desc.onnx is not None:
-            meta["artifacts"]["onnx"] = self.artifacts.put(desc.onnx)
+            blobs["onnx"] = desc.onnx
+        meta["artifacts"] = {role: self.artifacts.put(blob) for role, blob in blobs.items()}
+        # Checked before every read: a file of another size is refused before it is hashed.
+        meta["artifact_sizes"] = {meta["artifacts"][r]: len(b) for r, b in blobs.items()}
+        sha = meta["artifacts"]["model"]
         actor = current_user(self.settings.user)
         with self.store.write() as conn:
             version = _next_version(conn, self.store.dialect, name)
@@ -257,7 +260,7 @@ class Registry:
         """
         mv = self.get(ref)
         self._check_env(mv)
-        data = self.artifacts.get(mv.sha256)  # raises before any deserialization
+        data = self._read(mv, mv.sha256)  # raises before any deserialization
         pipeline = art.load_model(
             data,
             mv.format,  # type: ignore[arg-type]
@@ -266,22 +269,25 @@ class Registry:
         )
         graph = mv.meta.get("artifacts", {}).get("onnx")
         if backend == "auto" and graph and backends.runtime_available():
-            return Model(pipeline, mv, backends.OnnxBackend(self.artifacts.get(graph), mv.contract))
+            return Model(pipeline, mv, backends.OnnxBackend(self._read(mv, graph), mv.contract))
         return Model(pipeline, mv)
 
     def profile(self, mv: ModelVersion) -> dict[str, Any]:
         """The reference profile stored with a version."""
-        result: dict[str, Any] = json.loads(self.artifacts.get(mv.meta["artifacts"]["profile"]))
+        result: dict[str, Any] = json.loads(self._read(mv, mv.meta["artifacts"]["profile"]))
         return result
 
     def reference_sample(self, mv: ModelVersion) -> pd.DataFrame:
         """The bounded random sample of training rows stored with a version."""
-        return from_parquet_bytes(self.artifacts.get(mv.meta["artifacts"]["sample"]))
+        return from_parquet_bytes(self._read(mv, mv.meta["artifacts"]["sample"]))
 
     def reference_predictions(self, mv: ModelVersion) -> pd.DataFrame:
         """The version's predictions on its validation data (label, ``proba:<class>`` / value)."""
-        sha = mv.meta["artifacts"]["reference_predictions"]
-        return from_parquet_bytes(self.artifacts.get(sha))
+        return from_parquet_bytes(self._read(mv, mv.meta["artifacts"]["reference_predictions"]))
+
+    def _read(self, mv: ModelVersion, sha256: str) -> bytes:
+        """One artifact of ``mv``: its type, recorded size and hash checked before use."""
+        return self.artifacts.get(sha256, mv.artifact_size(sha256))
 
     # -- aliases ---------------------------------------------------------------------------
 
@@ -443,9 +449,8 @@ class Registry:
         for model_name in names:
             for mv in self.versions(model_name):
                 for role, sha in mv.meta.get("artifacts", {"model": mv.sha256}).items():
-                    checks.append(
-                        ArtifactCheck(model_name, mv.version, role, sha, self.artifacts.check(sha))
-                    )
+                    status, detail = self.artifacts.diagnose(sha, mv.artifact_size(sha))
+                    checks.append(ArtifactCheck(model_name, mv.version, role, sha, status, detail))
         return checks
 
     # -- internals -------------------------------------------------------------------------
