@@ -105,19 +105,67 @@ def _double(x):
     return x * 2
 
 
-def test_skops_refuses_untrusted_types_by_name(tmp_path):
-    """A function outside the trusted list is named in the error; trusting it loads."""
+def test_skops_refuses_untrusted_types_at_registration_by_name(tmp_path):
+    """A function outside skops' defaults is named when registering, and nothing is stored;
+    trusting it (argument or SLIPWAY_TRUSTED_TYPES) records the trust, which loading uses."""
     X = np.random.default_rng(0).normal(size=(40, 2))
     pipe = make_pipeline(FunctionTransformer(_double), StandardScaler(), LogisticRegression())
     pipe.fit(X, X[:, 0] > 0)
     reg = Registry(Settings(home=tmp_path / "home"))
-    with pytest.warns(UserWarning, match="outside the trusted list"):
-        mv = reg.register(pipe, "fn", X, format="skops")
-    untrusted = mv.meta["untrusted_types"]
-    assert any(t.endswith("_double") for t in untrusted)
+    with pytest.raises(UntrustedArtifact, match="_double") as info:
+        reg.register(pipe, "fn", X, format="skops")
+    assert "trusted=[" in str(info.value) and reg.models() == []
+    [needed] = info.value.types
+    mv = reg.register(pipe, "fn", X, format="skops", trusted=[needed])
+    assert mv.meta["trusted_types"] == [needed]
+    np.testing.assert_array_equal(reg.load("fn:1").predict(X), pipe.predict(X))
+    by_setting = Registry(Settings(home=tmp_path / "home", trusted_types=(needed,)))
+    assert by_setting.register(pipe, "fn", X, format="skops").meta["trusted_types"] == [needed]
+
+
+@pytest.mark.parametrize("kind", ["gradient_boosting", "random_forest"])
+def test_tree_ensembles_in_skops_need_trust_once_at_registration(registry, make_fitted, kind):
+    """A tree ensemble with format='skops' fails at registration (not at load) unless its
+    Tree type is trusted; then it loads with no setting, from the recorded trust."""
+    from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+
+    from slipway.exceptions import InvalidModel
+
+    fitted = make_fitted("array", n=300)
+    model = (GradientBoostingClassifier(n_estimators=10) if kind == "gradient_boosting"
+             else RandomForestClassifier(n_estimators=5, random_state=0))  # fmt: skip
+    pipe = make_pipeline(StandardScaler(), model).fit(fitted.X_train, fitted.y_train)
+    with pytest.raises(UntrustedArtifact, match=r"sklearn\.tree\._tree\.Tree"):
+        registry.register(pipe, "trees", fitted.X_train, fitted.y_train, format="skops")
+    mv = registry.register(pipe, "trees", fitted.X_train, fitted.y_train, format="skops",
+                           trusted=["sklearn.tree._tree.Tree"])  # fmt: skip
+    assert mv.meta["trusted_types"] == ["sklearn.tree._tree.Tree"]
+    assert registry.settings.trusted_types == ()
+    loaded = registry.load(mv.ref)
+    np.testing.assert_array_equal(
+        loaded.predict_proba(fitted.X_val), pipe.predict_proba(fitted.X_val)
+    )
+    with pytest.raises(InvalidModel, match="format='skops' only"):
+        registry.register(pipe, "trees", fitted.X_train, trusted=["sklearn.tree._tree.Tree"])
+
+
+def test_skops_versions_registered_before_trust_was_recorded_still_use_the_setting(tmp_path):
+    """An older skops version (no recorded trust) loads with SLIPWAY_TRUSTED_TYPES, as before."""
+    import sqlalchemy as sa
+
+    from slipway.store.schema import model_versions
+
+    X = np.random.default_rng(0).normal(size=(40, 2))
+    pipe = make_pipeline(FunctionTransformer(_double), LogisticRegression()).fit(X, X[:, 0] > 0)
+    reg = Registry(Settings(home=tmp_path / "home"))
+    [needed] = art.untrusted_types(art.dump_model(pipe, "skops"), "skops")
+    mv = reg.register(pipe, "fn", X, format="skops", trusted=[needed])
+    meta = {k: v for k, v in mv.meta.items() if k != "trusted_types"}
+    with reg.store.write() as conn:
+        conn.execute(sa.update(model_versions).values(meta=meta))
     with pytest.raises(UntrustedArtifact, match="_double"):
         reg.load("fn:1")
-    trusting = Registry(Settings(home=tmp_path / "home", trusted_types=tuple(untrusted)))
+    trusting = Registry(Settings(home=tmp_path / "home", trusted_types=(needed,)))
     np.testing.assert_array_equal(trusting.load("fn:1").predict(X), pipe.predict(X))
 
 

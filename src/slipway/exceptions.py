@@ -153,12 +153,18 @@ class ArtifactCorrupted(ArtifactError, ValueError):
 
 
 class UntrustedArtifact(ArtifactError, ValueError):
-    """A skops artifact contains types outside the trusted list."""
+    """A skops artifact contains types outside the trusted list.
 
-    def __init__(self, path: str, types: Sequence[str], hint: str = "") -> None:
+    ``what`` replaces "Artifact PATH" at the start of the message (registration names the
+    model instead); ``hint`` replaces the default advice.
+    """
+
+    def __init__(
+        self, path: str, types: Sequence[str], hint: str = "", *, what: str | None = None
+    ) -> None:
         self.path, self.types = path, list(types)
         super().__init__(
-            f"Artifact {path} contains untrusted types: {', '.join(self.types)}. "
+            f"{what or f'Artifact {path}'} contains untrusted types: {', '.join(self.types)}. "
             + (
                 hint
                 or "Add them to SLIPWAY_TRUSTED_TYPES only if you trust where this model came from."

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import pandas as pd
@@ -24,7 +24,7 @@ from slipway.exceptions import (
     InvalidModel,
     ModelNotFound,
     RegistryConflict,
-    SlipwayWarning,
+    UntrustedArtifact,
     VersionMismatchWarning,
 )
 from slipway.predict import Model
@@ -86,6 +86,7 @@ class Registry:
         alias: str | None = None,
         seed: int = 0,
         onnx: bool = True,
+        trusted: Sequence[str] = (),
     ) -> ModelVersion:
         """Save a fitted pipeline as the next version of ``name`` and return that version.
 
@@ -94,6 +95,13 @@ class Registry:
         records provenance. ``alias`` promotes the new version straight away. With ``onnx``
         (and the ``onnx`` extra installed) the pipeline is also converted to ONNX and kept as
         the fast serving backend when it matches scikit-learn on the reference sample.
+
+        With ``format="skops"``, every type the artifact needs beyond skops' own defaults must
+        be trusted here, by name, in ``trusted`` (or ``SLIPWAY_TRUSTED_TYPES``); otherwise
+        UntrustedArtifact names them and nothing is registered. The list is recorded with the
+        version and used to load it. Tree ensembles need ``"sklearn.tree._tree.Tree"``: skops
+        leaves it untrusted on purpose (a crafted tree can crash the process that runs it), so
+        trusting it says that this artifact comes from a pipeline you fitted.
         """
         check_name(name)
         if format not in art.FORMATS:
@@ -117,15 +125,12 @@ class Registry:
         if format == "skops":
             meta["env"] = library_versions("skops")
         payload = art.dump_model(pipeline, format)
-        untrusted = art.untrusted_types(payload, format, self.settings.trusted_types)
-        if untrusted:
-            meta["untrusted_types"] = untrusted
-            warnings.warn(
-                f"{name}: the skops artifact holds types outside the trusted list "
-                f"({', '.join(untrusted)}); loading will refuse them until they are listed in "
-                "SLIPWAY_TRUSTED_TYPES.",
-                SlipwayWarning,
-                stacklevel=2,
+        if format == "skops":
+            meta["trusted_types"] = _skops_trust(name, payload, trusted, self.settings)
+        elif trusted:
+            raise InvalidModel(
+                f"trusted={list(trusted)!r} applies to format='skops' only; joblib artifacts "
+                "load any type (see docs/serving.md, Security model)."
             )
         blobs = {
             "model": payload,
@@ -264,7 +269,9 @@ class Registry:
         pipeline = art.load_model(
             data,
             mv.format,  # type: ignore[arg-type]
-            trusted=self.settings.trusted_types,
+            # What the registering user trusted (recorded with the version), plus the settings'
+            # list, which versions registered before trust was recorded rely on.
+            trusted=[*mv.meta.get("trusted_types", ()), *self.settings.trusted_types],
             source=str(self.artifacts.path(mv.sha256)),
         )
         graph = mv.meta.get("artifacts", {}).get("onnx")
@@ -490,6 +497,27 @@ class Registry:
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+def _skops_trust(
+    name: str, payload: bytes, trusted: Sequence[str], settings: Settings
+) -> list[str]:
+    """The types beyond skops' defaults a skops artifact needs, all of them trusted, or raise."""
+    needed = art.untrusted_types(payload, "skops")
+    allowed = {*trusted, *settings.trusted_types}
+    refused = [t for t in needed if t not in allowed]
+    if refused:
+        listed = ", ".join(repr(t) for t in refused)
+        raise UntrustedArtifact(
+            "",
+            refused,
+            f"Nothing was registered. If you trust this pipeline (you fitted it), register it "
+            f"with trusted=[{listed}]: the list is recorded with the version and used to load "
+            "it. skops refuses these by default because loading them runs their code (a "
+            "custom function) or trusts their content (a crafted tree can crash the process).",
+            what=f"The skops artifact of {name!r}",
+        )
+    return sorted(needed)
 
 
 def _next_version(conn: sa.Connection, dialect: str, name: str) -> int:

@@ -73,6 +73,7 @@ class TrainConfig(_Strict):
     tags: dict[str, str] = Field(default_factory=dict)
     alias: str | None = None
     format: Literal["joblib", "skops"] = "joblib"
+    trusted: list[str] = Field(default_factory=list)
     data: DataConfig
     estimator: EstimatorConfig
     validation: ValidationConfig = Field(default_factory=lambda: ValidationConfig())
@@ -144,6 +145,7 @@ def train(path: Path, registry: Registry) -> ModelVersion:
         description=config.description,
         tags=config.tags,
         format=config.format,
+        trusted=config.trusted,
         cv=config.validation.cv,
         unseen=config.contract.unseen,
         band=config.contract.band,
