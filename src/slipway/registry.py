@@ -20,6 +20,7 @@ from slipway import backends
 from slipway.config import Settings
 from slipway.contract import Unseen
 from slipway.exceptions import (
+    ConfigError,
     IncompatibleEnvironment,
     InvalidModel,
     ModelNotFound,
@@ -42,6 +43,7 @@ from slipway.store.schema import (
 )
 from slipway.versions import (
     DEFAULT_ALIAS,
+    MAX_VERSION,
     ArtifactCheck,
     AuditEvent,
     ModelSummary,
@@ -61,7 +63,15 @@ class Registry:
 
     def __init__(self, settings: Settings | None = None, *, store: Store | None = None) -> None:
         self.settings = settings or Settings.from_env()
-        self.store = store or Store(self.settings.resolved_database_url)
+        home = self.settings.home
+        if home.exists() and not home.is_dir():
+            raise ConfigError(
+                f"SLIPWAY_HOME={home} is a file, not a directory; point SLIPWAY_HOME at a "
+                "directory (it is created on first use if missing)."
+            )
+        self.store = store or Store(
+            self.settings.resolved_database_url, create_dirs=self.settings.database_url is None
+        )
         self.artifacts = art.ArtifactStore(self.settings.artifacts_dir)
 
     # -- registration ----------------------------------------------------------------------
@@ -207,11 +217,14 @@ class Registry:
         """The version a reference points at."""
         name, version = self.resolve(ref)
         with self.store.read() as conn:
-            row = conn.execute(
-                sa.select(model_versions).where(
-                    model_versions.c.model_name == name, model_versions.c.version == version
-                )
-            ).first()
+            # A number no version can have is simply not found (the database would overflow).
+            row = None
+            if version <= MAX_VERSION:
+                row = conn.execute(
+                    sa.select(model_versions).where(
+                        model_versions.c.model_name == name, model_versions.c.version == version
+                    )
+                ).first()
             if row is None:
                 latest = conn.execute(
                     sa.select(models.c.latest_version).where(models.c.name == name)
@@ -467,11 +480,13 @@ class Registry:
             raise ModelNotFound(f"No model named {name!r}.{_known(conn)}")
         if version is None:
             return "active"
-        row = conn.execute(
-            sa.select(model_versions.c.status).where(
-                model_versions.c.model_name == name, model_versions.c.version == version
-            )
-        ).first()
+        row = None
+        if version <= MAX_VERSION:
+            row = conn.execute(
+                sa.select(model_versions.c.status).where(
+                    model_versions.c.model_name == name, model_versions.c.version == version
+                )
+            ).first()
         if row is None:
             latest = conn.execute(
                 sa.select(models.c.latest_version).where(models.c.name == name)

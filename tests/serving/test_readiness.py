@@ -59,7 +59,7 @@ def test_a_broken_model_leaves_the_others_served_and_ready(serve, make_fitted):
 
 
 def test_predicting_with_a_model_that_failed_to_load_says_why(serve, make_fitted):
-    """503 model_not_ready naming the version and the reason, with Retry-After, on every protocol."""
+    """503 model_not_ready naming the version and the reason, with Retry-After, everywhere."""
     h = serve(models=("fraud",))
     add_broken(h, make_fitted)
     r = h.post("/v1/models/prices/predict", {"features": {"amount": 1.0, "hour": 3}})
