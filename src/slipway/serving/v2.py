@@ -90,7 +90,16 @@ def router(service: Service) -> APIRouter:
         return s
 
     found: Responses = {**GUARDED, **NOT_SERVED}
-    usable: Responses = {**found, **INVALID}
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    usable: Responses = {
+        **found,
+        **INVALID,
+        200: {
+            "description": "The outputs: JSON, or with binary outputs requested, the JSON "
+            "header (Inference-Header-Content-Length bytes) followed by the tensors' bytes.",
+            "content": {"application/octet-stream": binary},
+        },
+    }
     readiness: Responses = {
         **found,
         503: {
