@@ -69,7 +69,12 @@ def log_config(level: str = "info", access_log: bool = True) -> dict[str, Any]:
 
 
 def settings_for(
-    base: Settings, *, models: Sequence[str] = (), auth: bool = True, workers: int = 1
+    base: Settings,
+    *,
+    models: Sequence[str] = (),
+    auth: bool = True,
+    workers: int = 1,
+    require_all: bool = False,
 ) -> Settings:
     """``base`` with the command line's choices applied."""
     overrides: dict[str, Any] = {"serve_workers": workers}
@@ -77,6 +82,8 @@ def settings_for(
         overrides["serve_models"] = tuple(models)
     if not auth:
         overrides["serve_auth"] = False
+    if require_all:
+        overrides["serve_require_all"] = True
     return base.model_copy(update=overrides)
 
 
@@ -105,6 +112,7 @@ def environment(settings: Settings) -> dict[str, str]:
         "SLIPWAY_SERVE_AUTH": "true" if settings.serve_auth else "false",
         "SLIPWAY_SERVE_WORKERS": str(settings.serve_workers),
         "SLIPWAY_SERVE_MODELS": ",".join(settings.serve_models),
+        "SLIPWAY_SERVE_REQUIRE_ALL": "true" if settings.serve_require_all else "false",
     }
     return env
 
