@@ -145,8 +145,8 @@ def test_invocations_with_one_model_served_accept_every_valid_body(api, tmp_path
     assert not failures, "\n\n".join(f"{op}: {str(exc)[:1500]}" for op, exc in failures.items())
 
 
-def test_a_schema_valid_empty_row_is_no_longer_documented_as_valid(api):
-    """The case the fuzzing found: {"features": []} is not valid for fraud's own operation."""
+def test_fraud_schema_refuses_what_its_contract_refuses(api):
+    """Positional rows are typed field by field; unit_id and unit_ids exclude each other."""
     import jsonschema_rs
 
     loaded, _, _ = api
@@ -155,8 +155,11 @@ def test_a_schema_valid_empty_row_is_no_longer_documented_as_valid(api):
         "application/json"
     ]["schema"]
     validator = jsonschema_rs.Draft202012Validator(schema)
-    assert not validator.is_valid({"features": []})
     row = {"amount": 12.5, "hour": 3, "merchant": "travel", "country": "US"}
     assert validator.is_valid({"features": list(row.values())})
     assert validator.is_valid({"instances": [row], "unit_ids": ["u1"]})
+    assert not validator.is_valid({"features": []})
+    assert not validator.is_valid({"features": [None, None, None, None]})
+    assert not validator.is_valid({"features": [12.5, 3, "casino", "US"]})
+    assert not validator.is_valid({"instances": [row], "unit_id": None, "unit_ids": ["u1"]})
     assert not validator.is_valid({"instances": [{**row, "merchant": "casino"}]})
