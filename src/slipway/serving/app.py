@@ -136,7 +136,7 @@ def create_app(
     if settings.serve_fast_path:
         routes = (r for a in apis for r in a.routes)
         route = next(r for r in routes if getattr(r, "operation_id", "") == "predict")
-        app.lane = Gate(FastPredict(service, route), **guard)
+        app.lane = Gate(FastPredict(service, route), **guard, replay_body=False)
     openapi.install(app, service)
     return app
 

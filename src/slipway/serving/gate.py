@@ -58,12 +58,16 @@ class Gate:
         max_body_bytes: int,
         metrics: Metrics,
         public_docs: bool = False,
+        replay_body: bool = True,
     ) -> None:
         self.app = app
         self.keys, self.buckets, self.cap = keys, buckets, cap
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
         self.open_paths = OPEN_PATHS | DOCS_PATHS if public_docs else OPEN_PATHS
+        # False when the app reads the body from scope["slipway.body"] (the direct lane), so
+        # no replaying ``receive`` is made for it.
+        self.replay_body = replay_body
         self.access = AccessLog()
         self._ids = _RequestIds()
         self._counters: dict[tuple[str, str, int], Any] = {}
@@ -99,7 +103,9 @@ class Gate:
                 client = f"key {key.name!r}" if self.keys is not None else _client(scope)
                 self.buckets.take(client)
                 if scope["method"] not in _BODILESS:
-                    receive = await read_body_first(scope, receive, declared, self.max_body_bytes)
+                    receive = await read_body_first(
+                        scope, receive, declared, self.max_body_bytes, self.replay_body
+                    )
                 elif declared is None:
                     receive = limited_receive(receive, self.max_body_bytes)
                 self.cap.enter()

@@ -139,11 +139,12 @@ def limited_receive(receive: Receive, limit: int) -> Receive:
 
 
 async def read_body_first(
-    scope: Scope, receive: Receive, declared: int | None, limit: int
+    scope: Scope, receive: Receive, declared: int | None, limit: int, replay: bool = True
 ) -> Receive:
     """Read the whole request body now; a ``receive`` that hands it to the app, then goes on.
 
-    The body is also left in ``scope["slipway.body"]`` for the direct lane. A body without a
+    The body is also left in ``scope["slipway.body"]``; with ``replay=False`` (an app that
+    reads it there: the direct lane) the original ``receive`` is returned. A body without a
     declared length stops with RequestTooLarge as soon as it passes ``limit`` bytes; one
     with a declared length cannot (the HTTP parser delivers no more than declared).
     """
@@ -170,16 +171,18 @@ async def read_body_first(
     elif declared is None and len(body) > limit:
         raise RequestTooLarge(_too_large(limit, f"sent more than {limit:,} bytes"))
     scope["slipway.body"] = body
+    if not replay:
+        return receive
     given = False
 
-    async def replay() -> Message:
+    async def replayed() -> Message:
         nonlocal given
         if given:
             return await receive()  # after the body: a disconnect, when it comes
         given = True
         return whole
 
-    return replay
+    return replayed
 
 
 def _too_large(limit: int, what: str) -> str:
