@@ -92,6 +92,6 @@ def test_a_sqlite_url_into_a_missing_directory_is_refused_not_created(
     result = run_cli(capsys, "models", "list")
     assert result.code == 1 and "which does not exist" in one_known_line(result)
     assert not missing.parent.exists()
-    monkeypatch.delenv("SLIPWAY_DATABASE_URL")
+    monkeypatch.setenv("SLIPWAY_DATABASE_URL", "")  # set but empty: the default database
     assert run_cli(capsys, "models", "list").code == 0
     assert (tmp_path / "home" / "slipway.db").is_file()

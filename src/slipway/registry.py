@@ -70,7 +70,7 @@ class Registry:
                 "directory (it is created on first use if missing)."
             )
         self.store = store or Store(
-            self.settings.resolved_database_url, create_dirs=self.settings.database_url is None
+            self.settings.resolved_database_url, create_dirs=not self.settings.database_url
         )
         self.artifacts = art.ArtifactStore(self.settings.artifacts_dir)
 
