@@ -152,6 +152,10 @@ class Settings(BaseSettings):
         description="Ready only when every model to serve is loaded (default: when at least "
         "one is; the others are listed as not ready).",
     )
+    serve_console: bool = Field(True, description="Serve the web console at /ui.")
+    serve_console_session_hours: float = Field(
+        8.0, gt=0, le=24 * 30, description="How long a console login lasts before a new one."
+    )
 
     @field_validator("trusted_types", "serve_models", mode="before")
     @classmethod

@@ -14,7 +14,6 @@ from slipway.contract import Contract
 from slipway.exceptions import InvalidReference
 
 DEFAULT_ALIAS = "production"
-MAX_VERSION = 2**31 - 1  # the largest version number the schema's INTEGER column holds
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,49}$")
 _REF = re.compile(r"^(?P<name>[^:@]+)(?::(?P<version>[^:@]+)|@(?P<alias>[^:@]+))?$")

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+from slipway.clock import utcnow
 from slipway.exceptions import ConfigError
 from slipway.store import Store, schema
 
@@ -26,7 +27,7 @@ def test_opening_twice_does_not_migrate_again(settings):
     """A second open finds the schema at head and leaves data alone."""
     first = Store(settings.resolved_database_url)
     with first.write() as conn:
-        conn.execute(schema.models.insert().values(name="kept", created_at=schema.utcnow()))
+        conn.execute(schema.models.insert().values(name="kept", created_at=utcnow()))
     first.dispose()
     second = Store(settings.resolved_database_url)
     with second.read() as conn:
@@ -50,7 +51,7 @@ def test_write_transactions_roll_back_on_error(settings):
 
     def insert_then_fail() -> None:
         with store.write() as conn:
-            conn.execute(schema.models.insert().values(name="gone", created_at=schema.utcnow()))
+            conn.execute(schema.models.insert().values(name="gone", created_at=utcnow()))
             raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
@@ -86,5 +87,17 @@ def test_concurrent_first_opens_migrate_once(settings):
     assert [p.exitcode for p in procs] == [0, 0, 0]
     store = Store(settings.resolved_database_url)
     with store.engine.connect() as conn:
-        assert MigrationContext.configure(conn).get_current_revision() == "0001"
+        assert MigrationContext.configure(conn).get_current_revision() == _head()
     store.dispose()
+
+
+def _head() -> str:
+    """The newest migration revision."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from slipway.store import engine
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(engine._MIGRATIONS))
+    return str(ScriptDirectory.from_config(cfg).get_current_head())

@@ -18,7 +18,6 @@ from typing import Any
 import orjson
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -42,6 +41,7 @@ from slipway.exceptions import (
     Unauthorized,
     Unavailable,
 )
+from slipway.store import TRANSIENT
 
 logger = logging.getLogger("slipway.serving")
 
@@ -68,10 +68,7 @@ STATUS: Mapping[type[BaseException], tuple[int, str]] = {
     Unavailable: (503, "unavailable"),
     SlipwayError: (500, "internal_error"),
     # The database is down, restarting, unreachable or out of connections: retry later.
-    sa_exc.OperationalError: (503, DATABASE_UNAVAILABLE),
-    sa_exc.InterfaceError: (503, DATABASE_UNAVAILABLE),
-    sa_exc.DisconnectionError: (503, DATABASE_UNAVAILABLE),
-    sa_exc.TimeoutError: (503, DATABASE_UNAVAILABLE),
+    **dict.fromkeys(TRANSIENT, (503, DATABASE_UNAVAILABLE)),
 }
 _HTTP_CODES = {
     400: "bad_request",

@@ -21,16 +21,14 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from starlette.concurrency import run_in_threadpool
 
+from slipway.clock import utcnow
 from slipway.serving.limits import ConcurrencyCap
 from slipway.serving.log import PredictionLog, id_time
 from slipway.store import Store
-from slipway.store.schema import feedback, predictions, utcnow
+from slipway.store.predictions import add_feedback, logged_ids
 
-_CHUNK = 500  # ids per IN (...) query: well under every driver's parameter limit
 # Workers on other hosts mint ids by their own clocks: an id up to this far in the future is
 # still worth waiting for; anything later was not made by a server.
 CLOCK_SKEW_SECONDS = 0.5
@@ -82,16 +80,12 @@ class FeedbackDesk:
         if recent:
             with self.cap.lent() if self.cap is not None else nullcontext():
                 await asyncio.sleep(wait)
-            known |= await run_in_threadpool(self._logged, recent)
+            known |= await run_in_threadpool(logged_ids, self.store, recent)
         result.unknown = [pid for pid in first if pid not in known]
-        rows = [
-            {"prediction_id": pid, "label": label, "received_at": utcnow()}
-            for pid, label in first.items()
-            if pid in known
-        ]
-        stored = await run_in_threadpool(self._insert, rows) if rows else 0
+        labels = [(pid, label) for pid, label in first.items() if pid in known]
+        stored = await run_in_threadpool(add_feedback, self.store, labels, utcnow())
         result.accepted = stored
-        result.duplicates += len(rows) - stored
+        result.duplicates += len(labels) - stored
         return result
 
     def _flush_and_look(self, ids: Iterable[str]) -> set[str]:
@@ -99,7 +93,7 @@ class FeedbackDesk:
         # fails on its own and the request is answered 503 (errors.py).
         if self.log.database_error is None:
             self.log.flush(timeout=_FLUSH_SECONDS)
-        return self._logged(ids)
+        return logged_ids(self.store, ids)
 
     def _worth_waiting_for(self, unknown: Sequence[str]) -> tuple[list[str], float]:
         """The unknown ids another worker may still be about to log, and how long to wait."""
@@ -112,25 +106,3 @@ class FeedbackDesk:
             return [], 0.0
         youngest = max(0.0, min(ages[pid] for pid in recent))
         return recent, self.settle_seconds - youngest
-
-    def _logged(self, ids: Iterable[str]) -> set[str]:
-        ids = list(ids)
-        found: set[str] = set()
-        with self.store.read() as conn:
-            for i in range(0, len(ids), _CHUNK):
-                chunk = ids[i : i + _CHUNK]
-                query = sa.select(predictions.c.prediction_id).where(
-                    predictions.c.prediction_id.in_(chunk)
-                )
-                found.update(conn.execute(query).scalars())
-        return found
-
-    def _insert(self, rows: list[dict[str, Any]]) -> int:
-        insert = postgresql.insert if self.store.dialect == "postgresql" else sqlite.insert
-        stmt = (
-            insert(feedback)
-            .on_conflict_do_nothing(index_elements=["prediction_id"])
-            .returning(feedback.c.prediction_id)
-        )
-        with self.store.write() as conn:
-            return len(conn.execute(stmt, rows).all())
