@@ -20,6 +20,7 @@ Each leaf also inherits the builtin a caller would naturally catch, so
     ├── ArtifactError
     │   ├── ArtifactMissing (FileNotFoundError)
     │   ├── ArtifactCorrupted (ValueError)    bytes on disk do not match the recorded sha256
+    │   ├── InvalidDigest (ValueError)        a recorded sha256 is not a sha256 at all
     │   └── UntrustedArtifact (ValueError)    a skops file holds types nobody trusted
     ├── IncompatibleEnvironment (RuntimeError) library versions differ and settings refuse
     ├── MissingDependency (ImportError)       an optional extra is not installed
@@ -45,7 +46,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from slipway.validation import Problem
+    from slipway.problems import Problem
 
 
 class SlipwayError(Exception):
@@ -145,11 +146,16 @@ class ArtifactCorrupted(ArtifactError, ValueError):
 
     def __init__(self, path: str, expected: str, actual: str = "", reason: str = "") -> None:
         self.path, self.expected, self.actual = path, expected, actual
-        what = self.reason = reason or f"expected sha256 {expected}, found {actual}"
+        self.reason = reason or f"expected sha256 {expected}, found {actual}"
+        what = f"{reason} (sha256 {expected})" if reason else self.reason
         super().__init__(
             f"Artifact {path} is corrupted: {what}. "
             "It was not deserialized; restore the file or register the model again."
         )
+
+
+class InvalidDigest(ArtifactError, ValueError):
+    """A recorded artifact hash is not a hex sha256 digest (the record is damaged)."""
 
 
 class UntrustedArtifact(ArtifactError, ValueError):

@@ -29,7 +29,7 @@ from slipway.keys import KeyStore
 from slipway.monitoring import Monitor
 from slipway.registry import Registry
 from slipway.serving.process import ServerProcess
-from tests.conftest import transactions
+from slipway.testing import transactions
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

@@ -17,7 +17,7 @@ from slipway.keys import KeyStore
 from slipway.registry import Registry
 from slipway.serving.log import IdGenerator
 from slipway.serving.process import ServerProcess
-from tests.serving.conftest import subprocess_env
+from tests.serving.helpers import subprocess_env
 
 pytestmark = pytest.mark.slow
 

@@ -5,8 +5,9 @@ each through :meth:`Registry.load`, which checks the artifact's sha256 before de
 and then smoke-tested on a few rows of its reference sample. A background thread re-reads the
 aliases every ``poll_seconds``; when one moved it loads and checks the new version in that
 thread while the old one keeps serving, then swaps the served set in one assignment. A request
-looks its model up once, so it is answered by exactly one version. A version that fails to
-load or to predict never replaces the one serving; it is retried with backoff.
+asks :meth:`Runtime.route` once, so it is answered by exactly one version: the one its routing
+policy picks (see ``routing.py``; by default the alias's). A version that fails to load or to
+predict never replaces the one serving; it is retried with backoff.
 
 Readiness is per model (:meth:`Runtime.status`): a model is *expected* when it was named with
 ``--model`` or has a ``production`` alias, and *ready* when a verified version of it serves. A
@@ -39,6 +40,7 @@ from slipway.exceptions import (
 from slipway.predict import Model
 from slipway.registry import Registry
 from slipway.serving.metrics import Metrics
+from slipway.serving.routing import Production, Route, RoutingFactory, RoutingPolicy
 from slipway.versions import DEFAULT_ALIAS
 
 logger = logging.getLogger("slipway.serving.runtime")
@@ -142,18 +144,34 @@ class Runtime:
     poll_seconds: float = 1.0
     metrics: Metrics | None = None
     backend: Literal["auto", "sklearn"] = "auto"
+    routing: RoutingFactory = Production
     failures: dict[str, LoadFailure] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._served: dict[str, Served] = {}
+        # The production Route of each served model; swapped in one assignment, never mutated.
+        self.routes: Mapping[str, Route] = {}
         self._expected: dict[str, int] = {}  # name -> version its alias points at (last read)
         self._lock = threading.Lock()  # one load at a time
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.database_error: str | None = None  # why the last alias poll failed, if it did
         self.died: str | None = None  # why the watcher thread stopped, if it did
+        self.policy: RoutingPolicy = self.routing(self)
 
     # -- what requests see -----------------------------------------------------------------
+
+    def route(self, name: str, unit_id: str | None = None) -> Route:
+        """The version that answers a request for ``name`` from ``unit_id``: the routing
+        policy's choice. Every prediction route of every protocol asks here, and only here."""
+        return self.policy.route(name, unit_id)
+
+    def production_route(self, name: str) -> Route:
+        """The Route to the version the alias points at (what :class:`Production` answers)."""
+        route = self.routes.get(name)
+        if route is None:
+            raise self._missing(name)
+        return route
 
     def get(self, name: str) -> Served:
         """The served version of ``name``.
@@ -163,19 +181,22 @@ class Runtime:
         """
         served = self._served.get(name)
         if served is None:
-            failed = self.failures.get(name)
-            if failed is not None and name in self._expected:
-                wait = max(1, int(failed.retry_at - time.monotonic()) + 1)
-                raise ModelNotReady(
-                    f"Model {name!r} is not ready: its {self.alias} version {failed.version} "
-                    f"failed to load ({failed.reason}); the server log has the details and the "
-                    f"load is retried in {wait} s. Fix it, or point {self.alias} elsewhere: "
-                    f"slipway models promote {name} VERSION (or slipway models unalias {name} "
-                    f"{self.alias}).",
-                    retry_after=wait,
-                )
-            raise self._not_served(name)
+            raise self._missing(name)
         return served
+
+    def _missing(self, name: str) -> ModelNotReady | ModelNotFound:
+        """Why ``name`` has no served version: it failed to load, or it is not served here."""
+        failed = self.failures.get(name)
+        if failed is None or name not in self._expected:
+            return self._not_served(name)
+        wait = max(1, int(failed.retry_at - time.monotonic()) + 1)
+        return ModelNotReady(
+            f"Model {name!r} is not ready: its {self.alias} version {failed.version} failed to "
+            f"load ({failed.reason}); the server log has the details and the load is retried in "
+            f"{wait} s. Fix it, or point {self.alias} elsewhere: slipway models promote {name} "
+            f"VERSION (or slipway models unalias {name} {self.alias}).",
+            retry_after=wait,
+        )
 
     def in_scope(self, name: str) -> None:
         """Raise ModelNotFound unless ``name`` is a model this server serves or should serve.
@@ -269,6 +290,7 @@ class Runtime:
         gone = [n for n in {*self._served, *self.failures} if n not in targets]
         if gone:
             with self._lock:
+                self.routes = {n: r for n, r in self.routes.items() if n in targets}
                 self._served = {n: s for n, s in self._served.items() if n in targets}
                 for name in gone:
                     self.failures.pop(name, None)
@@ -308,7 +330,9 @@ class Runtime:
                 keeps = "" if current is None else f"; still serving {name}:{current.version}"
                 raise ReloadFailed(f"Could not load {ref}: {exc}{keeps}") from exc
             served = Served(model, utcnow())
-            self._served = {**self._served, name: served}  # one assignment: the swap
+            # One assignment each: the swap. A request reads one of them once.
+            self.routes = {**self.routes, name: Route(served)}
+            self._served = {**self._served, name: served}
             self.failures.pop(name, None)
             # A loaded model is tens of thousands of long-lived objects; moving them out of the
             # collector's generations keeps full collections from stalling requests (measured:
