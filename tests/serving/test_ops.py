@@ -240,3 +240,42 @@ def test_sklearn_backend_setting_serves_without_onnx(serve):
     """SLIPWAY_SERVE_BACKEND=sklearn keeps scikit-learn answering."""
     h = serve(serve_backend="sklearn")
     assert h.get("/v1/models/fraud").json()["backend"] == "sklearn"
+
+
+def test_model_scoped_routes_answer_only_for_the_served_models(serve, settings, make_fitted):
+    """With serve_models=("fraud",), another registered model's stored monitoring report and
+    batch predictions are not served, and its name answers exactly like a missing one."""
+    from slipway.monitoring.runner import Monitor
+
+    harness = serve(settings=settings.model_copy(update={"serve_models": ("fraud",)}))
+    fitted = make_fitted("regressor")
+    harness.registry.register(fitted.pipeline, "internal", fitted.X_train, fitted.y_train)
+    harness.registry.promote("internal", 1)
+    Monitor(harness.registry, sinks=[]).run("internal", since=timedelta(hours=1))
+    assert Monitor(harness.registry, sinks=[]).latest("internal") is not None
+    with harness.registry.store.write() as conn:
+        conn.execute(
+            batch_predictions.insert(),
+            [
+                dict(
+                    run_id="r1",
+                    key="k1",
+                    model_name="internal",
+                    version=1,
+                    sha256="c" * 64,
+                    label=None,
+                    probabilities=None,
+                    value=3.5,
+                    scored_at=utcnow(),
+                )
+            ],
+        )
+
+    def answer(name: str, route: str) -> tuple[int, str, str]:
+        r = harness.get(route.format(name))
+        return r.status_code, r.json()["code"], r.json()["error"].replace(name, "NAME")
+
+    for route in ("/v1/models/{}/monitoring", "/v1/models/{}/predictions/k1"):
+        internal = answer("internal", route)
+        assert internal[0] == 404 and "not served here" in internal[2]
+        assert internal == answer("ghost", route)
