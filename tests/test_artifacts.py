@@ -326,3 +326,21 @@ def test_versions_without_recorded_sizes_still_refuse_non_regular_files(registry
     path.symlink_to("/dev/zero")
     finished, outcome = _within(30, lambda: registry.load("m:1"))
     assert finished and isinstance(outcome[1], ArtifactCorrupted)
+
+
+def test_a_skops_regressors_loss_model_loads_without_any_trust_setting(registry, make_fitted):
+    """The DLE loss model Slipway fits at registration is stored in skops too: the types it
+    needs are recorded with the version, so it loads with no SLIPWAY_TRUSTED_TYPES."""
+    from slipway import estimation
+
+    reg = make_fitted("regressor")
+    mv = registry.register(reg.pipeline, "r", reg.X_train, reg.y_train, X_val=reg.X_val,
+                           y_val=reg.y_val, format="skops")  # fmt: skip
+    assert registry.settings.trusted_types == ()
+    assert mv.meta["estimator_trusted_types"]  # a tree ensemble: beyond skops' defaults
+    loss = registry.estimator(mv)
+    assert isinstance(loss, estimation.LossModel)
+    m, _ = loss.losses(reg.X_val, reg.pipeline.predict(reg.X_val))
+    assert np.all(m >= 0)
+    size = mv.artifact_size(mv.meta["artifacts"]["estimator"])
+    assert size == registry.artifacts.path(mv.meta["artifacts"]["estimator"]).stat().st_size

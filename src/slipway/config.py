@@ -59,6 +59,12 @@ class Settings(BaseSettings):
         allow_inf_nan=False,
         description="Seconds one webhook request may take in all (connect, send, answer).",
     )
+    promote_unchecked: Literal["warn", "refuse"] = Field(
+        "warn",
+        description="Promoting a version to production over another one when the new version "
+        "has no passing `slipway check`: warn (the CLI prints it, the audit records it) or "
+        "refuse.",
+    )
 
     # -- `slipway serve` -------------------------------------------------------------------
     serve_models: Annotated[tuple[str, ...], NoDecode] = Field(
