@@ -17,6 +17,7 @@ from sklearn.ensemble import (
 )
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 from sklearn.tree import DecisionTreeClassifier
@@ -97,6 +98,7 @@ CASES = {
     ),
     "logistic regression": (standard, lambda: LogisticRegression(max_iter=500), "y"),
     "ridge": (standard, Ridge, "value"),
+    "k nearest neighbours": (standard, KNeighborsClassifier, "y"),
 }
 
 
@@ -167,3 +169,22 @@ def test_float32_graph_is_the_fallback_when_float64_cannot_be_built(monkeypatch)
     _, verdict = backends.assess(pipe, contract, X, "classification")
     assert verdict.accepted and verdict.precision == "float"
     assert "(float32)" in verdict.reason
+
+
+@pytest.mark.parametrize(
+    "model",
+    [lambda: RandomForestRegressor(20, random_state=0), Ridge, HistGradientBoostingRegressor],
+)
+def test_a_bare_estimator_on_a_numeric_frame_reads_one_float64_matrix(model):
+    """Without a ColumnTransformer the graph takes one [N, F] float64 input fed from the frame's
+    columns in contract order, so odd names and booleans need no per-column inputs."""
+    X, _, _, value = frame()
+    X = X.drop(columns="country")
+    pipe = make_pipeline(SimpleImputer(), model()).fit(X[:400], value[:400])
+    contract = Contract.learn(X[:400])
+    data, verdict = backends.assess(pipe, contract, X[:400], "regression")
+    assert verdict.accepted and verdict.precision == "double", verdict.reason
+    session = backends.OnnxSession(data, contract)
+    assert session.matrix and [i.name for i in session.session.get_inputs()] == ["X"]
+    got = session.run(contract.validate(X[400:]))
+    np.testing.assert_allclose(got.ravel(), pipe.predict(X[400:]), rtol=1e-12)

@@ -226,7 +226,11 @@ class OnnxSession:
         self.contract = contract
         self.outputs = [o.name for o in self.session.get_outputs()]
         inputs = self.session.get_inputs()
-        fields = ["X"] if contract.input_kind == "array" else contract.names
+        # One [N, F] input: an array-trained model, or a frame read as one matrix.
+        self.matrix = len(inputs) == 1 and (
+            contract.input_kind == "array" or inputs[0].shape[1] != 1
+        )
+        fields = ["X"] if self.matrix else contract.names
         if len(inputs) != len(fields):
             raise ValueError(
                 f"the ONNX graph takes {len(inputs)} inputs but the contract has {len(fields)} "
@@ -239,9 +243,13 @@ class OnnxSession:
 
     def feed(self, checked: Validated, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """ONNX inputs for the validated rows."""
-        if self.contract.input_kind == "array":
+        if self.matrix:
             name, _, dtype = self._feeds[0]
-            return {name: np.asarray(checked.model_input(rows), dtype=dtype)}
+            if self.contract.input_kind == "array":
+                return {name: np.asarray(checked.model_input(rows), dtype=dtype)}
+            cols = [checked.columns[f] for f in self.contract.names]
+            stacked = np.column_stack([c if c.dtype.kind != "O" else _numbers(c) for c in cols])
+            return {name: (stacked if rows is None else stacked[rows]).astype(dtype, copy=False)}
         out = {}
         columns = checked.columns
         for name, field, dtype in self._feeds:

@@ -54,7 +54,7 @@ def convert(pipeline: Any, contract: Contract, task: str, precision: Precision =
     if precision == "double":
         graph = convert_sklearn(
             pipeline,
-            initial_types=input_types(contract, precision),
+            initial_types=input_types(contract, precision, _takes_matrix(pipeline, contract)),
             target_opset=OPSETS,
             options=options,
             custom_conversion_functions=_converters(),
@@ -72,8 +72,12 @@ def convert(pipeline: Any, contract: Contract, task: str, precision: Precision =
     return data
 
 
-def input_types(contract: Contract, precision: Precision) -> list[tuple[str, Any]]:
-    """The graph's inputs: numbers (and booleans, as 0/1) as float64 (or float32), strings."""
+def input_types(
+    contract: Contract, precision: Precision, matrix: bool = False
+) -> list[tuple[str, Any]]:
+    """The graph's inputs: numbers (and booleans, as 0/1) as float64 (or float32), strings;
+    with ``matrix``, one ``[N, F]`` float64 input ``X`` (a pipeline whose first step takes the
+    frame as one matrix: no ColumnTransformer to pick columns by name)."""
     from skl2onnx.common.data_types import (
         DoubleTensorType,
         FloatTensorType,
@@ -82,7 +86,7 @@ def input_types(contract: Contract, precision: Precision) -> list[tuple[str, Any
     )
 
     number = DoubleTensorType if precision == "double" else FloatTensorType
-    if contract.input_kind == "array":
+    if contract.input_kind == "array" or (matrix and precision == "double"):
         return [("X", number([None, len(contract.fields)]))]
     types: list[tuple[str, Any]] = []
     for f in contract.fields:
@@ -99,6 +103,15 @@ def input_types(contract: Contract, precision: Precision) -> list[tuple[str, Any
         else:
             raise ValueError(f"field {f.name!r} of kind {f.kind} has no ONNX input type")
     return types
+
+
+def _takes_matrix(pipeline: Any, contract: Contract) -> bool:
+    """Whether a frame-trained pipeline reads its input as one numeric matrix."""
+    from sklearn.compose import ColumnTransformer
+
+    first = pipeline.steps[0][1] if hasattr(pipeline, "steps") else pipeline
+    numeric = all(f.kind in ("number", "integer", "boolean") for f in contract.fields)
+    return numeric and not isinstance(first, ColumnTransformer) and len(contract.fields) > 1
 
 
 # -- converters handed to skl2onnx -----------------------------------------------------------
