@@ -188,3 +188,14 @@ def test_a_bare_estimator_on_a_numeric_frame_reads_one_float64_matrix(model):
     assert session.matrix and [i.name for i in session.session.get_inputs()] == ["X"]
     got = session.run(contract.validate(X[400:]))
     np.testing.assert_allclose(got.ravel(), pipe.predict(X[400:]), rtol=1e-12)
+
+
+def test_nearest_neighbours_use_the_cdist_kernel():
+    """kNN distances come from onnxruntime's CDist node, not a Scan loop over training rows."""
+    import onnx
+
+    X, y, _, _ = frame()
+    pipe = Pipeline([("pre", standard()), ("model", KNeighborsClassifier())]).fit(X, y)
+    graph = onnx.load_from_string(conversion.convert(pipe, Contract.learn(X), "classification"))
+    ops = {node.op_type for node in graph.graph.node}
+    assert "CDist" in ops and "Scan" not in ops
