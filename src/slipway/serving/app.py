@@ -175,6 +175,8 @@ def stop(service: Service) -> None:
     if service.keys is not None:
         service.keys.stop()
     service.runtime.stop()
+    if service.pool is not None:
+        service.pool.shutdown(wait=True, cancel_futures=True)
     service.log.close()
     service.metrics.close()
 
