@@ -24,9 +24,10 @@ from slipway.monitoring.policy import Policy
 from slipway.monitoring.quality import Expectation, check_quality
 from slipway.monitoring.report import DriftReport, WindowReport
 from slipway.monitoring.sinks import Route, deliver, routes
+from slipway.monitoring.log import LogSchema
 from slipway.monitoring.traffic import (
     Traffic,
-    read_feedback,
+    read_labeled,
     read_traffic,
     read_violations,
     violation_summary,
@@ -138,9 +139,9 @@ class Monitor:
         bounds = window_bounds(self.clock(), since, window)
         step = bounds[-1][1] - bounds[-1][0]
         store_ = self.registry.store
-        fields = mv.feature_names
-        traffic = read_traffic(store_, mv.name, bounds[0][0] - step, bounds[-1][1], fields)
-        labels = read_feedback(store_, mv.name, bounds[0][0], bounds[-1][1])
+        schema = LogSchema.of(mv, self.registry.versions(mv.name))
+        traffic = read_traffic(store_, schema, mv.name, bounds[0][0] - step, bounds[-1][1])
+        labels = read_labeled(store_, schema, mv.name, bounds[0][0], bounds[-1][1])
         refused = read_violations(store_, mv.name, bounds[0][0], bounds[-1][1])
         kinds = {f.name: _KINDS[f.kind] for f in mv.contract.fields}
         reference = _prepare(self.registry.reference_sample(mv), kinds)
@@ -150,18 +151,23 @@ class Monitor:
         windows = []
         for start, end in bounds:
             current, previous = traffic.between(start, end), traffic.between(start - step, start)
+            # Prepared once: sorting a window's numbers is the run's main cost at volume.
+            cur_cols = _prepare(current.inputs, kinds)
             window_report = self._window(
-                mv, current, previous, reference, ref_preds, kinds, expected, baseline
+                mv, current, previous, cur_cols, reference, ref_preds, kinds, expected, baseline
             )
             window_report.start, window_report.end = start, end
             window_report.quality = check_quality(
-                _prepare(current.inputs, kinds),
+                cur_cols,
                 expected,
                 self.policy.quality,
                 violation_summary(refused, start, end),
             )
             window_report.performance = performance_by_version(
-                current, labels, lambda v: self._version(mv.name, v, versions), self.policy
+                current,
+                labels.between(start, end),
+                lambda v: self._version(mv.name, v, versions),
+                self.policy,
             )
             window_report.judge()
             windows.append(window_report)
@@ -212,13 +218,13 @@ class Monitor:
         mv: ModelVersion,
         current: Traffic,
         previous: Traffic,
+        cur_cols: dict[str, Column],
         reference: dict[str, Column],
         ref_preds: dict[str, Column],
         kinds: dict[str, Kind],
         expected: dict[str, Expectation],
         baseline: Baseline,
     ) -> WindowReport:
-        cur_cols = _prepare(current.inputs, kinds)
         base_cols = reference if baseline == "reference" else _prepare(previous.inputs, kinds)
         features = feature_checks(base_cols, cur_cols, self.policy, baseline=baseline)
         mine, before = (
