@@ -35,8 +35,16 @@ MODEL = "fraud"
 NUMERIC = ["amount", "hour", "day_of_week", "txn_count_30d", "avg_amount_7d"]
 CATEGORIES = {
     "merchant_category": (
-        ["grocery", "restaurants", "gas", "online_retail", "travel", "electronics", "jewelry"]
-        + ["gaming"],
+        [
+            "grocery",
+            "restaurants",
+            "gas",
+            "online_retail",
+            "travel",
+            "electronics",
+            "jewelry",
+            "gaming",
+        ],
         [0.30, 0.18, 0.14, 0.16, 0.08, 0.07, 0.03, 0.04],
     ),
     "country": (
@@ -183,9 +191,7 @@ def _load(registry, pipe, backend: str, rows: int) -> int:
                     ("label", pa.array(label)),
                     (
                         "probabilities",
-                        _json_object(
-                            [("0", pa.array(proba[:, 0])), ("1", pa.array(proba[:, 1]))]
-                        ),
+                        _json_object([("0", pa.array(proba[:, 0])), ("1", pa.array(proba[:, 1]))]),
                     ),
                 ]
             )
@@ -271,7 +277,10 @@ class _Loader:
         columns = ", ".join(table.column_names)
         with self.engine.begin() as conn:
             raw = conn.connection.driver_connection
-            with raw.cursor() as cur, cur.copy(f"COPY {name} ({columns}) FROM STDIN (FORMAT csv)") as cp:
+            with (
+                raw.cursor() as cur,
+                cur.copy(f"COPY {name} ({columns}) FROM STDIN (FORMAT csv)") as cp,
+            ):
                 cp.write(buf.getbuffer())
 
     def close(self) -> None:

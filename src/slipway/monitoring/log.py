@@ -2,9 +2,10 @@
 
 :func:`read_log` turns what :func:`slipway.store.predictions.log_lines` streams into Arrow
 tables with one column per thing the monitor reads (:data:`TIME`, :data:`VERSION`, one
-``input:<field>`` column per contract field, ``label``, ``proba:<class>``, ``value``, and with
-labels ``feedback``, ``feedback_value`` for regressors and ``feedback_at``), without a Python object per row: the database writes
-the lines, Arrow's JSON reader parses each block in C++ while the next block is fetched.
+``input:<field>`` column per contract field, ``label``, ``proba:<class>``, ``value``; with
+labels ``feedback``, ``feedback_value`` for regressors and ``feedback_at``) without a Python
+object per row: the database writes the lines, Arrow's JSON reader parses each block in C++
+while the next block is fetched.
 ``slipway predictions export`` writes the same tables to Parquet or CSV, and the Dask engine
 reads them back, so every path sees the same values.
 
@@ -126,9 +127,7 @@ class LogSchema:
         if self.label_type is not None:
             outputs.append(("label", _LABEL_TYPES.get(self.label_type, pa.string())))
         if self.classes:
-            outputs.append(
-                ("probabilities", pa.struct([(k, pa.float64()) for k in self.classes]))
-            )
+            outputs.append(("probabilities", pa.struct([(k, pa.float64()) for k in self.classes])))
         if self.regression:
             outputs.append(("value", pa.float64()))
         top: list[tuple[str, pa.DataType]] = [
@@ -316,11 +315,11 @@ def truth_float(value: Any) -> float:
 def _map_distinct(
     values: pa.Array | pa.ChunkedArray,
     fn: Callable[[Any], Any],
-    type: pa.DataType = pa.string(),
+    type: pa.DataType | None = None,
 ) -> pa.Array:
     array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
     encoded = pc.dictionary_encode(array)
-    mapped = pa.array([fn(v) for v in encoded.dictionary.to_pylist()], type)
+    mapped = pa.array([fn(v) for v in encoded.dictionary.to_pylist()], type or pa.string())
     return mapped.take(encoded.indices)
 
 
@@ -392,4 +391,3 @@ def concat_categories(parts: Sequence[pa.Array | pa.ChunkedArray]) -> pd.Categor
     merged = pa.chunked_array(chunks, pa.dictionary(pa.int32(), pa.string()))
     series = merged.to_pandas()
     return pd.Categorical(series)
-

@@ -19,19 +19,14 @@ from slipway.monitoring import columns as cols
 from slipway.monitoring.checks import feature_checks
 from slipway.monitoring.columns import Column, Kind
 from slipway.monitoring.drift import FeatureResult, decide
+from slipway.monitoring.log import LogSchema
 from slipway.monitoring.outcomes import performance_by_version, prediction_columns
 from slipway.monitoring.policy import Policy
 from slipway.monitoring.quality import Expectation, check_quality
 from slipway.monitoring.report import DriftReport, WindowReport
 from slipway.monitoring.sinks import Route, deliver, routes
-from slipway.monitoring.log import LogSchema
-from slipway.monitoring.traffic import (
-    Traffic,
-    read_labeled,
-    read_traffic,
-    read_violations,
-    violation_summary,
-)
+from slipway.monitoring.sources import Source, open_source
+from slipway.monitoring.traffic import Traffic, violation_summary
 from slipway.registry import Registry
 from slipway.store import monitoring as stored
 from slipway.versions import ModelVersion, check_name
@@ -131,18 +126,27 @@ class Monitor:
         window: timedelta | None = None,
         baseline: Baseline = "reference",
         store: bool = True,
+        source: str | Source = "log",
+        engine: str = "local",
+        scheduler: str | None = None,
     ) -> DriftReport:
-        """Check ``ref`` (``name``: production, else latest) over the last ``since``."""
+        """Check ``ref`` (``name``: production, else latest) over the last ``since``.
+
+        ``source`` is what is read: ``"log"`` (the prediction log), ``"batch"`` or
+        ``"batch:RUN_ID"`` (batch outputs kept with their inputs), the path of a log exported
+        to Parquet, or a :class:`~slipway.monitoring.sources.Source`. ``engine="dask"`` reads
+        an exported log on a Dask cluster (``scheduler``; a local one when None).
+        """
         if baseline not in ("reference", "previous"):
             raise ConfigError(f"baseline must be 'reference' or 'previous', not {baseline!r}.")
         mv = self.registry.get(ref)
         bounds = window_bounds(self.clock(), since, window)
         step = bounds[-1][1] - bounds[-1][0]
-        store_ = self.registry.store
+        reader = open_source(source, self.registry.store, engine=engine, scheduler=scheduler)
         schema = LogSchema.of(mv, self.registry.versions(mv.name))
-        traffic = read_traffic(store_, schema, mv.name, bounds[0][0] - step, bounds[-1][1])
-        labels = read_labeled(store_, schema, mv.name, bounds[0][0], bounds[-1][1])
-        refused = read_violations(store_, mv.name, bounds[0][0], bounds[-1][1])
+        traffic = reader.traffic(schema, mv.name, bounds[0][0] - step, bounds[-1][1])
+        labels = reader.labeled(schema, mv.name, bounds[0][0], bounds[-1][1])
+        refused = reader.refusals(mv.name, bounds[0][0], bounds[-1][1])
         kinds = {f.name: _KINDS[f.kind] for f in mv.contract.fields}
         reference = _prepare(self.registry.reference_sample(mv), kinds)
         expected = _expectations(mv, self.registry.profile(mv), reference)

@@ -356,7 +356,7 @@ def _pg_lines(
 def _time_binder(conn: sa.Connection) -> Any:
     """How SQLAlchemy binds a UTC datetime to ``predictions.created_at`` on this dialect, so
     that a hand-written statement selects exactly the rows a Core statement would."""
-    impl = predictions.c.created_at.type
+    impl = UTCDateTime()
     process = sa.DateTime().dialect_impl(conn.dialect).bind_processor(conn.dialect)
 
     def bind(at: datetime) -> Any:
