@@ -226,3 +226,8 @@ def test_a_window_holds_rows_from_its_start_up_to_its_end():
         traffic = Traffic(times[order], np.ones(4, dtype=np.int64), frame.iloc[order], frame)
         window = traffic.between(at[1], at[3])
         assert sorted(window.inputs["x"].tolist()) == [2.0, 3.0]
+
+
+def test_an_empty_log_reads_like_the_row_by_row_reading(registry, fraud):
+    """No traffic at all: the same statuses (empty windows, no labels) either way."""
+    assert_same(run(registry, RowByRowLog(registry.store)), run(registry, "log"))

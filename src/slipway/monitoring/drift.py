@@ -190,13 +190,11 @@ def _numeric(
     th: Thresholds,
     statistics: Mapping[str, Statistic | tuple[Statistic, float]],
 ) -> None:
-    merged = stats.merge_sorted(ref.values, cur.values)
-    d = stats.ks_statistic(merged)
+    d, dist = stats.ks_wasserstein(ref.values, cur.values)
     out.test, out.statistic = "ks", d
     out.p_value = stats.ks_pvalue(d, ref.present, cur.present)
     sd = ref.std
     shift = abs(cur.mean - ref.mean)
-    dist = stats.wasserstein(merged)
     ratio = cur.var / ref.var if ref.var > 0 else (math.inf if cur.var > 0 else 1.0)
     out.effects = {
         "mean_shift": shift / sd if sd > 0 else (math.inf if shift > 0 else 0.0),

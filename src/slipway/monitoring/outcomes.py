@@ -39,20 +39,19 @@ def prediction_columns(source: Traffic | pd.DataFrame, mv: ModelVersion) -> dict
         return {"value": cols.numeric(values)}
     keys = class_keys(mv)
     out: dict[str, Column] = {}
+    names = [f"proba:{k}" for k in keys]
     if isinstance(source, pd.DataFrame):
         out["label"] = cols.categorical(source["label"].astype(object).map(str))
-        proba = (
-            source[[f"proba:{k}" for k in keys]].to_numpy(dtype=float)
-            if all(f"proba:{k}" in source for k in keys)
-            else None
-        )
+        frame = source
     else:
         out["label"] = cols.categorical(source.label_series())
-        proba = source.probabilities(keys)
-    if proba is not None and len(keys) >= 2:
-        shown = keys[1:] if len(keys) == 2 else keys
-        for k in shown:
-            out[f"proba:{k}"] = cols.numeric(proba[:, keys.index(k)])
+        frame = source.outputs
+    shown = names[1:] if len(keys) == 2 else names
+    if len(keys) >= 2 and len(frame) == 0:  # an empty window: each score is empty, not missing
+        out.update({name: cols.numeric(np.empty(0)) for name in shown})
+    elif len(keys) >= 2 and all(n in frame for n in names):
+        for name in shown:  # a column at a time: at volume, no copy of every probability
+            out[name] = cols.numeric(frame[name].to_numpy(dtype=np.float64, na_value=np.nan))
     return out
 
 

@@ -113,7 +113,8 @@ def _weighted_classification(
     classes: np.ndarray,
 ) -> dict[str, np.ndarray]:
     """Every bootstrap metric of each row of weights ``w`` (resamples x rows)."""
-    return _Weighted(y, labels, proba, classes)(w)
+    metrics = _Weighted(y, labels, proba, classes)
+    return metrics(w if metrics.perm is None else w[:, metrics.perm])
 
 
 class _Weighted:
@@ -127,6 +128,12 @@ class _Weighted:
         self, y: np.ndarray, labels: np.ndarray, proba: np.ndarray | None, classes: np.ndarray
     ) -> None:
         self.binary = len(classes) == 2
+        # Rows are held in the order of the binary score, and a resample draws positions in
+        # that order: the AUC then sums weights as they come, with no gather per resample.
+        self.perm: np.ndarray | None = None
+        if proba is not None and self.binary:
+            self.perm = np.argsort(proba[:, 1], kind="stable")
+            y, labels, proba = y[self.perm], labels[self.perm], proba[self.perm]
         self.hit = (y == labels).astype(float)
         targets = [classes[1]] if self.binary else list(classes)
         self.per_class = []
@@ -142,7 +149,7 @@ class _Weighted:
         self.log_loss = -np.sum(onehot * np.log(clipped), axis=1)
         if self.binary:
             self.brier = (proba[:, 1] - onehot[:, 1]) ** 2
-            self.aucs = [_AucOrder(proba[:, 1], onehot[:, 1].astype(bool))]
+            self.aucs = [_AucOrder(proba[:, 1], onehot[:, 1].astype(bool), ordered=True)]
         else:
             self.brier = np.sum((proba - onehot) ** 2, axis=1)
             self.aucs = [
@@ -192,19 +199,23 @@ def _calibration_terms(
 
 
 class _AucOrder:
-    """A score's sort order and tie groups, for the weighted AUC of many resamples."""
+    """A score's sort order and tie groups, for the weighted AUC of many resamples
+    (``ordered``: the rows, and so the weights, come sorted by the score already)."""
 
-    def __init__(self, score: np.ndarray, positive: np.ndarray) -> None:
-        self.order = np.argsort(score, kind="stable")
-        s = score[self.order]
+    def __init__(self, score: np.ndarray, positive: np.ndarray, *, ordered: bool = False) -> None:
+        self.order = None if ordered else np.argsort(score, kind="stable")
+        s = score if self.order is None else score[self.order]
         self.starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
-        self.positive = positive[self.order]
+        self.ties = self.starts.size < s.size
+        self.positive = positive if self.order is None else positive[self.order]
         self.negative = ~self.positive
 
     def __call__(self, w: np.ndarray) -> np.ndarray:
-        ordered = w[:, self.order]
-        wp = np.add.reduceat(ordered * self.positive, self.starts, axis=1)
-        wn = np.add.reduceat(ordered * self.negative, self.starts, axis=1)
+        ordered = w if self.order is None else w[:, self.order]
+        wp, wn = ordered * self.positive, ordered * self.negative
+        if self.ties:  # one group per distinct score
+            wp = np.add.reduceat(wp, self.starts, axis=1)
+            wn = np.add.reduceat(wn, self.starts, axis=1)
         return _auc_from_groups(wp, wn)
 
 
