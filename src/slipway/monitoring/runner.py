@@ -167,6 +167,7 @@ class Monitor:
                 self.policy.quality,
                 violation_summary(refused, start, end),
             )
+            del cur_cols  # a window's sorted numbers, not needed for its performance
             window_report.performance = performance_by_version(
                 current,
                 labels.between(start, end),
