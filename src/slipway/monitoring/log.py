@@ -170,14 +170,16 @@ def read_log(
     *,
     labels: bool | None = False,
     details: bool = False,
+    newest: int | None = None,
 ) -> Iterator[pa.Table]:
     """Tables of the predictions of ``model`` logged in [start, end), oldest first.
 
     ``labels=True`` reads only labeled predictions, ``None`` every prediction with its label
     where it has one (the ``feedback`` columns are in the tables either way); ``details`` adds
-    the id, variant, experiment, unit id and latency.
+    the id, variant, experiment, unit id and latency; ``newest=N`` reads the newest N only,
+    newest first.
     """
-    blocks = log_lines(store, model, start, end, labels=labels, details=details)
+    blocks = log_lines(store, model, start, end, labels=labels, details=details, newest=newest)
     for block in prefetched(blocks, _PREFETCH):
         yield parse(block, schema, labels=labels is not False, details=details)
 
@@ -383,11 +385,14 @@ def concat_numbers(parts: Sequence[pa.Array | pa.ChunkedArray]) -> np.ndarray:
 def concat_categories(parts: Sequence[pa.Array | pa.ChunkedArray]) -> pd.Categorical:
     """Texts of several arrays as one pandas Categorical (nulls missing)."""
     chunks = []
+    texts = pa.dictionary(pa.int32(), pa.string())
     for p in parts:
         array = p.combine_chunks() if isinstance(p, pa.ChunkedArray) else p
-        chunks.append(pc.dictionary_encode(array))
+        if not pa.types.is_dictionary(array.type):
+            array = pc.dictionary_encode(array)
+        chunks.append(array.cast(texts))
     if not chunks:
         return pd.Categorical([], categories=[])
-    merged = pa.chunked_array(chunks, pa.dictionary(pa.int32(), pa.string()))
+    merged = pa.chunked_array(chunks, texts)
     series = merged.to_pandas()
     return pd.Categorical(series)

@@ -275,18 +275,26 @@ def log_lines(
     *,
     labels: bool | None = None,
     details: bool = False,
+    newest: int | None = None,
 ) -> Iterator[bytes]:
     """The predictions of ``model`` logged in [start, end), in the readers' order, as blocks of
     JSON lines (UTF-8, one object per prediction, each block ending with a newline).
 
     ``labels=True`` keeps only labeled predictions and adds each one's feedback; ``None``
     adds the feedback where there is one; ``False`` reads no feedback. ``details`` adds the
-    id, variant, experiment, unit id and latency. Times are UTC without a zone.
+    id, variant, experiment, unit id and latency. ``newest=N`` reads only the newest N, newest
+    first. Times are UTC without a zone.
     """
     if store.dialect == "postgresql":
-        yield from _pg_lines(store, model, start, end, labels, details)
+        yield from _pg_lines(store, model, start, end, labels, details, newest)
     else:
-        yield from _sqlite_lines(store, model, start, end, labels, details)
+        yield from _sqlite_lines(store, model, start, end, labels, details, newest)
+
+
+def _order(tiebreak: str, newest: int | None) -> str:
+    if newest is None:
+        return f" ORDER BY p.created_at, {tiebreak}"
+    return f" ORDER BY p.created_at DESC, {tiebreak} DESC LIMIT {int(newest)}"
 
 
 def _join(labels: bool | None) -> str:
@@ -297,19 +305,20 @@ def _join(labels: bool | None) -> str:
 
 
 def _sqlite_lines(
-    store: Store, model: str, start: datetime, end: datetime, labels: bool | None, details: bool
+    store: Store,
+    model: str,
+    start: datetime,
+    end: datetime,
+    labels: bool | None,
+    details: bool,
+    newest: int | None,
 ) -> Iterator[bytes]:
     line = _SQLITE_LINE + (_SQLITE_DETAILS if details else "")
     if labels:
         line += " || " + _SQLITE_LABEL
     elif labels is None:
         line += f" || CASE WHEN f.prediction_id IS NULL THEN '' ELSE {_SQLITE_LABEL} END"
-    sql = (
-        f"SELECT {line} || '}}'"
-        + _join(labels)
-        + _WHERE.format("?")
-        + " ORDER BY p.created_at, p.rowid"
-    )
+    sql = f"SELECT {line} || '}}'" + _join(labels) + _WHERE.format("?") + _order("p.rowid", newest)
     with store.read() as conn:
         bind = _time_binder(conn)
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
@@ -322,7 +331,13 @@ def _sqlite_lines(
 
 
 def _pg_lines(
-    store: Store, model: str, start: datetime, end: datetime, labels: bool | None, details: bool
+    store: Store,
+    model: str,
+    start: datetime,
+    end: datetime,
+    labels: bool | None,
+    details: bool,
+    newest: int | None,
 ) -> Iterator[bytes]:
     line = _PG_LINE + (_PG_DETAILS if details else "")
     if labels:
@@ -333,7 +348,7 @@ def _pg_lines(
         f"SELECT {line} || '}}'"
         + _join(labels)
         + _WHERE.format("%s")
-        + " ORDER BY p.created_at, p.prediction_id"
+        + _order("p.prediction_id", newest)
     )
     # CSV with a delimiter and a quote character that JSON text never holds: the lines come
     # out exactly as the database wrote them, with no escaping to undo.
