@@ -196,12 +196,9 @@ def _dask_tables(
     except ImportError:
         raise MissingDependency("dask and distributed", "dask", "Monitoring on Dask") from None
     files = sorted(source.path.glob("*.parquet")) if source.path.is_dir() else [source.path]
-    pieces = [
-        (str(f), group) for f in files for group in range(pq.ParquetFile(f).num_row_groups)
-    ]
+    pieces = [(str(f), group) for f in files for group in range(pq.ParquetFile(f).num_row_groups)]
     tasks = [
-        dask.delayed(_read_piece)(path, group, wanted, start, end, labels)
-        for path, group in pieces
+        dask.delayed(_read_piece)(path, group, wanted, start, end, labels) for path, group in pieces
     ]
     client = distributed.Client(source.scheduler) if source.scheduler else None
     try:

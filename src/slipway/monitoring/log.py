@@ -23,7 +23,7 @@ import io
 import json
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -368,31 +368,3 @@ def _parse_rows(block: bytes, schema: LogSchema, labels: bool, details: bool) ->
 def _numbers(values: list[Any]) -> np.ndarray:
     """Numbers as the row-by-row reading coerces them (what is not a number is missing)."""
     return as_float(pd.Series(values, dtype=None if values else object))
-
-
-# -- to the monitor's frames --------------------------------------------------------------------
-
-
-def concat_numbers(parts: Sequence[pa.Array | pa.ChunkedArray]) -> np.ndarray:
-    """Float64 values of several arrays as one array, nulls as NaN."""
-    if not parts:
-        return np.empty(0)
-    return np.concatenate(
-        [np.asarray(p.to_numpy(zero_copy_only=False), dtype=np.float64) for p in parts]
-    )
-
-
-def concat_categories(parts: Sequence[pa.Array | pa.ChunkedArray]) -> pd.Categorical:
-    """Texts of several arrays as one pandas Categorical (nulls missing)."""
-    chunks = []
-    texts = pa.dictionary(pa.int32(), pa.string())
-    for p in parts:
-        array = p.combine_chunks() if isinstance(p, pa.ChunkedArray) else p
-        if not pa.types.is_dictionary(array.type):
-            array = pc.dictionary_encode(array)
-        chunks.append(array.cast(texts))
-    if not chunks:
-        return pd.Categorical([], categories=[])
-    merged = pa.chunked_array(chunks, texts)
-    series = merged.to_pandas()
-    return pd.Categorical(series)

@@ -155,7 +155,7 @@ class _Weighted:
             self.aucs = [
                 _AucOrder(proba[:, k], onehot[:, k].astype(bool)) for k in range(len(classes))
             ]
-        self.calibration = _calibration_terms(y, proba, classes)
+        self.calibration = _calibration_terms(y, proba, classes, ordered=self.perm is not None)
 
     def __call__(self, w: np.ndarray) -> dict[str, np.ndarray]:
         total = w.sum(axis=1)
@@ -176,26 +176,39 @@ class _Weighted:
         out["brier"] = (w @ self.brier) / total
         aucs = [auc(w) for auc in self.aucs]
         out["roc_auc"] = aucs[0] if self.binary else np.mean(aucs, axis=0)
-        hits, confidences = self.calibration
-        gap = np.abs(w @ hits - w @ confidences)
+        hits, confidences, starts, used = self.calibration
+        if starts is None:
+            gap = np.abs(w @ hits - w @ confidences)
+        else:  # rows sorted by the score: each bin is a run of rows
+            gap = np.zeros((w.shape[0], CALIBRATION_BINS))
+            if starts.size:
+                gap[:, used] = np.abs(
+                    np.add.reduceat(w * hits, starts, axis=1)
+                    - np.add.reduceat(w * confidences, starts, axis=1)
+                )
         out["calibration_error"] = gap.sum(axis=1) / total
         return out
 
 
 def _calibration_terms(
-    y: np.ndarray, proba: np.ndarray, classes: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The two (rows x bins) matrices whose weighted sums give the calibration error, as
-    :func:`slipway.evaluation.calibration_error` defines it."""
+    y: np.ndarray, proba: np.ndarray, classes: np.ndarray, *, ordered: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """What the calibration error, as :func:`slipway.evaluation.calibration_error` defines it,
+    takes from the rows: each row's hit and confidence, as (rows x bins) matrices, or (when
+    ``ordered``: a binary score, rows sorted by it) as vectors with the start of each bin's run
+    of rows."""
     if len(classes) == 2:
         conf, hit = proba[:, 1], (y == classes[1]).astype(float)
     else:
         top = np.argmax(proba, axis=1)
         conf, hit = proba[np.arange(len(y)), top], (classes[top] == y).astype(float)
     bins = np.minimum((conf * CALIBRATION_BINS).astype(int), CALIBRATION_BINS - 1)
+    if ordered and len(classes) == 2:
+        starts = np.flatnonzero(np.r_[True, bins[1:] != bins[:-1]]) if bins.size else bins
+        return hit, conf, starts, bins[starts]
     onehot = np.zeros((conf.size, CALIBRATION_BINS))
     onehot[np.arange(conf.size), bins] = 1.0
-    return onehot * hit[:, None], onehot * conf[:, None]
+    return onehot * hit[:, None], onehot * conf[:, None], None, None
 
 
 class _AucOrder:

@@ -18,16 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from slipway.monitoring.log import (
-    INPUT,
-    PROBA,
-    TIME,
-    VERSION,
-    LogSchema,
-    concat_categories,
-    concat_numbers,
-    read_log,
-)
+from slipway.monitoring.log import INPUT, PROBA, TIME, VERSION, LogSchema, read_log
 from slipway.store import Store, predictions
 
 
@@ -126,36 +117,37 @@ class Traffic:
 def from_tables(tables: Iterable[pa.Table], schema: LogSchema) -> Traffic:
     """Traffic from tables of :meth:`LogSchema.columns` (read from the log or an export).
 
-    Texts are dictionary-encoded as each table arrives, so what is held meanwhile is about the
-    size of the result.
+    Each table becomes numpy arrays (texts: codes into one list of distinct texts) as it
+    arrives, so what is held meanwhile is about the size of the result.
     """
-    parts: dict[str, list[Any]] = {}
+    parts: dict[str, Any] = {}
     for table in tables:
         for name in table.column_names:
-            column = table[name]
-            if pa.types.is_string(column.type):
-                column = pc.dictionary_encode(column.combine_chunks())
-            parts.setdefault(name, []).append(column)
-    times = np.concatenate(
-        [np.asarray(c.to_numpy(), dtype="datetime64[us]") for c in parts.pop(TIME, [])]
-        or [np.empty(0, dtype="datetime64[us]")]
-    )
-    versions = np.concatenate(
-        [np.asarray(c.to_numpy(), dtype=np.int64) for c in parts.pop(VERSION, [])]
-        or [np.empty(0, dtype=np.int64)]
-    )
+            column = table[name].combine_chunks()
+            kept = parts.get(name)
+            if kept is None:
+                text = pa.types.is_string(column.type) or pa.types.is_dictionary(column.type)
+                kept = parts[name] = _Texts() if text else []
+            if isinstance(kept, _Texts):
+                kept.add(column)
+            else:
+                kept.append(np.asarray(column.to_numpy(zero_copy_only=False)))
+    # Arrow keeps freed blocks for reuse; give them back, the tables are gone.
+    pa.default_memory_pool().release_unused()
+    times = _joined(parts.pop(TIME, []), "datetime64[us]")
+    versions = _joined(parts.pop(VERSION, []), np.int64)
     inputs = pd.DataFrame(index=pd.RangeIndex(len(times)))
     for name, kind in schema.fields:
-        chunks = parts.pop(INPUT + name, [])
+        kept = parts.pop(INPUT + name, [])
         if kind in ("number", "integer"):
-            inputs[name] = concat_numbers(chunks)
+            inputs[name] = _joined(kept, np.float64)
         else:
-            inputs[name] = concat_categories(chunks)
+            inputs[name] = kept.categorical() if isinstance(kept, _Texts) else _no_texts(kept)
     outputs = pd.DataFrame(index=pd.RangeIndex(len(times)))
     if "label" in parts:
-        outputs["label"] = concat_categories(parts.pop("label"))
+        outputs["label"] = parts.pop("label").categorical()
     for name in [n for n in list(parts) if n.startswith(PROBA) or n == "value"]:
-        values = concat_numbers(parts.pop(name))
+        values = _joined(parts.pop(name), np.float64)
         # As in the row-by-row reading: an output the log never holds is no column at all.
         if not np.isnan(values).all():
             outputs[name] = values
@@ -164,14 +156,43 @@ def from_tables(tables: Iterable[pa.Table], schema: LogSchema) -> Traffic:
     feedback = None
     if "feedback" in parts:
         feedback = pd.DataFrame(index=pd.RangeIndex(len(times)))
-        feedback["label"] = concat_categories(parts.pop("feedback"))
+        feedback["label"] = parts.pop("feedback").categorical()
         if "feedback_value" in parts:
-            feedback["value"] = concat_numbers(parts.pop("feedback_value"))
-        feedback["received_at"] = np.concatenate(
-            [np.asarray(c.to_numpy(), dtype="datetime64[us]") for c in parts.pop("feedback_at")]
-            or [np.empty(0, dtype="datetime64[us]")]
-        )
+            feedback["value"] = _joined(parts.pop("feedback_value"), np.float64)
+        feedback["received_at"] = _joined(parts.pop("feedback_at", []), "datetime64[us]")
     return Traffic(times, versions, inputs, outputs, feedback)
+
+
+class _Texts:
+    """A text column gathered as codes into one growing list of distinct texts."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        self.codes: list[np.ndarray] = []
+
+    def add(self, column: pa.Array) -> None:
+        encoded = column if pa.types.is_dictionary(column.type) else pc.dictionary_encode(column)
+        texts = encoded.dictionary.to_pylist()
+        mapping = np.array([self.index.setdefault(t, len(self.index)) for t in texts] + [-1])
+        # Null positions take the last entry of the mapping: -1, pandas' code for missing.
+        positions = pc.fill_null(encoded.indices, len(texts)).to_numpy(zero_copy_only=False)
+        self.codes.append(mapping[positions].astype(np.int32))
+
+    def categorical(self) -> pd.Categorical:
+        codes = np.concatenate(self.codes) if self.codes else np.empty(0, dtype=np.int32)
+        return pd.Categorical.from_codes(codes, categories=pd.Index(list(self.index), dtype=object))
+
+
+def _joined(arrays: list[np.ndarray], dtype: Any) -> np.ndarray:
+    if not arrays:
+        return np.empty(0, dtype=dtype)
+    return np.concatenate(arrays).astype(dtype, copy=False)
+
+
+def _no_texts(arrays: list[np.ndarray]) -> pd.Categorical:
+    """A text column with no rows, or only nulls the reader typed otherwise."""
+    n = sum(len(a) for a in arrays)
+    return pd.Categorical.from_codes(np.full(n, -1, dtype=np.int32), categories=[])
 
 
 def read_traffic(
