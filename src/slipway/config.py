@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         1.0, ge=0, description="Seconds before the second try; doubled before each later one."
     )
     alert_webhook_timeout: float = Field(5.0, gt=0, description="Seconds per webhook request.")
+    promote_unchecked: Literal["warn", "refuse"] = Field(
+        "warn",
+        description="Promoting a version to production over another one when the new version "
+        "has no passing `slipway check`: warn (the CLI prints it, the audit records it) or "
+        "refuse.",
+    )
 
     # -- `slipway serve` -------------------------------------------------------------------
     serve_models: Annotated[tuple[str, ...], NoDecode] = Field(
@@ -101,6 +107,10 @@ class Settings(BaseSettings):
     )
     serve_poll_seconds: float = Field(
         1.0, gt=0, description="How often workers re-read API keys and production aliases."
+    )
+    serve_console: bool = Field(True, description="Serve the web console at /ui.")
+    serve_console_session_hours: float = Field(
+        8.0, gt=0, le=24 * 30, description="How long a console login lasts before a new one."
     )
 
     @field_validator("trusted_types", "serve_models", mode="before")

@@ -17,8 +17,8 @@ from slipway.exceptions import ConfigError
 from slipway.monitoring.exported import column_name, export_log, follow
 from slipway.monitoring.log import LogSchema
 from slipway.monitoring.runner import Monitor
+from slipway.testing import transactions
 from tests.cli_helpers import run_cli
-from tests.conftest import transactions
 from tests.monitoring.test_sources import assert_same
 
 

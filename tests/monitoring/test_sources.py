@@ -19,8 +19,8 @@ from slipway.monitoring.sources import StoreLog
 from slipway.monitoring.traffic import Traffic
 from slipway.store import schema
 from slipway.store.predictions import Entry, LogTable
-from tests.conftest import transactions
-from tests.monitoring.conftest import NOW
+from slipway.testing import transactions
+from tests.monitoring.helpers import NOW
 from tests.monitoring.rowlog import RowByRowLog
 
 

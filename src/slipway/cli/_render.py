@@ -131,11 +131,16 @@ def audit_table(events: Sequence[AuditEvent]) -> Table:
     for col in ("at", "actor", "action", "model", "alias", "from", "to"):
         table.add_column(col)
     for e in events:
+        via = e.detail.get("via")
+        if e.model is not None:
+            subject = f"{e.model}:{e.version}" if e.version else e.model
+        else:
+            subject = f"key {e.detail['key']!r}" if "key" in e.detail else "-"
         table.add_row(
             f"{e.at:%Y-%m-%d %H:%M:%S}",
-            e.actor,
+            f"{e.actor} ({via})" if via else e.actor,
             e.action,
-            f"{e.model}:{e.version}" if e.version else str(e.model),
+            subject,
             e.alias or "-",
             "-" if e.from_version is None else str(e.from_version),
             "-" if e.to_version is None else str(e.to_version),
@@ -162,5 +167,24 @@ def served_predictions(demo: Any) -> Table:
             "-" if p is None else f"{p:.3f}",
             item["prediction_id"],
             str(truth),
+        )
+    return table
+
+
+def checks_of_version(mv: ModelVersion, checks: Sequence[Any]) -> RenderableType:
+    """The version's stored gate results (`slipway check`), newest first."""
+    if not checks:
+        return f"[dim]No checks of {mv.ref} yet; run `slipway check {mv.ref}`.[/]"
+    table = Table(title=f"Checks of {mv.ref}", title_justify="left")
+    for col in ("id", "at", "against", "result", "failed checks"):
+        table.add_column(col)
+    for c in checks:
+        failed = [k for k, v in c.summary.get("checks", {}).items() if v["verdict"] == "fail"]
+        table.add_row(
+            str(c.id),
+            f"{c.created_at:%Y-%m-%d %H:%M}",
+            f"{mv.name}:{c.against}" if c.against is not None else "-",
+            "[green]pass[/]" if c.passed else "[bold red]fail[/]",
+            ", ".join(failed) or "-",
         )
     return table

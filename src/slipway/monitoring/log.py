@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from slipway.monitoring.columns import as_float, is_missing
+from slipway.predict import PROBA_PREFIX
 from slipway.store import Store
 from slipway.store.predictions import log_lines
 from slipway.versions import ModelVersion
@@ -43,7 +44,7 @@ from slipway.versions import ModelVersion
 TIME = "created_at"
 VERSION = "version"
 INPUT = "input:"
-PROBA = "proba:"
+PROBA = PROBA_PREFIX  # the log's column of each class's probability: proba:<class>
 DETAILS = ("prediction_id", "variant", "experiment", "unit_id", "latency_ms")
 _PARSE_BLOCK = 1 << 22  # bytes per block Arrow parses in parallel
 _PREFETCH = 2  # blocks fetched from the database ahead of the parser

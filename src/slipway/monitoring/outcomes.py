@@ -19,6 +19,7 @@ from slipway.monitoring.columns import Column
 from slipway.monitoring.performance import classification_performance, regression_performance
 from slipway.monitoring.policy import Policy
 from slipway.monitoring.traffic import Traffic
+from slipway.predict import Predictions
 from slipway.versions import ModelVersion
 
 
@@ -39,7 +40,7 @@ def prediction_columns(source: Traffic | pd.DataFrame, mv: ModelVersion) -> dict
         return {"value": cols.numeric(values)}
     keys = class_keys(mv)
     out: dict[str, Column] = {}
-    names = [f"proba:{k}" for k in keys]
+    names = [Predictions.proba_column(k) for k in keys]
     if isinstance(source, pd.DataFrame):
         out["label"] = cols.categorical(source["label"].astype(object).map(str))
         frame = source

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from slipway.monitoring.log import INPUT, PROBA, TIME, VERSION, LogSchema, read_log
+from slipway.predict import Predictions
 from slipway.store import Store, predictions
 
 
@@ -83,7 +84,7 @@ class Traffic:
         """Class probabilities in ``classes`` order, or None when the log holds none."""
         if len(self) == 0:
             return np.empty((0, len(classes)))
-        names = [f"{PROBA}{c}" for c in classes]
+        names = [Predictions.proba_column(c) for c in classes]
         if not all(n in self.outputs for n in names):
             return None
         return self.outputs[names].to_numpy(dtype=np.float64, na_value=np.nan)

@@ -5,6 +5,12 @@ request id; authenticate (401); refuse a declared body above the limit before re
 spend a rate token of the key (429); admit under the concurrency cap (503); call the app with
 a ``receive`` that stops a body streaming past the limit (413); then write one JSON access-log
 line and count the request. Liveness and readiness pass without a key or a limit.
+
+Browser pages cannot send an API key with every request. A capability that serves them (the
+web console under ``/ui``) hands the gate a :class:`SessionAuth` for its path prefix; requests
+under that prefix are authenticated by it (a session cookie) instead of by a key, and pass
+the same limits and records. The gate of the prediction lane has none, so predictions pay
+nothing for it.
 """
 
 from __future__ import annotations
@@ -13,13 +19,16 @@ import itertools
 import re
 import secrets
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slipway.exceptions import SlipwayError
+from slipway.keys import ApiKey
 from slipway.serving import errors
+from slipway.serving import scope as scopes
 from slipway.serving.accesslog import AccessLog
 from slipway.serving.auth import ANONYMOUS, KeyCache
 from slipway.serving.limits import (
@@ -36,6 +45,14 @@ _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
+class SessionAuth(Protocol):
+    """How requests under one path prefix authenticate: by a browser session, not a key."""
+
+    async def __call__(self, scope: Scope) -> ApiKey | None:
+        """The key behind the request's session, or None without a live session (the routes
+        under the prefix then decide: a login page answers, every other one refuses)."""
+
+
 class Gate:
     """ASGI middleware enforcing auth and limits, and recording every request."""
 
@@ -49,12 +66,15 @@ class Gate:
         max_body_bytes: int,
         metrics: Metrics,
         public_docs: bool = False,
+        sessions: Mapping[str, SessionAuth] | None = None,
     ) -> None:
         self.app = app
         self.keys, self.buckets, self.cap = keys, buckets, cap
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
         self.open_paths = OPEN_PATHS | DOCS_PATHS if public_docs else OPEN_PATHS
+        # (prefix, prefix + "/", auth) per prefix; empty on the prediction lane.
+        self.sessions = tuple((p, p + "/", a) for p, a in (sessions or {}).items())
         self.access = AccessLog()
         self._ids = _RequestIds()
         self._counters: dict[tuple[str, str, int], Any] = {}
@@ -67,8 +87,8 @@ class Gate:
         started = time.perf_counter()
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         request_id = self._ids.get(headers)
-        scope["slipway.request_id"] = request_id
-        scope["slipway.started"] = started
+        scope[scopes.REQUEST_ID] = request_id
+        scope[scopes.STARTED] = started
         rid = request_id.encode()
         status = 500
         response_started = False
@@ -83,11 +103,23 @@ class Gate:
 
         admitted = False
         try:
-            if scope["path"] not in self.open_paths:
-                key = self.keys.authenticate(headers) if self.keys is not None else ANONYMOUS
-                scope["slipway.key"] = key
+            path = scope["path"]
+            if path not in self.open_paths:
+                session = self._session_auth(path) if self.sessions else None
+                key: ApiKey | None
+                if session is not None:
+                    key = await session(scope)
+                elif self.keys is not None:
+                    key = self.keys.authenticate(headers)
+                else:
+                    key = ANONYMOUS
+                scope[scopes.KEY] = key
                 declared = check_content_length(headers, self.max_body_bytes)
-                client = f"key {key.name!r}" if self.keys is not None else _client(scope)
+                client = (
+                    f"key {key.name!r}"
+                    if key is not None and self.keys is not None
+                    else _client(scope)
+                )
                 self.buckets.take(client)
                 self.cap.enter()
                 admitted = True
@@ -111,6 +143,12 @@ class Gate:
                 self.cap.leave()
             self._record(scope, status, time.perf_counter() - started)
 
+    def _session_auth(self, path: str) -> SessionAuth | None:
+        for prefix, below, auth in self.sessions:
+            if path == prefix or path.startswith(below):
+                return auth
+        return None
+
     def _reject(self, exc: SlipwayError) -> None:
         self.metrics.rejected.labels(errors.status_of(exc)[1]).inc()
 
@@ -130,10 +168,10 @@ class Gate:
             self._histograms[(template, method)] = histogram
         histogram.observe(seconds)
         if self.access.enabled:
-            key = scope.get("slipway.key")
+            key = scope.get(scopes.KEY)
             line: dict[str, Any] = {
                 "ts": None,
-                "request_id": scope["slipway.request_id"],
+                "request_id": scope[scopes.REQUEST_ID],
                 "key": None if key is None else key.name,
                 "method": method,
                 "route": template if route is not None else None,
@@ -142,7 +180,7 @@ class Gate:
                 "latency_ms": round(seconds * 1000, 3),
                 "pid": None,
             }
-            served = scope.get("slipway.served")
+            served = scope.get(scopes.SERVED)
             if served is not None:
                 line["model"], line["version"], line["rows"] = served
             self.access.write(line)
