@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Literal
 
 import pandas as pd
 
 from slipway import artifacts as art
-from slipway import backends
+from slipway import backends, portability
 from slipway.config import Settings
 from slipway.contract import Unseen
 from slipway.exceptions import (
     IncompatibleEnvironment,
     InvalidModel,
+    SlipwayError,
     SlipwayWarning,
     VersionMismatchWarning,
 )
@@ -69,10 +71,12 @@ class Registry:
         tags: Mapping[str, str] | None = None,
         format: art.Format = "joblib",
         cv: int | None = None,
-        unseen: Unseen = "reject",
+        unseen: Unseen | Mapping[str, Unseen] | None = None,
         band: float = 10.0,
         abs_limit: float = 1e12,
-        bounds: Mapping[str, tuple[float, float]] | None = None,
+        bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+        nullable: Iterable[str] | Mapping[str, bool] = (),
+        ranges: Mapping[str, tuple[float | None, float | None]] | None = None,
         alias: str | None = None,
         seed: int = 0,
         onnx: bool = True,
@@ -84,29 +88,48 @@ class Registry:
         records provenance. ``alias`` promotes the new version straight away. With ``onnx``
         (and the ``onnx`` extra installed) the pipeline is also converted to ONNX and kept as
         the fast serving backend when it matches scikit-learn on the reference sample.
+
+        The contract lets through what the pipeline handles (an imputer: nulls; a
+        ``OneHotEncoder(handle_unknown="ignore")``: unseen categories, flagged) unless
+        ``nullable`` (fields that take nulls), ``unseen`` (``"reject"``/``"flag"`` for all
+        category fields, or ``{field: "flag"}``) or ``ranges`` (``{field: (low, high)}``;
+        ``bounds`` is the older name) say otherwise; ``band`` and ``abs_limit`` set the
+        plausibility band of numeric fields.
+
+        A pipeline that refers to code outside the installed packages (a function in
+        ``__main__`` or in a local module) is refused unless it loads in a fresh Python
+        process of this environment, as ``slipway serve`` would load it.
         """
         check_name(name)
         if format not in art.FORMATS:
             raise InvalidModel(f"format must be one of {', '.join(art.FORMATS)}, not {format!r}")
-        desc = describe(
-            pipeline,
-            X_train,
-            y_train,
-            X_val=X_val,
-            y_val=y_val,
-            cv=cv,
-            unseen=unseen,
-            band=band,
-            abs_limit=abs_limit,
-            bounds=bounds,
-            sample_size=self.settings.profile_sample_rows,
-            seed=seed,
-            onnx=onnx,
-        )
+        code = art.code_of(pipeline)  # raises for a pipeline pickle cannot save
+        portability.refuse_main(code)
+        payload = art.dump_model(pipeline, format)
+        with portability.LoadCheck(code, payload, format) as check:
+            desc = describe(
+                pipeline,
+                X_train,
+                y_train,
+                X_val=X_val,
+                y_val=y_val,
+                cv=cv,
+                unseen=unseen,
+                band=band,
+                abs_limit=abs_limit,
+                bounds=bounds,
+                nullable=nullable,
+                ranges=ranges,
+                sample_size=self.settings.profile_sample_rows,
+                seed=seed,
+                onnx=onnx,
+            )
+            check.raise_for_failure()
         meta = desc.meta
+        meta["modules"] = code.modules
+        meta["local_modules"] = portability.local_roots(code)
         if format == "skops":
             meta["env"] = library_versions("skops")
-        payload = art.dump_model(pipeline, format)
         untrusted = art.untrusted_types(payload, format, self.settings.trusted_types)
         if untrusted:
             meta["untrusted_types"] = untrusted
@@ -170,12 +193,20 @@ class Registry:
         mv = self.get(ref)
         self._check_env(mv)
         data = self.artifacts.get(mv.sha256)  # raises before any deserialization
-        pipeline = art.load_model(
-            data,
-            mv.format,  # type: ignore[arg-type]
-            trusted=self.settings.trusted_types,
-            source=str(self.artifacts.path(mv.sha256)),
+        portability.check_importable(
+            mv.ref, mv.meta.get("modules", []), mv.meta.get("local_modules", {})
         )
+        try:
+            pipeline = art.load_model(
+                data,
+                mv.format,  # type: ignore[arg-type]
+                trusted=self.settings.trusted_types,
+                source=str(self.artifacts.path(mv.sha256)),
+            )
+        except (ImportError, AttributeError) as exc:
+            if isinstance(exc, SlipwayError):
+                raise
+            raise portability.unloadable(mv.ref, exc) from exc
         graph = mv.meta.get("artifacts", {}).get("onnx")
         if backend == "auto" and graph and backends.runtime_available():
             return Model(pipeline, mv, backends.OnnxBackend(self.artifacts.get(graph), mv.contract))
@@ -229,16 +260,29 @@ class Registry:
         """Registry changes, newest first."""
         return [AuditEvent(**event) for event in tables.audit_log(self.store, name, limit=limit)]
 
-    def verify(self, name: str | None = None) -> list[ArtifactCheck]:
-        """Re-hash every artifact of every version (of one model, or all)."""
+    def verify(self, name: str | None = None, *, load: bool = True) -> list[ArtifactCheck]:
+        """Re-hash every artifact of every version (of one model, or all).
+
+        With ``load`` (the default), each model artifact whose hash matches is also loaded in a
+        fresh Python process of this environment, as ``slipway serve`` would load it; one that
+        fails is reported ``"unloadable"`` with the error as ``detail``.
+        """
         names = [name] if name else [m.name for m in self.models()]
-        checks = []
+        checks: list[ArtifactCheck] = []
+        loads: list[tuple[int, art.Format]] = []  # (index in checks, format) of model artifacts
         for model_name in names:
             for mv in self.versions(model_name):
                 for role, sha in mv.meta.get("artifacts", {"model": mv.sha256}).items():
-                    checks.append(
-                        ArtifactCheck(model_name, mv.version, role, sha, self.artifacts.check(sha))
+                    check = ArtifactCheck(
+                        model_name, mv.version, role, sha, self.artifacts.check(sha)
                     )
+                    if load and role == "model" and check.status == "ok":
+                        loads.append((len(checks), mv.format))  # type: ignore[arg-type]
+                    checks.append(check)
+        items = [(fmt, self.artifacts.path(checks[i].sha256)) for i, fmt in loads]
+        for (i, _), error in zip(loads, art.load_errors(items), strict=True):
+            if error is not None:
+                checks[i] = replace(checks[i], status="unloadable", detail=error)
         return checks
 
     # -- internals -------------------------------------------------------------------------

@@ -125,13 +125,15 @@ class AuditEvent:
 
 @dataclass(frozen=True)
 class ArtifactCheck:
-    """The result of re-hashing one artifact of one version."""
+    """The result of checking one artifact of one version: re-hashed, and for the model also
+    loaded in a fresh interpreter."""
 
     model: str
     version: int
     role: str
     sha256: str
-    status: str  # "ok" | "missing" | "corrupted"
+    status: str  # "ok" | "missing" | "corrupted" | "unloadable"
+    detail: str = ""  # why it is unloadable
 
 
 def parse_ref(ref: str) -> tuple[str, int | None, str | None]:

@@ -50,6 +50,8 @@ def serve_command(
         )
     else:
         err_console.print(f"serving {', '.join(served)} on http://{host}:{port}")
+    for problem in server.missing_code(config):
+        err_console.print(f"[bold yellow]warning:[/] {problem}", soft_wrap=True)
     server.run(
         config,
         host=host,
