@@ -19,6 +19,21 @@ console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 JsonOption = typer.Option(False, "--json", help="Print JSON for scripts instead of a table.")
+# Help is plain text wrapped within 80 columns, whatever the terminal's width.
+HELP_WIDTH = 80
+
+
+def typer_app(**options: Any) -> typer.Typer:
+    """A Typer app (the CLI or one of its groups) with Slipway's help style.
+
+    Help is click's plain layout wrapped within 80 columns (Typer's rich panels stretch to the
+    terminal's width and squeeze option descriptions at 80), and no group offers Typer's
+    shell-completion options.
+    """
+    context = {"max_content_width": HELP_WIDTH, **options.pop("context_settings", {})}
+    return typer.Typer(
+        rich_markup_mode=None, add_completion=False, context_settings=context, **options
+    )
 
 
 def settings() -> Settings:
