@@ -2,31 +2,39 @@
 
 The config names the data, the target, the estimator (a dotted class path with params) and how
 to validate. Preprocessing is built from the data: numeric columns are median-imputed and
-standardized, the others most-frequent-imputed and one-hot encoded. Every problem in a config
-is reported at once, one line each.
+standardized, the others most-frequent-imputed and one-hot encoded. Everything that can be
+checked before training is (:func:`check`), and every problem is reported at once, one line
+each. With ``features`` omitted, the defaults are checked too: dates are left out with a note,
+identifier-like, high-cardinality and target-matching columns get a warning, and a one-hot
+encoding beyond the memory budget is refused naming the column.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
+import re
 import tomllib
-from collections.abc import Collection
+import warnings
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sklearn.base import is_classifier
+from sklearn.base import is_classifier, is_regressor
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
-from sklearn.utils._param_validation import InvalidParameterError
+from sklearn.utils._param_validation import InvalidParameterError, validate_parameter_constraints
 
-from slipway.exceptions import ConfigError
+from slipway.exceptions import ConfigError, InvalidReference, SlipwayWarning
 from slipway.registry import Registry
-from slipway.versions import ModelVersion
+from slipway.versions import ModelVersion, check_alias, check_name
 
 
 class _Strict(BaseModel):
@@ -34,13 +42,18 @@ class _Strict(BaseModel):
 
 
 class DataConfig(_Strict):
-    """Where the training data is and which columns matter."""
+    """Where the training data is and which columns matter.
+
+    ``onehot_budget_mb`` caps the dense one-hot matrix the categorical columns would make.
+    """
 
     path: str
     target: str
     features: list[str] | None = None
+    exclude: list[str] = Field(default_factory=list)
     categorical: list[str] | None = None
     time_column: str | None = None
+    onehot_budget_mb: float = Field(1024.0, gt=0)
 
 
 class EstimatorConfig(_Strict):
@@ -81,39 +94,82 @@ class TrainConfig(_Strict):
 
 def load_config(path: Path) -> TrainConfig:
     """Parse and check a TOML config; raise ConfigError listing every problem."""
-    try:
-        raw = tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"Config file {path} does not exist.") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"Config file {path} is not valid TOML: {exc}") from None
+    raw = _read_toml(path)
     try:
         return TrainConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = [
-            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
-            for err in exc.errors()
-        ]
+        problems = _pydantic_problems(exc)
         raise ConfigError(f"Config file {path} has {len(problems)} problem(s):", problems) from None
 
 
-def train(path: Path, registry: Registry) -> ModelVersion:
-    """Train the configured pipeline, register it, and promote it when ``alias`` is set."""
-    config = load_config(path)
-    base = Path(path).resolve().parent
-    problems: list[str] = []
-    frame = _read_data(base / config.data.path, problems)
-    estimator = _build_estimator(config.estimator, problems)
-    features: list[str] = []
-    if frame is not None:
-        features = _check_columns(config.data, frame, problems)
-    if problems or frame is None or estimator is None:
-        raise ConfigError(f"Config file {path} has {len(problems)} problem(s):", problems)
+@dataclass
+class Plan:
+    """A config checked against its data: what training will use, and what to tell the user."""
 
+    config: TrainConfig
+    frame: pd.DataFrame
+    estimator: Any
+    features: list[str]
+    categorical: list[str]
+    notes: list[str] = field(default_factory=list)
+
+
+def check(path: Path) -> Plan:
+    """Check everything about a config that can be checked before training, all at once.
+
+    The TOML's sections, the model name and alias, the data file, every named column, the
+    target's values, the estimator class and each of its params, the class counts a stratified
+    split and cross-validation need, and what the default choice of features would pick up
+    (identifiers, dates, high-cardinality categories, a one-hot encoding beyond the memory
+    budget). Raises ConfigError listing every problem; returns the plan with its notes.
+    """
+    raw = _read_toml(path)
+    problems: list[str] = []
+    config: TrainConfig | None = None
+    try:
+        config = TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems += _pydantic_problems(exc)
+    data = _section(DataConfig, raw.get("data"))
+    est = _section(EstimatorConfig, raw.get("estimator"))
+    validation = _section(ValidationConfig, raw.get("validation", {}))
+    _check_names(raw, problems)
+    frame = _read_data(Path(path).resolve().parent / data.path, problems) if data else None
+    estimator = _build_estimator(est, problems) if est else None
+    features: list[str] = []
+    categorical: list[str] = []
+    notes: list[str] = []
+    if frame is not None and data is not None:
+        features, categorical, notes = _choose_columns(data, frame, problems)
+        _check_target(data, frame, estimator, validation, problems)
+        if validation is not None:
+            train_rows = int(len(frame) * (1 - validation.fraction))
+            _check_onehot_budget(data, frame, features, categorical, train_rows, problems)
+    if problems or config is None or frame is None or estimator is None:
+        raise ConfigError(f"Config file {path} has {len(problems)} problem(s):", problems)
+    return Plan(config, frame, estimator, features, categorical, notes)
+
+
+def train(
+    path: Path, registry: Registry, *, progress: Callable[[str], None] | None = None
+) -> ModelVersion:
+    """Train the configured pipeline, register it, and promote it when ``alias`` is set.
+
+    Every config problem is found before training starts (:func:`check`); the notes about
+    the data (identifier-like or high-cardinality columns, dates left out) are emitted as
+    :class:`~slipway.exceptions.SlipwayWarning`. ``progress`` is called with the name of each
+    step as it starts.
+    """
+    step = progress or (lambda _: None)
+    step("checking the config and the data")
+    plan = check(path)
+    for note in plan.notes:
+        warnings.warn(note, SlipwayWarning, stacklevel=2)
+    config, frame, features = plan.config, plan.frame, plan.features
     if config.data.time_column:
         frame = frame.sort_values(config.data.time_column, kind="stable")
     X, y = frame[features], frame[config.data.target]
-    classify = is_classifier(estimator)
+    classify = is_classifier(plan.estimator)
     if config.data.time_column:
         cut = int(len(frame) * (1 - config.validation.fraction))
         X_train, X_val, y_train, y_val = X.iloc[:cut], X.iloc[cut:], y.iloc[:cut], y.iloc[cut:]
@@ -125,15 +181,15 @@ def train(path: Path, registry: Registry) -> ModelVersion:
             random_state=config.validation.seed,
             stratify=y if classify else None,
         )
-    categorical = config.data.categorical
-    if categorical is None:
-        categorical = [c for c in features if not pd.api.types.is_numeric_dtype(frame[c])]
     nullable = [c for c in features if frame[c].isna().any()]
-    pipeline = build_pipeline(features, categorical, estimator, nullable)
+    pipeline = build_pipeline(features, plan.categorical, plan.estimator, nullable)
+    step(f"fitting {type(plan.estimator).__name__} on {len(X_train):,} rows")
     try:
         pipeline.fit(X_train, y_train)
-    except InvalidParameterError as exc:
+    except InvalidParameterError as exc:  # a constraint only fit checks
         raise ConfigError(f"Config file {path}: estimator.params: {exc}") from None
+    what = f"{config.validation.cv}-fold cross-validation, " if config.validation.cv else ""
+    step(f"registering {config.name}: validation metrics, {what}contract, profile")
     return registry.register(
         pipeline,
         config.name,
@@ -180,6 +236,43 @@ def build_pipeline(
     )
 
 
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"Config file {path} does not exist.") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"Config file {path} is not valid TOML: {exc}") from None
+
+
+def _pydantic_problems(exc: ValidationError) -> list[str]:
+    return [
+        f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+        for err in exc.errors()
+    ]
+
+
+_S = TypeVar("_S", bound=BaseModel)
+
+
+def _section(model: type[_S], raw: Any) -> _S | None:
+    """A section on its own, so the others can be checked further when one is wrong."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError:
+        return None  # already reported by the whole config's validation
+
+
+def _check_names(raw: dict[str, Any], problems: list[str]) -> None:
+    for key, check_fn in (("name", check_name), ("alias", check_alias)):
+        value = raw.get(key)
+        if isinstance(value, str):
+            try:
+                check_fn(value)
+            except InvalidReference as exc:
+                problems.append(f"{key}: {exc}")
+
+
 def _read_data(path: Path, problems: list[str]) -> pd.DataFrame | None:
     if not path.exists():
         problems.append(f"data.path: {path} does not exist")
@@ -197,7 +290,10 @@ def _read_data(path: Path, problems: list[str]) -> pd.DataFrame | None:
     return None
 
 
-def _check_columns(data: DataConfig, frame: pd.DataFrame, problems: list[str]) -> list[str]:
+def _choose_columns(
+    data: DataConfig, frame: pd.DataFrame, problems: list[str]
+) -> tuple[list[str], list[str], list[str]]:
+    """The features and categorical columns, problems with the names given, and notes."""
     columns = list(frame.columns)
     have = set(columns)
 
@@ -209,20 +305,198 @@ def _check_columns(data: DataConfig, frame: pd.DataFrame, problems: list[str]) -
     missing("target", [data.target])
     if data.time_column:
         missing("time_column", [data.time_column])
-    excluded = {data.target, data.time_column}
-    features = data.features or [c for c in columns if c not in excluded]
+    missing("exclude", data.exclude)
+    excluded = {data.target, data.time_column, *data.exclude}
+    notes: list[str] = []
     if data.features:
         missing("features", data.features)
         if data.target in data.features:
             problems.append(f"data.features: the target {data.target!r} cannot be a feature")
+        features = [c for c in data.features if c in have and c not in set(data.exclude)]
+        for c in features:
+            example = _dates_example(frame[c])
+            if example is not None:
+                problems.append(
+                    f"data.features: column {c!r} holds dates (e.g. {example!r}); standard "
+                    "preprocessing would make every distinct time a category. Derive numeric "
+                    "columns from it (hour, day of week, days since ...) and list those, or "
+                    "name it data.time_column to validate on the latest rows"
+                )
+    else:
+        features = []
+        for c in columns:
+            if c in excluded:
+                continue
+            example = _dates_example(frame[c])
+            if example is not None:
+                notes.append(
+                    f"column {c!r} holds dates (e.g. {example!r}) and is left out of the "
+                    "features: standard preprocessing does not encode dates. Derive numeric "
+                    "columns from it (hour, day of week) and list them in data.features, or "
+                    "name it data.time_column to validate on the latest rows."
+                )
+                continue
+            features.append(c)
+        notes += _suspicious_columns(frame, features, data.target)
     if data.categorical:
         missing("categorical", data.categorical)
         outside = [c for c in data.categorical if c in have and c not in features]
         if outside:
             problems.append(f"data.categorical: {outside} are not among the features")
-    if not features:
+    if not features and data.target in have:
         problems.append("data.features: no feature columns left")
-    return [c for c in features if c in have]
+    categorical = data.categorical
+    if categorical is None:
+        categorical = [c for c in features if not pd.api.types.is_numeric_dtype(frame[c])]
+    return features, [c for c in categorical if c in features], notes
+
+
+_DATE_LIKE = re.compile(r"^\s*(\d{4}-\d{1,2}-\d{1,2}|\d{1,2}/\d{1,2}/\d{2,4})([ T]\d|$)")
+_ID_NAME = re.compile(r"(^|_)(id|uuid|guid|key)$|^id_|Id$|ID$")
+_DATE_SAMPLE = 200
+
+
+def _dates_example(col: pd.Series) -> str | None:
+    """An example value when ``col`` holds dates or times (datetime dtype, or strings that
+    read as dates), else None."""
+    values = col.dropna()
+    if values.empty:
+        return None
+    if pd.api.types.is_datetime64_any_dtype(col.dtype):
+        return str(values.iloc[0])
+    if pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype):
+        return None
+    sample = values.iloc[:_DATE_SAMPLE].astype(str)
+    if not sample.map(lambda v: bool(_DATE_LIKE.match(v))).all():
+        return None
+    parsed = pd.to_datetime(sample, errors="coerce", format="mixed")
+    return str(sample.iloc[0]) if parsed.notna().all() else None
+
+
+def _suspicious_columns(frame: pd.DataFrame, features: list[str], target: str) -> list[str]:
+    """Notes on default features that look like identifiers, have very many distinct values,
+    or match the target almost exactly (a leak: e.g. another model's predictions)."""
+    notes = []
+    rows = len(frame)
+    y = frame[target] if target in frame.columns else None
+    for c in features:
+        col = frame[c]
+        distinct = int(col.nunique(dropna=True))
+        numeric = pd.api.types.is_numeric_dtype(col.dtype)
+        floats = pd.api.types.is_float_dtype(col.dtype)
+        fix = "list the features you mean in data.features, or add it to data.exclude"
+        if rows >= 20 and (bool(_ID_NAME.search(str(c))) or (distinct == rows and not floats)):
+            notes.append(
+                f"column {c!r} looks like an identifier ({distinct:,} distinct values in "
+                f"{rows:,} rows) and is a feature because data.features is not given; an id "
+                f"tells the model nothing that holds for new rows: {fix}."
+            )
+        elif not numeric and distinct > _HIGH_CARDINALITY and distinct > rows / 2:
+            notes.append(
+                f"column {c!r} has {distinct:,} distinct values in {rows:,} rows; one-hot "
+                f"encoding makes a column of each and new values will be unseen: {fix}."
+            )
+        elif y is not None and _matches_target(col, y):
+            notes.append(
+                f"column {c!r} matches the target {target!r} almost exactly; if it is derived "
+                f"from the target (or is another model's prediction of it), it leaks the "
+                f"answer and the metrics will be too good: {fix}."
+            )
+    return notes
+
+
+_HIGH_CARDINALITY = 100
+
+
+def _matches_target(col: pd.Series, y: pd.Series) -> bool:
+    both = col.notna() & y.notna()
+    if both.sum() < 20:
+        return False
+    a, b = col[both], y[both]
+    if pd.api.types.is_numeric_dtype(a.dtype) and pd.api.types.is_numeric_dtype(b.dtype):
+        a, b = a.astype(float), b.astype(float)
+        if a.std() == 0 or b.std() == 0:
+            return False
+        return bool(abs(np.corrcoef(a, b)[0, 1]) >= 0.98)
+    return bool((a.astype(str) == b.astype(str)).mean() >= 0.98)
+
+
+def _check_target(
+    data: DataConfig,
+    frame: pd.DataFrame,
+    estimator: Any,
+    validation: ValidationConfig | None,
+    problems: list[str],
+) -> None:
+    if data.target not in frame.columns:
+        return
+    y = frame[data.target]
+    nulls = int(y.isna().sum())
+    if nulls:
+        problems.append(
+            f"data.target: column {data.target!r} has {nulls:,} missing value(s); drop those "
+            "rows from the data"
+        )
+    if estimator is None:
+        return
+    name = type(estimator).__name__
+    if is_regressor(estimator) and not pd.api.types.is_numeric_dtype(y.dtype):
+        problems.append(
+            f"data.target: column {data.target!r} is not numeric, but {name} is a regressor"
+        )
+    if not is_classifier(estimator) or validation is None:
+        return
+    counts = y.value_counts()
+    if len(counts) < 2:
+        problems.append(
+            f"data.target: column {data.target!r} has a single class; {name} needs two or more"
+        )
+        return
+    rarest, least = counts.index[-1], int(counts.iloc[-1])
+    if least < 2 and not data.time_column:
+        problems.append(
+            f"data.target: class {rarest!r} has {least} row; the stratified validation split "
+            "needs at least 2 of each class"
+        )
+    cv = validation.cv
+    if cv and int(least * (1 - validation.fraction)) < cv:
+        problems.append(
+            f"validation.cv: {cv} folds need at least {cv} training rows of each class; class "
+            f"{rarest!r} has about {int(least * (1 - validation.fraction))}"
+        )
+
+
+def _check_onehot_budget(
+    data: DataConfig,
+    frame: pd.DataFrame,
+    features: list[str],
+    categorical: list[str],
+    train_rows: int,
+    problems: list[str],
+) -> None:
+    """Refuse a one-hot encoding whose dense matrix would not fit the memory budget."""
+    widths = {c: int(frame[c].nunique(dropna=True)) for c in categorical}
+    columns = len(features) - len(categorical) + sum(widths.values())
+    need = train_rows * columns * 8  # dense float64, what the encoder hands the estimator
+    budget = data.onehot_budget_mb * 2**20
+    if need <= budget:
+        return
+    widest = sorted(widths, key=lambda c: -widths[c])[:3]
+    named = ", ".join(f"{c!r} has {widths[c]:,} distinct values" for c in widest)
+    problems.append(
+        f"data: one-hot encoding would build a {_size(need)} matrix ({train_rows:,} rows x "
+        f"{columns:,} columns of float64), over the {_size(budget)} budget "
+        f"(data.onehot_budget_mb): {named}. Leave such columns out (data.exclude, or list "
+        "data.features), or raise data.onehot_budget_mb if the machine has the memory"
+    )
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n:,.1f} TiB"  # pragma: no cover
 
 
 def _build_estimator(config: EstimatorConfig, problems: list[str]) -> Any:
@@ -239,11 +513,51 @@ def _build_estimator(config: EstimatorConfig, problems: list[str]) -> Any:
     if not isinstance(cls, type) or not hasattr(cls, "fit"):
         problems.append(f"estimator.class: {path!r} is not an estimator class")
         return None
+    accepted = _init_params(cls)
+    unknown = [] if accepted is None else [k for k in config.params if k not in accepted]
+    for key in unknown:
+        shown = ", ".join(sorted(accepted or ())[:12])
+        problems.append(
+            f"estimator.params: {cls_name} rejects {key!r}: not one of its parameters "
+            f"({shown}{', ...' if len(accepted or ()) > 12 else ''})"
+        )
     try:
-        return cls(**config.params)
+        estimator = cls(**{k: v for k, v in config.params.items() if k not in unknown})
     except TypeError as exc:
         problems.append(f"estimator.params: {cls_name} rejects them: {exc}")
         return None
+    for key in config.params:
+        problem = _param_problem(estimator, key)
+        if problem:
+            problems.append(f"estimator.params.{key}: {problem}")
+    return None if unknown else estimator
+
+
+def _init_params(cls: type) -> set[str] | None:
+    """The keyword parameters ``cls()`` takes, or None when it takes any (``**kwargs``)."""
+    try:
+        params = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params}
+
+
+def _param_problem(estimator: Any, key: str) -> str | None:
+    """scikit-learn's own check of one constructor parameter, without fitting."""
+    constraints = getattr(estimator, "_parameter_constraints", None)
+    if not isinstance(constraints, dict) or key not in constraints:
+        return None
+    try:
+        validate_parameter_constraints(
+            {key: constraints[key]},
+            {key: estimator.get_params(deep=False)[key]},
+            caller_name=type(estimator).__name__,
+        )
+    except InvalidParameterError as exc:
+        return str(exc)
+    return None
 
 
 def _cols(columns: list[str]) -> str:

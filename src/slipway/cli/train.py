@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.status import Status
 
 from slipway import quickstart
 from slipway.cli import _render
-from slipway.cli._common import console, registry
+from slipway.cli._common import console, err_console, registry
 from slipway.monitoring.terminal import render_terminal
 from slipway.train import train
 
@@ -19,10 +21,44 @@ from slipway.train import train
 def train_command(
     config: Annotated[Path, typer.Argument(help="A TOML train config.", dir_okay=False)],
 ) -> None:
-    """Train a pipeline from a config file, register it, and show its model card."""
-    with console.status("training…"):
-        mv = train(config, registry())
+    """Train a pipeline from a config file, register it, and show its model card.
+
+    Every problem with the config is reported before training starts; each step is shown
+    with the time it took.
+    """
+    with console.status("starting…") as status, warnings.catch_warnings():
+        # Notes about the data (and scikit-learn's own warnings) print as they happen.
+        warnings.showwarning = _show_warning
+        steps = _Steps(status)
+        mv = train(config, registry(), progress=steps)
+        steps.finish()
     console.print(_render.model_card(mv))
+
+
+class _Steps:
+    """Shows the running step by the spinner and each finished one with its duration."""
+
+    def __init__(self, status: Status) -> None:
+        self.status = status
+        self.step: str | None = None
+        self.started = time.perf_counter()
+
+    def __call__(self, step: str) -> None:
+        self.finish()
+        self.step, self.started = step, time.perf_counter()
+        self.status.update(f"{step}…")
+
+    def finish(self) -> None:
+        if self.step is not None:
+            took = time.perf_counter() - self.started
+            console.print(f"{self.step} [dim]({took:.1f}s)[/]", soft_wrap=True)
+            self.step = None
+
+
+def _show_warning(
+    message: Warning | str, category: type[Warning], *_: object, **__: object
+) -> None:
+    err_console.print(f"[bold yellow]warning:[/] {message}", soft_wrap=True, markup=True)
 
 
 def quickstart_command(
