@@ -4,9 +4,13 @@ them, their modules recorded, and checked before every load."""
 from __future__ import annotations
 
 import importlib
+import json
+import os
+import subprocess
 import sys
 import uuid
 
+import httpx
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
@@ -16,6 +20,7 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from slipway import artifacts as art
 from slipway.exceptions import InvalidModel, UnloadableArtifact
 from slipway.serving import server
+from slipway.serving.process import ServerProcess
 
 MODULE = """
 import numpy as np
@@ -157,3 +162,82 @@ def test_a_legacy_version_that_fails_to_unpickle_says_why(registry, monkeypatch)
     monkeypatch.setattr(art, "load_model", fails)
     with pytest.raises(UnloadableArtifact, match="defined in the notebook or script"):
         registry.load(mv.ref)
+
+
+# -- real processes: a notebook script registers, `slipway serve` serves -------------------
+
+NOTEBOOK = """
+import json
+import numpy as np
+import slipway
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+{define}
+rng = np.random.default_rng(0)
+X = rng.normal(size=(200, 3))
+y = (X[:, 0] + rng.normal(size=200) > 0).astype(int)
+pipe = make_pipeline(FunctionTransformer(log1p_abs), LogisticRegression()).fit(X, y)
+slipway.register(pipe, "notebook", X, y, alias="production")
+json.dump({{"rows": X[:5].tolist(), "labels": pipe.predict(X[:5]).tolist()}}, open("out.json", "w"))
+"""
+IN_MAIN = """
+def log1p_abs(X):
+    return np.log1p(np.abs(X))
+"""
+
+
+def run_python(args, cwd, home, pythonpath=None):
+    """Run python (a script, or ``-m slipway ...``) in ``cwd`` on the store under ``home``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLIPWAY_")}
+    env.pop("PYTHONPATH", None)
+    env.update(SLIPWAY_HOME=str(home), SLIPWAY_USER="tester")
+    if pythonpath:
+        env["PYTHONPATH"] = str(pythonpath)
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.mark.slow
+def test_a_notebook_function_is_refused_in_a_real_process(tmp_path):
+    """A script defining its function in __main__ exits with the fix in the message."""
+    (tmp_path / "notebook.py").write_text(NOTEBOOK.format(define=IN_MAIN))
+    done = run_python(["notebook.py"], tmp_path, tmp_path / "home")
+    assert done.returncode == 1
+    assert "InvalidModel: The pipeline uses log1p_abs, defined in __main__" in done.stderr
+    assert "Move log1p_abs into a module file" in done.stderr
+
+
+@pytest.mark.slow
+def test_a_function_in_an_importable_module_serves_through_slipway_serve(tmp_path):
+    """Next to the notebook only: refused, naming PYTHONPATH. On PYTHONPATH: registered, and a
+    real `slipway serve` with the same PYTHONPATH answers as the pipeline did; `models verify`
+    fails without it."""
+    project, home = tmp_path / "project", tmp_path / "home"
+    project.mkdir()
+    (project / "mytransforms.py").write_text(MODULE)
+    script = NOTEBOOK.format(define="from mytransforms import log1p_abs")
+    (project / "notebook.py").write_text(script)
+
+    refused = run_python(["notebook.py"], project, home)
+    assert refused.returncode == 1
+    assert "No module named 'mytransforms'" in refused.stderr
+    assert f"export PYTHONPATH={project}" in refused.stderr
+
+    done = run_python(["notebook.py"], project, home, pythonpath=project)
+    assert done.returncode == 0, done.stderr
+    expected = json.loads((project / "out.json").read_text())
+
+    unverified = run_python(["-m", "slipway", "models", "verify"], tmp_path, home)
+    assert unverified.returncode == 1 and "No module named 'mytransforms'" in unverified.stdout
+    verified = run_python(["-m", "slipway", "models", "verify"], tmp_path, home, project)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+    env = {"SLIPWAY_HOME": str(home), "SLIPWAY_USER": "tester", "PYTHONPATH": str(project)}
+    with ServerProcess(["--no-auth"], env=env, log_dir=tmp_path / "server") as server:
+        rows = [{f"feature_{i}": v for i, v in enumerate(row)} for row in expected["rows"]]
+        body = {"instances": rows}
+        r = httpx.post(f"{server.url}/v1/models/notebook/predict", json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    assert [p["label"] for p in r.json()["predictions"]] == expected["labels"]

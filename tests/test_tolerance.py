@@ -17,6 +17,7 @@ from sklearn.preprocessing import (
     StandardScaler,
 )
 
+from slipway.exceptions import InvalidModel
 from slipway.tolerance import tolerated
 from tests.conftest import transactions
 
@@ -123,3 +124,58 @@ def test_a_bare_estimator_or_an_array_pipeline():
     assert tolerated(HistGradientBoostingClassifier(max_iter=5).fit(frame, y), ["a", "b", "c"])[
         "a"
     ] == {"null": "HistGradientBoostingClassifier (the estimator), which accepts missing values"}
+
+
+def test_register_lets_through_what_the_pipeline_handles(registry, capsys, monkeypatch):
+    """An imputed column takes nulls, an ignoring encoder's column flags unseen categories, the
+    answers equal the pipeline's, and the model card says why."""
+    X, y = transactions(300)
+    pipe = fit(
+        columns(
+            make_pipeline(SimpleImputer(), StandardScaler()),
+            OneHotEncoder(handle_unknown="ignore"),
+        )
+    )
+    mv = registry.register(pipe, "handles", X, y)
+    rows = X.head(3).copy()
+    rows.loc[0, "amount"], rows.loc[1, "country"] = np.nan, "ZZ"
+    scored = registry.load(mv.ref).score(rows)
+    np.testing.assert_array_equal(scored.labels, pipe.predict(rows))
+    assert [(w.row, w.field) for w in scored.warnings] == [(1, "country")]
+
+    from slipway.cli import _render
+    from slipway.cli._common import console
+
+    console.print(_render.model_card(mv))
+    card = capsys.readouterr().out
+    assert "nulls allowed in amount, hour: handled by SimpleImputer" in card
+    assert "unseen categories flagged in merchant, country: handled by" in card
+
+
+def test_register_overrides_win_over_what_the_pipeline_handles(registry):
+    """nullable, unseen and ranges given to register decide; bounds still works."""
+    X, y = transactions(300)
+    pipe = fit(
+        columns(
+            make_pipeline(SimpleImputer(), StandardScaler()),
+            OneHotEncoder(handle_unknown="ignore"),
+        )
+    )
+    mv = registry.register(
+        pipe,
+        "strict",
+        X,
+        y,
+        nullable={"amount": False},
+        unseen={"country": "reject"},
+        ranges={"hour": (0, 23)},
+        bounds={"amount": (0, None)},
+    )
+    fields = {f.name: f for f in mv.contract.fields}
+    assert not fields["amount"].nullable and fields["hour"].nullable
+    assert (fields["hour"].low, fields["hour"].high) == (0, 23)
+    assert (fields["amount"].low, fields["amount"].high) == (0, None)
+    assert mv.contract.unseen_for(fields["country"]) == "reject"
+    assert mv.contract.unseen_for(fields["merchant"]) == "flag"
+    with pytest.raises(InvalidModel, match=r"unseen names columns not in X_train: \['ghost'\]"):
+        registry.register(pipe, "typo", X, y, unseen={"ghost": "flag"})

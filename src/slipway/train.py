@@ -453,6 +453,7 @@ def _check_target(
         )
         return
     rarest, least = counts.index[-1], int(counts.iloc[-1])
+    rarest = rarest.item() if isinstance(rarest, np.generic) else rarest
     if least < 2 and not data.time_column:
         problems.append(
             f"data.target: class {rarest!r} has {least} row; the stratified validation split "
@@ -530,7 +531,7 @@ def _build_estimator(config: EstimatorConfig, problems: list[str]) -> Any:
         problem = _param_problem(estimator, key)
         if problem:
             problems.append(f"estimator.params.{key}: {problem}")
-    return None if unknown else estimator
+    return estimator  # with unknown params left out: the other checks can still use it
 
 
 def _init_params(cls: type) -> set[str] | None:

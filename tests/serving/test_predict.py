@@ -186,3 +186,16 @@ def test_nesting_limit_counts_levels_exactly(harness, levels, refused):
     r = harness.client.post("/v1/models/fraud/predict", content=body, headers=harness.auth())
     assert (r.status_code == 400 and "nested" in r.json()["error"]) == refused
     assert r.status_code < 500
+
+
+def test_a_422_for_a_null_or_an_unseen_category_says_how_to_allow_it(harness):
+    """The problem's message names the register option that would accept the value."""
+    rows = harness.rows("fraud", 2)
+    rows[0]["amount"] = None
+    rows[1]["country"] = "XX"
+    r = harness.post("/v1/models/fraud/predict", {"instances": rows})
+    assert r.status_code == 422
+    by_field = {p["field"]: p for p in r.json()["problems"]}
+    assert "register the model with nullable=['amount']" in by_field["amount"]["message"]
+    assert "unseen={'country': 'flag'}" in by_field["country"]["message"]
+    assert "unseen={'country': 'flag'}" in by_field["country"]["expected"]

@@ -30,7 +30,9 @@ app.command("train", short_help="Train from a config file and register the model
 app.command(
     "quickstart", short_help="The whole loop on generated data: train, serve, score, monitor."
 )(train.quickstart_command)
-app.command("serve")(serve.serve_command)
+app.command("serve", short_help="Serve production models over HTTP, and the console at /ui.")(
+    serve.serve_command
+)
 
 
 def main(argv: list[str] | None = None) -> None:

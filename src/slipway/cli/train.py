@@ -14,6 +14,7 @@ from rich.status import Status
 from slipway import quickstart
 from slipway.cli import _render
 from slipway.cli._common import console, err_console, registry
+from slipway.exceptions import SlipwayWarning
 from slipway.monitoring.terminal import render_terminal
 from slipway.train import train
 
@@ -29,6 +30,7 @@ def train_command(
     with console.status("starting…") as status, warnings.catch_warnings():
         # Notes about the data (and scikit-learn's own warnings) print as they happen.
         warnings.showwarning = _show_warning
+        warnings.simplefilter("always", SlipwayWarning)
         steps = _Steps(status)
         mv = train(config, registry(), progress=steps)
         steps.finish()
