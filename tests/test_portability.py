@@ -163,6 +163,14 @@ def test_a_legacy_version_that_fails_to_unpickle_says_why(registry, monkeypatch)
     with pytest.raises(UnloadableArtifact, match="defined in the notebook or script"):
         registry.load(mv.ref)
 
+    def breaks(*args, **kwargs):
+        raise AttributeError("'LogisticRegression' object has no attribute 'multi_class'")
+
+    monkeypatch.setattr(art, "load_model", breaks)
+    with pytest.raises(AttributeError, match="no attribute 'multi_class'") as info:
+        registry.load(mv.ref)
+    assert not isinstance(info.value, UnloadableArtifact)  # not an import problem: as it was
+
 
 # -- real processes: a notebook script registers, `slipway serve` serves -------------------
 

@@ -139,6 +139,17 @@ def check_importable(ref: str, modules: list[str], local: Mapping[str, str | Non
     )
 
 
+def is_lookup_failure(exc: BaseException) -> bool:
+    """Whether unpickling failed to find a module, or a name in one (pickle's "Can't get
+    attribute 'f' on <module ...>", skops' "module 'x' has no attribute 'f'")."""
+    if isinstance(exc, ImportError):
+        return True
+    text = str(exc)
+    return text.startswith("Can't get attribute") or (
+        text.startswith("module '") and "has no attribute" in text
+    )
+
+
 def unloadable(ref: str, exc: BaseException) -> UnloadableArtifact:
     """The error for a version whose unpickling failed on an import or a missing attribute."""
     text = f"{type(exc).__name__}: {exc}"

@@ -204,7 +204,7 @@ class Registry:
                 source=str(self.artifacts.path(mv.sha256)),
             )
         except (ImportError, AttributeError) as exc:
-            if isinstance(exc, SlipwayError):
+            if isinstance(exc, SlipwayError) or not portability.is_lookup_failure(exc):
                 raise
             raise portability.unloadable(mv.ref, exc) from exc
         graph = mv.meta.get("artifacts", {}).get("onnx")
