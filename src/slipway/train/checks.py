@@ -1,12 +1,11 @@
-"""`slipway train config.toml`: train a standard pipeline from a config file and register it.
+"""Everything about a `slipway train` config that can be checked before training, at once.
 
-The config names the data, the target, the estimator (a dotted class path with params) and how
-to validate. Preprocessing is built from the data: numeric columns are median-imputed and
-standardized, the others most-frequent-imputed and one-hot encoded. Everything that can be
-checked before training is (:func:`check`), and every problem is reported at once, one line
-each. With ``features`` omitted, the defaults are checked too: dates are left out with a note,
-identifier-like, high-cardinality and target-matching columns get a warning, and a one-hot
-encoding beyond the memory budget is refused naming the column.
+:func:`check` reads the config and its data and finds every problem in one pass: the TOML's
+sections, the model name and alias, the data file, every column named, the target's values, the
+estimator class and each of its params (scikit-learn's own constraints), the class counts a
+stratified split and cross-validation need, and the size of the one-hot encoding. With
+``features`` omitted it also looks at what the default would pick up: date columns are left out
+with a note; identifier-like, high-cardinality and target-matching columns get a note.
 """
 
 from __future__ import annotations
@@ -14,92 +13,27 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
-import tomllib
-import warnings
-from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 from sklearn.base import is_classifier, is_regressor
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
-from sklearn.model_selection import train_test_split
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils._param_validation import InvalidParameterError, validate_parameter_constraints
 
-from slipway.exceptions import ConfigError, InvalidReference, SlipwayWarning
-from slipway.registry import Registry
-from slipway.versions import ModelVersion, check_alias, check_name
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class DataConfig(_Strict):
-    """Where the training data is and which columns matter.
-
-    ``onehot_budget_mb`` caps the dense one-hot matrix the categorical columns would make.
-    """
-
-    path: str
-    target: str
-    features: list[str] | None = None
-    exclude: list[str] = Field(default_factory=list)
-    categorical: list[str] | None = None
-    time_column: str | None = None
-    onehot_budget_mb: float = Field(1024.0, gt=0)
-
-
-class EstimatorConfig(_Strict):
-    """The estimator, by dotted class path, with constructor params."""
-
-    class_: str = Field(alias="class")
-    params: dict[str, Any] = Field(default_factory=dict)
-
-
-class ValidationConfig(_Strict):
-    """Hold-out share (time-ordered when ``data.time_column`` is set) and optional k-fold CV."""
-
-    fraction: float = Field(0.2, gt=0, lt=1)
-    cv: int | None = Field(None, ge=2)
-    seed: int = 0
-
-
-class ContractConfig(_Strict):
-    """How strictly serving inputs are checked."""
-
-    unseen: Literal["reject", "flag"] = "reject"
-    band: float = Field(10.0, gt=0)
-
-
-class TrainConfig(_Strict):
-    """A whole `slipway train` configuration file."""
-
-    name: str
-    description: str = ""
-    tags: dict[str, str] = Field(default_factory=dict)
-    alias: str | None = None
-    format: Literal["joblib", "skops"] = "joblib"
-    data: DataConfig
-    estimator: EstimatorConfig
-    validation: ValidationConfig = Field(default_factory=lambda: ValidationConfig())
-    contract: ContractConfig = Field(default_factory=lambda: ContractConfig())
-
-
-def load_config(path: Path) -> TrainConfig:
-    """Parse and check a TOML config; raise ConfigError listing every problem."""
-    raw = _read_toml(path)
-    try:
-        return TrainConfig.model_validate(raw)
-    except ValidationError as exc:
-        problems = _pydantic_problems(exc)
-        raise ConfigError(f"Config file {path} has {len(problems)} problem(s):", problems) from None
+from slipway.exceptions import ConfigError, InvalidReference
+from slipway.train.config import (
+    DataConfig,
+    EstimatorConfig,
+    TrainConfig,
+    ValidationConfig,
+    pydantic_problems,
+    read_toml,
+    section,
+)
+from slipway.versions import check_alias, check_name
 
 
 @dataclass
@@ -123,16 +57,16 @@ def check(path: Path) -> Plan:
     (identifiers, dates, high-cardinality categories, a one-hot encoding beyond the memory
     budget). Raises ConfigError listing every problem; returns the plan with its notes.
     """
-    raw = _read_toml(path)
+    raw = read_toml(path)
     problems: list[str] = []
     config: TrainConfig | None = None
     try:
         config = TrainConfig.model_validate(raw)
     except ValidationError as exc:
-        problems += _pydantic_problems(exc)
-    data = _section(DataConfig, raw.get("data"))
-    est = _section(EstimatorConfig, raw.get("estimator"))
-    validation = _section(ValidationConfig, raw.get("validation", {}))
+        problems += pydantic_problems(exc)
+    data = section(DataConfig, raw.get("data"))
+    est = section(EstimatorConfig, raw.get("estimator"))
+    validation = section(ValidationConfig, raw.get("validation", {}))
     _check_names(raw, problems)
     frame = _read_data(Path(path).resolve().parent / data.path, problems) if data else None
     estimator = _build_estimator(est, problems) if est else None
@@ -148,119 +82,6 @@ def check(path: Path) -> Plan:
     if problems or config is None or frame is None or estimator is None:
         raise ConfigError(f"Config file {path} has {len(problems)} problem(s):", problems)
     return Plan(config, frame, estimator, features, categorical, notes)
-
-
-def train(
-    path: Path, registry: Registry, *, progress: Callable[[str], None] | None = None
-) -> ModelVersion:
-    """Train the configured pipeline, register it, and promote it when ``alias`` is set.
-
-    Every config problem is found before training starts (:func:`check`); the notes about
-    the data (identifier-like or high-cardinality columns, dates left out) are emitted as
-    :class:`~slipway.exceptions.SlipwayWarning`. ``progress`` is called with the name of each
-    step as it starts.
-    """
-    step = progress or (lambda _: None)
-    step("checking the config and the data")
-    plan = check(path)
-    for note in plan.notes:
-        warnings.warn(note, SlipwayWarning, stacklevel=2)
-    config, frame, features = plan.config, plan.frame, plan.features
-    if config.data.time_column:
-        frame = frame.sort_values(config.data.time_column, kind="stable")
-    X, y = frame[features], frame[config.data.target]
-    classify = is_classifier(plan.estimator)
-    if config.data.time_column:
-        cut = int(len(frame) * (1 - config.validation.fraction))
-        X_train, X_val, y_train, y_val = X.iloc[:cut], X.iloc[cut:], y.iloc[:cut], y.iloc[cut:]
-    else:
-        X_train, X_val, y_train, y_val = train_test_split(
-            X,
-            y,
-            test_size=config.validation.fraction,
-            random_state=config.validation.seed,
-            stratify=y if classify else None,
-        )
-    nullable = [c for c in features if frame[c].isna().any()]
-    pipeline = build_pipeline(features, plan.categorical, plan.estimator, nullable)
-    step(f"fitting {type(plan.estimator).__name__} on {len(X_train):,} rows")
-    try:
-        pipeline.fit(X_train, y_train)
-    except InvalidParameterError as exc:  # a constraint only fit checks
-        raise ConfigError(f"Config file {path}: estimator.params: {exc}") from None
-    what = f"{config.validation.cv}-fold cross-validation, " if config.validation.cv else ""
-    step(f"registering {config.name}: validation metrics, {what}contract, profile")
-    return registry.register(
-        pipeline,
-        config.name,
-        X_train,
-        y_train,
-        X_val=X_val,
-        y_val=y_val,
-        description=config.description,
-        tags=config.tags,
-        format=config.format,
-        cv=config.validation.cv,
-        unseen=config.contract.unseen,
-        band=config.contract.band,
-        alias=config.alias,
-        seed=config.validation.seed,
-    )
-
-
-def build_pipeline(
-    features: list[str],
-    categorical: list[str],
-    estimator: Any,
-    nullable: Collection[str] = (),
-) -> Pipeline:
-    """Standard preprocessing for the given columns, followed by ``estimator``.
-
-    Numeric columns are median-imputed and standardized; categorical columns are one-hot
-    encoded, ignoring unknown categories, after most-frequent imputation when any of them is in
-    ``nullable`` (an imputer on strings would keep the pipeline from converting to ONNX).
-    """
-    numeric = [c for c in features if c not in set(categorical)]
-    steps: list[tuple[str, Any, list[str]]] = []
-    if numeric:
-        num = make_pipeline(SimpleImputer(strategy="median"), StandardScaler())
-        steps.append(("numeric", num, numeric))
-    if categorical:
-        encoder = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
-        cat: Any = encoder
-        if set(categorical) & set(nullable):
-            cat = make_pipeline(SimpleImputer(strategy="most_frequent"), encoder)
-        steps.append(("categorical", cat, categorical))
-    return Pipeline(
-        [("preprocess", ColumnTransformer(steps, remainder="drop")), ("model", estimator)]
-    )
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        return tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"Config file {path} does not exist.") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"Config file {path} is not valid TOML: {exc}") from None
-
-
-def _pydantic_problems(exc: ValidationError) -> list[str]:
-    return [
-        f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
-        for err in exc.errors()
-    ]
-
-
-_S = TypeVar("_S", bound=BaseModel)
-
-
-def _section(model: type[_S], raw: Any) -> _S | None:
-    """A section on its own, so the others can be checked further when one is wrong."""
-    try:
-        return model.model_validate(raw)
-    except ValidationError:
-        return None  # already reported by the whole config's validation
 
 
 def _check_names(raw: dict[str, Any], problems: list[str]) -> None:
