@@ -16,12 +16,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from slipway.exceptions import InvalidModel
-from slipway.validation import FastPlan, Problem, Validated, jsonable, py_value, validate
-
-# Problem, Validated and jsonable live in validation.py and are re-exported here, where
-# callers look for them first.
-__all__ = ["Contract", "FieldSpec", "Kind", "Problem", "Unseen", "Validated", "jsonable"]
+from slipway.exceptions import ConfigError, InvalidModel
+from slipway.problems import jsonable, py_value
+from slipway.validation import FastPlan, Validated, validate
 
 Kind = Literal["number", "integer", "boolean", "category", "datetime"]
 Unseen = Literal["reject", "flag"]
@@ -137,7 +134,7 @@ class Contract:
         if isinstance(unseen, Mapping):
             per_field_unseen, unseen = dict(unseen), None
         if unseen not in ("reject", "flag", None):
-            raise ValueError(f"unseen must be 'reject' or 'flag', got {unseen!r}")
+            raise ConfigError(f"unseen must be 'reject' or 'flag', not {unseen!r}.")
         if isinstance(X, pd.DataFrame):
             frame, kind, array_dtype = X, "frame", "float64"
         else:
@@ -147,6 +144,12 @@ class Contract:
             names = [f"feature_{i}" for i in range(arr.shape[1])]
             frame, kind, array_dtype = pd.DataFrame(arr, columns=names), "array", str(arr.dtype)
         columns = [str(c) for c in frame.columns]
+        unknown = sorted(set(bounds or {}) - set(columns))
+        if unknown:
+            raise InvalidModel(
+                f"bounds name columns that X_train does not have: {unknown}; "
+                f"its columns are {columns[:20]}."
+            )
         nulls = dict(nullable) if isinstance(nullable, Mapping) else dict.fromkeys(nullable, True)
         limits = _merge_ranges(bounds, ranges)
         _check_names("nullable", nulls, columns)
@@ -154,7 +157,7 @@ class Contract:
         _check_names("ranges", limits, columns)
         for name, policy in per_field_unseen.items():
             if policy not in ("reject", "flag"):
-                raise ValueError(f"unseen[{name!r}] must be 'reject' or 'flag', got {policy!r}")
+                raise ConfigError(f"unseen[{name!r}] must be 'reject' or 'flag', not {policy!r}.")
         handled = tolerated or {}
         specs = []
         for col in frame.columns:
@@ -305,7 +308,7 @@ def _merge_ranges(
 ) -> dict[str, tuple[float | None, float | None]]:
     both = set(bounds or {}) & set(ranges or {})
     if both:
-        raise ValueError(
+        raise ConfigError(
             f"bounds and ranges both set {sorted(both)}; ranges replaces bounds: give only ranges"
         )
     out = {**(bounds or {}), **(ranges or {})}
@@ -313,11 +316,11 @@ def _merge_ranges(
         try:
             low, high = limits
         except (TypeError, ValueError):
-            raise ValueError(
+            raise ConfigError(
                 f"ranges[{name!r}] must be a (low, high) pair, got {limits!r}"
             ) from None
         if low is not None and high is not None and low > high:
-            raise ValueError(f"ranges[{name!r}] has low {low} above high {high}")
+            raise ConfigError(f"ranges[{name!r}] has low {low} above high {high}")
     return {name: (lo, hi) for name, (lo, hi) in out.items()}
 
 
@@ -325,7 +328,10 @@ def _check_names(option: str, given: Mapping[str, Any], columns: list[str]) -> N
     unknown = sorted(set(given) - set(columns))
     if unknown:
         shown = ", ".join(columns[:10]) + (", ..." if len(columns) > 10 else "")
-        raise ValueError(f"{option} names columns not in X_train: {unknown} (columns: {shown})")
+        raise InvalidModel(
+            f"{option} names columns not in X_train: {unknown} (columns: {shown}); "
+            "fix the name or drop it."
+        )
 
 
 def _null_decision(

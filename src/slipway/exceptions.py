@@ -17,9 +17,11 @@ Each leaf also inherits the builtin a caller would naturally catch, so
     ├── BatchInputError (ValueError)          a batch input cannot be read or keyed
     ├── RunConflict (ValueError)              a batch run id cannot be resumed as asked
     ├── BatchFailed (RuntimeError)            a batch run stopped; resume it with its run id
+    ├── CannotCheck (ValueError)              `slipway check` has no usable holdout or target
     ├── ArtifactError
     │   ├── ArtifactMissing (FileNotFoundError)
     │   ├── ArtifactCorrupted (ValueError)    bytes on disk do not match the recorded sha256
+    │   ├── InvalidDigest (ValueError)        a recorded sha256 is not a sha256 at all
     │   ├── UntrustedArtifact (ValueError)    a skops file holds types nobody trusted
     │   └── UnloadableArtifact (ImportError)  it refers to code this process cannot import
     ├── IncompatibleEnvironment (RuntimeError) library versions differ and settings refuse
@@ -44,7 +46,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from slipway.validation import Problem
+    from slipway.problems import Problem
 
 
 class SlipwayError(Exception):
@@ -126,6 +128,10 @@ class BatchFailed(SlipwayError, RuntimeError):
         super().__init__(message)
 
 
+class CannotCheck(SlipwayError, ValueError):
+    """A gate check cannot run: no holdout rows, too few of them, or no target column."""
+
+
 class ArtifactError(SlipwayError):
     """An artifact file cannot be used."""
 
@@ -143,6 +149,10 @@ class ArtifactCorrupted(ArtifactError, ValueError):
             f"Artifact {path} is corrupted: expected sha256 {expected}, found {actual}. "
             "It was not deserialized; restore the file or register the model again."
         )
+
+
+class InvalidDigest(ArtifactError, ValueError):
+    """A recorded artifact hash is not a hex sha256 digest (the record is damaged)."""
 
 
 class UntrustedArtifact(ArtifactError, ValueError):

@@ -6,7 +6,7 @@ errors become one line on stderr and a non-zero exit here, at the edge, and nowh
 
 from __future__ import annotations
 
-from slipway.cli import batch, keys, models, monitor, serve, train
+from slipway.cli import batch, keys, lifecycle, models, monitor, serve, train
 from slipway.cli._common import print_error, typer_app
 
 app = typer_app(
@@ -33,6 +33,16 @@ app.command(
 app.command("serve", short_help="Serve production models over HTTP, and the console at /ui.")(
     serve.serve_command
 )
+app.command(
+    "check",
+    cls=lifecycle.CannotRunCommand,
+    short_help="Gate a candidate version against production; exit 0/1/3.",
+)(lifecycle.check_command)
+app.command(
+    "retrain",
+    cls=lifecycle.CannotRunCommand,
+    short_help="Train a new version, gate it against production, shadow it.",
+)(lifecycle.retrain_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from sklearn.base import is_classifier
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
@@ -43,17 +46,33 @@ __all__ = [
     "EstimatorConfig",
     "Plan",
     "TrainConfig",
+    "Trained",
     "ValidationConfig",
     "build_pipeline",
     "check",
+    "fit",
     "load_config",
+    "register_trained",
     "train",
 ]
 
+Progress = Callable[[str], None]
 
-def train(
-    path: Path, registry: Registry, *, progress: Callable[[str], None] | None = None
-) -> ModelVersion:
+
+@dataclass
+class Trained:
+    """A pipeline fitted from a config, with the split it was trained and validated on."""
+
+    config: TrainConfig
+    pipeline: Pipeline
+    X_train: pd.DataFrame
+    y_train: pd.Series
+    X_val: pd.DataFrame
+    y_val: pd.Series
+    data: dict[str, Any]
+
+
+def train(path: Path, registry: Registry, *, progress: Progress | None = None) -> ModelVersion:
     """Train the configured pipeline, register it, and promote it when ``alias`` is set.
 
     Every config problem is found before training starts (:func:`check`); the notes about
@@ -61,11 +80,29 @@ def train(
     :class:`~slipway.exceptions.SlipwayWarning`. ``progress`` is called with the name of each
     step as it starts.
     """
+    trained = fit(path, progress=progress)
+    return register_trained(trained, registry, alias=trained.config.alias, progress=progress)
+
+
+def fit(
+    path: Path,
+    *,
+    data: Path | None = None,
+    since: timedelta | None = None,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+) -> Trained:
+    """Fit the configured pipeline without registering it.
+
+    ``data`` replaces the config's ``data.path``; ``since`` (or the config's ``data.since``)
+    keeps the rows whose ``time_column`` lies within that long before ``now``. Config problems
+    are all found first (:func:`check`) and notes are emitted as warnings, as in :func:`train`.
+    """
     step = progress or (lambda _: None)
     step("checking the config and the data")
-    plan = check(path)
+    plan = check(path, data=data, since=since, now=now)
     for note in plan.notes:
-        warnings.warn(note, SlipwayWarning, stacklevel=2)
+        warnings.warn(note, SlipwayWarning, stacklevel=3)
     config, frame, features = plan.config, plan.frame, plan.features
     if config.data.time_column:
         frame = frame.sort_values(config.data.time_column, kind="stable")
@@ -89,22 +126,35 @@ def train(
         pipeline.fit(X_train, y_train)
     except InvalidParameterError as exc:  # a constraint only fit checks
         raise ConfigError(f"Config file {path}: estimator.params: {exc}") from None
+    return Trained(config, pipeline, X_train, y_train, X_val, y_val, plan.data)
+
+
+def register_trained(
+    trained: Trained,
+    registry: Registry,
+    *,
+    alias: str | None = None,
+    progress: Progress | None = None,
+) -> ModelVersion:
+    """Register a fitted config's pipeline with its validation split (promoted to ``alias``)."""
+    config = trained.config
     what = f"{config.validation.cv}-fold cross-validation, " if config.validation.cv else ""
-    step(f"registering {config.name}: validation metrics, {what}contract, profile")
+    if progress is not None:
+        progress(f"registering {config.name}: validation metrics, {what}contract, profile")
     return registry.register(
-        pipeline,
+        trained.pipeline,
         config.name,
-        X_train,
-        y_train,
-        X_val=X_val,
-        y_val=y_val,
+        trained.X_train,
+        trained.y_train,
+        X_val=trained.X_val,
+        y_val=trained.y_val,
         description=config.description,
         tags=config.tags,
         format=config.format,
         cv=config.validation.cv,
         unseen=config.contract.unseen,
         band=config.contract.band,
-        alias=config.alias,
+        alias=alias,
         seed=config.validation.seed,
     )
 

@@ -14,6 +14,7 @@ import importlib
 import inspect
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +47,16 @@ class Plan:
     features: list[str]
     categorical: list[str]
     notes: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)  # the source, the window, row counts
 
 
-def check(path: Path) -> Plan:
+def check(
+    path: Path,
+    *,
+    data: Path | None = None,
+    since: timedelta | None = None,
+    now: datetime | None = None,
+) -> Plan:
     """Check everything about a config that can be checked before training, all at once.
 
     The TOML's sections, the model name and alias, the data file, every named column, the
@@ -56,6 +64,9 @@ def check(path: Path) -> Plan:
     split and cross-validation need, and what the default choice of features would pick up
     (identifiers, dates, high-cardinality categories, a one-hot encoding beyond the memory
     budget). Raises ConfigError listing every problem; returns the plan with its notes.
+
+    ``data`` replaces the config's ``data.path``; ``since`` (or the config's ``data.since``)
+    keeps the rows whose ``time_column`` lies within that long before ``now``.
     """
     raw = read_toml(path)
     problems: list[str] = []
@@ -64,24 +75,77 @@ def check(path: Path) -> Plan:
         config = TrainConfig.model_validate(raw)
     except ValidationError as exc:
         problems += pydantic_problems(exc)
-    data = section(DataConfig, raw.get("data"))
+    data_config = section(DataConfig, raw.get("data"))
     est = section(EstimatorConfig, raw.get("estimator"))
     validation = section(ValidationConfig, raw.get("validation", {}))
     _check_names(raw, problems)
-    frame = _read_data(Path(path).resolve().parent / data.path, problems) if data else None
+    source: Path | None = None
+    if data is not None:
+        source = Path(data)
+    elif data_config is not None:
+        source = Path(path).resolve().parent / data_config.path
+    frame = _read_data(source, problems) if source is not None else None
     estimator = _build_estimator(est, problems) if est else None
+    window = since
+    if data_config is not None:
+        if window is None and data_config.since is not None:
+            window = _duration(data_config.since, problems)
+        if window is not None and not data_config.time_column:
+            problems.append("data.since: a data window needs data.time_column")
+    info: dict[str, Any] = {"path": str(source)}
+    if frame is not None:
+        info["rows_read"] = len(frame)
     features: list[str] = []
     categorical: list[str] = []
     notes: list[str] = []
-    if frame is not None and data is not None:
-        features, categorical, notes = _choose_columns(data, frame, problems)
-        _check_target(data, frame, estimator, validation, problems)
+    if frame is not None and data_config is not None:
+        time_column = data_config.time_column
+        if window is not None and time_column is not None and time_column in frame.columns:
+            frame = _recent(frame, time_column, window, now, source, info, problems)
+        info["rows"] = len(frame)
+        features, categorical, notes = _choose_columns(data_config, frame, problems)
+        _check_target(data_config, frame, estimator, validation, problems)
         if validation is not None:
             train_rows = int(len(frame) * (1 - validation.fraction))
-            _check_onehot_budget(data, frame, features, categorical, train_rows, problems)
+            _check_onehot_budget(data_config, frame, features, categorical, train_rows, problems)
     if problems or config is None or frame is None or estimator is None:
         raise ConfigError(f"Config file {path} has {len(problems)} problem(s):", problems)
-    return Plan(config, frame, estimator, features, categorical, notes)
+    return Plan(config, frame, estimator, features, categorical, notes, info)
+
+
+def _duration(text: str, problems: list[str]) -> timedelta | None:
+    m = re.match(r"^\s*(\d+(?:\.\d+)?)\s*(h|d|w)\s*$", text)
+    if not m or float(m[1]) <= 0:
+        problems.append(f"data.since: {text!r} is not a duration like 90d, 12w or 36h")
+        return None
+    unit = {"h": "hours", "d": "days", "w": "weeks"}[m[2]]
+    return timedelta(**{unit: float(m[1])})
+
+
+def _recent(
+    frame: pd.DataFrame,
+    time_column: str,
+    window: timedelta,
+    now: datetime | None,
+    source: Path | None,
+    info: dict[str, Any],
+    problems: list[str],
+) -> pd.DataFrame:
+    """The rows of the last ``window`` before ``now``; fewer than 10 is a problem."""
+    try:
+        stamps = pd.to_datetime(frame[time_column], utc=True, format="ISO8601")
+    except (ValueError, TypeError) as exc:
+        problems.append(f"data.time_column: {time_column!r} does not hold ISO 8601 times: {exc}")
+        return frame
+    start = (now or datetime.now(UTC)) - window
+    recent = frame.loc[(stamps >= start).to_numpy()]
+    info.update(since=str(window), start=start.isoformat())
+    if len(recent) < 10:
+        problems.append(
+            f"data.since: only {len(recent)} rows of {source} are newer than "
+            f"{start:%Y-%m-%d %H:%M} (the last {window}); widen the window or refresh the data"
+        )
+    return recent
 
 
 def _check_names(raw: dict[str, Any], problems: list[str]) -> None:

@@ -18,7 +18,9 @@ class _Strict(BaseModel):
 class DataConfig(_Strict):
     """Where the training data is and which columns matter.
 
-    ``onehot_budget_mb`` caps the dense one-hot matrix the categorical columns would make.
+    ``since`` (e.g. ``"90d"``) keeps the rows of that recent period only (needs
+    ``time_column``); ``onehot_budget_mb`` caps the dense one-hot matrix the categorical columns
+    would make.
     """
 
     path: str
@@ -27,6 +29,7 @@ class DataConfig(_Strict):
     exclude: list[str] = Field(default_factory=list)
     categorical: list[str] | None = None
     time_column: str | None = None
+    since: str | None = None  # e.g. "90d": train on the rows of the last 90 days only
     onehot_budget_mb: float = Field(1024.0, gt=0)
 
 
