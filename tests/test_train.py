@@ -377,3 +377,41 @@ def test_cli_train_shows_steps_with_durations_and_the_data_notes(capsys, env, tm
     assert re.search(r"fitting LogisticRegression on 320 rows \(\d+\.\ds\)", result.out)
     assert "warning: column 'visit_id' looks like an identifier" in result.err
     assert "warning: column 'visited_at' holds dates" in result.err
+
+
+def test_the_data_window_is_checked_with_everything_else(tmp_path, data):
+    """A bad data.since, or one without a time column, is listed beside the other problems;
+    a window holding too few rows is named with its start; a good one keeps the recent rows."""
+    from datetime import UTC, datetime, timedelta
+
+    from slipway.train import check, fit
+
+    bad = (
+        GOOD.format(path="data.csv")
+        .replace('time_column = "ts"', 'since = "soon"')
+        .replace("C = 0.5", "C = -1")
+    )
+    with pytest.raises(ConfigError) as info:
+        check(write_config(tmp_path, bad, data))
+    assert info.value.problems == [
+        "estimator.params.C: The 'C' parameter of LogisticRegression must be a float in the "
+        "range (0.0, inf]. Got -1 instead.",
+        "data.since: 'soon' is not a duration like 90d, 12w or 36h",
+    ]
+    no_time = GOOD.format(path="data.csv").replace('time_column = "ts"', 'since = "2d"')
+    with pytest.raises(ConfigError) as info:
+        check(write_config(tmp_path, no_time, data))
+    assert info.value.problems == ["data.since: a data window needs data.time_column"]
+    path = write_config(tmp_path, GOOD.format(path="data.csv"), data)
+    now = datetime(2026, 1, 17, 16, tzinfo=UTC)  # the last row is 2026-01-17 15:00
+    with pytest.raises(ConfigError) as info:
+        check(path, since=timedelta(hours=5), now=now)
+    problem, folds = info.value.problems  # the class counts are checked on the window too
+    assert folds.startswith("validation.cv: 3 folds need at least 3 training rows of each class")
+    assert (
+        problem.startswith("data.since: only 5 rows of ")
+        and "newer than 2026-01-17 11:00" in problem
+    )
+    trained = fit(path, since=timedelta(days=4), now=now)
+    assert trained.data["rows_read"] == 400 and trained.data["rows"] == 96
+    assert len(trained.X_train) + len(trained.X_val) == 96
