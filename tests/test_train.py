@@ -379,6 +379,17 @@ def test_cli_train_shows_steps_with_durations_and_the_data_notes(capsys, env, tm
     assert "warning: column 'visited_at' holds dates" in result.err
 
 
+def test_cli_retrain_prints_the_data_notes_as_train_does(capsys, env, tmp_path, visits):
+    """`slipway retrain` fits through the same checks: each note is one warning line."""
+    body = 'alias = "production"\n' + DEFAULTS.replace("[data]", '[data]\nexclude = ["code"]')
+    path = write_config(tmp_path, body, visits)
+    assert run_cli(capsys, "train", str(path)).code == 0
+    result = run_cli(capsys, "retrain", "visits", "--config", str(path))
+    assert result.code in (0, 1, 3), result.err  # the gate may lack a holdout this small
+    assert "warning: column 'visit_id' looks like an identifier" in result.err
+    assert "SlipwayWarning" not in result.err
+
+
 def test_the_data_window_is_checked_with_everything_else(tmp_path, data):
     """A bad data.since, or one without a time column, is listed beside the other problems;
     a window holding too few rows is named with its start; a good one keeps the recent rows."""

@@ -6,13 +6,17 @@ import json
 import os
 import sys
 import traceback
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from slipway.config import Settings
-from slipway.exceptions import SlipwayError
+from slipway.exceptions import SlipwayError, SlipwayWarning
 from slipway.registry import Registry
 
 console = Console(highlight=False)
@@ -68,3 +72,19 @@ def print_json(data: Any) -> None:
     """Write JSON to stdout, unwrapped, one document per call."""
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
     sys.stdout.flush()
+
+
+@contextmanager
+def warnings_printed() -> Iterator[None]:
+    """Warnings (Slipway's notes about the data, every time; the libraries' own) print as one
+    ``warning:`` line on stderr as they happen, not as Python's file:line report."""
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        warnings.simplefilter("always", SlipwayWarning)
+        yield
+
+
+def _show_warning(
+    message: Warning | str, category: type[Warning], *_: object, **__: object
+) -> None:
+    err_console.print(f"[bold yellow]warning:[/] {escape(str(message))}", soft_wrap=True)

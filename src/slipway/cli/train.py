@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -13,8 +12,7 @@ from rich.status import Status
 
 from slipway import quickstart
 from slipway.cli import _render
-from slipway.cli._common import console, err_console, registry
-from slipway.exceptions import SlipwayWarning
+from slipway.cli._common import console, registry, warnings_printed
 from slipway.monitoring.terminal import render_terminal
 from slipway.registry import Registry
 from slipway.train import train
@@ -58,10 +56,7 @@ def train_command(
     Every problem with the config is reported before training starts; each step is shown
     with the time it took.
     """
-    with console.status("starting…") as status, warnings.catch_warnings():
-        # Notes about the data (and scikit-learn's own warnings) print as they happen.
-        warnings.showwarning = _show_warning
-        warnings.simplefilter("always", SlipwayWarning)
+    with console.status("starting…") as status, warnings_printed():
         steps = _Steps(status)
         mv = train(config, registry(), progress=steps)
         steps.finish()
@@ -86,12 +81,6 @@ class _Steps:
             took = time.perf_counter() - self.started
             console.print(f"{self.step} [dim]({took:.1f}s)[/]", soft_wrap=True)
             self.step = None
-
-
-def _show_warning(
-    message: Warning | str, category: type[Warning], *_: object, **__: object
-) -> None:
-    err_console.print(f"[bold yellow]warning:[/] {message}", soft_wrap=True, markup=True)
 
 
 def quickstart_command(
