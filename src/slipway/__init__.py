@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable as _Callable
 from collections.abc import Iterable as _Iterable
 from collections.abc import Mapping as _Mapping
+from collections.abc import Sequence as _Sequence
 from pathlib import Path as _Path
 from typing import Any as _Any
 from typing import Literal as _Literal
@@ -69,6 +70,7 @@ def register(
     alias: str | None = None,
     seed: int = 0,
     onnx: bool = True,
+    trusted: _Sequence[str] = (),
 ) -> ModelVersion:
     """Save a fitted pipeline as the next version of ``name`` and return that version.
 
@@ -118,6 +120,12 @@ def register(
     onnx
         Try converting the pipeline to ONNX for faster serving (kept only when it matches
         scikit-learn on the reference sample).
+    trusted
+        With ``format="skops"``: the types beyond skops' defaults that the artifact may load,
+        by name (also read from ``SLIPWAY_TRUSTED_TYPES``), e.g.
+        ``["sklearn.tree._tree.Tree"]`` for tree ensembles. A type the artifact needs that is
+        not listed is refused (UntrustedArtifact naming it) and nothing is registered; the
+        list is recorded with the version and used to load it. Not for joblib.
 
     Returns
     -------
@@ -144,6 +152,7 @@ def register(
         alias=alias,
         seed=seed,
         onnx=onnx,
+        trusted=trusted,
     )
 
 
@@ -187,6 +196,11 @@ def rollback(name: str, *, alias: str = "production") -> ModelVersion:
     Returns the version the alias now points at.
     """
     return Registry(Settings.from_env()).rollback(name, alias=alias)
+
+
+def unalias(name: str, alias: str) -> int:
+    """Remove ``alias`` from ``name``; the version it pointed at. See :meth:`Registry.unalias`."""
+    return Registry(Settings.from_env()).unalias(name, alias)
 
 
 def score(model: Model | str, frame: _Any, *, key_column: str | None = None) -> Scores:
@@ -321,4 +335,5 @@ __all__ = [
     "rollback",
     "score",
     "score_file",
+    "unalias",
 ]

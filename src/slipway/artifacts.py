@@ -4,6 +4,10 @@ A file's name is the sha256 of its bytes (``artifacts/sha256/ab/cdef...``). Read
 the bytes only after hashing them and comparing with the hash the caller expects, so a model
 is deserialized from exactly the bytes that were checked: nothing unverified is unpickled.
 
+Before any byte is read, the opened path must be a regular file (a symlink to ``/dev/zero``
+or a FIFO would make hashing spin or block for ever) and, when the caller knows the size
+recorded at registration, exactly that size; at most that many bytes are ever read.
+
 A pickled pipeline stores its classes and functions by reference (``module.name``), so it
 loads only where those modules can be imported. :func:`code_of` lists what an object refers
 to, :func:`load_errors` tries artifacts in a fresh interpreter of the same environment, and
@@ -20,13 +24,14 @@ import json
 import os
 import pickle
 import pickletools
+import stat
 import subprocess
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 from slipway.exceptions import (
     ArtifactCorrupted,
@@ -68,27 +73,67 @@ class ArtifactStore:
         """Store ``data`` and return its sha256. Writing the same bytes twice is a no-op."""
         digest = sha256_bytes(data)
         target = self.path(digest)
-        if target.exists() and self.hash_file(target) == digest:
+        if self.check(digest, len(data)) == "ok":
             return digest
         target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_symlink() or (target.exists() and not target.is_file()):
+            target.unlink()  # whatever replaced the file goes; the real bytes come back
         with atomic_write(target, mode=0o444) as fh:
             fh.write(data)
         return digest
 
-    def get(self, sha256: str) -> bytes:
-        """The artifact's bytes, after checking they still hash to ``sha256``."""
+    def get(self, sha256: str, size: int | None = None) -> bytes:
+        """The artifact's bytes, after checking they still hash to ``sha256``.
+
+        ``size`` is the byte count recorded at registration (None for versions registered
+        before sizes were recorded: then only the file type is checked before hashing).
+        """
         target = self.path(sha256)
+        with self._open(target, sha256, size) as fh:
+            data = fh.read() if size is None else fh.read(size + 1)
+        if size is not None and len(data) != size:
+            raise ArtifactCorrupted(
+                str(target),
+                sha256,
+                reason=f"it changed size while being read ({size:,} bytes "
+                "recorded at registration)",
+            )
+        actual = sha256_bytes(data)
+        if actual != sha256:
+            raise ArtifactCorrupted(str(target), sha256, actual)
+        return data
+
+    @staticmethod
+    def _open(target: Path, sha256: str, size: int | None) -> IO[bytes]:
+        """Open ``target`` for reading, refusing anything but a regular file of ``size`` bytes.
+
+        Checked on the opened descriptor (no race between the check and the read); opened
+        non-blocking, so a FIFO put in its place cannot make the open wait for a writer.
+        """
         try:
-            data = target.read_bytes()
+            fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
             raise ArtifactMissing(
                 f"Artifact {target} is missing; restore it from a backup or register the "
                 "model again."
             ) from None
-        actual = sha256_bytes(data)
-        if actual != sha256:
-            raise ArtifactCorrupted(str(target), sha256, actual)
-        return data
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise ArtifactCorrupted(
+                    str(target), sha256, reason=f"it is {_kind(info.st_mode)}, not a regular file"
+                )
+            if size is not None and info.st_size != size:
+                raise ArtifactCorrupted(
+                    str(target),
+                    sha256,
+                    reason=f"it is {info.st_size:,} bytes, but {size:,} were recorded at "
+                    "registration",
+                )
+        except BaseException:
+            os.close(fd)
+            raise
+        return os.fdopen(fd, "rb")
 
     @staticmethod
     def hash_file(path: Path) -> str:
@@ -99,12 +144,40 @@ class ArtifactStore:
                 h.update(chunk)
         return h.hexdigest()
 
-    def check(self, sha256: str) -> Literal["ok", "missing", "corrupted"]:
-        """Re-hash one artifact on disk without loading it."""
+    def check(self, sha256: str, size: int | None = None) -> Literal["ok", "missing", "corrupted"]:
+        """Re-hash one artifact on disk without loading it (its type and size checked first)."""
+        return self.diagnose(sha256, size)[0]
+
+    def diagnose(
+        self, sha256: str, size: int | None = None
+    ) -> tuple[Literal["ok", "missing", "corrupted"], str]:
+        """:meth:`check`, and a sentence saying what is wrong ("" when ok)."""
         target = self.path(sha256)
-        if not target.exists():
-            return "missing"
-        return "ok" if self.hash_file(target) == sha256 else "corrupted"
+        try:
+            with self._open(target, sha256, size) as fh:
+                h = hashlib.sha256()
+                while chunk := fh.read(_CHUNK):
+                    h.update(chunk)
+        except ArtifactMissing:
+            return "missing", "the file is missing"
+        except ArtifactCorrupted as exc:
+            return "corrupted", exc.reason
+        if h.hexdigest() != sha256:
+            return "corrupted", f"its bytes hash to {h.hexdigest()}"
+        return "ok", ""
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "something else"
 
 
 def dump_model(obj: Any, fmt: Format) -> bytes:
@@ -160,22 +233,48 @@ _STRING_OPS = frozenset(
 )
 _NO_PUSH_OPS = frozenset({"FRAME", "PROTO", "STOP", "MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"})
 # What the fresh interpreter runs: load each artifact, print one JSON line per artifact. It
-# imports only joblib or skops (not slipway), so it costs what unpickling costs.
+# imports only joblib or skops (not slipway), so it costs what unpickling costs. Like
+# ArtifactStore.get, it refuses anything but a regular file of the recorded size, and bytes of
+# another hash, before unpickling; skops types are trusted only as listed for the artifact.
 _CHILD = """
-import io, json, sys
-for fmt, path in zip(sys.argv[1::2], sys.argv[2::2]):
+import hashlib, io, json, os, stat, sys
+for item in json.loads(sys.argv[1]):
     try:
-        data = open(path, "rb").read()
-        if fmt == "joblib":
+        fd = os.open(item["path"], os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise ValueError("the artifact is not a regular file")
+            size = item["size"]
+            data = fh.read() if size is None else fh.read(size + 1)
+        if size is not None and len(data) != size:
+            raise ValueError(f"the artifact is not the {size} bytes recorded at registration")
+        if hashlib.sha256(data).hexdigest() != item["sha256"]:
+            raise ValueError("the artifact's bytes do not hash to its recorded sha256")
+        if item["fmt"] == "joblib":
             import joblib
             joblib.load(io.BytesIO(data))
         else:
             import skops.io as sio
-            sio.loads(data, trusted=sio.get_untrusted_types(data=data))
+            refused = [t for t in sio.get_untrusted_types(data=data) if t not in item["trusted"]]
+            if refused:
+                raise ValueError("untrusted skops types: " + ", ".join(refused))
+            sio.loads(data, trusted=item["trusted"])
         print(json.dumps(None), flush=True)
     except BaseException as exc:
         print(json.dumps(f"{type(exc).__name__}: {exc}"), flush=True)
 """
+
+
+@dataclass(frozen=True)
+class Loadable:
+    """One artifact for a fresh interpreter to load: its format and file, the sha256 (and the
+    size, when recorded) its bytes must have, and the skops types trusted for it."""
+
+    fmt: Format
+    path: Path
+    sha256: str
+    size: int | None = None
+    trusted: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -277,12 +376,20 @@ class FreshLoad:
     either).
     """
 
-    def __init__(self, items: Sequence[tuple[Format, Path]]) -> None:
+    def __init__(self, items: Sequence[Loadable]) -> None:
         if not sys.executable:
             raise RuntimeError("sys.executable is unknown: cannot start a fresh interpreter")
-        argv = [sys.executable, "-P", "-c", _CHILD]
-        for fmt, path in items:
-            argv += [fmt, str(path)]
+        listed = [
+            {
+                "fmt": it.fmt,
+                "path": str(it.path),
+                "sha256": it.sha256,
+                "size": it.size,
+                "trusted": list(it.trusted),
+            }
+            for it in items
+        ]
+        argv = [sys.executable, "-P", "-c", _CHILD, json.dumps(listed)]
         self.count = len(items)
         self._proc = subprocess.Popen(
             argv,
@@ -314,10 +421,8 @@ class FreshLoad:
         self._proc.communicate()
 
 
-def load_errors(
-    items: Sequence[tuple[Format, Path]], *, timeout: float = 600.0
-) -> list[str | None]:
-    """Load each ``(format, path)`` in a fresh interpreter (see :class:`FreshLoad`); per
+def load_errors(items: Sequence[Loadable], *, timeout: float = 600.0) -> list[str | None]:
+    """Load each artifact in a fresh interpreter (see :class:`FreshLoad`); per
     artifact, None when it loaded, else the error it raised."""
     if not items:
         return []

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -49,8 +49,11 @@ class LoadCheck:
     """Loads a pipeline's bytes in a fresh interpreter while registration goes on, when the
     pipeline uses modules outside the installed packages (else it does nothing)."""
 
-    def __init__(self, code: art.Code, payload: bytes, fmt: art.Format) -> None:
+    def __init__(
+        self, code: art.Code, payload: bytes, fmt: art.Format, trusted: Sequence[str] = ()
+    ) -> None:
         self.code, self.payload, self.fmt = code, payload, fmt
+        self.trusted = tuple(trusted)  # the skops types registration trusts
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._load: art.FreshLoad | None = None
 
@@ -59,7 +62,10 @@ class LoadCheck:
             self._tmp = tempfile.TemporaryDirectory(prefix="slipway-check-")
             path = Path(self._tmp.name) / "model"
             path.write_bytes(self.payload)
-            self._load = art.FreshLoad([(self.fmt, path)])
+            item = art.Loadable(
+                self.fmt, path, art.sha256_bytes(self.payload), len(self.payload), self.trusted
+            )
+            self._load = art.FreshLoad([item])
         return self
 
     def raise_for_failure(self) -> None:

@@ -151,6 +151,7 @@ def register_trained(
         description=config.description,
         tags=config.tags,
         format=config.format,
+        trusted=config.trusted,
         cv=config.validation.cv,
         unseen=config.contract.unseen,
         band=config.contract.band,

@@ -63,6 +63,7 @@ class TrainConfig(_Strict):
     tags: dict[str, str] = Field(default_factory=dict)
     alias: str | None = None
     format: Literal["joblib", "skops"] = "joblib"
+    trusted: list[str] = Field(default_factory=list)
     data: DataConfig
     estimator: EstimatorConfig
     validation: ValidationConfig = Field(default_factory=lambda: ValidationConfig())
@@ -82,9 +83,15 @@ def load_config(path: Path) -> TrainConfig:
 def read_toml(path: Path) -> dict[str, Any]:
     """The TOML file as a dict; a missing file or bad syntax is a ConfigError at once."""
     try:
-        return tomllib.loads(Path(path).read_text())
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"Config file {path} does not exist.") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"Config file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8."
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"Cannot read config file {path}: {exc.strerror}.") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"Config file {path} is not valid TOML: {exc}") from None
 
