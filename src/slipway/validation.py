@@ -151,7 +151,7 @@ def _check_numeric(
         if not spec.nullable:
             for i in np.flatnonzero(nan).tolist():
                 if values[i] is not _MISSING:
-                    _error(out, Problem("null", spec.expectation(), i, spec.name, values[i]))
+                    _error(out, Problem("null", _null_expected(spec), i, spec.name, values[i]))
         for i in np.flatnonzero(np.isinf(arr)).tolist():
             _error(out, Problem("not_finite", spec.expectation(), i, spec.name, arr[i]))
         issues = _range_issues(contract, spec, np.where(finite, arr, 0.0))
@@ -189,7 +189,7 @@ def _check_boolean(
         elif v is None or v is _MISSING or (isinstance(v, float) and math.isnan(v)):
             result[i] = None
             if not spec.nullable and v is not _MISSING:
-                _error(out, Problem("null", spec.expectation(), i, spec.name, v))
+                _error(out, Problem("null", _null_expected(spec), i, spec.name, v))
         else:
             _error(out, Problem("wrong_type", spec.expectation(), i, spec.name, v))
     if not spec.nullable:
@@ -211,7 +211,7 @@ def _check_category(
         if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
             result[i] = None
             if not spec.nullable:
-                _error(out, Problem("null", spec.expectation(), i, spec.name, v))
+                _error(out, Problem("null", _null_expected(spec), i, spec.name, v))
             continue
         if isinstance(v, np.generic):
             v = v.item()
@@ -221,11 +221,11 @@ def _check_category(
             continue
         result[i] = v
         if cats is not None and v not in cats:
-            problem = Problem("unseen_category", spec.expectation(), i, spec.name, v)
-            if contract.unseen == "reject":
-                _error(out, problem)
+            if contract.unseen_for(spec) == "reject":
+                expected = spec.expectation() + spec.how_to_allow("unseen_category")
+                _error(out, Problem("unseen_category", expected, i, spec.name, v))
             else:
-                out.warnings.append(problem)
+                out.warnings.append(Problem("unseen_category", spec.expectation(), i, spec.name, v))
     return result
 
 
@@ -240,7 +240,7 @@ def _check_datetime(
         if v is None or v is _MISSING:
             result[i] = np.datetime64("NaT")
             if not spec.nullable and v is None:
-                _error(out, Problem("null", spec.expectation(), i, spec.name, v))
+                _error(out, Problem("null", _null_expected(spec), i, spec.name, v))
             continue
         try:
             if not isinstance(v, str | pd.Timestamp | np.datetime64) and not hasattr(v, "year"):
@@ -259,6 +259,10 @@ _CHECKS = {
     "category": _check_category,
     "datetime": _check_datetime,
 }
+
+
+def _null_expected(spec: FieldSpec) -> str:
+    return spec.expectation() + spec.how_to_allow("null")
 
 
 def _error(out: Validated, problem: Problem) -> None:

@@ -27,7 +27,7 @@ from typer._click.core import Context
 from typer._click.exceptions import UsageError
 from typer.core import TyperGroup
 
-from slipway.cli._common import console, err_console, print_error, print_json, registry
+from slipway.cli._common import console, err_console, print_error, print_json, registry, typer_app
 from slipway.monitoring import DriftReport, Policy, load_policy
 from slipway.monitoring.runner import Monitor, RunSummary, parse_duration
 
@@ -83,7 +83,7 @@ class MonitorGroup(TyperGroup):
             raise
 
 
-app = typer.Typer(
+app = typer_app(
     cls=MonitorGroup,
     invoke_without_command=True,
     no_args_is_help=True,

@@ -12,9 +12,16 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from slipway.cli._common import JsonOption, console, err_console, print_json, registry
+from slipway.cli._common import (
+    JsonOption,
+    console,
+    err_console,
+    print_json,
+    registry,
+    typer_app,
+)
 
-app = typer.Typer(
+app = typer_app(
     help="The prediction log without SQL: list, follow and export a model's predictions.",
     no_args_is_help=True,
 )

@@ -75,6 +75,8 @@ def serve_command(
         err_console.print(f"serving {', '.join(served)} on http://{host}:{port}")
     if config.serve_console:
         err_console.print(f"console on http://{host}:{port}/ui (log in with an admin key)")
+    for problem in server.missing_code(config):
+        err_console.print(f"[bold yellow]warning:[/] {problem}", soft_wrap=True)
     app.serve(
         config,
         host=host,
