@@ -220,9 +220,7 @@ def test_alias_versions_answer_for_every_model_with_the_alias_or_only_those_name
     assert registry.alias_versions("production", ["a"]) == {"a": 1}
 
 
-def test_delete_removes_a_version_and_only_the_artifacts_nothing_else_uses(
-    registry, make_fitted
-):
+def test_delete_removes_a_version_and_only_the_artifacts_nothing_else_uses(registry, make_fitted):
     """A deleted version is gone, its own files too; files another version uses stay."""
     fitted = make_fitted("frame")
     other = clone(fitted.pipeline).set_params(model__C=0.01).fit(fitted.X_train, fitted.y_train)

@@ -7,8 +7,7 @@ import pytest
 
 from slipway.batch import RunLog, score_file
 from slipway.exceptions import BatchFailed, BatchInputError
-from tests.batch.helpers import input_frame
-from tests.batch.helpers import stored_predictions
+from tests.batch.helpers import input_frame, stored_predictions
 
 REPEATED = "Chunk 2 (input rows from 200) repeats a key this run already stored"
 
