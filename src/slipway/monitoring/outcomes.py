@@ -102,6 +102,7 @@ def _one_version(
         y = np.array([_float(v) for v in truth])
         keep = np.isfinite(y)
         entry["unknown_labels"] = int((~keep).sum())
+        entry["unknown_examples"] = _examples(np.array(truth, dtype=object)[~keep])
         values = part.where(labeled).values()
         y, values = y[keep], values[keep]
         if len(y) < policy.min_labels:
@@ -113,6 +114,8 @@ def _one_version(
     y = np.array([str(v) for v in truth], dtype=object)
     keep = np.isin(y, np.array(keys, dtype=object))
     entry["unknown_labels"] = int((~keep).sum())
+    entry["unknown_examples"] = _examples(np.array(truth, dtype=object)[~keep])
+    entry["classes"] = keys
     if int(keep.sum()) < policy.min_labels:
         entry["status"] = "insufficient_labels"
         return entry
@@ -125,6 +128,16 @@ def _one_version(
             proba = None
     entry["metrics"] = classification_performance(y[keep], labels, proba, keys, mv.metrics, policy)
     return entry
+
+
+def _examples(values: np.ndarray, limit: int = 5) -> list[Any]:
+    """A few distinct values, as sent, in order of first appearance (for the report)."""
+    seen: dict[str, Any] = {}
+    for v in values.tolist():
+        seen.setdefault(repr(v), v)
+        if len(seen) == limit:
+            break
+    return list(seen.values())
 
 
 def _float(v: Any) -> float:

@@ -7,7 +7,7 @@ item of ``Predictions.records()`` (``{"label", "probabilities"}`` or ``{"value"}
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -77,9 +77,15 @@ class Traffic:
 
 
 def read_traffic(
-    store: Store, model: str, start: datetime, end: datetime, fields: Sequence[str]
+    store: Store,
+    model: str,
+    start: datetime,
+    end: datetime,
+    fields: Sequence[str],
+    on_rows: Callable[[int], None] | None = None,
 ) -> Traffic:
-    """Every logged prediction of ``model`` in [start, end), oldest first."""
+    """Every logged prediction of ``model`` in [start, end), oldest first; ``on_rows`` hears
+    how many rows have been read after each chunk."""
     ids: list[str] = []
     times: list[str] = []
     versions: list[int] = []
@@ -93,6 +99,8 @@ def read_traffic(
         versions.extend(chunk.versions)
         inputs_parts.append(pd.DataFrame.from_records(chunk.inputs, columns=columns))
         outputs_parts.append(_outputs(chunk.outputs))
+        if on_rows is not None:
+            on_rows(len(ids))
     if inputs_parts:
         frame = pd.concat(inputs_parts, ignore_index=True)
         outputs = pd.concat(outputs_parts, ignore_index=True)
