@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from slipway._version import __version__
-from slipway.cli import batch, keys, models, monitor, serve, train
+from slipway.cli import batch, keys, lifecycle, models, monitor, serve, train
 from slipway.cli._common import print_error
 
 app = typer.Typer(
@@ -51,6 +51,8 @@ app.add_typer(batch.app, name="batch")
 app.command("train")(train.train_command)
 app.command("quickstart")(train.quickstart_command)
 app.command("serve")(serve.serve_command)
+app.command("check", cls=lifecycle.CannotRunCommand)(lifecycle.check_command)
+app.command("retrain", cls=lifecycle.CannotRunCommand)(lifecycle.retrain_command)
 
 
 def main(argv: list[str] | None = None) -> None:
