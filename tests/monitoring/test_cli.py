@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -85,6 +85,20 @@ def test_history_lists_runs_newest_first(capsys, served):
     run_cli(capsys, "monitor", "fraud", "--baseline", "previous")
     result = run_cli(capsys, "monitor", "history", "fraud")
     assert result.code == 0 and "Monitoring runs of fraud" in result.out and "WARN" in result.out
+
+
+def test_until_checks_a_span_that_ended_earlier(capsys, served):
+    """--until 2h --since 1h sees none of the traffic of the last 50 minutes; a bad --until
+    exits 3 naming the accepted forms."""
+    result = run_cli(
+        capsys, "monitor", "fraud", "--since", "1h", "--until", "2h", "--format", "json"
+    )
+    data = json.loads(result.out)
+    assert result.code == 1 and data["windows"][-1]["rows"] == 0
+    end = datetime.fromisoformat(data["decided_by"]["end"])
+    assert abs(end - (utcnow() - timedelta(hours=2))) < timedelta(minutes=1)
+    bad = run_cli(capsys, "monitor", "fraud", "--until", "yesterday")
+    assert bad.code == 3 and "--until 'yesterday' is neither a time nor a duration" in bad.err
 
 
 def test_errors_exit_3_never_1_or_2(capsys, env, registry, fraud):

@@ -35,7 +35,12 @@ def test_feedback_is_accepted_once_and_labels_are_kept_as_sent(serve, settings):
     }
     r = h.post("/v1/feedback", body)
     assert r.status_code == 200, r.text
-    assert r.json() == {"accepted": 2, "duplicates": 0, "unknown": [stranger, "not-an-id"]}
+    assert {k: v for k, v in r.json().items() if k != "unmatched"} == {
+        "accepted": 2,
+        "duplicates": 0,
+        "unknown": [stranger, "not-an-id"],
+        "normalized": 0,
+    }
     again = h.post("/v1/feedback", body).json()
     assert (again["accepted"], again["duplicates"]) == (0, 2)
     body = {"feedback": [{"prediction_id": ids[0], "label": 0}]}
@@ -59,6 +64,8 @@ def test_the_same_id_twice_in_one_request_counts_once(harness):
         "accepted": 1,
         "duplicates": 1,
         "unknown": [],
+        "normalized": 0,
+        "unmatched": [],
     }
     assert stored(harness) == {pid: 1}
 
@@ -78,3 +85,27 @@ def test_bad_feedback_bodies_list_every_problem(harness):
     assert got == {(0, "prediction_id"), (0, "label"), (1, "feedback"), (2, "label")}
     assert harness.post("/v1/feedback", {"feedback": []}).status_code == 422
     assert harness.post("/v1/feedback", {"labels": []}).status_code == 422
+
+
+def test_labels_are_compared_with_the_versions_classes(harness):
+    """1.0 and "1" are stored as the class 1 (normalized); "yes" is stored as sent and reported
+    as unmatched with the classes expected."""
+    classes = harness.registry.get("fraud").classes
+    assert classes == [0, 1]
+    ids = predict(harness, 4)
+    body = {
+        "feedback": [
+            {"prediction_id": ids[0], "label": 1.0},
+            {"prediction_id": ids[1], "label": " 1 "},
+            {"prediction_id": ids[2], "label": 0},
+            {"prediction_id": ids[3], "label": "yes"},
+        ]
+    }
+    got = harness.post("/v1/feedback", body).json()
+    assert (got["accepted"], got["normalized"]) == (4, 2)
+    assert got["unmatched"] == [
+        {"prediction_id": ids[3], "label": "yes", "model": "fraud:1", "expected": [0, 1]}
+    ]
+    labels = stored(harness)
+    assert [labels[i] for i in ids] == [1, 1, 0, "yes"]
+    assert type(labels[ids[0]]) is int

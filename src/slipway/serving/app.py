@@ -92,7 +92,12 @@ def create_app(
         metrics=metrics,
         keys=keys,
         answerer=Answerer(log, metrics, max_rows=settings.serve_max_rows),
-        feedback=FeedbackDesk(store, log, settle_seconds=settings.serve_log_flush_seconds * 2 + 1),
+        feedback=FeedbackDesk(
+            store,
+            log,
+            settle_seconds=settings.serve_log_flush_seconds * 2 + 1,
+            version=lambda name, number: registry.get(f"{name}:{number}"),
+        ),
     )
 
     @asynccontextmanager

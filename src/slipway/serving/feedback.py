@@ -4,19 +4,26 @@ A prediction may still sit in a log queue when its feedback arrives (this worker
 worker's), so before calling an id unknown the desk flushes this worker's log and, for ids
 minted in the last ``settle_seconds`` (their UUIDv7 says when), waits for the other workers'
 writers once and looks again.
+
+Each label is compared with the classes of the version that made the prediction (see
+``labels.py``): unambiguous numeric forms are stored as the class (``1`` for a class ``1.0``),
+and the rest are stored as sent and listed in the response under ``unmatched``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from slipway.clock import utcnow
+from slipway.exceptions import SlipwayError
+from slipway.serving.labels import match_label
 from slipway.serving.log import PredictionLog, id_time
 from slipway.store import Store
-from slipway.store.predictions import add_feedback, logged_ids
+from slipway.store.predictions import add_feedback, logged_ids, logged_versions
+from slipway.versions import ModelVersion
 
 
 @dataclass
@@ -26,17 +33,33 @@ class FeedbackResult:
     accepted: int = 0
     duplicates: int = 0
     unknown: list[str] = field(default_factory=list)
+    normalized: int = 0
+    unmatched: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The response body."""
-        return {"accepted": self.accepted, "duplicates": self.duplicates, "unknown": self.unknown}
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "unknown": self.unknown,
+            "normalized": self.normalized,
+            "unmatched": self.unmatched,
+        }
 
 
 class FeedbackDesk:
     """Stores labels for logged predictions, idempotently."""
 
-    def __init__(self, store: Store, log: PredictionLog, settle_seconds: float = 1.5) -> None:
+    def __init__(
+        self,
+        store: Store,
+        log: PredictionLog,
+        settle_seconds: float = 1.5,
+        version: Callable[[str, int], ModelVersion] | None = None,
+    ) -> None:
         self.store, self.log, self.settle_seconds = store, log, settle_seconds
+        self.version = version  # (model, version) -> ModelVersion; None: labels not compared
+        self._classes: dict[tuple[str, int], tuple[bool, list[Any] | None]] = {}
 
     def record(self, items: Sequence[tuple[str, Any]]) -> FeedbackResult:
         """Store each ``(prediction_id, label)`` whose prediction is logged and has no label yet."""
@@ -58,7 +81,46 @@ class FeedbackDesk:
             known |= logged_ids(self.store, recent)
         result.unknown = [pid for pid in first if pid not in known]
         labels = [(pid, label) for pid, label in first.items() if pid in known]
+        labels = self._match(labels, result)
         stored = add_feedback(self.store, labels, utcnow())
         result.accepted = stored
         result.duplicates += len(labels) - stored
         return result
+
+    def _match(
+        self, labels: list[tuple[str, Any]], result: FeedbackResult
+    ) -> list[tuple[str, Any]]:
+        """Labels as the version's classes where unambiguous; the rest noted as unmatched."""
+        if self.version is None or not labels:
+            return labels
+        made_by = logged_versions(self.store, [pid for pid, _ in labels])
+        out = []
+        for pid, label in labels:
+            checked, classes = self._classes_of(made_by.get(pid))
+            if not checked:
+                out.append((pid, label))
+                continue
+            stored, matches = match_label(label, classes)
+            if not matches:
+                name, number = made_by[pid]
+                expected = classes if classes is not None else "a number"
+                result.unmatched.append(
+                    {"prediction_id": pid, "label": label, "model": f"{name}:{number}",
+                     "expected": expected}
+                )  # fmt: skip
+            elif stored != label or type(stored) is not type(label):
+                result.normalized += 1
+            out.append((pid, stored))
+        return out
+
+    def _classes_of(self, key: tuple[str, int] | None) -> tuple[bool, list[Any] | None]:
+        """(whether labels can be checked, the classes or None for a regressor), cached."""
+        if key is None or self.version is None:
+            return False, None
+        if key not in self._classes:
+            try:
+                mv = self.version(*key)
+            except SlipwayError:  # a deleted version: store as sent
+                return False, None
+            self._classes[key] = (True, None if mv.task == "regression" else mv.classes)
+        return self._classes[key]

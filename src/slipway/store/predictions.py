@@ -15,7 +15,8 @@ binary V2 tensor) is stored as ``null``, which both databases accept.
 Reading. :func:`read_log` streams a model's log in chunks with the JSON parsed in bulk (several
 times faster than per-row decoding by the driver); :func:`read_feedback` and
 :func:`read_refusals` return the labels and refused requests of a time range;
-:func:`logged_ids` and :func:`add_feedback` are what the feedback route needs.
+:func:`logged_ids`, :func:`logged_versions` and :func:`add_feedback` are what the feedback
+route needs.
 """
 
 from __future__ import annotations
@@ -267,6 +268,20 @@ def logged_ids(store: Store, ids: Iterable[str]) -> set[str]:
                 predictions.c.prediction_id.in_(chunk)
             )
             found.update(conn.execute(query).scalars())
+    return found
+
+
+def logged_versions(store: Store, ids: Iterable[str]) -> dict[str, tuple[str, int]]:
+    """``prediction_id -> (model, version)`` for those of ``ids`` that are in the log."""
+    ids = list(ids)
+    found: dict[str, tuple[str, int]] = {}
+    cols = predictions.c
+    with store.read() as conn:
+        for i in range(0, len(ids), _IDS_PER_QUERY):
+            query = sa.select(cols.prediction_id, cols.model_name, cols.version).where(
+                cols.prediction_id.in_(ids[i : i + _IDS_PER_QUERY])
+            )
+            found.update((r.prediction_id, (r.model_name, r.version)) for r in conn.execute(query))
     return found
 
 
