@@ -191,12 +191,12 @@ def test_quickstart_trains_registers_promotes_and_prints_the_card(capsys, env, t
     # then it serves the model: predictions, feedback (twice: idempotent), a flushed log
     assert "/v1/models/fraud/predict -> version 1" in result.out
     assert (
-        '{"accepted": 3, "duplicates": 0, "unknown": [], "normalized": 0, "unmatched": []}'
-        in result.out
+        '{"accepted": 3, "duplicates": 0, "unknown": [], "normalized": 0, "unmatched": [], '
+        '"unknown_units": []}' in result.out
     )
     assert (
-        '{"accepted": 0, "duplicates": 3, "unknown": [], "normalized": 0, "unmatched": []}'
-        in result.out
+        '{"accepted": 0, "duplicates": 3, "unknown": [], "normalized": 0, "unmatched": [], '
+        '"unknown_units": []}' in result.out
     )
     assert "3 of 3 predictions are in the prediction log" in result.out
     assert "curl -s -H" in result.out

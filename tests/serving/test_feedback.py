@@ -40,6 +40,7 @@ def test_feedback_is_accepted_once_and_labels_are_kept_as_sent(serve, settings):
         "duplicates": 0,
         "unknown": [stranger, "not-an-id"],
         "normalized": 0,
+        "unknown_units": [],
     }
     again = h.post("/v1/feedback", body).json()
     assert (again["accepted"], again["duplicates"]) == (0, 2)
@@ -66,6 +67,7 @@ def test_the_same_id_twice_in_one_request_counts_once(harness):
         "unknown": [],
         "normalized": 0,
         "unmatched": [],
+        "unknown_units": [],
     }
     assert stored(harness) == {pid: 1}
 
@@ -83,6 +85,13 @@ def test_bad_feedback_bodies_list_every_problem(harness):
     assert r.status_code == 422
     got = {(p["row"], p["field"]) for p in r.json()["problems"]}
     assert got == {(0, "prediction_id"), (0, "label"), (1, "feedback"), (2, "label")}
+    mixed = {"feedback": [{"model": "fraud", "unit_id": "", "label": 1, "prediction_id": "x"}]}
+    assert harness.post("/v1/feedback", mixed).status_code == 422
+    bad_unit = {"feedback": [{"model": 3, "unit_id": "", "label": 1}]}
+    got = {
+        (p["row"], p["field"]) for p in harness.post("/v1/feedback", bad_unit).json()["problems"]
+    }
+    assert got == {(0, "model"), (0, "unit_id")}
     assert harness.post("/v1/feedback", {"feedback": []}).status_code == 422
     assert harness.post("/v1/feedback", {"labels": []}).status_code == 422
 
@@ -109,3 +118,33 @@ def test_labels_are_compared_with_the_versions_classes(harness):
     labels = stored(harness)
     assert [labels[i] for i in ids] == [1, 1, 0, "yes"]
     assert type(labels[ids[0]]) is int
+
+
+def test_feedback_by_unit_id_labels_the_units_latest_prediction(harness):
+    """{model, unit_id, label} labels the unit's most recent prediction (a resend is a
+    duplicate), and a unit with no prediction is listed in unknown_units."""
+    first = harness.post(
+        "/v1/models/fraud/predict", {"instances": harness.rows("fraud", 2), "unit_id": "acct-7"}
+    ).json()["predictions"]
+    later = harness.post(
+        "/v1/models/fraud/predict",
+        {"instances": harness.rows("fraud", 2), "unit_ids": ["acct-7", "acct-8"]},
+    ).json()["predictions"]
+    body = {
+        "feedback": [
+            {"model": "fraud", "unit_id": "acct-7", "label": 1},
+            {"model": "fraud", "unit_id": "acct-8", "label": 0},
+            {"model": "fraud", "unit_id": "acct-9", "label": 0},
+            {"model": "churn", "unit_id": "acct-7", "label": 0},
+        ]
+    }
+    got = harness.post("/v1/feedback", body).json()
+    assert (got["accepted"], got["unknown"]) == (2, [])
+    assert got["unknown_units"] == [
+        {"model": "fraud", "unit_id": "acct-9"},
+        {"model": "churn", "unit_id": "acct-7"},
+    ]
+    assert stored(harness) == {later[0]["prediction_id"]: 1, later[1]["prediction_id"]: 0}
+    assert not {p["prediction_id"] for p in first} & set(stored(harness))
+    again = harness.post("/v1/feedback", {"feedback": body["feedback"][:1]}).json()
+    assert (again["accepted"], again["duplicates"]) == (0, 1)

@@ -22,8 +22,22 @@ from slipway.exceptions import SlipwayError
 from slipway.serving.labels import match_label
 from slipway.serving.log import PredictionLog, id_time
 from slipway.store import Store
-from slipway.store.predictions import add_feedback, logged_ids, logged_versions
+from slipway.store.predictions import (
+    add_feedback,
+    latest_for_units,
+    logged_ids,
+    logged_versions,
+)
 from slipway.versions import ModelVersion
+
+
+@dataclass(frozen=True)
+class UnitRef:
+    """Feedback addressed by the caller's own key instead of a prediction id: it applies to the
+    latest logged prediction of ``model`` for ``unit_id`` when the feedback arrives."""
+
+    model: str
+    unit_id: str
 
 
 @dataclass
@@ -35,6 +49,7 @@ class FeedbackResult:
     unknown: list[str] = field(default_factory=list)
     normalized: int = 0
     unmatched: list[dict[str, Any]] = field(default_factory=list)
+    unknown_units: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The response body."""
@@ -44,6 +59,7 @@ class FeedbackResult:
             "unknown": self.unknown,
             "normalized": self.normalized,
             "unmatched": self.unmatched,
+            "unknown_units": self.unknown_units,
         }
 
 
@@ -61,9 +77,11 @@ class FeedbackDesk:
         self.version = version  # (model, version) -> ModelVersion; None: labels not compared
         self._classes: dict[tuple[str, int], tuple[bool, list[Any] | None]] = {}
 
-    def record(self, items: Sequence[tuple[str, Any]]) -> FeedbackResult:
-        """Store each ``(prediction_id, label)`` whose prediction is logged and has no label yet."""
+    def record(self, items: Sequence[tuple[str | UnitRef, Any]]) -> FeedbackResult:
+        """Store each ``(prediction_id, label)`` whose prediction is logged and has no label yet
+        (a :class:`UnitRef` in place of the id names the unit's latest prediction)."""
         result = FeedbackResult()
+        items = self._by_unit(items, result)
         first: dict[str, Any] = {}
         for pid, label in items:
             if pid in first:
@@ -86,6 +104,29 @@ class FeedbackDesk:
         result.accepted = stored
         result.duplicates += len(labels) - stored
         return result
+
+    def _by_unit(
+        self, items: Sequence[tuple[str | UnitRef, Any]], result: FeedbackResult
+    ) -> list[tuple[str, Any]]:
+        """Items with each UnitRef replaced by its unit's latest prediction id; units with no
+        logged prediction go to ``unknown_units``."""
+        units: dict[str, list[str]] = {}
+        for key, _ in items:
+            if isinstance(key, UnitRef):
+                units.setdefault(key.model, []).append(key.unit_id)
+        if not units:
+            return [(key, label) for key, label in items if isinstance(key, str)]
+        self.log.flush()
+        found = {model: latest_for_units(self.store, model, ids) for model, ids in units.items()}
+        out: list[tuple[str, Any]] = []
+        for key, label in items:
+            if isinstance(key, str):
+                out.append((key, label))
+            elif (pid := found[key.model].get(key.unit_id)) is not None:
+                out.append((pid, label))
+            else:
+                result.unknown_units.append({"model": key.model, "unit_id": key.unit_id})
+        return out
 
     def _match(
         self, labels: list[tuple[str, Any]], result: FeedbackResult

@@ -118,6 +118,9 @@ class FeedbackOut(BaseModel):
     unknown: list[str]
     normalized: int
     unmatched: list[UnmatchedLabel]
+    unknown_units: list[dict[str, str]] = Field(
+        description="{model, unit_id} items with no logged prediction for that unit."
+    )
 
 
 class HealthOut(BaseModel):

@@ -15,8 +15,8 @@ binary V2 tensor) is stored as ``null``, which both databases accept.
 Reading. :func:`read_log` streams a model's log in chunks with the JSON parsed in bulk (several
 times faster than per-row decoding by the driver); :func:`read_feedback` and
 :func:`read_refusals` return the labels and refused requests of a time range;
-:func:`logged_ids`, :func:`logged_versions` and :func:`add_feedback` are what the feedback
-route needs.
+:func:`logged_ids`, :func:`logged_versions`, :func:`latest_for_units` and
+:func:`add_feedback` are what the feedback route needs.
 """
 
 from __future__ import annotations
@@ -283,6 +283,24 @@ def logged_versions(store: Store, ids: Iterable[str]) -> dict[str, tuple[str, in
             )
             found.update((r.prediction_id, (r.model_name, r.version)) for r in conn.execute(query))
     return found
+
+
+def latest_for_units(store: Store, model: str, unit_ids: Iterable[str]) -> dict[str, str]:
+    """``unit_id -> prediction_id`` of the latest logged prediction of ``model`` for each unit
+    (the newest ``created_at``; the greater UUIDv7, so the later minted, among equals)."""
+    units = list(dict.fromkeys(unit_ids))
+    best: dict[str, tuple[datetime, str]] = {}
+    cols = predictions.c
+    with store.read() as conn:
+        for i in range(0, len(units), _IDS_PER_QUERY):
+            query = sa.select(cols.unit_id, cols.created_at, cols.prediction_id).where(
+                cols.model_name == model, cols.unit_id.in_(units[i : i + _IDS_PER_QUERY])
+            )
+            for r in conn.execute(query):
+                seen = best.get(r.unit_id)
+                if seen is None or (r.created_at, r.prediction_id) > seen:
+                    best[r.unit_id] = (r.created_at, r.prediction_id)
+    return {unit: pid for unit, (_, pid) in best.items()}
 
 
 def add_feedback(store: Store, labels: Sequence[tuple[str, Any]], received_at: datetime) -> int:
