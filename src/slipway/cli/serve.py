@@ -44,6 +44,7 @@ def serve_command(
     """Serve predictions over HTTP (and the web console at /ui) until SIGTERM or Ctrl-C."""
     from slipway import app
     from slipway.serving import server
+    from slipway.serving.docs import docs_hint
 
     config = server.settings_for(
         settings(), models=model or (), auth=not no_auth, workers=workers, console=console
@@ -63,6 +64,10 @@ def serve_command(
         err_console.print(f"serving {', '.join(served)} on http://{host}:{port}")
     if config.serve_console:
         err_console.print(f"console on http://{host}:{port}/ui (log in with an admin key)")
+    hint = docs_hint(
+        f"http://{host}:{port}", auth=config.serve_auth, public_docs=config.serve_public_docs
+    )
+    err_console.print(hint, soft_wrap=True)
     app.serve(
         config,
         host=host,
