@@ -57,9 +57,9 @@ def train_command(
 
 
 def quickstart_command(
-    workdir: Annotated[Path, typer.Option(help="Where the generated data and config go.")] = Path(
-        "quickstart"
-    ),
+    workdir: Annotated[
+        Path, typer.Option(help="Where the generated data, configs and reports go.")
+    ] = Path("quickstart-output"),  # the repository's .gitignore leaves it out
     rows: Annotated[int, typer.Option(help="Transactions to generate.", min=1000)] = 20_000,
 ) -> None:
     """The main job: generate transactions, train a fraud model, register, promote and serve it."""

@@ -113,32 +113,34 @@ def _against_labels(
         return out
     truth = feedback.loc[part.ids[labeled], "label"].tolist()
     served = part.where(labeled)
+    # Labels that are not the version's classes (or not numbers) are left out first, so a
+    # window whose labels are all unknown says insufficient_labels instead of failing.
     if mv.task == "regression":
         y = pd.to_numeric(pd.Series(truth, dtype=object), errors="coerce").to_numpy(dtype=float)
         err = served.values() - y
         ok = np.isfinite(err)
+    else:
+        keys = class_keys(mv)
+        y = np.array([str(v) for v in truth], dtype=object)
+        ok = np.isin(y, np.array(keys, dtype=object))
+    mask = labeled.copy()
+    mask[np.flatnonzero(labeled)[~ok]] = False
+    if mask.sum() < policy.min_labels:
+        out["status"] = "insufficient_labels"
+        return out
+    if mv.task == "regression":
         realized = {
             "mae": float(np.mean(np.abs(err[ok]))),
             "rmse": float(np.sqrt(np.mean(err[ok] ** 2))),
         }
-        mask = labeled.copy()
-        mask[np.flatnonzero(labeled)[~ok]] = False
     else:
         from slipway.evaluation import classification_metrics
 
-        keys = class_keys(mv)
-        y = np.array([str(v) for v in truth], dtype=object)
-        ok = np.isin(y, np.array(keys, dtype=object))
         proba = served.probabilities(keys)
         assert proba is not None
         realized = classification_metrics(
             y[ok], served.labels()[ok], proba[ok], np.array(keys, dtype=object)
         )
-        mask = labeled.copy()
-        mask[np.flatnonzero(labeled)[~ok]] = False
-    if mask.sum() < policy.min_labels:
-        out["status"] = "insufficient_labels"
-        return out
     on_labeled = {k: e for k, e in estimate(mask).items() if k in realized}
     tol = policy.performance_tolerance
     # Several metrics are compared at once: a disagreement must pass a Bonferroni-corrected
