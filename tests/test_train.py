@@ -247,3 +247,19 @@ def test_quickstart_trains_registers_promotes_and_prints_the_card(capsys, env, t
     assert "estimated accuracy of the latest 5 days (no outcome yet)" in result.out
     assert "passed" in result.out and registry.get("loans@production").version == 1
     registry.store.dispose()
+
+
+def test_quickstart_explains_its_day_of_week_drift(tmp_path):
+    """The served days are not whole weeks: the note names them, and the weekday it calls
+    over-represented really is, against the training period."""
+    quickstart.prepare(tmp_path, rows=3_000)
+    note = quickstart.weekday_note(tmp_path, traffic=500)
+    assert note.startswith("Why day_of_week drifts: the served transactions come from 2026-10-")
+    assert "(12 days, not a whole number of weeks)" in note and "--window 7d" in note
+    data = pd.read_csv(tmp_path / "transactions.csv")
+    served = quickstart.recent(tmp_path, 500).day_of_week.value_counts(normalize=True)
+    trained = data.iloc[: int(len(data) * 0.8)].day_of_week.value_counts(normalize=True)
+    high = quickstart._DAYS.index(
+        note.split("so weekdays are not equally represented: ")[1].split()[0]
+    )
+    assert served[high] - trained[high] == (served - trained).max()

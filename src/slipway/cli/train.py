@@ -108,6 +108,8 @@ def quickstart_command(
     console.print("6. monitoring the served traffic (slipway monitor fraud --since 1h)")
     report = quickstart.monitor_demo(reg, workdir)
     console.print(render_terminal(report))
+    if "day_of_week" in report.flagged:
+        console.print("   " + quickstart.weekday_note(workdir, demo.traffic), soft_wrap=True)
     console.print(f"   the HTML report is {workdir}/monitoring.html", soft_wrap=True)
     _lifecycle_step(reg, workdir)
     console.print(f"done in {time.perf_counter() - started:.1f}s. Next:")
