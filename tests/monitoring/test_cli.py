@@ -150,3 +150,23 @@ def test_every_survives_a_failed_run(capsys, served, monkeypatch):
     )
     assert result.code == 0 and len(calls) == 3
     assert "error: database unreachable\nretrying in 0.01s" in result.err
+
+
+def test_progress_shows_on_a_terminal_only(capsys, served, monkeypatch):
+    """On an interactive stderr the run shows what it is doing (rows read, windows checked);
+    piped, stderr stays quiet."""
+    import io
+
+    from rich.console import Console
+
+    from slipway.cli import monitor as cli_monitor
+
+    quiet = run_cli(capsys, "monitor", "fraud", "--window", "1h", "--since", "2h")
+    assert "checking windows" not in quiet.err and "reading the log" not in quiet.err
+    stream = io.StringIO()
+    terminal = Console(file=stream, force_terminal=True, force_interactive=True, width=100)
+    monkeypatch.setattr(cli_monitor, "err_console", terminal)
+    result = run_cli(capsys, "monitor", "fraud", "--window", "1h", "--since", "2h")
+    assert result.code == 0, result.out + result.err
+    shown = stream.getvalue()
+    assert "checking windows" in shown and "2/2 windows" in shown
