@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Group, RenderableType
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -20,6 +21,10 @@ def model_card(mv: ModelVersion) -> RenderableType:
     facts.add_column()
     facts.add_row("version", f"{mv.ref}  [dim]({mv.status})[/]")
     facts.add_row("aliases", ", ".join(mv.aliases) or "-")
+    # Which engine answers, and why, near the top: a refused ONNX graph is a slower service.
+    onnx = meta.get("onnx")
+    backend = meta.get("backend", "sklearn")
+    facts.add_row("serving backend", f"{backend}" + (f" ({onnx['reason']})" if onnx else ""))
     facts.add_row("description", mv.description or "-")
     facts.add_row("created", f"{mv.created_at:%Y-%m-%d %H:%M:%S} UTC by {mv.created_by}")
     task = mv.task
@@ -34,9 +39,6 @@ def model_card(mv: ModelVersion) -> RenderableType:
     if "validation" in meta:
         facts.add_row("validation data", f"{meta['validation']['rows']:,} rows")
     facts.add_row("artifact", f"{mv.format}, sha256 {mv.sha256}")
-    onnx = meta.get("onnx")
-    backend = meta.get("backend", "sklearn")
-    facts.add_row("serving backend", f"{backend}" + (f" ({onnx['reason']})" if onnx else ""))
     if meta.get("git"):
         dirty = " (uncommitted changes)" if meta["git"]["dirty"] else ""
         facts.add_row("git commit", meta["git"]["commit"][:12] + dirty)
@@ -116,12 +118,12 @@ def versions_table(versions: Sequence[ModelVersion]) -> Table:
 def checks_table(checks: Sequence[ArtifactCheck]) -> Table:
     """The outcome of `slipway models verify`."""
     table = Table(title="Artifact integrity", title_justify="left")
-    for col in ("model", "version", "artifact", "sha256", "status"):
+    for col in ("model", "version", "artifact", "sha256", "status", "detail"):
         table.add_column(col)
     style = {"ok": "green", "missing": "red", "corrupted": "bold red"}
     for c in checks:
         status = f"[{style[c.status]}]{c.status}[/]"
-        table.add_row(c.model, str(c.version), c.role, c.sha256[:16], status)
+        table.add_row(c.model, str(c.version), c.role, c.sha256[:16], status, escape(c.detail))
     return table
 
 

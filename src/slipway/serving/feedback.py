@@ -5,21 +5,33 @@ worker's), so before calling an id unknown the desk flushes this worker's log an
 minted in the last ``settle_seconds`` (their UUIDv7 says when), waits for the other workers'
 writers once and looks again.
 
+The ids come from the client, so that wait must cost the server nothing: it is an
+``asyncio.sleep`` on the event loop (no thread is held) during which the request gives its
+concurrency slot back (:meth:`ConcurrencyCap.lent`), and ids dated in the future (beyond a
+small clock skew) are unknown at once. A forged id can make its own request slower, never
+anyone else's. Database work runs in the thread pool, one short query at a time.
+
 Each label is compared with the classes of the version that made the prediction (see
 ``labels.py``): unambiguous numeric forms are stored as the class (``1`` for a class ``1.0``),
-and the rest are stored as sent and listed in the response under ``unmatched``.
+and the rest are stored as sent and listed in the response under ``unmatched``. An item may
+name its prediction by the caller's own key (:class:`UnitRef`) instead of its id.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
+
+from starlette.concurrency import run_in_threadpool
 
 from slipway.clock import utcnow
 from slipway.exceptions import SlipwayError
 from slipway.serving.labels import match_label
+from slipway.serving.limits import ConcurrencyCap
 from slipway.serving.log import PredictionLog, id_time
 from slipway.store import Store
 from slipway.store.predictions import (
@@ -29,6 +41,11 @@ from slipway.store.predictions import (
     logged_versions,
 )
 from slipway.versions import ModelVersion
+
+# Workers on other hosts mint ids by their own clocks: an id up to this far in the future is
+# still worth waiting for; anything later was not made by a server.
+CLOCK_SKEW_SECONDS = 0.5
+_FLUSH_SECONDS = 2.0  # longest a request waits for this worker's own writer
 
 
 @dataclass(frozen=True)
@@ -64,43 +81,49 @@ class FeedbackResult:
 
 
 class FeedbackDesk:
-    """Stores labels for logged predictions, idempotently."""
+    """Stores labels for logged predictions, idempotently.
+
+    ``cap`` is the server's concurrency cap, whose slot a request gives back while it waits.
+    ``version`` looks up a ``(model, version)`` for its classes; without it labels are stored
+    as sent, unchecked.
+    """
 
     def __init__(
         self,
         store: Store,
         log: PredictionLog,
         settle_seconds: float = 1.5,
+        cap: ConcurrencyCap | None = None,
         version: Callable[[str, int], ModelVersion] | None = None,
     ) -> None:
-        self.store, self.log, self.settle_seconds = store, log, settle_seconds
-        self.version = version  # (model, version) -> ModelVersion; None: labels not compared
+        self.store, self.log, self.settle_seconds, self.cap = store, log, settle_seconds, cap
+        self.version = version
         self._classes: dict[tuple[str, int], tuple[bool, list[Any] | None]] = {}
 
-    def record(self, items: Sequence[tuple[str | UnitRef, Any]]) -> FeedbackResult:
+    async def record(self, items: Sequence[tuple[str | UnitRef, Any]]) -> FeedbackResult:
         """Store each ``(prediction_id, label)`` whose prediction is logged and has no label yet
-        (a :class:`UnitRef` in place of the id names the unit's latest prediction)."""
+        (a :class:`UnitRef` in place of the id names the unit's latest prediction).
+
+        Call it on the event loop: it waits there, and sends database work to the thread pool.
+        """
         result = FeedbackResult()
-        items = self._by_unit(items, result)
+        by_id = await run_in_threadpool(self._by_unit, items, result)
         first: dict[str, Any] = {}
-        for pid, label in items:
+        for pid, label in by_id:
             if pid in first:
                 result.duplicates += 1  # the same id twice in one request: the first wins
             else:
                 first[pid] = label
-        self.log.flush()
-        known = logged_ids(self.store, first)
-        now = time.time()
-        ages = {pid: now - t for pid in first if pid not in known and (t := id_time(pid))}
-        recent = [pid for pid, age in ages.items() if age < self.settle_seconds]
+        known = await run_in_threadpool(self._flush_and_look, first)
+        recent, wait = self._worth_waiting_for([pid for pid in first if pid not in known])
         if recent:
-            youngest = max(0.0, min(ages[pid] for pid in recent))
-            time.sleep(self.settle_seconds - youngest)
-            known |= logged_ids(self.store, recent)
+            with self.cap.lent() if self.cap is not None else nullcontext():
+                await asyncio.sleep(wait)
+            known |= await run_in_threadpool(logged_ids, self.store, recent)
         result.unknown = [pid for pid in first if pid not in known]
         labels = [(pid, label) for pid, label in first.items() if pid in known]
-        labels = self._match(labels, result)
-        stored = add_feedback(self.store, labels, utcnow())
+        labels = await run_in_threadpool(self._match, labels, result)
+        stored = await run_in_threadpool(add_feedback, self.store, labels, utcnow())
         result.accepted = stored
         result.duplicates += len(labels) - stored
         return result
@@ -116,7 +139,8 @@ class FeedbackDesk:
                 units.setdefault(key.model, []).append(key.unit_id)
         if not units:
             return [(key, label) for key, label in items if isinstance(key, str)]
-        self.log.flush()
+        if self.log.database_error is None:
+            self.log.flush(timeout=_FLUSH_SECONDS)
         found = {model: latest_for_units(self.store, model, ids) for model, ids in units.items()}
         out: list[tuple[str, Any]] = []
         for key, label in items:
@@ -165,3 +189,22 @@ class FeedbackDesk:
                 return False, None
             self._classes[key] = (True, None if mv.task == "regression" else mv.classes)
         return self._classes[key]
+
+    def _flush_and_look(self, ids: Iterable[str]) -> set[str]:
+        # While the writer is failing, a flush would only wait for it in vain; the lookup then
+        # fails on its own and the request is answered 503 (errors.py).
+        if self.log.database_error is None:
+            self.log.flush(timeout=_FLUSH_SECONDS)
+        return logged_ids(self.store, ids)
+
+    def _worth_waiting_for(self, unknown: Sequence[str]) -> tuple[list[str], float]:
+        """The unknown ids another worker may still be about to log, and how long to wait."""
+        now = time.time()
+        ages = {pid: now - t for pid in unknown if (t := id_time(pid)) is not None}
+        recent = [
+            pid for pid, age in ages.items() if -CLOCK_SKEW_SECONDS <= age < self.settle_seconds
+        ]
+        if not recent:
+            return [], 0.0
+        youngest = max(0.0, min(ages[pid] for pid in recent))
+        return recent, self.settle_seconds - youngest
