@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from slipway._version import __version__
-from slipway.cli import batch, keys, lifecycle, models, monitor, serve, train
+from slipway.cli import batch, keys, lifecycle, models, monitor, predictions, serve, train
 from slipway.cli._common import print_error
 
 app = typer.Typer(
@@ -48,6 +48,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(keys.app, name="keys")
 app.add_typer(batch.app, name="batch")
+app.add_typer(predictions.app, name="predictions")
 app.command("train")(train.train_command)
 app.command("quickstart")(train.quickstart_command)
 app.command("serve")(serve.serve_command)

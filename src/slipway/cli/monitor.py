@@ -131,6 +131,18 @@ def check(
     alpha: Annotated[
         float | None, typer.Option(help="Significance level after correction.")
     ] = None,
+    source: Annotated[
+        str,
+        typer.Option(
+            help="What to read: log, batch, batch:RUN_ID, or an exported log (.parquet or dir)."
+        ),
+    ] = "log",
+    engine: Annotated[
+        str, typer.Option(help="local, or dask to read an exported log on a Dask cluster.")
+    ] = "local",
+    scheduler: Annotated[
+        str | None, typer.Option(help="With --engine dask: the cluster's scheduler address.")
+    ] = None,
     on_alert: Annotated[
         str | None,
         typer.Option(
@@ -157,6 +169,8 @@ def check(
         if until:
             parse_until(until, utcnow())  # a bad --until fails before the first run
 
+        reading: dict[str, Any] = {"source": source, "engine": engine, "scheduler": scheduler}
+
         def run() -> DriftReport:
             end = parse_until(until, utcnow()) if until else None  # "2h" ago moves with --every
             with _progress() as progress:
@@ -167,6 +181,7 @@ def check(
                     baseline=baseline.value,
                     until=end,
                     progress=progress,
+                    **reading,
                 )
 
         started = time.monotonic()
