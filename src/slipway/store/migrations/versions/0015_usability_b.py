@@ -1,7 +1,7 @@
 """Usability: an index for feedback by the caller's own key (the latest prediction of a unit).
 
 Revision ID: 0015_usability_b
-Revises: 0004_lifecycle
+Revises: 0006_perf
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0015_usability_b"
-down_revision = "0004_lifecycle"
+down_revision = "0006_perf"
 branch_labels = None
 depends_on = None
 
