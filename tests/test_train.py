@@ -221,8 +221,14 @@ def test_quickstart_trains_registers_promotes_and_prints_the_card(capsys, env, t
     assert (tmp_path / "qs" / "fraud.toml").exists()
     # then it serves the model: predictions, feedback (twice: idempotent), a flushed log
     assert "/v1/models/fraud/predict -> version 1" in result.out
-    assert '{"accepted": 3, "duplicates": 0, "unknown": []}' in result.out
-    assert '{"accepted": 0, "duplicates": 3, "unknown": []}' in result.out
+    assert (
+        '{"accepted": 3, "duplicates": 0, "unknown": [], "normalized": 0, "unmatched": [], '
+        '"unknown_units": []}' in result.out
+    )
+    assert (
+        '{"accepted": 0, "duplicates": 3, "unknown": [], "normalized": 0, "unmatched": [], '
+        '"unknown_units": []}' in result.out
+    )
     assert "3 of 3 predictions are in the prediction log" in result.out
     assert "curl -s -H" in result.out
     from slipway.monitoring import latest_report
@@ -426,3 +432,19 @@ def test_the_data_window_is_checked_with_everything_else(tmp_path, data):
     trained = fit(path, since=timedelta(days=4), now=now)
     assert trained.data["rows_read"] == 400 and trained.data["rows"] == 96
     assert len(trained.X_train) + len(trained.X_val) == 96
+
+
+def test_quickstart_explains_its_day_of_week_drift(tmp_path):
+    """The served days are not whole weeks: the note names them, and the weekday it calls
+    over-represented really is, against the training period."""
+    quickstart.prepare(tmp_path, rows=3_000)
+    note = quickstart.weekday_note(tmp_path, traffic=500)
+    assert note.startswith("Why day_of_week drifts: the served transactions come from 2026-10-")
+    assert "(12 days, not a whole number of weeks)" in note and "--window 7d" in note
+    data = pd.read_csv(tmp_path / "transactions.csv")
+    served = quickstart.recent(tmp_path, 500).day_of_week.value_counts(normalize=True)
+    trained = data.iloc[: int(len(data) * 0.8)].day_of_week.value_counts(normalize=True)
+    high = quickstart._DAYS.index(
+        note.split("so weekdays are not equally represented: ")[1].split()[0]
+    )
+    assert served[high] - trained[high] == (served - trained).max()

@@ -135,6 +135,15 @@ class ArtifactStore:
             raise
         return os.fdopen(fd, "rb")
 
+    def remove(self, sha256: str) -> bool:
+        """Delete one artifact file (the registry calls this only for files no version refers
+        to); whether there was one."""
+        try:
+            self.path(sha256).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
     @staticmethod
     def hash_file(path: Path) -> str:
         """sha256 of a file, read in chunks."""

@@ -268,6 +268,38 @@ def batch_demo(registry: Registry, workdir: Path, n: int = 5000) -> tuple[BatchR
     return run, latest_prediction(registry.store, "fraud", key)
 
 
+_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+def weekday_note(workdir: Path, traffic: int = 1000) -> str:
+    """Why the served traffic's ``day_of_week`` differs from training: the dates it spans.
+
+    The model trains on the first 80% of the 60 days and is served transactions from the last
+    20% (the validation period): 12 days, a week and five days, so some weekdays occur twice
+    and the others once. The monitor is right to flag it.
+    """
+    data = pd.read_csv(workdir / "transactions.csv")
+    served = recent(workdir, traffic)
+    cut = int(len(data) * 0.8)
+    trained = data.iloc[:cut].day_of_week.value_counts(normalize=True)
+    seen = served.day_of_week.value_counts(normalize=True)
+    gap = (
+        seen.reindex(range(7), fill_value=0) - trained.reindex(range(7), fill_value=0)
+    ).sort_values()
+    low, high = int(gap.index[0]), int(gap.index[-1])
+    first, last = served.timestamp.min()[:10], served.timestamp.max()[:10]
+    days = (pd.Timestamp(last) - pd.Timestamp(first)).days + 1
+    return (
+        f"Why day_of_week drifts: the served transactions come from {first} to {last} "
+        f"({days} days, not a whole number of weeks), so weekdays are not equally represented: "
+        f"{_DAYS[high]} is {seen.get(high, 0):.0%} of them ({trained.get(high, 0):.0%} in "
+        f"training), {_DAYS[low]} {seen.get(low, 0):.0%} ({trained.get(low, 0):.0%}). The "
+        "model really sees a different weekday mix, so the ALERT is a correct finding, not noise. "
+        "In production, check whole weeks (--window 7d) or, if the weekday mix does not matter "
+        'to you, give day_of_week severity = "warn" in a monitoring policy (docs/monitoring.md).'
+    )
+
+
 def monitor_demo(registry: Registry, workdir: Path) -> DriftReport:
     """Check the last hour of served traffic and write the HTML report beside the data."""
     from slipway.monitoring.runner import Monitor

@@ -1,5 +1,5 @@
-"""The model registry: register, look up, load, promote, roll back, unalias, archive, audit,
-verify.
+"""The model registry: register, look up, load, promote, roll back, unalias, archive, delete,
+audit, verify.
 
 A version is one fitted pipeline saved as an immutable content-addressed artifact, plus a row
 of metadata. Versions are numbered per model, never reused and never overwritten; aliases
@@ -35,6 +35,7 @@ from slipway.provenance import current_user, library_versions, minor
 from slipway.registration import describe
 from slipway.store import Store, audit
 from slipway.store import registry as tables
+from slipway.store.registry import Deleted
 from slipway.versions import (
     DEFAULT_ALIAS,
     ArtifactCheck,
@@ -188,6 +189,12 @@ class Registry:
             tags=dict(tags or {}),
             meta=meta,
         )
+        # A delete between the puts and the record may have removed a file with the same bytes
+        # (no version referred to it yet); deletes and records are serialized, so looking now
+        # is enough.
+        for role, blob in blobs.items():
+            if not self.artifacts.path(meta["artifacts"][role]).exists():
+                self.artifacts.put(blob)
         _log_backend(f"{name}:{version}", meta.get("onnx"))
         if alias:
             self.promote(name, version, alias=alias)
@@ -337,6 +344,32 @@ class Registry:
         (audited as :meth:`promote` is)."""
         tables.archive(self.store, name, version, self._actor(actor), detail=_via(via))
         return self.get(f"{name}:{version}")
+
+    def delete(
+        self,
+        name: str,
+        version: int | None = None,
+        *,
+        actor: str | None = None,
+        via: str | None = None,
+    ) -> Deleted:
+        """Delete version ``version`` of ``name`` (every version when None) for good.
+
+        Refused while an alias points at a version being deleted. Artifact files are removed
+        only when no remaining version (of any model) refers to them. Version numbers are never
+        reused. One ``delete`` audit event per version, naming ``actor`` and ``via`` as
+        :meth:`promote` does. The prediction log, batch results and monitoring runs of the
+        version are history and stay.
+        """
+        check_name(name)
+
+        def remove(hashes: Sequence[str]) -> None:
+            for sha in hashes:
+                self.artifacts.remove(sha)
+
+        return tables.delete_versions(
+            self.store, name, version, self._actor(actor), remove=remove, detail=_via(via)
+        )
 
     def aliases(self, name: str) -> dict[str, int]:
         """Alias -> version for one model."""

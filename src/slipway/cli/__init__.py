@@ -6,6 +6,11 @@ errors become one line on stderr and a non-zero exit here, at the edge, and nowh
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import typer
+
+from slipway._version import __version__
 from slipway.cli import batch, keys, lifecycle, models, monitor, predictions, serve, train
 from slipway.cli._common import print_error, typer_app
 
@@ -15,6 +20,29 @@ app = typer_app(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"slipway {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print Slipway's version and exit.",
+            is_eager=True,
+            callback=_print_version,
+        ),
+    ] = False,
+) -> None:
+    """Take a scikit-learn model from a notebook to production and keep it healthy there."""
+
+
 # short_help: the one line each command gets in `slipway --help`, within 80 columns.
 app.add_typer(models.app, name="models")
 app.add_typer(

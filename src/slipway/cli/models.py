@@ -1,4 +1,5 @@
-"""`slipway models ...`: list, show, promote, rollback, unalias, archive, audit, verify."""
+"""`slipway models ...`: list, show, promote, rollback, unalias, archive, delete, audit,
+verify."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from slipway.cli._common import (
     registry,
     typer_app,
 )
-from slipway.versions import DEFAULT_ALIAS
+from slipway.exceptions import InvalidReference
+from slipway.versions import DEFAULT_ALIAS, parse_ref
 
 app = typer_app(
     help="Registered models: inspect, promote, roll back, verify.", no_args_is_help=True
@@ -112,6 +114,35 @@ def archive(
     """Retire a version (kept on record, never promoted again)."""
     mv = registry().archive(name, version)
     console.print(f"{mv.ref} archived")
+
+
+@app.command("delete", short_help="Delete versions no alias points at.")
+def delete(
+    ref: Annotated[str, typer.Argument(help="NAME (every version) or NAME:VERSION.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a version (or all of a model's) that no alias points at."""
+    name, version, alias = parse_ref(ref)
+    if alias is not None:
+        raise InvalidReference(
+            f"{ref!r}: delete takes NAME or NAME:VERSION; a version an alias points at cannot "
+            "be deleted."
+        )
+    reg = registry()
+    what = f"{name}:{version}" if version is not None else f"every version of {name}"
+    if version is None:
+        what += f" ({len(reg.versions(name))})"
+    else:
+        reg.get(ref)  # an unknown version is reported before asking
+    if not yes:
+        typer.confirm(f"Delete {what}? This cannot be undone", abort=True)
+    done = reg.delete(name, version)
+    versions = ", ".join(f"{name}:{v}" for v in done.versions)
+    console.print(
+        f"deleted {versions}; {len(done.removed)} artifact file(s) removed"
+        + (f", {len(done.kept)} kept (other versions use them)" if done.kept else ""),
+        soft_wrap=True,
+    )
 
 
 @app.command("audit", short_help="Who registered, promoted, rolled back what, when.")

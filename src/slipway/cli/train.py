@@ -84,9 +84,9 @@ class _Steps:
 
 
 def quickstart_command(
-    workdir: Annotated[Path, typer.Option(help="Where the generated data and config go.")] = Path(
-        "quickstart"
-    ),
+    workdir: Annotated[
+        Path, typer.Option(help="Where the generated data, configs and reports go.")
+    ] = Path("quickstart-output"),  # the repository's .gitignore leaves it out
     rows: Annotated[int, typer.Option(help="Transactions to generate.", min=1000)] = 20_000,
 ) -> None:
     """The main job: generate transactions, train a fraud model, register, promote and serve it."""
@@ -135,6 +135,8 @@ def quickstart_command(
     console.print("6. monitoring the served traffic (slipway monitor fraud --since 1h)")
     report = quickstart.monitor_demo(reg, workdir)
     console.print(render_terminal(report))
+    if "day_of_week" in report.flagged:
+        console.print("   " + quickstart.weekday_note(workdir, demo.traffic), soft_wrap=True)
     console.print(f"   the HTML report is {workdir}/monitoring.html", soft_wrap=True)
     _lifecycle_step(reg, workdir)
     console.print(f"done in {time.perf_counter() - started:.1f}s. Next:")

@@ -115,9 +115,19 @@ def _against_labels(
     if len(served) < policy.min_labels or estimate is None:
         out["status"] = "insufficient_labels" if len(served) else "no_labels"
         return out
+    # Labels that are not the version's classes (or not numbers) are left out first, so a
+    # window whose labels are all unknown says insufficient_labels instead of failing.
     if mv.task == "regression":
         err = served.values() - served.truth_values()
         mask = np.isfinite(err)
+    else:
+        keys = class_keys(mv)
+        y = served.truth()
+        mask = np.isin(y, np.array(keys, dtype=object))
+    if mask.sum() < policy.min_labels:
+        out["status"] = "insufficient_labels"
+        return out
+    if mv.task == "regression":
         realized = {
             "mae": float(np.mean(np.abs(err[mask]))),
             "rmse": float(np.sqrt(np.mean(err[mask] ** 2))),
@@ -125,17 +135,11 @@ def _against_labels(
     else:
         from slipway.evaluation import classification_metrics
 
-        keys = class_keys(mv)
-        y = served.truth()
-        mask = np.isin(y, np.array(keys, dtype=object))
         proba = served.probabilities(keys)
         assert proba is not None
         realized = classification_metrics(
             y[mask], served.labels()[mask], proba[mask], np.array(keys, dtype=object)
         )
-    if mask.sum() < policy.min_labels:
-        out["status"] = "insufficient_labels"
-        return out
     on_labeled = {k: e for k, e in estimate(mask).items() if k in realized}
     tol = policy.performance_tolerance
     # Several metrics are compared at once: a disagreement must pass a Bonferroni-corrected

@@ -102,6 +102,7 @@ def _one_version(rows: int, labeled: Traffic, mv: ModelVersion, policy: Policy) 
         y = labeled.truth_values()
         keep = np.isfinite(y)
         entry["unknown_labels"] = int((~keep).sum())
+        entry["unknown_examples"] = _examples(labeled.truth()[~keep])
         values = labeled.values()
         y, values = y[keep], values[keep]
         if len(y) < policy.min_labels:
@@ -113,6 +114,8 @@ def _one_version(rows: int, labeled: Traffic, mv: ModelVersion, policy: Policy) 
     y = labeled.truth()
     keep = np.isin(y, np.array(keys, dtype=object))
     entry["unknown_labels"] = int((~keep).sum())
+    entry["unknown_examples"] = _examples(y[~keep])
+    entry["classes"] = keys
     if int(keep.sum()) < policy.min_labels:
         entry["status"] = "insufficient_labels"
         return entry
@@ -124,3 +127,13 @@ def _one_version(rows: int, labeled: Traffic, mv: ModelVersion, policy: Policy) 
             proba = None
     entry["metrics"] = classification_performance(y[keep], labels, proba, keys, mv.metrics, policy)
     return entry
+
+
+def _examples(values: np.ndarray, limit: int = 5) -> list[Any]:
+    """A few distinct values, as sent, in order of first appearance (for the report)."""
+    seen: dict[str, Any] = {}
+    for v in values.tolist():
+        seen.setdefault(repr(v), v)
+        if len(seen) == limit:
+            break
+    return list(seen.values())

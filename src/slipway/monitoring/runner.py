@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from slipway.clock import utcnow
@@ -33,6 +33,8 @@ from slipway.store import monitoring as stored
 from slipway.versions import ModelVersion, check_name
 
 Baseline = Literal["reference", "previous"]
+Progress = Callable[[str, int, "int | None"], None]  # (step, done, total or None)
+READING, CHECKING = "reading the log", "checking windows"
 HISTORY_POINTS = 30
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -54,6 +56,23 @@ def parse_duration(text: str, option: str = "duration") -> timedelta:
             "or w (e.g. 24h, 30d)."
         )
     return timedelta(**{_UNITS[m[2]]: float(m[1])})
+
+
+def parse_until(text: str, now: datetime, option: str = "--until") -> datetime:
+    """When a checked span ends: an ISO 8601 time (``2026-11-05T14:00:00Z``; no zone means
+    UTC), a date (``2026-11-05``, midnight UTC), or a duration ago (``2h``: two hours before
+    ``now``)."""
+    if _DURATION.match(text):
+        return now - parse_duration(text, option)
+    try:
+        at = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ConfigError(
+            f"{option} {text!r} is neither a time nor a duration; use an ISO 8601 time "
+            "(2026-11-05T14:00:00Z; UTC when no zone is given), a date (2026-11-05) or how "
+            "long ago (2h, 1d)."
+        ) from None
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
 def window_bounds(
@@ -130,25 +149,37 @@ class Monitor:
         window: timedelta | None = None,
         baseline: Baseline = "reference",
         store: bool = True,
+        until: datetime | None = None,
+        progress: Progress | None = None,
         source: str | Source = "log",
         engine: str = "local",
         scheduler: str | None = None,
     ) -> DriftReport:
-        """Check ``ref`` (``name``: production, else latest) over the last ``since``.
+        """Check ``ref`` (``name``: production, else latest) over the ``since`` before
+        ``until`` (default: now).
 
         ``source`` is what is read: ``"log"`` (the prediction log), ``"batch"`` or
         ``"batch:RUN_ID"`` (batch outputs kept with their inputs), the path of a log exported
         to Parquet, or a :class:`~slipway.monitoring.sources.Source`. ``engine="dask"`` reads
         an exported log on a Dask cluster (``scheduler``; a local one when None).
+
+        ``progress`` is called as ``progress(step, done, total)`` while the run reads the log
+        (0 rows, then the rows read; total unknown) and checks its windows (windows done of
+        all).
         """
         if baseline not in ("reference", "previous"):
             raise ConfigError(f"baseline must be 'reference' or 'previous', not {baseline!r}.")
+        if until is not None and until.tzinfo is None:
+            raise ConfigError(f"until={until!r} has no time zone; give a UTC time.")
         mv = self.registry.get(ref)
-        bounds = window_bounds(self.clock(), since, window)
+        bounds = window_bounds(until or self.clock(), since, window)
+        tell = progress or _silent
         step = bounds[-1][1] - bounds[-1][0]
         reader = open_source(source, self.registry.store, engine=engine, scheduler=scheduler)
         schema = LogSchema.of(mv, self.registry.versions(mv.name))
+        tell(READING, 0, None)
         traffic = reader.traffic(schema, mv.name, bounds[0][0] - step, bounds[-1][1])
+        tell(READING, len(traffic), None)
         labels = reader.labeled(schema, mv.name, bounds[0][0], bounds[-1][1])
         refused = reader.refusals(mv.name, bounds[0][0], bounds[-1][1])
         kinds = {f.name: _KINDS[f.kind] for f in mv.contract.fields}
@@ -157,7 +188,8 @@ class Monitor:
         ref_preds = prediction_columns(self.registry.reference_predictions(mv), mv)
         versions: dict[int, ModelVersion] = {mv.version: mv}
         estimator = self.registry.estimator(mv)
-        windows = []
+        windows: list[WindowReport] = []
+        tell(CHECKING, 0, len(bounds))
         for start, end in bounds:
             current, previous = traffic.between(start, end), traffic.between(start - step, start)
             # Prepared once: sorting a window's numbers is the run's main cost at volume.
@@ -180,6 +212,7 @@ class Monitor:
             window_report.estimation = estimate_window(mv, current, labeled, estimator, self.policy)
             window_report.judge()
             windows.append(window_report)
+            tell(CHECKING, len(windows), len(bounds))
         report = DriftReport(
             windows,
             self.policy.to_dict(),
@@ -272,7 +305,7 @@ class Monitor:
         return stored.summaries(self.registry.store, name, before, HISTORY_POINTS)
 
     def _store(self, report: DriftReport, model: str) -> None:
-        latest = report.latest
+        deciding = report.deciding
 
         def numbered(run_id: int) -> dict[str, Any]:
             report.run_id = run_id
@@ -285,9 +318,9 @@ class Monitor:
             version=report.version,
             created_at=report.created_at,
             status=report.status,
-            window_start=latest.start,
-            window_end=latest.end,
-            rows=latest.rows,
+            window_start=deciding.start,
+            window_end=deciding.end,
+            rows=deciding.rows,
             summary=report.summary(),
         )
         settings = self.registry.settings
@@ -299,6 +332,10 @@ class Monitor:
             kwargs["sleep"] = self._sleep
         report.alerts = deliver(report, self.sinks, **kwargs)
         stored.set_alerts(self.registry.store, run_id, report.alerts, report.to_dict())
+
+
+def _silent(step: str, done: int, total: int | None) -> None:
+    """No progress shown."""
 
 
 def latest_report(registry: Registry, name: str) -> dict[str, Any] | None:

@@ -18,10 +18,10 @@ to read without a Python object per row: the monitor, ``slipway predictions expo
 Dask engine all read through it. :func:`read_log` streams the same rows as parsed dicts, for
 the few rows ``slipway predictions list`` shows; :func:`read_feedback` and
 :func:`read_refusals` return the labels and refused requests of a time range;
-:func:`logged_ids` and :func:`add_feedback` are what the feedback route needs. Every reader
-returns rows in one order, ``created_at`` and then a tie-break the database keeps stable
-(insertion order on SQLite, the prediction id on PostgreSQL), so two reads of the same range
-agree row for row.
+:func:`logged_ids`, :func:`logged_versions`, :func:`latest_for_units` and
+:func:`add_feedback` are what the feedback route needs. Every reader returns rows in one order,
+``created_at`` and then a tie-break the database keeps stable (insertion order on SQLite, the
+prediction id on PostgreSQL), so two reads of the same range agree row for row.
 """
 
 from __future__ import annotations
@@ -426,6 +426,38 @@ def logged_ids(store: Store, ids: Iterable[str]) -> set[str]:
             )
             found.update(conn.execute(query).scalars())
     return found
+
+
+def logged_versions(store: Store, ids: Iterable[str]) -> dict[str, tuple[str, int]]:
+    """``prediction_id -> (model, version)`` for those of ``ids`` that are in the log."""
+    ids = list(ids)
+    found: dict[str, tuple[str, int]] = {}
+    cols = predictions.c
+    with store.read() as conn:
+        for i in range(0, len(ids), _IDS_PER_QUERY):
+            query = sa.select(cols.prediction_id, cols.model_name, cols.version).where(
+                cols.prediction_id.in_(ids[i : i + _IDS_PER_QUERY])
+            )
+            found.update((r.prediction_id, (r.model_name, r.version)) for r in conn.execute(query))
+    return found
+
+
+def latest_for_units(store: Store, model: str, unit_ids: Iterable[str]) -> dict[str, str]:
+    """``unit_id -> prediction_id`` of the latest logged prediction of ``model`` for each unit
+    (the newest ``created_at``; the greater UUIDv7, so the later minted, among equals)."""
+    units = list(dict.fromkeys(unit_ids))
+    best: dict[str, tuple[datetime, str]] = {}
+    cols = predictions.c
+    with store.read() as conn:
+        for i in range(0, len(units), _IDS_PER_QUERY):
+            query = sa.select(cols.unit_id, cols.created_at, cols.prediction_id).where(
+                cols.model_name == model, cols.unit_id.in_(units[i : i + _IDS_PER_QUERY])
+            )
+            for r in conn.execute(query):
+                seen = best.get(r.unit_id)
+                if seen is None or (r.created_at, r.prediction_id) > seen:
+                    best[r.unit_id] = (r.created_at, r.prediction_id)
+    return {unit: pid for unit, (_, pid) in best.items()}
 
 
 def add_feedback(store: Store, labels: Sequence[tuple[str, Any]], received_at: datetime) -> int:

@@ -147,6 +147,8 @@ predictions = sa.Table(
     sa.Column("shadow_version", sa.Integer(), nullable=True),
     sa.Column("shadow_outputs", JSON, nullable=True),
     sa.Index(None, "model_name", "created_at"),
+    # Feedback by the caller's own key finds a unit's latest prediction (usability, 0015).
+    sa.Index(None, "model_name", "unit_id", "created_at"),
 )
 
 # Requests refused for breaking the contract (HTTP 422): kept for data-quality monitoring.
