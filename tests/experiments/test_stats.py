@@ -175,8 +175,10 @@ def test_peeking_inflates_the_z_test_but_not_the_sequential_test():
     peeked = np.array(
         [
             [
-                s.two_proportion_ztest(int(H_t[e, k]), int(N_t[e, k]), int(H_c[e, k]),
-                                       int(N_c[e, k])).p_value < 0.05  # fmt: skip
+                s.two_proportion_ztest(
+                    int(H_t[e, k]), int(N_t[e, k]), int(H_c[e, k]), int(N_c[e, k])
+                ).p_value
+                < 0.05  # fmt: skip
                 for k in range(looks)
             ]
             for e in range(experiments)

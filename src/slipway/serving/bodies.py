@@ -157,36 +157,65 @@ def _unit_ids(body: dict[str, Any], n: int, problems: list[Problem]) -> list[str
     return None
 
 
-def feedback_request(value: Any, max_items: int) -> list[tuple[str, Any]]:
-    """Check a feedback body: ``{"feedback": [{"prediction_id": ..., "label": ...}, ...]}``."""
+@dataclass
+class FeedbackRequest:
+    """A ``/v1/feedback`` body: true labels, and business outcomes, by prediction id."""
+
+    labels: list[tuple[str, Any]]
+    outcomes: list[tuple[str, str, float]]
+
+
+_OUTCOME_MAX = 100
+_ITEM_SHAPE = (
+    'each item must be {"prediction_id": "...", "label": ...} or '
+    '{"prediction_id": "...", "outcome": "converted", "value": 1.0} (value defaults to 1)'
+)
+
+
+def feedback_request(value: Any, max_items: int) -> FeedbackRequest:
+    """Check a feedback body: ``{"feedback": [item, ...]}``, each item a label
+    (``{"prediction_id", "label"}``) or a business outcome (``{"prediction_id", "outcome",
+    "value"}``, ``value`` a number, 1 when left out)."""
     body = object_body(value, '{"feedback": [{"prediction_id": "...", "label": 1}]}')
     problems: list[Problem] = []
     unknown_fields(body, ("feedback",), problems)
     items = body.get("feedback")
-    out: list[tuple[str, Any]] = []
+    out = FeedbackRequest([], [])
     if not isinstance(items, list) or not items:
-        problems.append(wrong("feedback", "a non-empty list of {prediction_id, label}", items))
+        problems.append(
+            wrong("feedback", "a non-empty list of {prediction_id, label} or outcome items", items)
+        )
     elif len(items) > max_items:
         check_rows(len(items), max_items)
     else:
         for i, item in enumerate(items):
-            if not isinstance(item, dict) or set(item) != {"prediction_id", "label"}:
-                problems.append(
-                    Problem(
-                        "wrong_shape",
-                        'each item must be exactly {"prediction_id": "...", "label": ...}',
-                        i,
-                        "feedback",
-                    )
-                )
+            keys = set(item) if isinstance(item, dict) else set()
+            is_label = keys == {"prediction_id", "label"}
+            is_outcome = keys in (
+                {"prediction_id", "outcome"},
+                {"prediction_id", "outcome", "value"},
+            )
+            if not (is_label or is_outcome):
+                problems.append(Problem("wrong_shape", _ITEM_SHAPE, i, "feedback"))
                 continue
-            pid, label = item["prediction_id"], item["label"]
+            pid = item["prediction_id"]
             if not isinstance(pid, str) or not pid or len(pid) > 64:
                 problems.append(wrong("prediction_id", "a prediction id (string)", pid, i))
-            if label is None or isinstance(label, list | dict):
-                problems.append(
-                    wrong("label", "the true label: a string, number or boolean", label, i)
-                )
-            out.append((pid, label))
+            if is_label:
+                label = item["label"]
+                if label is None or isinstance(label, list | dict):
+                    problems.append(
+                        wrong("label", "the true label: a string, number or boolean", label, i)
+                    )
+                out.labels.append((pid, label))
+                continue
+            name, amount = item["outcome"], item.get("value", 1.0)
+            if not isinstance(name, str) or not name or len(name) > _OUTCOME_MAX:
+                expected = f"an outcome name of 1 to {_OUTCOME_MAX} characters"
+                problems.append(wrong("outcome", expected, name, i))
+            number = isinstance(amount, int | float) and not isinstance(amount, bool)
+            if not number:
+                problems.append(wrong("value", "a number (1.0 for a conversion)", amount, i))
+            out.outcomes.append((pid, name, float(amount) if number else 0.0))
     refuse(problems)
     return out

@@ -1,4 +1,5 @@
-"""Ground truth that arrives after the prediction, stored once per prediction id.
+"""Ground truth that arrives after the prediction, stored once per prediction id: true labels,
+and business outcomes (a conversion, revenue) once per prediction id and outcome name.
 
 A prediction may still sit in a log queue when its feedback arrives (this worker's, or another
 worker's), so before calling an id unknown the desk flushes this worker's log and, for ids
@@ -18,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from slipway.serving.log import PredictionLog, id_time
 from slipway.store import Store
+from slipway.store.experiments import record_outcomes
 from slipway.store.schema import feedback, predictions, utcnow
 
 _CHUNK = 500  # ids per IN (...) query: well under every driver's parameter limit
@@ -37,13 +39,16 @@ class FeedbackResult:
 
 
 class FeedbackDesk:
-    """Stores labels for logged predictions, idempotently."""
+    """Stores labels and outcomes for logged predictions, idempotently."""
 
     def __init__(self, store: Store, log: PredictionLog, settle_seconds: float = 1.5) -> None:
         self.store, self.log, self.settle_seconds = store, log, settle_seconds
 
-    def record(self, items: Sequence[tuple[str, Any]]) -> FeedbackResult:
-        """Store each ``(prediction_id, label)`` whose prediction is logged and has no label yet."""
+    def record(
+        self, items: Sequence[tuple[str, Any]], outcomes: Sequence[tuple[str, str, float]] = ()
+    ) -> FeedbackResult:
+        """Store each ``(prediction_id, label)`` whose prediction is logged and has no label yet,
+        and each ``(prediction_id, outcome, value)`` whose prediction has no such outcome yet."""
         result = FeedbackResult()
         first: dict[str, Any] = {}
         for pid, label in items:
@@ -51,24 +56,33 @@ class FeedbackDesk:
                 result.duplicates += 1  # the same id twice in one request: the first wins
             else:
                 first[pid] = label
+        named: dict[tuple[str, str], float] = {}
+        for pid, name, value in outcomes:
+            if (pid, name) in named:
+                result.duplicates += 1
+            else:
+                named[(pid, name)] = value
+        wanted = {**dict.fromkeys(first), **dict.fromkeys(pid for pid, _ in named)}
         self.log.flush()
-        known = self._logged(first)
+        known = self._logged(wanted)
         now = time.time()
-        ages = {pid: now - t for pid in first if pid not in known and (t := id_time(pid))}
+        ages = {pid: now - t for pid in wanted if pid not in known and (t := id_time(pid))}
         recent = [pid for pid, age in ages.items() if age < self.settle_seconds]
         if recent:
             youngest = max(0.0, min(ages[pid] for pid in recent))
             time.sleep(self.settle_seconds - youngest)
             known |= self._logged(recent)
-        result.unknown = [pid for pid in first if pid not in known]
+        result.unknown = [pid for pid in wanted if pid not in known]
         rows = [
             {"prediction_id": pid, "label": label, "received_at": utcnow()}
             for pid, label in first.items()
             if pid in known
         ]
         stored = self._insert(rows) if rows else 0
-        result.accepted = stored
-        result.duplicates += len(rows) - stored
+        kept = [(pid, name, value) for (pid, name), value in named.items() if pid in known]
+        stored_outcomes = record_outcomes(self.store, kept)
+        result.accepted = stored + stored_outcomes
+        result.duplicates += len(rows) - stored + len(kept) - stored_outcomes
         return result
 
     def _logged(self, ids: Iterable[str]) -> set[str]:

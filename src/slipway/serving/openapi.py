@@ -79,7 +79,16 @@ def build(app: FastAPI, service: Service) -> dict[str, Any]:
         "/v1/feedback",
         "post",
         feedback_schema(max_rows),
-        {"feedback": {"value": {"feedback": [{"prediction_id": "0190a3c4-...", "label": 1}]}}},
+        {
+            "feedback": {"value": {"feedback": [{"prediction_id": "0190a3c4-...", "label": 1}]}},
+            "outcomes": {
+                "value": {
+                    "feedback": [
+                        {"prediction_id": "0190a3c4-...", "outcome": "converted", "value": 1.0}
+                    ]
+                }
+            },
+        },
     )
     _body(
         paths,
@@ -205,16 +214,26 @@ def predict_schema(row: dict[str, Any], contract: Contract | None, max_rows: int
 
 
 def feedback_schema(max_rows: int) -> dict[str, Any]:
-    """``{"feedback": [{"prediction_id", "label"}, ...]}``."""
-    item = {
+    """``{"feedback": [item, ...]}``: labels ``{"prediction_id", "label"}`` or business
+    outcomes ``{"prediction_id", "outcome", "value"}``."""
+    pid = {"type": "string", "minLength": 1, "maxLength": 64}
+    label = {
         "type": "object",
-        "properties": {
-            "prediction_id": {"type": "string", "minLength": 1, "maxLength": 64},
-            "label": {"type": ["string", "number", "boolean"]},
-        },
+        "properties": {"prediction_id": pid, "label": {"type": ["string", "number", "boolean"]}},
         "required": ["prediction_id", "label"],
         "additionalProperties": False,
     }
+    outcome = {
+        "type": "object",
+        "properties": {
+            "prediction_id": pid,
+            "outcome": {"type": "string", "minLength": 1, "maxLength": 100},
+            "value": {"type": "number", "description": "Defaults to 1 (a conversion)."},
+        },
+        "required": ["prediction_id", "outcome"],
+        "additionalProperties": False,
+    }
+    item = {"oneOf": [label, outcome]}
     return {
         "type": "object",
         "properties": {

@@ -137,10 +137,11 @@ def router(service: Service) -> APIRouter:
         responses=INVALID,
     )
     def post_feedback(request: Request, raw: bytes = Depends(_raw_body)) -> Response:
-        """Record true labels for earlier predictions; idempotent per prediction_id."""
+        """Record true labels or business outcomes (``{"prediction_id", "outcome",
+        "value"}``) for earlier predictions; idempotent per prediction_id (and outcome)."""
         value = bodies.parse_json(raw, settings.serve_max_json_depth)
         items = bodies.feedback_request(value, settings.serve_max_rows)
-        return json_response(service.feedback.record(items).to_dict())
+        return json_response(service.feedback.record(items.labels, items.outcomes).to_dict())
 
     return api
 
