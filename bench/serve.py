@@ -9,6 +9,7 @@ the prediction log. Then, on the one-worker server: rows per second for requests
 Each server's cold start (process start -> ready) and memory per worker are measured too.
 
     make bench            # or: .venv/bin/python bench/serve.py [--seconds 8]
+    .venv/bin/python bench/serve.py --quick   # one worker, 2 s runs: a smoke test in ~1 min
 
 Needs wrk (apt-get install wrk). Prints the tables; the ratios are what to compare between
 runs, as absolute numbers on a shared 2-core machine move from run to run.
@@ -244,6 +245,12 @@ async def exact_client(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=8, help="Duration of each measured run.")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="Small and fast: one worker, 2-second runs, 8-row requests only, 800 checked "
+        "predictions (figures are indicative only).",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench/serve.py needs wrk: apt-get install wrk (or brew install wrk)")
@@ -266,11 +273,14 @@ def main() -> None:
         "SLIPWAY_SERVE_RATE_BURST": "1000000",
     }
     auth = {"Authorization": f"Bearer {token}"}
-    seconds = args.seconds
+    seconds = 2 if args.quick else args.seconds
+    layouts = ((1, [1, 32]),) if args.quick else ((1, [1, 32]), (2, [32]))
+    row_sizes = ROW_SIZES[:1] if args.quick else ROW_SIZES
+    exact_requests = 800 if args.quick else EXACT_REQUESTS
     results: list[Result] = []
     servers: list[Server] = []
     exact: tuple[int, int, int, int] | None = None
-    for workers, clients in ((1, [1, 32]), (2, [32])):
+    for workers, clients in layouts:
         for app, name, path, log in (
             ("echo:app", "echo (ceiling)", "/echo", False),
             ("naive:app", "naive FastAPI", "/predict", True),
@@ -293,13 +303,13 @@ def main() -> None:
                 "slipway serve", server, PREDICT, body, auth, workers, clients, seconds
             )
             if workers == 1:
-                for n in ROW_SIZES:
+                for n in row_sizes:
                     many = json.dumps({"instances": [record] * n})
                     results += measure(
                         "slipway serve", server, PREDICT, many, auth, 1, [32], seconds, rows=n
                     )
                 received, failed = asyncio.run(
-                    exact_client(server.url + PREDICT, auth, row, EXACT_REQUESTS)
+                    exact_client(server.url + PREDICT, auth, row, exact_requests)
                 )
             rss = worker_rss_mb(server.process.pid, workers)
             servers.append(Server("slipway serve", workers, server.ready_after, rss))

@@ -86,11 +86,15 @@ def register(make_fitted):
 
 @pytest.fixture
 def serve(tmp_path, register) -> Iterator[Any]:
-    """Factory: ``serve(models=("fraud",), settings=None, **overrides)`` -> a started Harness."""
+    """Factory: ``serve(models=("fraud",), settings=None, routing=None, **overrides)`` -> a
+    started Harness (``routing``: a routing policy factory for ``create_app``)."""
     started: list[Harness] = []
 
     def make(
-        models: tuple[str, ...] = ("fraud",), settings: Settings | None = None, **overrides: Any
+        models: tuple[str, ...] = ("fraud",),
+        settings: Settings | None = None,
+        routing: Any = None,
+        **overrides: Any,
     ) -> Harness:
         base = settings or Settings(home=tmp_path / "home", user="tester")
         s = base.model_copy(update={**FAST, **overrides})
@@ -99,7 +103,9 @@ def serve(tmp_path, register) -> Iterator[Any]:
         keys = {}
         for role in ("predict", "admin"):
             keys[role] = KeyStore(registry.store).create(f"{role}-key", role)[1]
-        client = TestClient(create_app(s, registry=registry), raise_server_exceptions=False)
+        options = {} if routing is None else {"routing": routing}
+        app = create_app(s, registry=registry, **options)
+        client = TestClient(app, raise_server_exceptions=False)
         client.__enter__()
         harness = Harness(s, registry, client, keys, fitted)
         started.append(harness)

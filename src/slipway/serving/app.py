@@ -25,6 +25,7 @@ from slipway.keys import KeyStore
 from slipway.registry import Registry
 from slipway.serving import errors, mlflow, openapi, v1, v2
 from slipway.serving.accesslog import lean_log_records
+from slipway.serving.answering import Answerer
 from slipway.serving.auth import KeyCache
 from slipway.serving.fastpath import FastPredict, ServiceApp
 from slipway.serving.feedback import FeedbackDesk
@@ -32,9 +33,9 @@ from slipway.serving.gate import Gate
 from slipway.serving.limits import ConcurrencyCap, TokenBuckets
 from slipway.serving.log import PredictionLog
 from slipway.serving.metrics import Metrics
+from slipway.serving.routing import Production, RoutingFactory
 from slipway.serving.runtime import Runtime
 from slipway.serving.schemas import ErrorOut, HealthOut, ReadyOut
-from slipway.serving.scoring import Scorer
 from slipway.serving.service import GUARDED, RouterFactory, Service, json_response
 
 logger = logging.getLogger("slipway.serving")
@@ -51,11 +52,14 @@ def create_app(
     *,
     registry: Registry | None = None,
     routers: Sequence[RouterFactory] = (),
+    routing: RoutingFactory = Production,
     multiprocess_dir: str | None = None,
 ) -> FastAPI:
     """Build the service for ``settings``; ``routers`` add more ``(service) -> APIRouter``s.
 
-    ``multiprocess_dir`` is prometheus-client's shared directory when several workers serve.
+    ``routing`` builds the policy that picks the version answering each request (see
+    ``routing.py``; by default the production alias's). ``multiprocess_dir`` is
+    prometheus-client's shared directory when several workers serve.
     """
     registry = registry or Registry(settings)
     store = registry.store
@@ -73,6 +77,7 @@ def create_app(
         poll_seconds=settings.serve_poll_seconds,
         metrics=metrics,
         backend=settings.serve_backend,
+        routing=routing,
     )
     keys = KeyCache(KeyStore(store), settings.serve_poll_seconds) if settings.serve_auth else None
     service = Service(
@@ -82,7 +87,7 @@ def create_app(
         log=log,
         metrics=metrics,
         keys=keys,
-        scorer=Scorer(log, metrics, max_rows=settings.serve_max_rows),
+        answerer=Answerer(log, metrics, max_rows=settings.serve_max_rows),
         feedback=FeedbackDesk(store, log, settle_seconds=settings.serve_log_flush_seconds * 2 + 1),
     )
 

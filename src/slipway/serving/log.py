@@ -92,7 +92,8 @@ class Entry:
     outputs: list[dict[str, Any]]
     latency_ms: float
     unit_ids: Sequence[str | None] | None = None
-    variant: str | None = None
+    variant: str | None = None  # the experiment arm that answered (Route.arm)
+    experiment: str | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -114,7 +115,7 @@ class Entry:
                     "model_name": self.model,
                     "version": self.version,
                     "variant": self.variant,
-                    "experiment": None,
+                    "experiment": self.experiment,
                     "unit_id": None if self.unit_ids is None else self.unit_ids[i],
                     "inputs": inputs,
                     "outputs": self.outputs[i],

@@ -60,8 +60,8 @@ class LogTable:
         at = entry.created_at
         created = at.replace(tzinfo=None) if at.tzinfo is UTC else self._created(at, None)
         names, unit_ids, outputs = entry.names, entry.unit_ids, entry.outputs
-        model, version, variant = entry.model, entry.version, entry.variant
-        latency = entry.latency_ms
+        model, version, latency = entry.model, entry.version, entry.latency_ms
+        variant, experiment = entry.variant, entry.experiment
         out = []
         for i, pid in enumerate(entry.ids):
             r = entry.rows[i]
@@ -77,7 +77,7 @@ class LogTable:
                     model,
                     version,
                     variant,
-                    None,
+                    experiment,
                     None if unit_ids is None else unit_ids[i],
                     to_json(inputs),
                     to_json(outputs[i]),

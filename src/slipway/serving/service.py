@@ -18,6 +18,7 @@ from starlette.responses import Response
 from slipway.config import Settings
 from slipway.exceptions import Forbidden
 from slipway.registry import Registry
+from slipway.serving.answering import Answerer
 from slipway.serving.auth import KeyCache
 from slipway.serving.batching import MicroBatcher
 from slipway.serving.bodies import parse_json
@@ -26,7 +27,6 @@ from slipway.serving.log import PredictionLog
 from slipway.serving.metrics import Metrics
 from slipway.serving.runtime import Runtime
 from slipway.serving.schemas import ErrorOut
-from slipway.serving.scoring import Scorer
 
 JSON = "application/json"
 Responses = dict[int | str, dict[str, Any]]
@@ -52,17 +52,16 @@ class Service:
     log: PredictionLog
     metrics: Metrics
     keys: KeyCache | None
-    scorer: Scorer
+    answerer: Answerer
     feedback: FeedbackDesk
-    batcher: MicroBatcher = field(default=None)  # type: ignore[assignment]  # set below
+    batcher: MicroBatcher = field(init=False)  # built from the settings, below
 
     def __post_init__(self) -> None:
-        if self.batcher is None:
-            self.batcher = MicroBatcher(
-                self.scorer,
-                max_rows=self.settings.serve_batch_rows,
-                max_wait=self.settings.serve_batch_wait_ms / 1000,
-            )
+        self.batcher = MicroBatcher(
+            self.answerer,
+            max_rows=self.settings.serve_batch_rows,
+            max_wait=self.settings.serve_batch_wait_ms / 1000,
+        )
 
     async def body(self, request: Request) -> Any:
         """The request body as JSON, within the size and depth limits."""

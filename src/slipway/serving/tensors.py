@@ -19,8 +19,8 @@ import numpy as np
 from slipway.contract import Contract, FieldSpec, Problem, jsonable
 from slipway.exceptions import MalformedRequest
 from slipway.predict import Model
+from slipway.serving.answering import Answer
 from slipway.serving.bodies import refuse, unknown_fields, wrong
-from slipway.serving.scoring import Scored
 
 NUMPY = {
     "BOOL": "?",
@@ -232,15 +232,15 @@ def requested_outputs(
 
 
 def output_tensors(
-    scored: Scored, wanted: list[tuple[str, bool]]
+    answer: Answer, wanted: list[tuple[str, bool]]
 ) -> list[tuple[str, bool, Tensor]]:
-    """The requested output tensors of a scored request."""
-    p = scored.predictions
-    n = len(scored.ids)
+    """The requested output tensors of an answered request."""
+    p = answer.predictions
+    n = len(answer.ids)
     out = []
     for name, binary in wanted:
         if name == "prediction_id":
-            t = Tensor(name, "BYTES", [n], list(scored.ids))
+            t = Tensor(name, "BYTES", [n], list(answer.ids))
         elif name == "value":
             assert p.values is not None
             t = Tensor(name, "FP64", [n], np.asarray(p.values, dtype=np.float64))

@@ -1,9 +1,10 @@
 """The hot path every prediction route shares: validate, predict, name, log, count.
 
-Routes parse their own body format into rows and hand them here; :class:`Scorer` validates them
-against the served version's contract (numpy, every problem at once), predicts through the one
-prediction core (:meth:`Model.infer`), gives each row a time-sortable ``prediction_id``, queues
-the predictions for the log and counts them. Nothing here touches the database.
+Routes parse their own body format into rows, ask :meth:`Runtime.route` which version answers,
+and hand both here; :class:`Answerer` validates the rows against that version's contract
+(numpy, every problem at once), predicts through the one prediction core (:meth:`Model.infer`),
+gives each row a time-sortable ``prediction_id``, queues the predictions for the log (with the
+route's arm and experiment) and counts them. Nothing here touches the database.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from slipway.predict import Predictions
 from slipway.serving.limits import check_rows
 from slipway.serving.log import Entry, Failure, IdGenerator, PredictionLog
 from slipway.serving.metrics import Metrics
+from slipway.serving.routing import Route
 from slipway.serving.runtime import Served
 from slipway.store.schema import utcnow
 
@@ -27,7 +29,7 @@ _LOGGED_PROBLEMS = 100
 
 
 @dataclass
-class Scored:
+class Answer:
     """The outcome of one request: the version that answered, ids, and one output per row.
 
     ``outputs[i]`` is what the log stores for row ``i``: one item of
@@ -46,7 +48,7 @@ class Scored:
         ]
 
 
-class Scorer:
+class Answerer:
     """Validates, predicts, logs and counts; shared by the V1, V2 and MLflow routes."""
 
     def __init__(
@@ -55,20 +57,21 @@ class Scorer:
         self.log, self.metrics, self.max_rows = log, metrics, max_rows
         self.ids = ids or IdGenerator()
 
-    def score(
+    def answer(
         self,
-        served: Served,
+        route: Route,
         rows: Any,
         *,
         scope: MutableMapping[str, Any],
         log_rows: Sequence[Any] | None = None,
         unit_ids: Sequence[str | None] | None = None,
-    ) -> Scored:
-        """Score ``rows`` (records, positional rows or a 2-D array) with one served version.
+    ) -> Answer:
+        """Predict ``rows`` (records, positional rows or a 2-D array) with the routed version.
 
         ``log_rows`` are the rows as the log should keep them when ``rows`` is not a list of
         JSON values (e.g. a tensor). Raises ContractViolation listing every problem.
         """
+        served = route.served
         model = served.model
         n = len(rows)
         check_rows(n, self.max_rows)
@@ -82,7 +85,7 @@ class Scorer:
             if problem.row is not None:
                 outputs[problem.row].setdefault("warnings", []).append(problem.to_dict())
         return self.finish(
-            served,
+            route,
             rows if log_rows is None else log_rows,
             predictions,
             outputs,
@@ -92,7 +95,7 @@ class Scorer:
 
     def finish(
         self,
-        served: Served,
+        route: Route,
         rows: Sequence[Any],
         predictions: Predictions,
         outputs: list[dict[str, Any]],
@@ -100,8 +103,9 @@ class Scorer:
         scope: MutableMapping[str, Any],
         unit_ids: Sequence[str | None] | None = None,
         ids: list[str] | None = None,
-    ) -> Scored:
+    ) -> Answer:
         """Name, log and count the predictions of one request (``rows`` as the log keeps them)."""
+        served = route.served
         n = len(outputs)
         ids = self.ids.new(n) if ids is None else ids
         started = scope.get("slipway.started")
@@ -117,6 +121,8 @@ class Scorer:
                 outputs,
                 round(seconds * 1000, 3),
                 unit_ids,
+                route.arm,
+                route.experiment,
             )
         )
         ok, latency, counted = self.metrics.served(served.name, served.version)
@@ -124,22 +130,23 @@ class Scorer:
         latency.observe(seconds)
         counted.inc(n)
         scope["slipway.served"] = (served.name, served.version, n)
-        return Scored(served, ids, predictions, outputs)
+        return Answer(served, ids, predictions, outputs)
 
     def finish_many(
         self,
         served: Served,
-        requests: Sequence[tuple[Sequence[Any], MutableMapping[str, Any], UnitIds]],
+        requests: Sequence[tuple[Route, Sequence[Any], MutableMapping[str, Any], UnitIds]],
         predictions: Sequence[Predictions],
         outputs: Sequence[list[dict[str, Any]]],
         ids: Sequence[list[str]],
-    ) -> list[Scored]:
-        """:meth:`finish` for the requests of one merged call: ``requests[i]`` is (rows, scope,
-        unit_ids) of request ``i``. One timestamp, one queue lock, counters bumped once."""
+    ) -> list[Answer]:
+        """:meth:`finish` for the requests of one merged call, all answered by ``served``:
+        ``requests[i]`` is (route, rows, scope, unit_ids) of request ``i``. One timestamp, one
+        queue lock, counters bumped once."""
         now, created = time.perf_counter(), utcnow()
         ok, latency, counted = self.metrics.served(served.name, served.version)
         entries: list[Entry | Failure] = []
-        for (rows, scope, unit_ids), out, pids in zip(requests, outputs, ids, strict=True):
+        for (route, rows, scope, unit_ids), out, pids in zip(requests, outputs, ids, strict=True):
             started = scope.get("slipway.started")
             seconds = now - started if started is not None else 0.0
             latency.observe(seconds)
@@ -155,6 +162,8 @@ class Scorer:
                     out,
                     ms,
                     unit_ids,
+                    route.arm,
+                    route.experiment,
                 )
             )
             scope["slipway.served"] = (served.name, served.version, len(out))
@@ -162,7 +171,7 @@ class Scorer:
         ok.inc(len(entries))
         counted.inc(sum(len(out) for out in outputs))
         return [
-            Scored(served, pids, p, out)
+            Answer(served, pids, p, out)
             for pids, p, out in zip(ids, predictions, outputs, strict=True)
         ]
 
