@@ -37,6 +37,7 @@ from slipway.serving.routing import Production, RoutingFactory
 from slipway.serving.runtime import Runtime
 from slipway.serving.schemas import ErrorOut, HealthOut, ReadyOut
 from slipway.serving.service import GUARDED, RouterFactory, Service, json_response
+from slipway.serving.shadow import ShadowScorer
 
 logger = logging.getLogger("slipway.serving")
 
@@ -69,7 +70,11 @@ def create_app(
         max_rows=settings.serve_log_queue_rows,
         batch_rows=settings.serve_log_batch_rows,
         flush_seconds=settings.serve_log_flush_seconds,
+        shadow_wait=settings.serve_shadow_wait_seconds,
         metrics=metrics,
+    )
+    shadow = ShadowScorer(
+        metrics, max_rows=settings.serve_shadow_queue_rows, batch_rows=settings.serve_batch_rows
     )
     runtime = Runtime(
         registry,
@@ -87,7 +92,7 @@ def create_app(
         log=log,
         metrics=metrics,
         keys=keys,
-        answerer=Answerer(log, metrics, max_rows=settings.serve_max_rows),
+        answerer=Answerer(log, metrics, max_rows=settings.serve_max_rows, shadow=shadow),
         feedback=FeedbackDesk(store, log, settle_seconds=settings.serve_log_flush_seconds * 2 + 1),
     )
 
@@ -152,6 +157,8 @@ def start(service: Service) -> None:
         )
     service.runtime.load_all()
     service.log.start()
+    if service.answerer.shadow is not None:
+        service.answerer.shadow.start()
     service.runtime.start()
     if service.keys is not None:
         service.keys.start()
@@ -162,6 +169,8 @@ def stop(service: Service) -> None:
     if service.keys is not None:
         service.keys.stop()
     service.runtime.stop()
+    if service.answerer.shadow is not None:
+        service.answerer.shadow.stop()
     service.log.close()
     service.metrics.close()
 
@@ -215,6 +224,8 @@ def health_router(service: Service) -> APIRouter:
     def metrics() -> Response:
         """Prometheus metrics (every worker's, merged, with --workers N)."""
         service.metrics.log_queue_depth.set(service.log.depth)
+        if service.answerer.shadow is not None:
+            service.metrics.shadow_queue_depth.set(service.answerer.shadow.depth)
         content, media_type = service.metrics.render()
         return Response(content, 200, None, media_type)
 

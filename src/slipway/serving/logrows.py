@@ -62,6 +62,7 @@ class LogTable:
         names, unit_ids, outputs = entry.names, entry.unit_ids, entry.outputs
         model, version, latency = entry.model, entry.version, entry.latency_ms
         variant, experiment = entry.variant, entry.experiment
+        shadow = None if entry.shadow is None else entry.shadow.version
         out = []
         for i, pid in enumerate(entry.ids):
             r = entry.rows[i]
@@ -82,11 +83,15 @@ class LogTable:
                     to_json(inputs),
                     to_json(outputs[i]),
                     latency,
-                    None,
+                    shadow,
                     None,
                 )
             )
         return out
+
+    def with_shadow(self, rows: list[Row], outputs: list[Any]) -> list[Row]:
+        """``rows`` with the shadow version's answers (one per row) as ``shadow_outputs``."""
+        return [(*row[:-1], to_json(out)) for row, out in zip(rows, outputs, strict=True)]
 
     def insert(self, conn: Connection, rows: list[Row]) -> None:
         """Insert ``rows`` in the connection's transaction."""
