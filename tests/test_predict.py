@@ -9,6 +9,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.ensemble import GradientBoostingClassifier
 
 from slipway.exceptions import ContractViolation
+from slipway.predict import Model
 
 
 class CountingPipeline:
@@ -92,8 +93,9 @@ def test_array_inputs_work_for_a_frame_trained_model_and_vice_versa(registry, ma
 def test_classifier_calls_predict_proba_once_and_not_predict(registry, make_fitted):
     """Without ties the core costs one predict_proba call per batch."""
     fitted = make_fitted("frame")
-    model = registry.load(registry.register(fitted.pipeline, "m", fitted.X_train).ref)
-    model.pipeline = counting = CountingPipeline(model.pipeline)
+    loaded = registry.load(registry.register(fitted.pipeline, "m", fitted.X_train).ref)
+    counting = CountingPipeline(loaded.pipeline)
+    model = Model(counting, loaded.version)
     result = model.score(fitted.X_val)
     assert counting.calls == {"predict": 0, "predict_proba": 1}
     np.testing.assert_array_equal(result.labels, fitted.pipeline.predict(fitted.X_val))
@@ -159,3 +161,21 @@ def test_empty_input_gives_empty_predictions(registry, make_fitted):
     result = model.score([])
     assert len(result) == 0 and result.probabilities.shape == (0, 2)
     assert result.records() == []
+
+
+def test_a_long_class_label_comes_back_whole_in_records_and_column_names(registry):
+    """Labels and class keys are data: a 300-character class is never cut to 200 characters."""
+    from sklearn.linear_model import LogisticRegression
+
+    import slipway
+
+    long = "x" * 300
+    X = pd.DataFrame({"a": np.arange(40, dtype=float)})
+    y = np.where(X["a"] < 20, long, "short")
+    registry.register(LogisticRegression().fit(X, y), "labels", X, y)
+    model = registry.load("labels")
+    result = model.score(X.iloc[:1])
+    assert result.records()[0]["label"] == long
+    assert long in result.records()[0]["probabilities"]
+    scored = slipway.score(model, X.iloc[:1])
+    assert f"proba:{long}" in scored.predictions.columns

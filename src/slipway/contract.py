@@ -17,11 +17,8 @@ import numpy as np
 import pandas as pd
 
 from slipway.exceptions import InvalidModel
-from slipway.validation import FastPlan, Problem, Validated, jsonable, py_value, validate
-
-# Problem, Validated and jsonable live in validation.py and are re-exported here, where
-# callers look for them first.
-__all__ = ["Contract", "FieldSpec", "Kind", "Problem", "Unseen", "Validated", "jsonable"]
+from slipway.problems import jsonable, py_value
+from slipway.validation import FastPlan, Validated, validate
 
 Kind = Literal["number", "integer", "boolean", "category", "datetime"]
 Unseen = Literal["reject", "flag"]

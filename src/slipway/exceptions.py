@@ -45,7 +45,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from slipway.validation import Problem
+    from slipway.problems import Problem
 
 
 class SlipwayError(Exception):

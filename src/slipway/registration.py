@@ -18,13 +18,14 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from slipway import backends
+from slipway.backends import labels_match
 from slipway.contract import Contract, Unseen
 from slipway.evaluation import classification_metrics, cross_validation, regression_metrics
 from slipway.exceptions import InvalidModel
-from slipway.predict import labels_match
+from slipway.predict import Predictions
+from slipway.problems import display, jsonable
 from slipway.profile import as_frame, build_profile, sample_rows
 from slipway.provenance import fingerprint, git_commit, library_versions
-from slipway.validation import jsonable
 
 
 @dataclass
@@ -139,11 +140,11 @@ def _params(pipeline: Any) -> dict[str, Any]:
         if key in ("steps", "memory", "verbose"):
             continue
         if value is None or isinstance(value, bool | int | float | str):
-            out[key] = jsonable(value)
+            out[key] = display(value)
         elif isinstance(value, list | tuple) and all(
             isinstance(v, bool | int | float | str) for v in value
         ):
-            out[key] = [jsonable(v) for v in value]
+            out[key] = [display(v) for v in value]
         else:
             out[key] = f"{type(value).__module__}.{type(value).__qualname__}"
     return out
@@ -164,7 +165,7 @@ def _reference_predictions(
     if hasattr(pipeline, "predict_proba"):
         proba = np.asarray(pipeline.predict_proba(X))
         for i, c in enumerate(classes or []):
-            out[f"proba:{jsonable(c)}"] = proba[:, i]
+            out[Predictions.proba_column(c)] = proba[:, i]
     return out
 
 
@@ -173,6 +174,6 @@ def _metrics(
 ) -> dict[str, float]:
     if task == "regression":
         return regression_metrics(y_val, reference["value"].to_numpy())
-    proba_cols = [c for c in reference.columns if c.startswith("proba:")]
+    proba_cols = [c for c in reference.columns if Predictions.proba_class(c) is not None]
     proba = reference[proba_cols].to_numpy() if proba_cols else None
     return classification_metrics(y_val, reference["label"].to_numpy(), proba, np.asarray(classes))

@@ -266,7 +266,9 @@ class Registry:
         )
         graph = mv.meta.get("artifacts", {}).get("onnx")
         if backend == "auto" and graph and backends.runtime_available():
-            return Model(pipeline, mv, backends.OnnxBackend(self.artifacts.get(graph), mv.contract))
+            session = backends.OnnxSession(self.artifacts.get(graph), mv.contract)
+            engine = backends.OnnxBackend(session, backends.SklearnBackend.of(pipeline, mv))
+            return Model(pipeline, mv, engine)
         return Model(pipeline, mv)
 
     def profile(self, mv: ModelVersion) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from slipway.contract import jsonable
+from slipway.problems import jsonable
 from slipway.store import schema
 
 CATEGORIES = np.array(["grocery", "travel", "gaming", "fuel", "online"])

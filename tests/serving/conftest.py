@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from slipway.app import create_app
 from slipway.config import Settings
 from slipway.keys import KeyStore
 from slipway.registry import Registry
-from slipway.serving import create_app
 
 # Models the harness can register: name -> make_fitted kind.
 KINDS = {"fraud": "frame", "prices": "regressor", "grid": "array", "species": "multiclass"}

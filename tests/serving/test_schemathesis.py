@@ -12,10 +12,10 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.generation.modes import GenerationMode
 from schemathesis.python import asgi
 
+from slipway.app import create_app
 from slipway.config import Settings
 from slipway.keys import KeyStore
 from slipway.registry import Registry
-from slipway.serving import create_app
 from tests.conftest import transactions
 
 # 413 is how this API refuses a body over its limits (bytes or rows), schema-violating or not.

@@ -23,8 +23,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import sqlalchemy as sa
 
-from slipway.batch.scoring import PROBA_PREFIX, ScoredChunk
-from slipway.contract import jsonable
+from slipway.batch.scoring import ScoredChunk
+from slipway.predict import Predictions
+from slipway.problems import jsonable
 from slipway.store.schema import batch_predictions
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ def db_columns(chunk: ScoredChunk) -> dict[str, pa.Array]:
     names = table.column_names
     out: dict[str, pa.Array] = {"key": table["key"].combine_chunks()}
     out["label"] = _label_json(table["label"]) if "label" in names else pa.nulls(n, pa.string())
-    proba = [c for c in names if c.startswith(PROBA_PREFIX)]
+    proba = [c for c in names if Predictions.proba_class(c) is not None]
     out["probabilities"] = _proba_json(table, proba) if proba else pa.nulls(n, pa.string())
     value = table["value"].combine_chunks() if "value" in names else pa.nulls(n, pa.float64())
     out["value"] = value
@@ -69,15 +70,15 @@ def _label_json(labels: pa.ChunkedArray) -> pa.Array:
 
 def _proba_json(table: pa.Table, columns: list[str]) -> pa.Array:
     arrays = [table[c].combine_chunks() for c in columns]
-    keys = [orjson.dumps(c[len(PROBA_PREFIX) :]).decode() for c in columns]
+    plain = [Predictions.proba_class(c) for c in columns]
+    keys = [orjson.dumps(k).decode() for k in plain]
     if all(pc.all(pc.is_finite(a)).as_py() is not False for a in arrays):
         parts: list[Any] = []
         for i, (key, arr) in enumerate(zip(keys, arrays, strict=True)):
             parts += [("{" if i == 0 else ", ") + key + ": ", pc.cast(arr, pa.string())]
         return pc.binary_join_element_wise(*parts, "}", "")
-    # NaN or infinity cannot be JSON numbers: spell them as jsonable() does, row by row.
+    # NaN or infinity cannot be JSON numbers: null, as jsonable() writes them, row by row.
     rows = zip(*(a.to_pylist() for a in arrays), strict=True)
-    plain = [c[len(PROBA_PREFIX) :] for c in columns]
     texts = [orjson.dumps({k: jsonable(v) for k, v in zip(plain, r, strict=True)}) for r in rows]
     return pa.array([t.decode() for t in texts], pa.string())
 

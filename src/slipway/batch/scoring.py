@@ -19,14 +19,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from slipway.contract import Problem, jsonable
 from slipway.exceptions import BatchInputError
+from slipway.predict import Predictions
+from slipway.problems import Problem, display, jsonable
 from slipway.store.schema import utcnow
 
 if TYPE_CHECKING:
     from slipway.predict import Model
 
-PROBA_PREFIX = "proba:"
 KEY_MAX = 200  # batch_predictions.key is VARCHAR(200)
 
 
@@ -134,7 +134,7 @@ def score_chunk(
         if result.probabilities is not None:
             proba = np.asarray(result.probabilities, dtype=np.float64)
             for i, cls in enumerate(model.classes or []):
-                columns[proba_column(cls)] = pa.array(proba[:, i])
+                columns[Predictions.proba_column(cls)] = pa.array(proba[:, i])
     m = len(keys)
     columns["model_name"] = _constant(model.name, m)
     columns["version"] = pa.array(np.full(m, model.version.version, dtype=np.int64))
@@ -145,11 +145,6 @@ def score_chunk(
     problems = checked.errors + key_problems
     rejects = _rejects(frame, bad, problems, all_keys, first_row) if bad.any() else []
     return ScoredChunk(index, first_row, n, pa.table(columns), rejects, scored_at)
-
-
-def proba_column(cls: Any) -> str:
-    """Output column of one class's probability, as in the registry's reference predictions."""
-    return f"{PROBA_PREFIX}{jsonable(cls)}"
 
 
 def label_array(labels: np.ndarray) -> pa.Array:
@@ -226,7 +221,7 @@ def _rejects(
     records = frame.iloc[positions].to_dict("records")
     out = []
     for i, record in zip(positions.tolist(), records, strict=True):
-        values = {str(k): jsonable(v) for k, v in record.items()}
+        values = {str(k): display(v) for k, v in record.items()}  # shown to people
         row = first_row + i
         out.append(Reject(row, keys[i].as_py(), values, everywhere + by_row.get(row, [])))
     return out

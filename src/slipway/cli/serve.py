@@ -34,6 +34,7 @@ def serve_command(
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Serve predictions over HTTP until SIGTERM or Ctrl-C."""
+    from slipway import app
     from slipway.serving import server
 
     config = server.settings_for(settings(), models=model or (), auth=not no_auth, workers=workers)
@@ -50,7 +51,7 @@ def serve_command(
         )
     else:
         err_console.print(f"serving {', '.join(served)} on http://{host}:{port}")
-    server.run(
+    app.serve(
         config,
         host=host,
         port=port,

@@ -20,6 +20,7 @@ import numpy as np
 from slipway.monitoring import stats
 from slipway.monitoring.columns import Column
 from slipway.monitoring.policy import Policy, Thresholds
+from slipway.problems import jsonable
 
 OK = "ok"
 DRIFT = "drift"
@@ -87,7 +88,7 @@ class FeatureResult:
         out = asdict(self)
         if not histogram:
             out["histogram"] = None
-        return clean(out)
+        return jsonable(out)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FeatureResult:
@@ -349,16 +350,3 @@ def _effects_text(r: FeatureResult) -> str:
 
 def _p(p: float | None) -> str:
     return "n/a" if p is None else f"{p:.2g}"
-
-
-def clean(value: Any) -> Any:
-    """Make a structure strictly JSON-ready: numpy scalars to Python, NaN and inf to None."""
-    if isinstance(value, dict):
-        return {str(k): clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [clean(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

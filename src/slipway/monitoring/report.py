@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from slipway.monitoring import drift
-from slipway.monitoring.drift import FeatureResult, clean
+from slipway.monitoring.drift import FeatureResult
+from slipway.problems import jsonable
 
 OK, WARN, ALERT = "OK", "WARN", "ALERT"
 _RANK = {OK: 0, WARN: 1, ALERT: 2}
@@ -91,7 +92,7 @@ class WindowReport:
 
     def to_dict(self, *, histograms: bool = True) -> dict[str, Any]:
         """JSON-ready view; ``histograms=False`` keeps only the numbers plotted over time."""
-        return clean(
+        return jsonable(
             {
                 "start": _iso(self.start),
                 "end": _iso(self.end),
@@ -171,7 +172,7 @@ class DriftReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready view: the latest window in full, earlier ones without histograms."""
-        return clean(
+        return jsonable(
             {
                 "schema": SCHEMA,
                 "model": self.model,

@@ -18,6 +18,7 @@ from typing import Any
 
 from slipway.exceptions import ContractViolation
 from slipway.predict import Predictions
+from slipway.serving import scope as scopes
 from slipway.serving.limits import check_rows
 from slipway.serving.log import Entry, Failure, IdGenerator, PredictionLog
 from slipway.serving.metrics import Metrics
@@ -118,7 +119,7 @@ class Answerer:
         served = route.served
         n = len(outputs)
         ids = self.ids.new(n) if ids is None else ids
-        started = scope.get("slipway.started")
+        started = scope.get(scopes.STARTED)
         seconds = time.perf_counter() - started if started is not None else 0.0
         self.log.put(
             Entry(
@@ -140,7 +141,7 @@ class Answerer:
         ok.inc()
         latency.observe(seconds)
         counted.inc(n)
-        scope["slipway.served"] = (served.name, served.version, n)
+        scope[scopes.SERVED] = (served.name, served.version, n)
         return Answer(served, ids, predictions, outputs)
 
     def finish_many(
@@ -158,7 +159,7 @@ class Answerer:
         ok, latency, counted = self.metrics.served(served.name, served.version)
         entries: list[Entry | Failure] = []
         for (route, rows, scope, unit_ids), out, pids in zip(requests, outputs, ids, strict=True):
-            started = scope.get("slipway.started")
+            started = scope.get(scopes.STARTED)
             seconds = now - started if started is not None else 0.0
             latency.observe(seconds)
             ms = round(seconds * 1000, 3)
@@ -178,7 +179,7 @@ class Answerer:
                     self._shadow(route, rows),
                 )
             )
-            scope["slipway.served"] = (served.name, served.version, len(out))
+            scope[scopes.SERVED] = (served.name, served.version, len(out))
         self.log.put_many(entries)
         ok.inc(len(entries))
         counted.inc(sum(len(out) for out in outputs))

@@ -1,4 +1,7 @@
-"""``create_app(settings) -> FastAPI``: the whole service, everything passed in through here.
+"""``create_app(settings) -> FastAPI``: the serving capability, everything passed in through here.
+
+Other capabilities' routes (``routers``) and policies (``routing``) are passed in too, by the
+composition root (:mod:`slipway.app`), which builds the full service ``slipway serve`` runs.
 
 The app's lifespan is the service's life: on startup it reads the API keys (refusing to start
 without any unless auth is off), loads and verifies every model to serve, and starts the key
@@ -9,7 +12,6 @@ accepting and lets in-flight requests finish first) it stops them and drains the
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,13 +20,12 @@ from fastapi import APIRouter, FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import PlainTextResponse, Response
 
-import slipway
+from slipway._version import __version__
 from slipway.config import Settings
 from slipway.exceptions import ConfigError
 from slipway.keys import KeyStore
 from slipway.registry import Registry
 from slipway.serving import errors, mlflow, openapi, v1, v2
-from slipway.serving.accesslog import lean_log_records
 from slipway.serving.answering import Answerer
 from slipway.serving.auth import KeyCache
 from slipway.serving.fastpath import FastPredict, ServiceApp
@@ -106,7 +107,7 @@ def create_app(
 
     app = ServiceApp(
         title="Slipway",
-        version=slipway.__version__,
+        version=__version__,
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
@@ -134,14 +135,6 @@ def create_app(
         app.lane = Gate(FastPredict(service, route), **guard)
     openapi.install(app, service)
     return app
-
-
-def app_from_env() -> FastAPI:
-    """The app uvicorn workers build (``--factory``): settings from ``SLIPWAY_*`` variables."""
-    lean_log_records()
-    return create_app(
-        Settings.from_env(), multiprocess_dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
-    )
 
 
 def start(service: Service) -> None:

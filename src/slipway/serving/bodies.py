@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
-from slipway.contract import Problem
 from slipway.exceptions import InvalidRequest, MalformedRequest
+from slipway.problems import Problem
 from slipway.serving.limits import check_depth, check_rows
 
 PREDICT_FIELDS = ("instances", "features", "unit_id", "unit_ids")

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slipway.exceptions import SlipwayError
 from slipway.serving import errors
+from slipway.serving import scope as scopes
 from slipway.serving.accesslog import AccessLog
 from slipway.serving.auth import ANONYMOUS, KeyCache
 from slipway.serving.limits import (
@@ -67,8 +68,8 @@ class Gate:
         started = time.perf_counter()
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         request_id = self._ids.get(headers)
-        scope["slipway.request_id"] = request_id
-        scope["slipway.started"] = started
+        scope[scopes.REQUEST_ID] = request_id
+        scope[scopes.STARTED] = started
         rid = request_id.encode()
         status = 500
         response_started = False
@@ -85,7 +86,7 @@ class Gate:
         try:
             if scope["path"] not in self.open_paths:
                 key = self.keys.authenticate(headers) if self.keys is not None else ANONYMOUS
-                scope["slipway.key"] = key
+                scope[scopes.KEY] = key
                 declared = check_content_length(headers, self.max_body_bytes)
                 client = f"key {key.name!r}" if self.keys is not None else _client(scope)
                 self.buckets.take(client)
@@ -130,10 +131,10 @@ class Gate:
             self._histograms[(template, method)] = histogram
         histogram.observe(seconds)
         if self.access.enabled:
-            key = scope.get("slipway.key")
+            key = scope.get(scopes.KEY)
             line: dict[str, Any] = {
                 "ts": None,
-                "request_id": scope["slipway.request_id"],
+                "request_id": scope[scopes.REQUEST_ID],
                 "key": None if key is None else key.name,
                 "method": method,
                 "route": template if route is not None else None,
@@ -142,7 +143,7 @@ class Gate:
                 "latency_ms": round(seconds * 1000, 3),
                 "pid": None,
             }
-            served = scope.get("slipway.served")
+            served = scope.get(scopes.SERVED)
             if served is not None:
                 line["model"], line["version"], line["rows"] = served
             self.access.write(line)

@@ -16,8 +16,8 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from slipway.contract import Problem
 from slipway.exceptions import InvalidRequest, ModelNotFound
+from slipway.problems import Problem
 from slipway.serving import bodies
 from slipway.serving.schemas import ErrorOut, HealthOut, InvocationsOut
 from slipway.serving.service import GUARDED, Service, json_response

@@ -1,10 +1,11 @@
 """Running the service under uvicorn: checks first, then one process or N workers.
 
-Workers are separate processes started by uvicorn from an import string and a factory
-(:func:`slipway.serving.app_from_env`), so everything they need travels in ``SLIPWAY_*``
-environment variables. With several workers, prometheus-client's multiprocess mode gets a fresh
-directory for the run. SIGTERM (or Ctrl-C) stops accepting connections, lets in-flight requests
-finish (up to ``graceful_timeout`` seconds), drains each worker's prediction log, then exits.
+Workers are separate processes started by uvicorn from an import string naming an app
+factory (the composition root's, ``slipway.app:app_from_env``, passed in by ``slipway serve``),
+so everything they need travels in ``SLIPWAY_*`` environment variables. With several workers,
+prometheus-client's multiprocess mode gets a fresh directory for the run. SIGTERM (or Ctrl-C)
+stops accepting connections, lets in-flight requests finish (up to ``graceful_timeout``
+seconds), drains each worker's prediction log, then exits.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from slipway.serving.app import NO_KEYS
 from slipway.versions import DEFAULT_ALIAS
 
 logger = logging.getLogger("slipway.serving")
-APP = "slipway.serving.app:app_from_env"
 
 
 def log_config(level: str = "info", access_log: bool = True) -> dict[str, Any]:
@@ -111,13 +111,14 @@ def environment(settings: Settings) -> dict[str, str]:
 def run(
     settings: Settings,
     *,
+    factory: str,
     host: str = "127.0.0.1",
     port: int = 8000,
     graceful_timeout: int = 30,
     log_level: str = "info",
     access_log: bool = True,
 ) -> None:
-    """Serve until SIGTERM or Ctrl-C (blocks)."""
+    """Serve the app ``factory`` (``module:function``) builds until SIGTERM or Ctrl-C (blocks)."""
     import uvicorn
 
     os.environ.update(environment(settings))
@@ -128,7 +129,7 @@ def run(
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
         uvicorn.run(
-            APP,
+            factory,
             factory=True,
             host=host,
             port=port,

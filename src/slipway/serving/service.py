@@ -18,6 +18,7 @@ from starlette.responses import Response
 from slipway.config import Settings
 from slipway.exceptions import Forbidden
 from slipway.registry import Registry
+from slipway.serving import scope as scopes
 from slipway.serving.answering import Answerer
 from slipway.serving.auth import KeyCache
 from slipway.serving.batching import MicroBatcher
@@ -81,7 +82,7 @@ def json_response(
 
 def require_admin(request: Request) -> None:
     """Refuse (403) a request whose key is not an admin key."""
-    key = request.scope.get("slipway.key")
+    key = request.scope.get(scopes.KEY)
     if key is None or key.role != "admin":
         name = "this key" if key is None else f"key {key.name!r}"
         raise Forbidden(

@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from slipway.contract import Contract, FieldSpec, Problem, jsonable
+from slipway.contract import Contract, FieldSpec
 from slipway.exceptions import MalformedRequest
 from slipway.predict import Model
+from slipway.problems import Problem, display, jsonable
 from slipway.serving.answering import Answer
 from slipway.serving.bodies import refuse, unknown_fields, wrong
 
@@ -124,7 +125,7 @@ def decode_inputs(inputs: Any, blob: bytes) -> list[Tensor]:
                     f"one of {', '.join(DATATYPES)}",
                     i,
                     "datatype",
-                    jsonable(datatype),
+                    display(datatype),
                 )
             )
         if not isinstance(params, dict):
@@ -220,7 +221,7 @@ def requested_outputs(
                     f"one of the outputs {', '.join(names)}",
                     i,
                     "outputs",
-                    jsonable(name),
+                    display(name),
                 )
             )
         elif not isinstance(binary, bool):

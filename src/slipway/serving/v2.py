@@ -17,9 +17,9 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-import slipway
-from slipway.contract import Problem
+from slipway._version import __version__
 from slipway.exceptions import MalformedRequest, ModelNotFound
+from slipway.problems import Problem
 from slipway.serving import bodies, tensors
 from slipway.serving.routing import Route
 from slipway.serving.runtime import Served
@@ -58,7 +58,7 @@ def router(service: Service) -> APIRouter:
         return json_response(
             {
                 "name": "slipway",
-                "version": slipway.__version__,
+                "version": __version__,
                 "extensions": ["binary_tensor_data"],
             }
         )

@@ -1,0 +1,76 @@
+"""The composition root: the whole HTTP service, every capability plugged into serving.
+
+Serving (:func:`slipway.serving.create_app`) knows only its own routes and seams; the other
+capabilities plug in here, above all of them, and only here:
+
+- routes: each capability that answers HTTP exposes a router factory
+  (``(service) -> APIRouter``) in its own ``http.py``, listed in :data:`ROUTERS`;
+- behaviour: policies behind serving's one-method Protocols, e.g. the routing policy that picks
+  the version answering each request (``routing=``; :class:`~slipway.serving.Production` by
+  default).
+
+``slipway serve`` runs :func:`app_from_env` (the uvicorn ``--factory`` import string is
+:data:`FACTORY`); tests and embedders call :func:`create_app`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI
+
+from slipway import serving
+from slipway.batch import http as batch_http
+from slipway.config import Settings
+from slipway.monitoring import http as monitoring_http
+from slipway.registry import Registry
+from slipway.serving.accesslog import lean_log_records
+from slipway.serving.routing import Production, RoutingFactory
+from slipway.serving.service import RouterFactory
+
+# Every capability's HTTP routes, in the order they are documented.
+ROUTERS: tuple[RouterFactory, ...] = (batch_http.router, monitoring_http.router)
+# What uvicorn's workers import (``--factory``): every worker builds the same app.
+FACTORY = "slipway.app:app_from_env"
+
+
+def create_app(
+    settings: Settings,
+    *,
+    registry: Registry | None = None,
+    routers: Sequence[RouterFactory] = (),
+    routing: RoutingFactory = Production,
+    multiprocess_dir: str | None = None,
+) -> FastAPI:
+    """The full service for ``settings``: serving plus every capability's routes.
+
+    ``routers`` add more router factories after :data:`ROUTERS`; ``routing`` builds the routing
+    policy; see :func:`slipway.serving.create_app` for the rest.
+    """
+    return serving.create_app(
+        settings,
+        registry=registry,
+        routers=(*ROUTERS, *routers),
+        routing=routing,
+        multiprocess_dir=multiprocess_dir,
+    )
+
+
+def app_from_env() -> FastAPI:
+    """The app uvicorn workers build (:data:`FACTORY`): settings from ``SLIPWAY_*`` variables."""
+    lean_log_records()
+    return create_app(
+        Settings.from_env(), multiprocess_dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+    )
+
+
+def serve(settings: Settings, **options: Any) -> None:
+    """Run the full service under uvicorn until SIGTERM or Ctrl-C (blocks).
+
+    ``options`` are those of :func:`slipway.serving.server.run` (host, port, ...).
+    """
+    from slipway.serving import server
+
+    server.run(settings, factory=FACTORY, **options)
