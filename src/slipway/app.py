@@ -6,8 +6,9 @@ capabilities plug in here, above all of them, and only here:
 - routes: each capability that answers HTTP exposes a router factory
   (``(service) -> APIRouter``) in its own ``http.py``, listed in :data:`ROUTERS`;
 - behaviour: policies behind serving's one-method Protocols, e.g. the routing policy that picks
-  the version answering each request (``routing=``; :class:`~slipway.serving.Production` by
-  default).
+  the version answering each request (``routing=``; by default
+  :class:`~slipway.experiments.policy.ExperimentRouting`, which answers with production outside
+  experiments).
 
 ``slipway serve`` runs :func:`app_from_env` (the uvicorn ``--factory`` import string is
 :data:`FACTORY`); tests and embedders call :func:`create_app`.
@@ -24,14 +25,20 @@ from fastapi import FastAPI
 from slipway import serving
 from slipway.batch import http as batch_http
 from slipway.config import Settings
+from slipway.experiments import http as experiments_http
+from slipway.experiments.policy import ExperimentRouting
 from slipway.monitoring import http as monitoring_http
 from slipway.registry import Registry
 from slipway.serving.accesslog import lean_log_records
-from slipway.serving.routing import Production, RoutingFactory
+from slipway.serving.routing import RoutingFactory
 from slipway.serving.service import RouterFactory
 
 # Every capability's HTTP routes, in the order they are documented.
-ROUTERS: tuple[RouterFactory, ...] = (batch_http.router, monitoring_http.router)
+ROUTERS: tuple[RouterFactory, ...] = (
+    batch_http.router,
+    monitoring_http.router,
+    experiments_http.router,
+)
 # What uvicorn's workers import (``--factory``): every worker builds the same app.
 FACTORY = "slipway.app:app_from_env"
 
@@ -41,7 +48,7 @@ def create_app(
     *,
     registry: Registry | None = None,
     routers: Sequence[RouterFactory] = (),
-    routing: RoutingFactory = Production,
+    routing: RoutingFactory = ExperimentRouting,
     multiprocess_dir: str | None = None,
 ) -> FastAPI:
     """The full service for ``settings``: serving plus every capability's routes.

@@ -278,26 +278,56 @@ class ExperimentDesk:
         return report
 
     def check_guardrails(self, experiment: Experiment) -> list[Check]:
-        """The label-based guardrail (error rate) from the store; the serving workers add the
-        failure and latency checks from what they see."""
+        """The guardrails the store can judge, over every worker's traffic: the label error
+        rate (classifiers) and requests refused by each version's contract (422)."""
         if experiment.mode != "ab":
             return []
-        control = self.registry.get(f"{experiment.model}:{experiment.control_version}")
+        labeled = book.log(self.store, experiment, labeled_only=True)
+        return self._checks(experiment, labeled, book.arm_counts(self.store, experiment))
+
+    def _checks(
+        self,
+        experiment: Experiment,
+        log: book.ExperimentLog,
+        predictions: Mapping[str, int],
+        latency_ms: Mapping[str, list[float]] | None = None,
+    ) -> list[Check]:
+        """Error rate (from ``log``'s labeled rows), refused requests per arm and, given
+        request latencies per arm, latency."""
         g = Guardrails.parse(experiment.config.get("guardrails"))
         plan = analysis.Plan.from_config(experiment.config)
-        if control.task != "classification":
-            return []
-        log = book.log(self.store, experiment, labeled_only=True)
-        wrong = label_values(METRICS["error_rate"], log.outputs, log.labels)
-        return [
-            check_error_rate(
-                g,
-                wrong[log.arms == TREATMENT],
-                wrong[log.arms == CONTROL],
-                tuning_n=plan.tuning_n,
-                alpha=plan.alpha,
+        control = self.registry.get(f"{experiment.model}:{experiment.control_version}")
+        checks = []
+        if control.task == "classification":
+            labeled = np.flatnonzero(log.labeled)
+            wrong = label_values(
+                METRICS["error_rate"],
+                [log.outputs[i] for i in labeled],
+                [log.labels[i] for i in labeled],
             )
-        ]
+            arms = log.arms[labeled]
+            checks.append(
+                check_error_rate(
+                    g,
+                    wrong[arms == TREATMENT],
+                    wrong[arms == CONTROL],
+                    tuning_n=plan.tuning_n,
+                    alpha=plan.alpha,
+                )
+            )
+        refused = book.refusals(self.store, experiment)
+        counts = {}
+        for arm, version in (
+            (CONTROL, experiment.control_version),
+            (TREATMENT, experiment.candidate_version),
+        ):
+            bad = refused.get(version, 0)
+            times = list(latency_ms[arm]) if latency_ms is not None else []
+            counts[arm] = ArmCounts(predictions.get(arm, 0) + bad, bad, times)
+        checks.append(check_failures(g, counts[TREATMENT], counts[CONTROL], "refused"))
+        if latency_ms is not None:
+            checks.append(check_latency(g, counts[TREATMENT], counts[CONTROL]))
+        return checks
 
     # -- the two analyses ------------------------------------------------------------------
 
@@ -342,7 +372,12 @@ class ExperimentDesk:
                 "latency_ms": comparison._percentiles(log.latency_ms[mask]),
             }
         self._agreement(report, experiment, m, plan, log, values, observed, rescore)
-        report.guardrails = self._store_guardrails(experiment, log)
+        report.guardrails = self._checks(
+            experiment,
+            log,
+            counts,
+            {a: log.latency_ms[arms == a].tolist() for a in ARMS},
+        )
         served = set(log.versions[arms == CONTROL].tolist())
         if len(served) > 1:
             report.warnings.append(
@@ -441,27 +476,6 @@ class ExperimentDesk:
                 {a: v / disagreement for a, v in triggered.planned.items()}
             ),
         }
-
-    def _store_guardrails(self, experiment: Experiment, log: book.ExperimentLog) -> list[Check]:
-        """The guardrails as the store sees them: the label error rate, requests refused (422)
-        per version, and request latency per arm. (Workers also count 5xx from the model and
-        time each model call, and stop the test themselves when a bound is crossed.)"""
-        g = Guardrails.parse(experiment.config.get("guardrails"))
-        refused = book.refusals(self.store, experiment)
-        counts = {}
-        for arm, version in (
-            (CONTROL, experiment.control_version),
-            (TREATMENT, experiment.candidate_version),
-        ):
-            mask = log.arms == arm
-            n = int(mask.sum())
-            bad = refused.get(version, 0)
-            counts[arm] = ArmCounts(n + bad, bad, log.latency_ms[mask].tolist())
-        return [
-            *self.check_guardrails(experiment),
-            check_failures(g, counts[TREATMENT], counts[CONTROL]),
-            check_latency(g, counts[TREATMENT], counts[CONTROL]),
-        ]
 
     def _shadow(
         self,

@@ -6,10 +6,12 @@ hour for everyone trips nothing:
 - ``error_rate``: the treatment's error rate from labels exceeds the control's by more than
   ``max_error_rate_increase``, judged by the lower end of the always-valid confidence
   sequence (so checking every few seconds does not make false stops likely);
-- ``failures``: the share of the treatment's requests that failed (a 5xx from the model, or a
-  422 against its contract) exceeds the control's by more than ``max_failure_rate_increase``;
-- ``latency``: the treatment's p99 model time exceeds the control's by more than
-  ``max_p99_increase_ms``.
+- ``failures`` and ``refused``: the share of the treatment's requests whose model call raised
+  (a 5xx), or that its contract refused (a 422), exceeds the control's by more than
+  ``max_failure_rate_increase``;
+- ``latency``: the treatment's p99 latency exceeds the control's by more than
+  ``max_p99_increase_ms`` (serving workers time each model call; reports read request latency
+  from the log).
 
 Shadow deployments have no guardrails: their answers never reach anyone, so a failing or slow
 shadow is reported, not stopped.
@@ -18,7 +20,8 @@ shadow is reported, not stopped.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from collections.abc import MutableSequence
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -88,52 +91,56 @@ class Check:
 
 @dataclass
 class ArmCounts:
-    """What one arm's requests did in a worker: requests, failures, model times (ms)."""
+    """What one arm's requests did: requests, failures, and latencies (ms)."""
 
     requests: int = 0
     failures: int = 0
-    times_ms: list[float] | None = None
+    times_ms: MutableSequence[float] = field(default_factory=list)
 
     def p99(self) -> float:
-        """The 99th percentile of the recorded model times."""
+        """The 99th percentile of the recorded latencies."""
         if not self.times_ms:
             return math.nan
         return float(np.percentile(np.asarray(self.times_ms), 99))
 
 
-def check_failures(g: Guardrails, treatment: ArmCounts, control: ArmCounts) -> Check:
+def check_failures(
+    g: Guardrails, treatment: ArmCounts, control: ArmCounts, name: str = "failures"
+) -> Check:
     """Treatment failure rate minus control failure rate, against its bound."""
     if treatment.requests < g.min_requests:
         return Check(
-            "failures",
+            name,
             None,
             g.max_failure_rate_increase,
             False,
             f"waiting for {g.min_requests} treatment requests ({treatment.requests} so far)",
         )
-    rate_t = treatment.failures / treatment.requests
-    rate_c = control.failures / control.requests if control.requests else 0.0
+    # A merged model call that raised is retried request by request, so a worker may count a
+    # failure twice: a rate is never above 1.
+    rate_t = min(1.0, treatment.failures / treatment.requests)
+    rate_c = min(1.0, control.failures / control.requests) if control.requests else 0.0
     excess = rate_t - rate_c
     return Check(
-        "failures",
+        name,
         excess,
         g.max_failure_rate_increase,
         excess > g.max_failure_rate_increase,
-        f"treatment failed {treatment.failures} of {treatment.requests} requests "
+        f"{name}: treatment {treatment.failures} of {treatment.requests} requests "
         f"({rate_t:.1%}), control {control.failures} of {control.requests} ({rate_c:.1%})",
     )
 
 
 def check_latency(g: Guardrails, treatment: ArmCounts, control: ArmCounts) -> Check:
     """Treatment p99 model time minus control's, against its bound."""
-    n_t, n_c = len(treatment.times_ms or ()), len(control.times_ms or ())
+    n_t, n_c = len(treatment.times_ms), len(control.times_ms)
     if min(n_t, n_c) < g.min_requests:
         return Check(
             "latency",
             None,
             g.max_p99_increase_ms,
             False,
-            f"waiting for {g.min_requests} timed calls per arm (treatment {n_t}, control {n_c})",
+            f"waiting for {g.min_requests} timings per arm (treatment {n_t}, control {n_c})",
         )
     p_t, p_c = treatment.p99(), control.p99()
     excess = p_t - p_c
@@ -142,7 +149,7 @@ def check_latency(g: Guardrails, treatment: ArmCounts, control: ArmCounts) -> Ch
         excess,
         g.max_p99_increase_ms,
         excess > g.max_p99_increase_ms,
-        f"p99 model time: treatment {p_t:.1f} ms, control {p_c:.1f} ms",
+        f"p99 latency: treatment {p_t:.1f} ms, control {p_c:.1f} ms",
     )
 
 

@@ -15,9 +15,10 @@ candidate loaded, verified and smoke-tested in that thread before it gets traffi
 stops routing. So every worker and replica follows starts and stops within seconds, and, since
 assignment is a pure function of salt and unit, they agree on every unit's arm.
 
-The same thread checks the A/B guardrails: failures (5xx from the model, 422 against its
-contract) and model time per arm as this worker saw them, every ``guardrail_seconds``, and the
-label error rate from the store every ``label_seconds``. A tripped guardrail stops the
+The same thread checks the A/B guardrails: model calls that raised (a 5xx) and model time per
+arm as this worker saw them, every ``guardrail_seconds``; and, from the store (every worker's
+traffic) every ``label_seconds``, the label error rate and requests refused by each version's
+contract (422). A tripped guardrail stops the
 experiment in the store (one worker wins; it sends the alert) and every worker falls back to
 production.
 """
@@ -33,6 +34,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+from slipway.backends import Backend, Outputs
 from slipway.experiments.assignment import CONTROL, TREATMENT, assign
 from slipway.experiments.desk import Alert, ExperimentDesk
 from slipway.experiments.guardrails import ArmCounts, Guardrails, check_failures, check_latency
@@ -48,33 +52,33 @@ _TIMES_KEPT = 5000  # model times per arm the latency guardrail reads (the most 
 _RETRY_FIRST, _RETRY_MAX = 5.0, 300.0
 
 
-class ObservedModel(Model):
-    """A loaded version that counts what the guardrails read: calls refused by the contract,
-    calls that raised, and the time of each model call. Shares the pipeline it wraps."""
+class ObservedEngine:
+    """A version's engine (:class:`~slipway.backends.Backend`) that records what the
+    guardrails read: the time of each model call, and the calls that raised."""
 
-    def __init__(self, model: Model, counts: ArmCounts) -> None:
-        super().__init__(model.pipeline, model.version, model.onnx)
-        self.contract = model.contract  # the same object, so its validation plan is shared
+    def __init__(self, engine: Backend, counts: ArmCounts) -> None:
+        self.engine = engine
+        self.name = engine.name
         self.counts = counts
 
-    def validate(self, X: Any) -> Validated:
-        """:meth:`Model.validate`, counting a refused request as a failure."""
-        checked = super().validate(X)
-        if checked.errors:
-            self.counts.failures += 1
-        return checked
-
-    def infer(self, checked: Validated, rows: Any = None) -> Any:
-        """:meth:`Model.infer`, timed; an exception counts as a failure."""
+    def outputs(self, checked: Validated, rows: np.ndarray | None) -> Outputs:
+        """The engine's outputs, timed; an exception counts as a failure and propagates."""
         started = time.perf_counter()
         try:
-            return super().infer(checked, rows)
+            return self.engine.outputs(checked, rows)
         except Exception:
             self.counts.failures += 1
             raise
         finally:
-            assert self.counts.times_ms is not None
             self.counts.times_ms.append((time.perf_counter() - started) * 1000)
+
+
+def observed(served: Served, counts: ArmCounts) -> Served:
+    """``served`` answering through an :class:`ObservedEngine` (same pipeline and contract)."""
+    model = served.model
+    wrapped = Model(model.pipeline, model.version, ObservedEngine(model.engine, counts))
+    wrapped.contract = model.contract  # the same object, so its validation plan is shared
+    return Served(wrapped, served.loaded_at)
 
 
 @dataclass
@@ -238,10 +242,9 @@ class ExperimentRouting:
             active.shadow_route = Route(production, CONTROL, e.id, candidate)
             return active
         for arm, served in ((CONTROL, production), (TREATMENT, candidate)):
-            counts = ArmCounts(times_ms=deque(maxlen=_TIMES_KEPT))  # type: ignore[arg-type]
-            observed = Served(ObservedModel(served.model, counts), served.loaded_at)
+            counts = ArmCounts(times_ms=deque(maxlen=_TIMES_KEPT))
             active.counts[arm] = counts
-            active.routes[arm] = Route(observed, arm, e.id)
+            active.routes[arm] = Route(observed(served, counts), arm, e.id)
         names = production.names
         if e.unit_field is not None and e.unit_field in names:
             active.unit_index = names.index(e.unit_field)
@@ -250,12 +253,12 @@ class ExperimentRouting:
     def _rebuild(self, active: _Active, production: Served) -> _Active:
         """Production moved during the experiment: the new version answers as control."""
         rebuilt = self._build(active.experiment, production, active.candidate)
-        if active.counts:
+        if active.counts:  # keep counting where the old routes left off
             rebuilt.counts = active.counts
             for arm in (CONTROL, TREATMENT):
-                model = rebuilt.routes[arm].served.model
-                assert isinstance(model, ObservedModel)
-                model.counts = active.counts[arm]
+                engine = rebuilt.routes[arm].served.model.engine
+                assert isinstance(engine, ObservedEngine)
+                engine.counts = active.counts[arm]
         self._active = {**self._active, active.experiment.model: rebuilt}
         return rebuilt
 

@@ -326,6 +326,17 @@ def log(store: Store, experiment: Experiment, *, labeled_only: bool = False) -> 
     )
 
 
+def arm_counts(store: Store, experiment: Experiment) -> dict[str, int]:
+    """Predictions per arm in the experiment's current phase."""
+    query = (
+        sa.select(predictions.c.variant, sa.func.count())
+        .where(*_in_phase(experiment))
+        .group_by(predictions.c.variant)
+    )
+    with store.read() as conn:
+        return {str(arm): int(n) for arm, n in conn.execute(query)}
+
+
 def refusals(store: Store, experiment: Experiment) -> dict[int, int]:
     """Requests refused for breaking the contract (422) per version of the experiment's model
     since its current phase began."""
