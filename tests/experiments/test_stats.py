@@ -150,8 +150,9 @@ def test_mcnemar_sample_size_gives_its_power_in_simulation():
     rng = np.random.default_rng(4)
     discordant, delta = 0.06, 0.02
     n = math.ceil(s.mcnemar_nobs(discordant, delta))
-    pairs = rng.multinomial(n, [(discordant - delta) / 2, (discordant + delta) / 2,
-                                1 - discordant], size=2000)  # fmt: skip
+    pairs = rng.multinomial(
+        n, [(discordant - delta) / 2, (discordant + delta) / 2, 1 - discordant], size=2000
+    )
     b, c = pairs[:, 0], pairs[:, 1]
     p = np.minimum(2 * stats.binom.cdf(np.minimum(b, c), b + c, 0.5), 1.0)
     power = float(np.mean(p < 0.05))

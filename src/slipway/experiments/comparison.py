@@ -157,13 +157,14 @@ def shadow_health(
         skipped=len(shadow_outputs) - len(answered),
         error_examples=examples,
         latency_ms={
-            "primary": _percentiles(primary_latency_ms),
-            "shadow": _percentiles(shadow_ms[np.isfinite(shadow_ms)]),
+            "primary": percentiles(primary_latency_ms),
+            "shadow": percentiles(shadow_ms[np.isfinite(shadow_ms)]),
         },
     )
 
 
-def _percentiles(values: np.ndarray) -> dict[str, float | None]:
+def percentiles(values: np.ndarray) -> dict[str, float | None]:
+    """p50 and p99 of some latencies (None for none), rounded to microseconds."""
     if values.size == 0:
         return {"p50": None, "p99": None}
     p50, p99 = np.percentile(values, [50, 99])

@@ -369,7 +369,7 @@ class ExperimentDesk:
                 "predictions": counts[arm],
                 "observations": obs[arm],
                 "value": _finite(result.treatment if arm == TREATMENT else result.control),
-                "latency_ms": comparison._percentiles(log.latency_ms[mask]),
+                "latency_ms": comparison.percentiles(log.latency_ms[mask]),
             }
         self._agreement(report, experiment, m, plan, log, values, observed, rescore)
         report.guardrails = self._checks(

@@ -8,6 +8,7 @@ disagreements would need; shadow health; guardrails; warnings.
 
 from __future__ import annotations
 
+import math
 from html import escape
 from typing import Any
 
@@ -254,7 +255,7 @@ def _pct(v: Any) -> str:
 
 
 def _int(v: Any) -> str:
-    return "unbounded" if v is None else f"{round(v):,}"
+    return "unbounded" if v is None else f"{math.ceil(v):,}"
 
 
 def _fmt(values: dict[str, Any]) -> str:
