@@ -128,6 +128,7 @@ class ExperimentRouting:
         self._failed: dict[tuple[str, int], tuple[float, int]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # one check at a time (the watcher's, or a caller's)
         self._checked_at = 0.0
         self._labels_at = 0.0
 
@@ -192,6 +193,10 @@ class ExperimentRouting:
 
     def check(self) -> None:
         """One pass: follow starts, stops and split changes; check guardrails when due."""
+        with self._lock:
+            self._check()
+
+    def _check(self) -> None:
         served = self.runtime.routes
         running = {e.model: e for e in book.all_running(self.runtime.registry.store)}
         running = {m: e for m, e in running.items() if m in served}
