@@ -69,7 +69,7 @@ class ExperimentDesk:
         alpha: float = 0.05,
         power: float = 0.8,
         min_outcomes: int = 100,
-        guardrails: Guardrails | None = None,
+        guardrails: Guardrails | Mapping[str, float] | None = None,
     ) -> Experiment:
         """Start a shadow deployment or an A/B test of version ``candidate`` against production.
 
@@ -148,7 +148,11 @@ class ExperimentDesk:
                 "tuning_n": plan.tuning_n,
                 "min_outcomes": plan.min_outcomes,
                 "srm_alpha": plan.srm_alpha,
-                "guardrails": (guardrails or Guardrails()).to_dict(),
+                "guardrails": (
+                    guardrails
+                    if isinstance(guardrails, Guardrails)
+                    else Guardrails.parse(dict(guardrails or {}))
+                ).to_dict(),
             },
             phases=[{"split": split, "started_at": now.isoformat()}],
             started_at=now,
