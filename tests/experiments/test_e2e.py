@@ -65,12 +65,12 @@ def test_two_workers_agree_on_every_unit_s_arm_and_log_it(tmp_path, register, ma
 
             # Which worker accepts a connection is the kernel's choice (and a worker may still
             # be starting): warm up until both have answered.
-            warm = 0
-            while len(pids()) < 2 and warm < 600:
-                call(warm)
-                warm += 1
+            answers = []
+            while len(pids()) < 2 and len(answers) < 600:
+                answers.append(call(len(answers)))
+            warm = len(answers)
             with ThreadPoolExecutor(8) as pool:
-                answers = list(pool.map(call, range(warm, warm + 2000)))
+                answers += pool.map(call, range(warm, warm + 2000))
         # SIGTERM drained both workers' logs.
         lines = [json.loads(line) for line in server.stdout().splitlines()]
         pid_of = {e["request_id"]: e["pid"] for e in lines}
