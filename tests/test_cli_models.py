@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from slipway.registry import Registry
+from slipway.testing import register_reference_model
 from tests.cli_helpers import run_cli
 
 
@@ -16,15 +17,7 @@ from tests.cli_helpers import run_cli
 def populated(env, make_fitted):
     reg = Registry(env)
     fitted = make_fitted("frame")
-    reg.register(
-        fitted.pipeline,
-        "fraud",
-        fitted.X_train,
-        fitted.y_train,
-        X_val=fitted.X_val,
-        y_val=fitted.y_val,
-        description="first",
-    )
+    register_reference_model(reg, fitted, alias=None, description="first")
     reg.register(fitted.pipeline, "fraud", fitted.X_train, fitted.y_train, description="second")
     yield reg
     reg.store.dispose()

@@ -9,9 +9,9 @@ import sqlalchemy as sa
 
 from slipway import quickstart
 from slipway.exceptions import ConfigError
+from slipway.testing import transactions
 from slipway.train import train
 from tests.cli_helpers import run_cli
-from tests.conftest import transactions
 
 
 def write_config(tmp_path, body: str, data: pd.DataFrame | None = None, name="data.csv"):

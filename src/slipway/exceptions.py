@@ -22,6 +22,7 @@ Each leaf also inherits the builtin a caller would naturally catch, so
     ├── ArtifactError
     │   ├── ArtifactMissing (FileNotFoundError)
     │   ├── ArtifactCorrupted (ValueError)    bytes on disk do not match the recorded sha256
+    │   ├── InvalidDigest (ValueError)        a recorded sha256 is not a sha256 at all
     │   └── UntrustedArtifact (ValueError)    a skops file holds types nobody trusted
     ├── IncompatibleEnvironment (RuntimeError) library versions differ and settings refuse
     ├── MissingDependency (ImportError)       an optional extra is not installed
@@ -153,6 +154,10 @@ class ArtifactCorrupted(ArtifactError, ValueError):
             f"Artifact {path} is corrupted: expected sha256 {expected}, found {actual}. "
             "It was not deserialized; restore the file or register the model again."
         )
+
+
+class InvalidDigest(ArtifactError, ValueError):
+    """A recorded artifact hash is not a hex sha256 digest (the record is damaged)."""
 
 
 class UntrustedArtifact(ArtifactError, ValueError):

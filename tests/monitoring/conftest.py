@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import numpy as np
 import pandas as pd
@@ -10,6 +10,7 @@ import pytest
 
 from slipway.problems import jsonable
 from slipway.store import schema
+from slipway.testing import register_reference_model
 
 CATEGORIES = np.array(["grocery", "travel", "gaming", "fuel", "online"])
 SHARES = np.array([0.4, 0.25, 0.15, 0.15, 0.05])
@@ -110,20 +111,9 @@ def log(registry):
     return Log(registry)
 
 
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
 @pytest.fixture
 def fraud(registry, make_fitted):
     """A registered, promoted binary classifier on mixed-type transactions: (registry, fitted)."""
     fitted = make_fitted("frame", n=3_000)
-    registry.register(
-        fitted.pipeline,
-        "fraud",
-        fitted.X_train,
-        fitted.y_train,
-        X_val=fitted.X_val,
-        y_val=fitted.y_val,
-        alias="production",
-    )
+    register_reference_model(registry, fitted)
     return fitted

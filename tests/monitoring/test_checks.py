@@ -172,3 +172,35 @@ def test_monitoring_all_is_sorted_and_complete():
     public = {n for n, v in vars(m).items() if not n.startswith("_") and not isinstance(v, type(m))}
     public.discard("annotations")
     assert public == set(m.__all__)
+
+
+def test_categorical_statistics_get_aligned_category_counts(reference):
+    """(fn, floor, "categorical") measures category counts; numeric ones never see them."""
+    current = reference.sample(800, random_state=7)
+    seen = {}
+
+    def top_share_gap(ref, cur):
+        seen["sizes"] = (ref.size, cur.size, ref.sum(), cur.sum())
+        return float(abs(ref.max() / ref.sum() - cur.max() / cur.sum()))
+
+    report = monitor(
+        reference,
+        current,
+        statistics={"gap": (top_share_gap, 0.0, "categorical"), "n": lambda r, c: float(r.size)},
+    )
+    merchant, amount = report.features["merchant"], report.features["amount"]
+    assert seen["sizes"] == (3, 3, 2_000, 800)
+    assert merchant.effects["gap"] == merchant.extra["gap"] and "gap" in merchant.floors
+    assert "n" not in merchant.extra and amount.extra["n"] == 2_000.0 and "gap" not in amount.extra
+    with pytest.raises(ConfigError, match="'numeric' or 'categorical'"):
+        monitor(reference, current, statistics={"x": (top_share_gap, None, "text")})
+
+
+def test_builtin_effects_are_statistics_in_one_registry():
+    """The built-in effects are registered Statistics, the same protocol users extend."""
+    from slipway.monitoring import drift
+
+    assert list(drift.BUILTIN["numeric"]) == ["mean_shift", "variance_ratio", "wasserstein", "psi"]
+    assert list(drift.BUILTIN["categorical"]) == ["js", "unseen_share"]
+    r, c = np.array([5.0, 5.0, 0.0]), np.array([2.0, 4.0, 4.0])
+    assert drift.BUILTIN["categorical"]["unseen_share"](r, c) == 0.4

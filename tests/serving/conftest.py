@@ -13,6 +13,7 @@ from slipway.app import create_app
 from slipway.config import Settings
 from slipway.keys import KeyStore
 from slipway.registry import Registry
+from slipway.testing import register_reference_model
 
 # Models the harness can register: name -> make_fitted kind.
 KINDS = {"fraud": "frame", "prices": "regressor", "grid": "array", "species": "multiclass"}
@@ -69,16 +70,7 @@ def register(make_fitted):
 
     def make(registry: Registry, name: str, seed: int = 0, **options: Any) -> Any:
         fitted = make_fitted(KINDS[name], seed=seed)
-        registry.register(
-            fitted.pipeline,
-            name,
-            fitted.X_train,
-            fitted.y_train,
-            X_val=fitted.X_val,
-            y_val=fitted.y_val,
-            alias="production",
-            **options,
-        )
+        register_reference_model(registry, fitted, name, **options)
         return fitted
 
     return make
@@ -121,19 +113,3 @@ def serve(tmp_path, register) -> Iterator[Any]:
 def harness(serve) -> Harness:
     """A service on SQLite serving the frame classifier ``fraud``."""
     return serve()
-
-
-def subprocess_env(settings: Settings, **extra: str) -> dict[str, str]:
-    """Environment for a `slipway serve` child process on the same store."""
-    env = {
-        "SLIPWAY_HOME": str(settings.home),
-        "SLIPWAY_USER": "tester",
-        "SLIPWAY_SERVE_POLL_SECONDS": "0.2",
-        "SLIPWAY_SERVE_LOG_FLUSH_SECONDS": "0.05",
-        "OMP_NUM_THREADS": "1",
-        # Load tests measure correctness under load, not the limiter (tested in process).
-        "SLIPWAY_SERVE_RATE_LIMIT": "0",
-        "SLIPWAY_DATABASE_URL": settings.database_url or "",
-        **extra,
-    }
-    return env

@@ -16,7 +16,7 @@ from slipway.app import create_app
 from slipway.config import Settings
 from slipway.keys import KeyStore
 from slipway.registry import Registry
-from tests.conftest import transactions
+from slipway.testing import register_reference_model, transactions
 
 # 413 is how this API refuses a body over its limits (bytes or rows), schema-violating or not.
 CONFIG = SchemathesisConfig.from_str(
@@ -38,19 +38,13 @@ CHECKS = [
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
     """The service over three models (classifier, regressor, array model), its schema and a key."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.linear_model import LinearRegression, LogisticRegression
-    from sklearn.pipeline import Pipeline, make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import make_pipeline
 
     s = Settings(home=tmp_path_factory.mktemp("fuzz"), user="t", serve_rate_limit=0)
     registry = Registry(s)
     X, y = transactions(400)
-    pre = ColumnTransformer([("num", StandardScaler(), ["amount", "hour"]),
-                             ("cat", OneHotEncoder(handle_unknown="ignore"),
-                              ["merchant", "country"])])  # fmt: skip
-    clf = Pipeline([("pre", pre), ("model", LogisticRegression(max_iter=300))]).fit(X, y)
-    registry.register(clf, "fraud", X, y, alias="production")
+    register_reference_model(registry)
     num = X[["amount", "hour"]]
     registry.register(make_pipeline(LinearRegression()).fit(num, y), "prices", num, y,
                       alias="production")  # fmt: skip

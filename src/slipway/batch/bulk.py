@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import sqlalchemy as sa
 
-from slipway.batch.scoring import ScoredChunk
+from slipway.batch.scoring import PredictedChunk
 from slipway.predict import Predictions
 from slipway.problems import jsonable
 from slipway.store.schema import batch_predictions
@@ -40,7 +40,7 @@ _SAFE_LITERAL = re.compile(r"[A-Za-z0-9_.:+ -]*")
 _COPY = f"COPY batch_predictions ({_COLUMNS}) FROM STDIN (FORMAT csv)"
 
 
-def db_columns(chunk: ScoredChunk) -> dict[str, pa.Array]:
+def db_columns(chunk: PredictedChunk) -> dict[str, pa.Array]:
     """The chunk's key, label, probabilities and value as the database stores them.
 
     ``label`` is JSON text of the class, ``probabilities`` JSON text of {class: p} as in
@@ -83,14 +83,14 @@ def _proba_json(table: pa.Table, columns: list[str]) -> pa.Array:
     return pa.array([t.decode() for t in texts], pa.string())
 
 
-def _scored_at(conn: sa.Connection, chunk: ScoredChunk) -> Any:
+def _scored_at(conn: sa.Connection, chunk: PredictedChunk) -> Any:
     """The chunk's timestamp exactly as SQLAlchemy would store it on this dialect."""
     column_type = batch_predictions.c.scored_at.type.dialect_impl(conn.dialect)
     process = column_type.bind_processor(conn.dialect)
     return process(chunk.scored_at) if process else chunk.scored_at
 
 
-def insert_predictions(conn: sa.Connection, chunk: ScoredChunk, ctx: RunContext) -> None:
+def insert_predictions(conn: sa.Connection, chunk: PredictedChunk, ctx: RunContext) -> None:
     """Load a chunk into SQLite with the least work per row sqlite3 allows.
 
     Statements of ``_ROWS_PER_STATEMENT`` rows each, run with ``executemany`` on the
@@ -142,7 +142,7 @@ def _literal(value: str) -> str:
     return f"'{value}'"
 
 
-def copy_predictions(conn: sa.Connection, chunk: ScoredChunk, ctx: RunContext) -> None:
+def copy_predictions(conn: sa.Connection, chunk: PredictedChunk, ctx: RunContext) -> None:
     # COPY ... FROM STDIN with CSV that Arrow writes in C++: no Python object per row.
     cols = db_columns(chunk)
     n = chunk.rows_scored
@@ -172,7 +172,7 @@ def _repeat(value: str, n: int) -> pa.Array:
     return pa.DictionaryArray.from_arrays(indices, pa.array([value], pa.string()))
 
 
-def reject_rows(chunk: ScoredChunk, run_id: str) -> list[dict[str, Any]]:
+def reject_rows(chunk: PredictedChunk, run_id: str) -> list[dict[str, Any]]:
     return [
         {
             "run_id": run_id,

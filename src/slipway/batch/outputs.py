@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 from slipway.batch import bulk
 from slipway.batch.runs import ChunkRecord, RunLog
-from slipway.batch.scoring import ScoredChunk
+from slipway.batch.scoring import PredictedChunk
 from slipway.exceptions import BatchInputError
 from slipway.files import atomic_write
 from slipway.store import Store
@@ -48,7 +48,7 @@ class RunContext:
     sha256: str
 
 
-def chunk_record(chunk: ScoredChunk) -> ChunkRecord:
+def chunk_record(chunk: PredictedChunk) -> ChunkRecord:
     """The bookkeeping row of a scored chunk."""
     return ChunkRecord(
         chunk.index, chunk.first_row, chunk.rows_in, chunk.rows_scored, chunk.rows_rejected
@@ -70,7 +70,7 @@ class DatabaseOutput:
         """Chunks whose rows are committed."""
         return runs.chunks(run_id)
 
-    def write(self, store: Store, chunk: ScoredChunk, ctx: RunContext) -> None:
+    def write(self, store: Store, chunk: PredictedChunk, ctx: RunContext) -> None:
         """Predictions, rejects and the chunk's done-marker in one transaction."""
         try:
             with store.write() as conn:
@@ -184,7 +184,7 @@ class ParquetOutput:
                 out[rec.chunk] = rec
         return out
 
-    def write(self, store: Store, chunk: ScoredChunk, ctx: RunContext) -> None:
+    def write(self, store: Store, chunk: PredictedChunk, ctx: RunContext) -> None:
         """Rejects part, then the predictions part (whose arrival marks the chunk done)."""
         parts = self.parts(ctx.run_id)
         rec = chunk_record(chunk)
@@ -251,7 +251,7 @@ REJECTS_SCHEMA = pa.schema(
 )
 
 
-def rejects_table(chunk: ScoredChunk, run_id: str) -> pa.Table:
+def rejects_table(chunk: PredictedChunk, run_id: str) -> pa.Table:
     """A chunk's rejects as written to Parquet (row and reasons as JSON text)."""
     rejects = chunk.rejects
     columns = [
