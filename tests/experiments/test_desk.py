@@ -16,6 +16,7 @@ from slipway.exceptions import (
 from slipway.experiments import ExperimentDesk
 from slipway.experiments.assignment import TREATMENT, assign
 from slipway.store import experiments as book
+from slipway.testing import register_reference_model
 from tests.experiments.helpers import write_traffic
 
 
@@ -86,11 +87,10 @@ def test_start_refuses_what_cannot_be_analysed_and_says_why(
         ExperimentDesk(registry).start("fraud", **options)
 
 
-def test_start_needs_a_production_version(registry, make_fitted):
+def test_start_needs_a_production_version(registry):
     """A model without a production alias has no control."""
-    fitted = make_fitted("frame")
-    registry.register(fitted.pipeline, "fraud", fitted.X_train, fitted.y_train, onnx=False)
-    registry.register(fitted.pipeline, "fraud", fitted.X_train, fitted.y_train, onnx=False)
+    for _ in range(2):
+        register_reference_model(registry, alias=None, onnx=False)
     with pytest.raises(ModelNotFound, match="promote one first"):
         ExperimentDesk(registry).start("fraud", mode="shadow", candidate=2)
 

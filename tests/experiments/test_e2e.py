@@ -15,8 +15,9 @@ from slipway.keys import KeyStore
 from slipway.registry import Registry
 from slipway.serving.process import ServerProcess
 from slipway.store.schema import predictions
-from tests.conftest import PG_URL, pg_schema_url
-from tests.serving.conftest import subprocess_env
+from slipway.testing import fit_reference_model, register_reference_model
+from tests.helpers import PG_URL, pg_schema_url
+from tests.serving.helpers import subprocess_env
 
 pytestmark = [
     pytest.mark.slow,
@@ -25,7 +26,7 @@ pytestmark = [
 ]
 
 
-def test_two_workers_agree_on_every_unit_s_arm_and_log_it(tmp_path, register, make_fitted):
+def test_two_workers_agree_on_every_unit_s_arm_and_log_it(tmp_path):
     """2,000 requests from 250 units over fresh connections to two workers: each unit got one
     arm whichever worker answered, and every logged row carries that arm and the unit."""
     assert PG_URL is not None
@@ -34,9 +35,9 @@ def test_two_workers_agree_on_every_unit_s_arm_and_log_it(tmp_path, register, ma
     try:
         s = Settings(home=tmp_path / "home", database_url=url, user="tester")
         registry = Registry(s)
-        fitted = register(registry, "fraud")
-        second = make_fitted("frame", seed=1)
-        registry.register(second.pipeline, "fraud", second.X_train, second.y_train)
+        fitted = fit_reference_model()
+        register_reference_model(registry, fitted)
+        register_reference_model(registry, fit_reference_model(seed=1), alias=None)
         token = KeyStore(registry.store).create("load", "predict")[1]
         experiment = ExperimentDesk(registry).start(
             "fraud",

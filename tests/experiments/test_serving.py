@@ -11,17 +11,7 @@ import sqlalchemy as sa
 
 from slipway.store import experiments as book
 from slipway.store.schema import predictions
-from tests.experiments.helpers import SWITCH, switchable
-
-
-def with_candidate(serve, make_fitted, *, broken=False, **overrides):
-    """A service on fraud:1 with fraud:2 registered (a Switch-able one when ``broken``)."""
-    h = serve(**{"serve_rate_limit": 0, **overrides})
-    second = make_fitted("frame", seed=1)
-    pipeline = switchable(second) if broken else second.pipeline
-    h.registry.register(pipeline, "fraud", second.X_train, second.y_train, onnx=not broken)
-    return h
-
+from tests.experiments.helpers import SWITCH
 
 # Two shared cores make model times jumpy: tests not about the latency guardrail loosen it.
 LOOSE = {"max_p99_increase_ms": 60_000.0}
@@ -52,12 +42,12 @@ def metric(h, line_start: str) -> float:
     return 0.0
 
 
-def test_ab_units_keep_their_arm_and_answers_and_logs_name_it(serve, make_fitted, settings):
+def test_ab_units_keep_their_arm_and_answers_and_logs_name_it(lab, settings):
     """400 requests from 80 units: each unit gets one arm (and its version) every time, the
     answer names arm and experiment, and the log rows carry arm, experiment and unit."""
-    h = with_candidate(serve, make_fitted, settings=settings)
+    h = lab(settings=settings)
     e = start(h, mode="ab", split=0.5)
-    rows = h.rows("fraud", 40)
+    rows = h.rows(40)
     arms: dict[str, set] = {}
     ids = {}
     for i in range(400):
@@ -74,40 +64,40 @@ def test_ab_units_keep_their_arm_and_answers_and_logs_name_it(serve, make_fitted
         assert (row.unit_id, row.variant, row.version, row.experiment) == (*ids[pid], e["id"])
 
 
-def test_the_unit_can_come_from_an_input_field(serve, make_fitted):
+def test_the_unit_can_come_from_an_input_field(lab):
     """--unit-field merchant: the row's merchant is the unit (one arm per merchant), logged
     as the unit id; V2 and MLflow requests are routed the same way and name the arm."""
-    h = with_candidate(serve, make_fitted)
+    h = lab()
     start(h, mode="ab", split=0.5, unit_field="merchant")
     seen: dict[str, set] = {}
     ids = []
-    for row in h.rows("fraud", 60):
+    for row in h.rows(60):
         body = h.post("/v1/models/fraud/predict", {"features": row}).json()
         seen.setdefault(row["merchant"], set()).add(body["arm"])
         ids.append((body["predictions"][0]["prediction_id"], row["merchant"]))
     assert all(len(a) == 1 for a in seen.values()) and len(seen) == 3
     rows = logged(h, [pid for pid, _ in ids])
     assert all(rows[pid].unit_id == merchant for pid, merchant in ids)
-    row = h.rows("fraud", 1)[0]
+    row = h.rows(1)[0]
     mlflow = h.post("/invocations?model=fraud", {"dataframe_records": [row]}).json()
     assert mlflow["arm"] == next(iter(seen[row["merchant"]]))
     assert mlflow["version"] == (2 if mlflow["arm"] == "treatment" else 1)
 
 
-def test_without_a_unit_each_request_is_assigned_at_random(serve, make_fitted):
+def test_without_a_unit_each_request_is_assigned_at_random(lab):
     """No unit id and no unit field: both arms answer, roughly at the split."""
-    h = with_candidate(serve, make_fitted)
+    h = lab()
     start(h, mode="ab", split=0.5)
-    row = h.rows("fraud", 1)[0]
+    row = h.rows(1)[0]
     arms = [h.post("/v1/models/fraud/predict", {"features": row}).json()["arm"] for _ in range(200)]
     assert 60 < arms.count("treatment") < 140
 
 
-def test_shadow_answers_are_production_s_and_the_candidate_s_are_logged(serve, make_fitted):
+def test_shadow_answers_are_production_s_and_the_candidate_s_are_logged(lab):
     """Shadow mode: every answer is production's (arm control), and each log row carries the
     candidate's answer to the same row, equal to what the candidate predicts."""
-    h = with_candidate(serve, make_fitted)
-    rows = h.rows("fraud", 20)
+    h = lab()
+    rows = h.rows(20)
     before = h.post("/v1/models/fraud/predict", {"instances": rows}).json()
     e = start(h, mode="shadow")
     during = h.post("/v1/models/fraud/predict", {"instances": rows}).json()
@@ -116,7 +106,7 @@ def test_shadow_answers_are_production_s_and_the_candidate_s_are_logged(serve, m
     assert [
         {k: v for k, v in p.items() if k != "prediction_id"} for p in during["predictions"]
     ] == strip
-    candidate = h.registry.load("fraud:2").predict_proba(h.fitted["fraud"].X_val.iloc[:20])
+    candidate = h.registry.load("fraud:2").predict_proba(h.fitted.X_val.iloc[:20])
     by_id = logged(h, [p["prediction_id"] for p in during["predictions"]])
     for i, p in enumerate(during["predictions"]):
         row = by_id[p["prediction_id"]]
@@ -126,13 +116,11 @@ def test_shadow_answers_are_production_s_and_the_candidate_s_are_logged(serve, m
 
 
 @pytest.mark.parametrize("mode", ["raise", "sleep:2"])
-def test_a_failing_or_slow_shadow_leaves_the_answers_identical(
-    serve, make_fitted, monkeypatch, mode
-):
+def test_a_failing_or_slow_shadow_leaves_the_answers_identical(lab, monkeypatch, mode):
     """A shadow that raises on every row, or sleeps 2 s per call: every answer is exactly the
     one production gives alone; the log says what happened to the shadow."""
-    h = with_candidate(serve, make_fitted, broken=True, serve_shadow_wait_seconds=0.3)
-    rows = h.rows("fraud", 10)
+    h = lab(broken=True, serve_shadow_wait_seconds=0.3)
+    rows = h.rows(10)
     alone = [h.post("/v1/models/fraud/predict", {"features": r}).json() for r in rows]
     start(h, mode="shadow")
     monkeypatch.setenv(SWITCH, mode)
@@ -150,15 +138,13 @@ def test_a_failing_or_slow_shadow_leaves_the_answers_identical(
         assert all(r.shadow_version == 2 for r in by_id.values())
 
 
-def test_shadow_work_beyond_the_queue_is_dropped_and_counted(serve, make_fitted, monkeypatch):
+def test_shadow_work_beyond_the_queue_is_dropped_and_counted(lab, monkeypatch):
     """A shadow slower than the traffic fills its queue; further shadow rows are dropped and
     counted in /metrics, never queued without bound, and the answers keep coming."""
-    h = with_candidate(
-        serve, make_fitted, broken=True, serve_shadow_queue_rows=3, serve_shadow_wait_seconds=0.2
-    )
+    h = lab(broken=True, serve_shadow_queue_rows=3, serve_shadow_wait_seconds=0.2)
     start(h, mode="shadow")
     monkeypatch.setenv(SWITCH, "sleep:1")
-    row = h.rows("fraud", 1)[0]
+    row = h.rows(1)[0]
     codes = [h.post("/v1/models/fraud/predict", {"features": row}).status_code for _ in range(20)]
     assert codes == [200] * 20
     dropped = metric(h, 'slipway_shadow_dropped_total{model="fraud",reason="queue_full"}')
@@ -166,11 +152,11 @@ def test_shadow_work_beyond_the_queue_is_dropped_and_counted(serve, make_fitted,
     assert h.service.answerer.shadow.depth <= 3
 
 
-def test_starts_and_stops_reach_a_running_server(serve, make_fitted):
+def test_starts_and_stops_reach_a_running_server(lab):
     """The watcher follows the store: an experiment started elsewhere gets traffic within a
     poll interval, and after a stop production answers alone again."""
-    h = with_candidate(serve, make_fitted)
-    row = h.rows("fraud", 1)[0]
+    h = lab()
+    row = h.rows(1)[0]
     r = h.post(
         "/v1/experiments", {"model": "fraud", "mode": "shadow", "candidate": 2}, role="admin"
     )
@@ -186,19 +172,17 @@ def test_starts_and_stops_reach_a_running_server(serve, make_fitted):
         time.sleep(0.05)
 
 
-def test_a_guardrail_stops_a_failing_treatment_records_why_and_alerts(
-    serve, make_fitted, monkeypatch
-):
+def test_a_guardrail_stops_a_failing_treatment_records_why_and_alerts(lab, monkeypatch):
     """A treatment whose every call raises: the failure guardrail stops the test, the stop
     reason is stored, one alert goes out, and production answers every request again."""
-    h = with_candidate(serve, make_fitted, broken=True)
+    h = lab(broken=True)
     policy = h.service.runtime.policy
     alerts = []
     policy.desk.alert = alerts.append
     policy.guardrail_seconds = 0
     e = start(h, mode="ab", split=0.5)
     monkeypatch.setenv(SWITCH, "raise")
-    rows = h.rows("fraud", 40)
+    rows = h.rows(40)
     codes = []
     deadline = time.monotonic() + 30
     while book.get(h.registry.store, e["id"]).running:  # the watcher checks every 0.1 s
@@ -215,10 +199,10 @@ def test_a_guardrail_stops_a_failing_treatment_records_why_and_alerts(
     assert {r.status_code for r in after} == {200} and all("arm" not in r.json() for r in after)
 
 
-def test_experiment_routes_check_keys_and_bodies(serve, make_fitted):
+def test_experiment_routes_check_keys_and_bodies(lab):
     """Reading takes any key, starting and stopping an admin key; bad bodies are 422 naming
     the problem; unknown ids 404; a second start 409 naming the first."""
-    h = with_candidate(serve, make_fitted)
+    h = lab()
     body = {"model": "fraud", "mode": "ab", "candidate": 2, "split": 0.2}
     assert h.post("/v1/experiments", body).status_code == 403
     assert h.post("/v1/experiments", {**body, "candidate": "2"}, role="admin").status_code == 422
