@@ -112,14 +112,18 @@ def test_the_fixed_horizon_test_decides_once_the_planned_size_is_reached():
     assert (verdict.code, verdict.decided_by) == (analysis.BETTER, "fixed-horizon test")
 
 
-def test_continuous_metrics_use_welch_and_a_tenth_of_a_standard_deviation():
-    """Mean absolute error: Welch's t-test, lower is better, min effect 0.1 control SD."""
+def test_continuous_metrics_use_welch_and_a_relative_minimum_effect():
+    """Mean absolute error: Welch's t-test, lower is better, min effect 5% of the control's
+    mean unless the plan names one."""
     rng = np.random.default_rng(5)
     m, plan = METRICS["mae"], Plan()
-    result = compare_arms(m, rng.exponential(0.8, 5000), rng.exponential(1.0, 5000), plan, 1.0)
+    control = rng.exponential(1.0, 5000)
+    result = compare_arms(m, rng.exponential(0.8, 5000), control, plan, 1.0)
     assert result.test == "Welch's t-test"
-    assert result.min_effect == pytest.approx(0.1 * np.std(rng.exponential(1.0, 50_000)), rel=0.1)
+    assert result.min_effect == pytest.approx(0.05 * control.mean(), rel=1e-12)
     assert decide(m, result, plan).code == analysis.BETTER
+    fixed = compare_arms(m, rng.exponential(0.8, 50), control, Plan(min_effect=0.3), 1.0)
+    assert fixed.min_effect == 0.3
 
 
 def test_paired_comparison_reads_the_discordant_pairs():

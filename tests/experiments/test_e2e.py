@@ -99,7 +99,8 @@ def test_two_workers_agree_on_every_unit_s_arm_and_log_it(tmp_path):
         assert all(logged[pid] == (u, arm, experiment.id) for pid, (u, arm) in sent.items())
         report = ExperimentDesk(registry).report(experiment.id, rescore=500)
         assert report.srm is not None and report.srm["ok"]
-        assert sum(report.srm["counts"].values()) == warm + 2000
+        assert sum(report.srm["counts"].values()) == 250  # units, not requests
+        assert sum(report.arms[a]["predictions"] for a in ("control", "treatment")) == warm + 2000
         registry.store.dispose()
     finally:
         next(schema, None)

@@ -12,6 +12,8 @@ import typer
 from slipway import quickstart
 from slipway.cli import _render
 from slipway.cli._common import console, registry
+from slipway.experiments import demo as experiments_demo
+from slipway.experiments.render import render_terminal as render_experiment
 from slipway.monitoring.terminal import render_terminal
 from slipway.train import train
 
@@ -78,6 +80,20 @@ def quickstart_command(
     report = quickstart.monitor_demo(reg, workdir)
     console.print(render_terminal(report))
     console.print(f"   the HTML report is {workdir}/monitoring.html", soft_wrap=True)
+    console.print(
+        "7. trying a second model: a shadow deployment, then an A/B test, on simulated traffic "
+        "and outcomes"
+    )
+    tried = experiments_demo.run(
+        reg, workdir, on_step=lambda s: console.print(f"   {s}", soft_wrap=True)
+    )
+    console.print(render_experiment(tried.shadow.to_dict()))
+    console.print(render_experiment(tried.ab.to_dict()))
+    console.print(
+        "   both experiments are stopped (abandoned): production is unchanged. With real traffic, "
+        "`slipway experiment stop fraud --promote` moves production to the candidate.",
+        soft_wrap=True,
+    )
     console.print(f"done in {time.perf_counter() - started:.1f}s. Next:")
     console.print("  slipway models list")
     console.print(f"  slipway models show {mv.name}@production")
@@ -87,3 +103,5 @@ def quickstart_command(
     console.print("  " + demo.curl(), soft_wrap=True)
     console.print("  slipway batch runs list")
     console.print("  slipway monitor fraud --since 24h --format html --out report.html")
+    console.print("  slipway experiment list")
+    console.print("  slipway experiment report fraud --format html --out experiment.html")

@@ -122,13 +122,22 @@ class Comparison:
         )
 
 
-def min_effect_for(m: Metric, plan: Plan, control_sd: float) -> float:
-    """The smallest difference worth detecting, in metric units."""
+RELATIVE_MIN_EFFECT = 0.05  # continuous metrics: 5% of the control's mean by default
+
+
+def min_effect_for(m: Metric, plan: Plan, control: stats.Summary) -> float:
+    """The smallest difference worth detecting, in metric units: the plan's, else the metric's
+    default (2 points of accuracy, 1 point of conversion), else 5% of the control's mean (a
+    tenth of its standard deviation when the mean is 0)."""
     if plan.min_effect is not None:
         return plan.min_effect
     if m.default_min_effect is not None:
         return m.default_min_effect
-    return 0.1 * control_sd if control_sd > 0 else math.nan
+    if control.n < 2:
+        return math.nan
+    if control.mean != 0:
+        return RELATIVE_MIN_EFFECT * abs(control.mean)
+    return 0.1 * math.sqrt(control.var) if control.var > 0 else math.nan
 
 
 def compare_arms(
@@ -144,7 +153,7 @@ def compare_arms(
     planned sample sizes.
     """
     t, c = stats.Summary.of(treatment), stats.Summary.of(control)
-    effect = min_effect_for(m, plan, math.sqrt(c.var) if c.n > 1 else math.nan)
+    effect = min_effect_for(m, plan, c)
     diff = t.mean - c.mean if t.n and c.n else math.nan
     if m.binary:
         st, sc = round(t.mean * t.n) if t.n else 0, round(c.mean * c.n) if c.n else 0
@@ -249,6 +258,7 @@ def decide(
             {"observations": needed},
         )
     better_sign = m.direction
+    who = "the pairs" if paired else "every arm"
     seq = comparison.sequential
     if seq.interval.excludes(0.0):
         code = BETTER if comparison.difference * better_sign > 0 else WORSE
@@ -267,9 +277,10 @@ def decide(
             code,
             TEXT[code],
             "fixed-horizon test",
-            f"Every arm reached its planned sample size ({_counts(_round(comparison.planned))}) "
-            f"for {plan.power:.0%} power at a difference of {_n(comparison.min_effect)}; "
-            f"there the {comparison.test} gives p = {comparison.p_value:.3g} < "
+            f"{who.capitalize()} reached the planned sample size "
+            f"({_counts(_round(comparison.planned))}) for {plan.power:.0%} power at a "
+            f"difference of {_n(comparison.min_effect)}; there {comparison.test} gives "
+            f"p = {comparison.p_value:.3g} < "
             f"{plan.alpha} (difference {_n(comparison.difference)}, "
             f"{1 - plan.alpha:.0%} CI [{_n(comparison.interval.low)}, "
             f"{_n(comparison.interval.high)}]). The sequential test has not decided yet.",
@@ -283,8 +294,8 @@ def decide(
         seconds = max(waits) if waits else 0.0
     if comparison.reached():
         why = (
-            f"Every arm reached its planned sample size and the {comparison.test} finds no "
-            f"difference (p = {comparison.p_value:.3g}; {1 - plan.alpha:.0%} CI "
+            f"{who.capitalize()} reached the planned sample size and {comparison.test} finds "
+            f"no difference (p = {comparison.p_value:.3g}; {1 - plan.alpha:.0%} CI "
             f"[{_n(comparison.interval.low)}, {_n(comparison.interval.high)}]): a difference "
             f"of {_n(comparison.min_effect)} or more would have been found with "
             f"{plan.power:.0%} probability."
@@ -308,7 +319,8 @@ def decide(
 
 
 def srm_check(counts: dict[str, int], split: float) -> stats.TestResult:
-    """Chi-square of the arms' prediction counts against the split."""
+    """Chi-square of the arms' assignment counts (units, or requests without one) against the
+    split."""
     return stats.srm_test([counts["control"], counts["treatment"]], [1 - split, split])
 
 

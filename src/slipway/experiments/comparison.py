@@ -68,7 +68,7 @@ def compare_pairs(m: Metric, candidate: np.ndarray, control: np.ndarray, plan: P
     n = int(cand.size)
     d = stats.Summary.of(cand - ctrl)
     c = stats.Summary.of(ctrl)
-    effect = min_effect_for(m, plan, math.sqrt(c.var) if c.n > 1 else math.nan)
+    effect = min_effect_for(m, plan, c)
     extra: dict[str, Any] = {}
     if m.binary:
         # For accuracy b counts rows the control got right and the candidate wrong; for the

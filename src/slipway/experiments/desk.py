@@ -346,9 +346,11 @@ class ExperimentDesk:
         rescore: int,
     ) -> None:
         counts = {a: int(np.sum(log.arms == a)) for a in ARMS}
-        srm = analysis.srm_check(counts, experiment.split)
+        assigned = _assignments(log)
+        srm = analysis.srm_check(assigned, experiment.split)
         report.srm = {
-            "counts": counts,
+            "counts": assigned,
+            "counted": "units (a request without a unit id counts once)",
             "expected_shares": {CONTROL: 1 - experiment.split, TREATMENT: experiment.split},
             "chi2": _finite(srm.statistic),
             "p_value": _finite(srm.p_value),
@@ -599,6 +601,17 @@ def _same_answer(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     if "value" in a:
         return bool(a["value"] == b.get("value"))
     return str(a.get("label")) == str(b.get("label"))
+
+
+def _assignments(log: book.ExperimentLog) -> dict[str, int]:
+    """What was assigned to each arm: distinct units, and each request without a unit (its
+    rows share a timestamp and a latency in the log). A unit that makes many requests is one
+    assignment: counting its requests would see a mismatch that is only its habit."""
+    seen: dict[str, set[Any]] = {a: set() for a in ARMS}
+    for i, (unit, arm) in enumerate(zip(log.units, log.arms.tolist(), strict=True)):
+        if arm in seen:
+            seen[arm].add(unit if unit is not None else (log.created_at[i], log.latency_ms[i]))
+    return {a: len(v) for a, v in seen.items()}
 
 
 def _units_in_both_arms(log: book.ExperimentLog) -> int:

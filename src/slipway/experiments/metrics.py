@@ -29,7 +29,7 @@ class Metric:
     higher_is_better: bool
     source: str  # "labels" or "outcome"
     tasks: tuple[str, ...]
-    default_min_effect: float | None  # None: a tenth of the control's standard deviation
+    default_min_effect: float | None  # None: 5% of the control's mean (analysis.py)
     unit: str
 
     @property

@@ -129,8 +129,9 @@ def _lines(data: dict[str, Any]) -> list[str]:
         counts = ", ".join(f"{k} {v:,}" for k, v in srm["counts"].items())
         state = "ok" if srm["ok"] else "FAILED: the result cannot be trusted"
         out.append(
-            f"sample ratio check: {counts} against {srm['expected_shares']['treatment']:.0%} "
-            f"treatment; chi-square {_num(srm['chi2'])}, p = {_num(srm['p_value'])}: {state}"
+            f"sample ratio check ({srm.get('counted', 'assignments')}): {counts} against "
+            f"{srm['expected_shares']['treatment']:.0%} treatment; chi-square "
+            f"{_num(srm['chi2'])}, p = {_num(srm['p_value'])}: {state}"
         )
     a = data.get("agreement")
     if a:
