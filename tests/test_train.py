@@ -170,7 +170,8 @@ def test_quickstart_trains_registers_promotes_and_prints_the_card(capsys, env, t
         served = conn.execute(
             sa.select(sa.func.count()).where(predictions.c.experiment.is_(None))
         ).scalar_one()
-    assert served == 1003 and count["batch_predictions"] == 3000
+    # 1,003 served, plus the experiment step's probes sent until the server picked it up
+    assert 1003 <= served < 1103 and count["batch_predictions"] == 3000
     # the experiment step: 2,000 shadowed rows with labels, 3,000 A/B requests with outcomes
     assert count["feedback"] == 1003 + 2000 and count["predictions"] > 1003 + 5000
     assert "7. trying a second model" in result.out and "fraud-2" in result.out
