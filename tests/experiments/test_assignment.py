@@ -7,7 +7,14 @@ import random
 
 import pytest
 
-from slipway.experiments.assignment import CONTROL, TREATMENT, assign, bucket, new_salt
+from slipway.experiments.assignment import (
+    CONTROL,
+    TREATMENT,
+    Assigner,
+    assign,
+    bucket,
+    new_salt,
+)
 
 
 @pytest.mark.parametrize("split", [0.1, 0.5, 0.9])
@@ -69,3 +76,14 @@ def test_buckets_are_uniform():
         counts[int(p * 10)] += 1
     assert max(counts) - min(counts) < 400
     assert assign("s", "x", 0.0) == CONTROL and assign("s", "x", 1.0) == TREATMENT
+
+
+def test_the_request_path_assigner_answers_as_assign():
+    """Assigner (set up once, remembering recent units) gives exactly assign()'s arms."""
+    salt = new_salt()
+    fast = Assigner(salt, 0.37, cached_units=100)
+    for i in range(3000):
+        unit = f"u{i % 500}"  # repeats, beyond the cache size
+        assert fast(unit) == assign(salt, unit, 0.37)
+    draw = random.Random(1).random
+    assert fast(None, draw) == assign(salt, None, 0.37, random.Random(1).random)

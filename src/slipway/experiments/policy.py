@@ -6,8 +6,9 @@ experiment:
 
 - shadow: production answers (arm ``control``) and the candidate is named as ``shadow``;
 - A/B: the unit (``unit_id``, or the experiment's ``--unit-field`` read from the first row) is
-  hashed with the experiment's salt into an arm (:func:`~slipway.experiments.assignment.assign`);
-  a request without a unit is assigned at random.
+  hashed with the experiment's salt into an arm (:func:`~slipway.experiments.assignment.assign`,
+  through an :class:`~slipway.experiments.assignment.Assigner` set up once per experiment); a
+  request without a unit is assigned at random.
 
 A background thread (started and stopped with the runtime) re-reads the running experiments
 from the store every poll interval, as the runtime re-reads aliases: a new one has its
@@ -37,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from slipway.backends import Backend, Outputs
-from slipway.experiments.assignment import CONTROL, TREATMENT, assign
+from slipway.experiments.assignment import CONTROL, TREATMENT, Assigner
 from slipway.experiments.desk import Alert, ExperimentDesk
 from slipway.experiments.guardrails import ArmCounts, Guardrails, check_failures, check_latency
 from slipway.predict import Model
@@ -92,6 +93,7 @@ class _Active:
     shadow_route: Route | None = None
     counts: dict[str, ArmCounts] = field(default_factory=dict)
     unit_index: int | None = None  # the unit field's position in positional rows
+    assigner: Assigner | None = None
 
     @property
     def guardrails(self) -> Guardrails:
@@ -150,7 +152,8 @@ class ExperimentRouting:
         unit, from_row = unit_id, False
         if unit is None and e.unit_field is not None and row is not None:
             unit, from_row = _unit_of(row, e.unit_field, active.unit_index), True
-        arm = assign(e.salt, unit, e.split, self.draw)
+        assert active.assigner is not None
+        arm = active.assigner(unit, self.draw)
         active.counts[arm].requests += 1
         if from_row and unit is not None:
             r = active.routes[arm]
@@ -242,7 +245,7 @@ class ExperimentRouting:
         return found
 
     def _build(self, e: Experiment, production: Served, candidate: Served) -> _Active:
-        active = _Active(e, production, candidate)
+        active = _Active(e, production, candidate, assigner=Assigner(e.salt, e.split))
         if e.mode == "shadow":
             active.shadow_route = Route(production, CONTROL, e.id, candidate)
             return active
