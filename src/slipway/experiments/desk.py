@@ -177,7 +177,9 @@ class ExperimentDesk:
         return book.get(self.store, ref)
 
     def experiments(self, model: str | None = None) -> list[Experiment]:
-        """Experiments, newest first."""
+        """Experiments (of ``model``, which must exist), newest first."""
+        if model is not None:
+            self.registry.versions(model)  # ModelNotFound names the known models
         return book.list_experiments(self.store, model)
 
     def ramp(self, ref: str, split: float) -> Experiment:

@@ -101,7 +101,12 @@ def router(service: Service) -> APIRouter:
     invalid: Responses = {422: {"model": ErrorOut, "description": "The body is not usable."}}
     conflict: Responses = {409: {"model": ErrorOut, "description": "The state forbids it."}}
 
-    @api.get("/experiments", operation_id="list_experiments", response_model=ExperimentsOut)
+    @api.get(
+        "/experiments",
+        operation_id="list_experiments",
+        response_model=ExperimentsOut,
+        responses={404: {"model": ErrorOut, "description": "No such model."}},
+    )
     def list_experiments(
         model: str | None = Query(None, min_length=1, max_length=200),
     ) -> Response:
