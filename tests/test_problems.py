@@ -8,7 +8,7 @@ import numpy as np
 import orjson
 
 from slipway.problems import Problem, display, jsonable
-from slipway.serving.logrows import to_json
+from slipway.store.predictions import to_json
 
 
 def test_jsonable_keeps_long_text_and_display_cuts_it_to_200_characters():

@@ -6,9 +6,8 @@ capabilities plug in here, above all of them, and only here:
 - routes: each capability that answers HTTP exposes a router factory
   (``(service) -> APIRouter``) in its own ``http.py``, listed in :data:`ROUTERS`;
 - behaviour: policies behind serving's one-method Protocols, e.g. the routing policy that picks
-  the version answering each request (``routing=``; by default
-  :class:`~slipway.experiments.policy.ExperimentRouting`, which answers with production outside
-  experiments).
+  the version answering each request (``routing=``; :class:`~slipway.serving.Production` by
+  default).
 
 ``slipway serve`` runs :func:`app_from_env` (the uvicorn ``--factory`` import string is
 :data:`FACTORY`); tests and embedders call :func:`create_app`.
@@ -28,9 +27,7 @@ from slipway.config import Settings
 from slipway.experiments import http as experiments_http
 from slipway.experiments.policy import ExperimentRouting
 from slipway.monitoring import http as monitoring_http
-from slipway.registry import Registry
 from slipway.serving.accesslog import lean_log_records
-from slipway.serving.routing import RoutingFactory
 from slipway.serving.service import RouterFactory
 
 # Every capability's HTTP routes, in the order they are documented.
@@ -44,25 +41,17 @@ FACTORY = "slipway.app:app_from_env"
 
 
 def create_app(
-    settings: Settings,
-    *,
-    registry: Registry | None = None,
-    routers: Sequence[RouterFactory] = (),
-    routing: RoutingFactory = ExperimentRouting,
-    multiprocess_dir: str | None = None,
+    settings: Settings, *, routers: Sequence[RouterFactory] = (), **options: Any
 ) -> FastAPI:
     """The full service for ``settings``: serving plus every capability's routes.
 
-    ``routers`` add more router factories after :data:`ROUTERS`; ``routing`` builds the routing
-    policy; see :func:`slipway.serving.create_app` for the rest.
+    ``routers`` add more router factories after :data:`ROUTERS`; ``options`` are those of
+    :func:`slipway.serving.create_app` (``registry``, ``routing`` for the routing policy:
+    by default :class:`~slipway.experiments.policy.ExperimentRouting`, which answers with
+    production outside experiments; ``multiprocess_dir``).
     """
-    return serving.create_app(
-        settings,
-        registry=registry,
-        routers=(*ROUTERS, *routers),
-        routing=routing,
-        multiprocess_dir=multiprocess_dir,
-    )
+    options.setdefault("routing", ExperimentRouting)
+    return serving.create_app(settings, routers=(*ROUTERS, *routers), **options)
 
 
 def app_from_env() -> FastAPI:

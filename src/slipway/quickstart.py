@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
 
 from slipway.keys import KeyStore
 from slipway.registry import Registry
+from slipway.store.predictions import logged_ids
 
 if TYPE_CHECKING:
     from slipway.batch import BatchRun
@@ -203,7 +203,7 @@ def serve_and_call(
         finally:
             server.stop()
         ids = [p["prediction_id"] for p in demo.predictions["predictions"]]
-        demo.logged = _count_logged(registry, ids)
+        demo.logged = len(logged_ids(registry.store, ids))
     finally:
         keys.revoke(name)
     return demo
@@ -275,11 +275,3 @@ def monitor_demo(registry: Registry, workdir: Path) -> DriftReport:
     report = Monitor(registry, sinks=[]).run("fraud", since=timedelta(hours=1))
     (workdir / "monitoring.html").write_text(report.to_html())
     return report
-
-
-def _count_logged(registry: Registry, ids: list[str]) -> int:
-    from slipway.store.schema import predictions
-
-    with registry.store.read() as conn:
-        query = sa.select(sa.func.count()).where(predictions.c.prediction_id.in_(ids))
-        return int(conn.execute(query).scalar_one())

@@ -12,8 +12,9 @@ from typing import Any
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import Pipeline
 
+from slipway.clock import utcnow
 from slipway.store.experiments import Experiment
-from slipway.store.schema import feedback, predictions, utcnow
+from slipway.store.schema import feedback, predictions
 
 SWITCH = "SLIPWAY_TEST_CANDIDATE"
 

@@ -10,7 +10,7 @@ import pytest
 
 from slipway.exceptions import ConfigError, ModelNotFound
 from slipway.monitoring.runner import Monitor, latest_report, parse_duration, window_bounds
-from slipway.testing import transactions
+from slipway.testing import register_reference_model, transactions
 from tests.monitoring.helpers import NOW
 
 
@@ -162,14 +162,7 @@ def test_multiclass_and_regression_models(registry, make_fitted, log):
     """Per-class probabilities and predicted values are checked; metrics fit the task."""
     for kind in ("multiclass", "regressor"):
         fitted = make_fitted(kind, n=1_200)
-        registry.register(
-            fitted.pipeline,
-            kind,
-            fitted.X_train,
-            fitted.y_train,
-            X_val=fitted.X_val,
-            y_val=fitted.y_val,
-        )
+        register_reference_model(registry, fitted, kind, alias=None)
         X = fitted.X_val
         X = X if hasattr(X, "iloc") else np.asarray(X)
         frame = (

@@ -13,8 +13,7 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from slipway.batch.runs import latest_prediction
-from slipway.serving.schemas import ErrorOut
-from slipway.serving.service import GUARDED, Service, json_response
+from slipway.serving.service import Service, json_response, not_found, v1_router
 from slipway.store import Store
 
 
@@ -33,13 +32,14 @@ class BatchPredictionOut(BaseModel):
 
 def router(service: Service) -> APIRouter:
     """``GET /v1/models/{name}/predictions/{key}``."""
-    api = APIRouter(prefix="/v1", tags=["v1"], responses=GUARDED)
+    api = v1_router()
+    answers = not_found("No batch prediction for that key.")
 
     @api.get(
         "/models/{name}/predictions/{key}",
         operation_id="get_batch_prediction",
         response_model=BatchPredictionOut,
-        responses={404: {"model": ErrorOut, "description": "No batch prediction for that key."}},
+        responses=answers,
     )
     def get_batch_prediction(name: str, key: str) -> Response:
         """The latest precomputed prediction for ``key`` from `slipway batch` runs."""

@@ -19,10 +19,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from slipway.clock import utcnow
 from slipway.exceptions import BatchInputError
 from slipway.predict import Predictions
 from slipway.problems import Problem, display, jsonable
-from slipway.store.schema import utcnow
 
 if TYPE_CHECKING:
     from slipway.predict import Model

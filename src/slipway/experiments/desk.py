@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from slipway.clock import utcnow
 from slipway.exceptions import ConfigError, ExperimentConflict, ExperimentNotFound, ModelNotFound
 from slipway.experiments import analysis, comparison, stats
 from slipway.experiments.assignment import ARMS, CONTROL, TREATMENT, new_salt
@@ -36,7 +37,6 @@ from slipway.provenance import current_user
 from slipway.registry import Registry
 from slipway.store import experiments as book
 from slipway.store.experiments import Experiment
-from slipway.store.schema import utcnow
 from slipway.versions import DEFAULT_ALIAS, ModelVersion
 
 MODES = ("shadow", "ab")

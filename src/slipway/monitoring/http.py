@@ -13,8 +13,7 @@ from starlette.responses import Response
 
 from slipway.exceptions import NotFound
 from slipway.monitoring.runner import latest_report
-from slipway.serving.schemas import ErrorOut
-from slipway.serving.service import GUARDED, Service, json_response
+from slipway.serving.service import Service, json_response, not_found, v1_router
 
 
 class MonitoringOut(BaseModel):
@@ -27,13 +26,13 @@ class MonitoringOut(BaseModel):
 
 def router(service: Service) -> APIRouter:
     """``GET /v1/models/{name}/monitoring``."""
-    api = APIRouter(prefix="/v1", tags=["v1"], responses=GUARDED)
+    api = v1_router()
 
     @api.get(
         "/models/{name}/monitoring",
         operation_id="get_monitoring_report",
         response_model=MonitoringOut,
-        responses={404: {"model": ErrorOut, "description": "No such model, or no run yet."}},
+        responses=not_found("No such model, or no run yet."),
     )
     def get_monitoring_report(name: str) -> Response:
         """The latest stored `slipway monitor` report of a model (status, reasons, checks)."""

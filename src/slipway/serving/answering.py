@@ -16,16 +16,16 @@ from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from slipway.clock import utcnow
 from slipway.exceptions import ContractViolation
 from slipway.predict import Predictions
 from slipway.serving import scope as scopes
 from slipway.serving.limits import check_rows
-from slipway.serving.log import Entry, Failure, IdGenerator, PredictionLog
+from slipway.serving.log import Entry, Failure, IdGenerator, PredictionLog, ShadowSlot
 from slipway.serving.metrics import Metrics
 from slipway.serving.routing import Route
 from slipway.serving.runtime import Served
-from slipway.serving.shadow import ShadowScorer, ShadowSlot
-from slipway.store.schema import utcnow
+from slipway.serving.shadow import ShadowScorer
 
 UnitIds = Sequence[str | None] | None
 # Problems kept per refused request in validation_failures (the response lists them all).

@@ -43,6 +43,16 @@ GUARDED: Responses = {
 ADMIN: Responses = {403: {"model": ErrorOut, "description": "The key's role is not admin."}}
 
 
+def not_found(description: str) -> Responses:
+    """The documented 404 of a route, saying when it happens."""
+    return {404: {"model": ErrorOut, "description": description}}
+
+
+def v1_router() -> APIRouter:
+    """An empty router for ``/v1`` routes guarded by a key (serving's own or a capability's)."""
+    return APIRouter(prefix="/v1", tags=["v1"], responses=GUARDED)
+
+
 @dataclass
 class Service:
     """One running service: settings, registry, served models, log, metrics, keys."""

@@ -12,7 +12,8 @@ or a contract violation of the shadow version becomes ``{"error": ...}`` in its 
 How shadow answers reach the prediction log: the request's log entry is queued as usual,
 carrying its slot, and the log writer holds an entry whose slot is still open for at most
 ``wait_seconds`` (``SLIPWAY_SERVE_SHADOW_WAIT_SECONDS``) before writing it with or without the
-shadow answers (see :mod:`slipway.serving.log`). So each row is written once, by one INSERT or
+shadow answers (see :mod:`slipway.serving.log`; the slot is
+:class:`~slipway.store.predictions.ShadowSlot`). So each row is written once, by one INSERT or
 COPY, with ``shadow_version`` and ``shadow_outputs`` filled, instead of being updated later
 (an UPDATE per row doubles the write cost on PostgreSQL and races the row's own insert). A
 shadow answer that comes later than the bound is dropped and counted (reason ``late``).
@@ -29,27 +30,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from slipway.serving.metrics import Metrics
+from slipway.store.predictions import ShadowSlot
 
 if TYPE_CHECKING:
     from slipway.serving.runtime import Served
 
 logger = logging.getLogger("slipway.serving.shadow")
-
-
-class ShadowSlot:
-    """Where one request's shadow answers land: one output per row, or None if not scored."""
-
-    __slots__ = ("done", "outputs", "version")
-
-    def __init__(self, version: int) -> None:
-        self.version = version
-        self.outputs: list[dict[str, Any]] | None = None
-        self.done = False
-
-    def fill(self, outputs: list[dict[str, Any]] | None) -> None:
-        """Set the answers (None: the shadow work was dropped); the writer reads them next."""
-        self.outputs = outputs
-        self.done = True
 
 
 @dataclass(eq=False)

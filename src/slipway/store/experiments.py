@@ -15,16 +15,15 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects import postgresql, sqlite
 
+from slipway.clock import utcnow
 from slipway.exceptions import ExperimentConflict, ExperimentNotFound
-from slipway.store.engine import Store
+from slipway.store.engine import Store, upsert
 from slipway.store.schema import (
     experiments,
     feedback,
     outcomes,
     predictions,
-    utcnow,
     validation_failures,
 )
 
@@ -247,13 +246,12 @@ def record_outcomes(store: Store, items: Sequence[tuple[str, str, float]]) -> in
         return 0
     now = utcnow()
     rows = [{"prediction_id": p, "outcome": o, "value": v, "received_at": now} for p, o, v in items]
-    insert = postgresql.insert if store.dialect == "postgresql" else sqlite.insert
-    stmt = (
-        insert(outcomes)
-        .on_conflict_do_nothing(index_elements=["prediction_id", "outcome"])
-        .returning(outcomes.c.prediction_id)
-    )
     with store.write() as conn:
+        stmt = (
+            upsert(conn, outcomes)
+            .on_conflict_do_nothing(index_elements=["prediction_id", "outcome"])
+            .returning(outcomes.c.prediction_id)
+        )
         return len(conn.execute(stmt, rows).all())
 
 
