@@ -74,8 +74,9 @@ def v2_body(h, rows, **parameters):
     return body
 
 
-def test_the_default_policy_answers_with_production_and_logs_no_arm(harness):
+def test_the_default_policy_answers_with_production_and_logs_no_arm(serve):
     """Production routes every unit to the alias's version; variant and experiment stay null."""
+    harness = serve(routing=Production)
     runtime = harness.service.runtime
     assert isinstance(runtime.policy, Production)
     route = runtime.route("fraud", "anyone")
