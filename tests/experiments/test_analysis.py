@@ -158,3 +158,16 @@ def test_agreement_counts_labels_and_probability_gaps():
     a = agreement(first, second)
     assert (a.rows, a.rate) == (2, 0.5)
     assert a.mean_diff == pytest.approx(0.15) and a.max_diff == pytest.approx(0.2)
+
+
+def test_regressor_shadows_compare_absolute_errors_with_a_paired_test():
+    """mae pairs: the paired t-test on the differences of absolute errors, lower is better."""
+    rng = np.random.default_rng(7)
+    truth = rng.normal(0, 1, 3000)
+    control = np.abs(truth + rng.normal(0, 0.5, 3000) - truth)
+    candidate = np.abs(truth + rng.normal(0, 0.4, 3000) - truth)
+    plan, m = Plan(), METRICS["mae"]
+    result = compare_pairs(m, candidate, control, plan)
+    assert result.test == "paired t-test" and result.observations == {"pairs": 3000}
+    assert result.difference == pytest.approx(candidate.mean() - control.mean())
+    assert decide(m, result, plan, paired=True).code == analysis.BETTER

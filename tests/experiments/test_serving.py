@@ -225,3 +225,18 @@ def test_experiment_routes_check_keys_and_bodies(lab):
     assert promoted.status_code == 200
     assert h.registry.aliases("fraud") == {"production": 2}
     assert h.post("/v1/experiments/fraud-1/stop", stop, role="admin").status_code == 409
+
+
+def test_an_assignment_broken_on_purpose_is_caught_by_the_srm_check(lab):
+    """A 50/50 test whose assigner is bugged to treat 60% of units: the report cannot trust it
+    (sample ratio mismatch), whatever the metric says."""
+    h = lab()
+    e = start(h, mode="ab", split=0.5)
+    h.service.runtime.policy._active["fraud"].assigner.split = 0.6  # the bug
+    row = h.rows(1)[0]
+    for i in range(1500):
+        h.post("/v1/models/fraud/predict", {"features": row, "unit_id": f"user-{i}"})
+    assert h.service.log.flush()
+    report = h.get(f"/v1/experiments/{e['id']}").json()
+    assert not report["srm"]["ok"] and report["srm"]["p_value"] < 0.001
+    assert report["verdict"]["code"] == "cannot_trust" and "SRM" in report["verdict"]["text"]
