@@ -75,7 +75,9 @@ def create_app(
         metrics=metrics,
     )
     shadow = ShadowScorer(
-        metrics, max_rows=settings.serve_shadow_queue_rows, batch_rows=settings.serve_batch_rows
+        metrics,
+        max_rows=settings.serve_shadow_queue_rows,
+        batch_rows=min(64, settings.serve_batch_rows),
     )
     runtime = Runtime(
         registry,
