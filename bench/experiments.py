@@ -14,9 +14,10 @@ the running server:
 Printed: requests/s, p50 and p99 of each state and their ratios to the baseline, with the goals
 of issue 9 (A/B costs at most 5% of throughput; shadow at most 50% on two cores; the primary
 p99 within 20% of the baseline, also with the sleeping candidate), and the shadow rows scored
-and dropped. Needs wrk (apt-get install wrk).
+and dropped. The four states run in turn, ``--rounds`` times (2), and each state's best round
+is kept. Needs wrk (apt-get install wrk).
 
-    .venv/bin/python bench/experiments.py [--seconds 8] [--quick]
+    .venv/bin/python bench/experiments.py [--seconds 8] [--rounds 2] [--quick]
 """
 
 from __future__ import annotations
@@ -146,11 +147,17 @@ def shadow_counts(server: ServerProcess, token: str) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=8, help="Duration of each measured run.")
-    parser.add_argument("--quick", action="store_true", help="2-second runs (indicative only).")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="Passes over the four states; the best is kept."
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="One pass of 2-second runs (indicative only)."
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench/experiments.py needs wrk: apt-get install wrk (or brew install wrk)")
     seconds = 2 if args.quick else args.seconds
+    rounds = 1 if args.quick else args.rounds
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="slipway-bench-exp-"))
     print("training the reference model and two candidates")
@@ -176,7 +183,7 @@ def main() -> None:
     results: list[Result] = []
     shadow: dict[str, dict[str, float]] = {}
     with ServerProcess(env=env, log_dir=tmp / "server") as server:
-        for state, options in states:
+        for state, options in [s for _ in range(rounds) for s in states]:
             experiment = None
             if options is not None:
                 experiment = desk.start("ref", guardrails=LOOSE, **options).id
@@ -187,7 +194,8 @@ def main() -> None:
             after = shadow_counts(server, token)
             r.state = state
             results.append(r)
-            shadow[state] = {k: v - before.get(k, 0.0) for k, v in after.items()}
+            if state not in shadow or r.rps >= max(x.rps for x in results if x.state == state):
+                shadow[state] = {k: v - before.get(k, 0.0) for k, v in after.items()}
             print(
                 f"  {state:<20} {r.rps:8.0f} req/s  p50 {r.p50_ms:6.2f} ms  "
                 f"p99 {r.p99_ms:7.2f} ms  errors {r.errors}",
@@ -195,17 +203,21 @@ def main() -> None:
             )
             if experiment is not None:
                 desk.stop(experiment, promote=False)
-    report(results, shadow, time.perf_counter() - started, args.quick)
+    best = {}  # per state: the round with the most requests/s (the least disturbed)
+    for r in results:
+        if r.state not in best or r.rps > best[r.state].rps:
+            best[r.state] = r
+    report([best[state] for state, _ in states], shadow, time.perf_counter() - started, rounds)
     os.unlink(script)
     registry.store.dispose()
     shutil.rmtree(tmp, ignore_errors=True)
 
 
 def report(
-    results: list[Result], shadow: dict[str, dict[str, float]], elapsed: float, quick: bool
+    results: list[Result], shadow: dict[str, dict[str, float]], elapsed: float, rounds: int
 ) -> None:
     base = results[0]
-    note = "; --quick: 2-second runs, indicative only" if quick else ""
+    note = f"; best of {rounds} rounds" if rounds > 1 else "; one round (indicative only)"
     print(f"\n{os.cpu_count()} cores; 1 worker, 32 connections, requests with unit ids{note}")
     header = (
         f"{'state':<20} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} "
