@@ -2,9 +2,9 @@
 
 The convention (see docs/design.md, "Docs that run"):
 
-- Blocks run in file order against one fixture home, where ``slipway quickstart``'s model
-  ``fraud`` is trained (smaller), registered three times and promoted; each block gets its own
-  copy of a working directory holding
+- Blocks run in file order, each against its own copy of one fixture home, where
+  ``slipway quickstart``'s model ``fraud`` is trained (smaller), registered three times and
+  promoted, and of a working directory holding
   ``fraud.toml``, ``transactions.csv``, ``transactions.parquet`` (keyed by ``txn_id``), ``data/``
   (CSV parts) and ``big/``; the database also has a ``transactions`` table for ``--query``.
 - ``sh`` blocks run in bash with the venv's ``slipway`` first on PATH and ``SLIPWAY_HOME`` set;
@@ -169,16 +169,20 @@ def docs_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.where for b in BLOCKS])
 def test_doc_block_runs(block: Block, docs_home: dict[str, Any], monkeypatch, tmp_path) -> None:
     """The block runs as written against the fixture home (see the module docstring)."""
-    work = tmp_path / "work"  # each block gets its own copy: files one writes never clash
+    # Each block gets its own copy of the home and the working directory: what one block
+    # creates (a key, a run, a file) never clashes with another's.
+    work, home = tmp_path / "work", tmp_path / "home"
     shutil.copytree(docs_home["work"], work)
+    shutil.copytree(docs_home["env"]["SLIPWAY_HOME"], home)
+    env = {**docs_home["env"], "SLIPWAY_HOME": str(home)}
     monkeypatch.chdir(work)
     monkeypatch.delenv("SLIPWAY_DATABASE_URL", raising=False)
-    for name, value in docs_home["env"].items():
+    for name, value in env.items():
         monkeypatch.setenv(name, value)
     if RUNNABLE[block.lang] == "python":
         run_python(block, docs_home["names"])
     else:
-        run_shell(block, docs_home["env"], work)
+        run_shell(block, env, work)
 
 
 def run_python(block: Block, names: dict[str, Any]) -> None:

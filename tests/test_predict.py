@@ -53,6 +53,28 @@ class LastClassWinsTies(ClassifierMixin, BaseEstimator):
         return self.classes_[k - 1 - np.argmax(proba[:, ::-1], axis=1)]
 
 
+class TiesOnlyBelowZero(ClassifierMixin, BaseEstimator):
+    """Binary: confident for x >= 0; for x < 0 an exact tie (x < -1) or a near tie 1e-12 apart
+    (the kind float noise makes), which its own rule breaks to class "b" while argmax says "a".
+    Rows in (-2e-6, -1e-6] are 1e-6 apart: not a tie, argmax and predict both say "a"."""
+
+    def fit(self, X, y):
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict_proba(self, X):
+        x = np.asarray(X, dtype=float)[:, 0]
+        p_a = np.where(x >= 0, 0.9, 0.5 + 1e-12)
+        p_a = np.where(x < -1, 0.5, p_a)
+        p_a = np.where((x <= -1e-6) & (x > -2e-6), 0.5 + 5e-7, p_a)
+        return np.c_[p_a, 1 - p_a]
+
+    def predict(self, X):
+        x = np.asarray(X, dtype=float)[:, 0]
+        near = (x <= -1e-6) & (x > -2e-6)
+        return np.where((x < 0) & ~near, self.classes_[1], self.classes_[0])
+
+
 @pytest.mark.parametrize("kind", ["frame", "array", "multiclass"])
 def test_labels_and_probabilities_equal_the_pipeline(registry, make_fitted, kind):
     """load().predict / predict_proba equal the original pipeline on held-out data."""
@@ -179,3 +201,21 @@ def test_a_long_class_label_comes_back_whole_in_records_and_column_names(registr
     assert long in result.records()[0]["probabilities"]
     scored = slipway.score(model, X.iloc[:1])
     assert f"proba:{long}" in scored.predictions.columns
+
+
+def test_near_and_exact_ties_seen_only_at_predict_time_follow_predict(registry):
+    """Registration sees no tie; at predict time exact ties and ties within the tolerance
+    (probabilities 2e-12 apart) get the pipeline's own label, and only they call predict."""
+    X_train = np.linspace(0, 1, 40).reshape(-1, 1)
+    y = np.array(["a", "b"] * 20)
+    est = TiesOnlyBelowZero().fit(X_train, y)
+    mv = registry.register(est, "near", X_train, y)
+    assert mv.meta["label_from_proba"] is True  # no tie at registration: labels from proba
+    model = registry.load(mv.ref)
+    X = np.array([[0.5], [-0.5], [-1.5], [-1.5e-6], [0.2], [-0.25]])
+    seen = []
+    original = est.predict
+    model.pipeline.predict = lambda Z: (seen.append(len(Z)), original(Z))[1]
+    labels = model.predict(X)
+    assert labels.tolist() == ["a", "b", "b", "a", "a", "b"] == est.predict(X).tolist()
+    assert seen == [3]  # the exact tie and the two near ties, in one call

@@ -4,7 +4,8 @@ Serving (:func:`slipway.serving.create_app`) knows only its own routes and seams
 capabilities plug in here, above all of them, and only here:
 
 - routes: each capability that answers HTTP exposes a router factory
-  (``(service) -> APIRouter``) in its own ``http.py``, listed in :data:`ROUTERS`;
+  (``(service) -> APIRouter``; batch's and monitoring's in their ``http.py``, the console's
+  ``console.router``), listed by :func:`routers_for`;
 - behaviour: policies behind serving's one-method Protocols, e.g. the routing policy that picks
   the version answering each request (``routing=``; :class:`~slipway.serving.Production` by
   default).
@@ -21,7 +22,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from slipway import serving
+from slipway import console, serving
 from slipway.batch import http as batch_http
 from slipway.config import Settings
 from slipway.experiments import http as experiments_http
@@ -30,12 +31,20 @@ from slipway.monitoring import http as monitoring_http
 from slipway.serving.accesslog import lean_log_records
 from slipway.serving.service import RouterFactory
 
-# Every capability's HTTP routes, in the order they are documented.
+# The capabilities' HTTP routes that every service has, in the order they are documented.
 ROUTERS: tuple[RouterFactory, ...] = (
     batch_http.router,
     monitoring_http.router,
     experiments_http.router,
 )
+
+
+def routers_for(settings: Settings) -> list[RouterFactory]:
+    """Every capability's router factory the settings ask for (the console unless
+    ``SLIPWAY_SERVE_CONSOLE=false``)."""
+    return [*ROUTERS, *([console.router] if settings.serve_console else [])]
+
+
 # What uvicorn's workers import (``--factory``): every worker builds the same app.
 FACTORY = "slipway.app:app_from_env"
 
@@ -45,13 +54,13 @@ def create_app(
 ) -> FastAPI:
     """The full service for ``settings``: serving plus every capability's routes.
 
-    ``routers`` add more router factories after :data:`ROUTERS`; ``options`` are those of
-    :func:`slipway.serving.create_app` (``registry``, ``routing`` for the routing policy:
-    by default :class:`~slipway.experiments.policy.ExperimentRouting`, which answers with
+    ``routers`` add more router factories after :func:`routers_for`'s; ``options`` are those of
+    :func:`slipway.serving.create_app` (``registry``, ``routing`` for the routing policy: by
+    default :class:`~slipway.experiments.policy.ExperimentRouting`, which answers with
     production outside experiments; ``multiprocess_dir``).
     """
     options.setdefault("routing", ExperimentRouting)
-    return serving.create_app(settings, routers=(*ROUTERS, *routers), **options)
+    return serving.create_app(settings, routers=(*routers_for(settings), *routers), **options)
 
 
 def app_from_env() -> FastAPI:
@@ -69,4 +78,4 @@ def serve(settings: Settings, **options: Any) -> None:
     """
     from slipway.serving import server
 
-    server.run(settings, factory=FACTORY, **options)
+    server.run(settings, app=FACTORY, **options)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,14 +79,16 @@ def register(make_fitted):
 
 @pytest.fixture
 def serve(tmp_path, register) -> Iterator[Any]:
-    """Factory: ``serve(models=("fraud",), settings=None, routing=None, **overrides)`` -> a
-    started Harness (``routing``: a routing policy factory for ``create_app``)."""
+    """Factory: ``serve(models=("fraud",), settings=None, routing=None, clock=..., **overrides)``
+    -> a started Harness (``routing``: a routing policy factory for ``create_app``; ``clock``:
+    the rate limiter's)."""
     started: list[Harness] = []
 
     def make(
         models: tuple[str, ...] = ("fraud",),
         settings: Settings | None = None,
         routing: Any = None,
+        clock: Callable[[], float] = time.monotonic,
         **overrides: Any,
     ) -> Harness:
         base = settings or Settings(home=tmp_path / "home", user="tester")
@@ -96,7 +99,7 @@ def serve(tmp_path, register) -> Iterator[Any]:
         for role in ("predict", "admin"):
             keys[role] = KeyStore(registry.store).create(f"{role}-key", role)[1]
         options = {} if routing is None else {"routing": routing}
-        app = create_app(s, registry=registry, **options)
+        app = create_app(s, registry=registry, clock=clock, **options)
         client = TestClient(app, raise_server_exceptions=False)
         client.__enter__()
         harness = Harness(s, registry, client, keys, fitted)

@@ -67,22 +67,6 @@ def test_unsupported_database_is_a_config_error():
         Store("mysql://localhost/db", migrate=False)
 
 
-def head_revision() -> str:
-    """The newest Alembic revision shipped (the schema every open migrates to)."""
-    from pathlib import Path
-
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
-
-    import slipway.store
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(Path(slipway.store.__file__).parent / "migrations"))
-    head = ScriptDirectory.from_config(cfg).get_current_head()
-    assert head is not None
-    return head
-
-
 def _open(url: str, start) -> None:
     start.wait(timeout=60)
     Store(url).dispose()
@@ -103,5 +87,17 @@ def test_concurrent_first_opens_migrate_once(settings):
     assert [p.exitcode for p in procs] == [0, 0, 0]
     store = Store(settings.resolved_database_url)
     with store.engine.connect() as conn:
-        assert MigrationContext.configure(conn).get_current_revision() == head_revision()
+        assert MigrationContext.configure(conn).get_current_revision() == _head()
     store.dispose()
+
+
+def _head() -> str:
+    """The newest migration revision."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from slipway.store import engine
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(engine._MIGRATIONS))
+    return str(ScriptDirectory.from_config(cfg).get_current_head())

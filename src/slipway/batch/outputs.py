@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -69,11 +70,7 @@ class DatabaseOutput:
         if not write_chunk(store, ctx, rec, columns, chunk.scored_at, chunk.rejects):
             if chunk.index in RunLog(store).chunks(ctx.run_id):
                 return  # another process holding this run wrote the same chunk first
-            raise BatchInputError(
-                f"Chunk {chunk.index} (input rows from {chunk.first_row}) repeats a key this run "
-                "already stored: keys must be unique across the whole input. Choose another "
-                "--key-column, or omit it to key rows by their row number."
-            ) from None
+            raise repeated_key(chunk.index, chunk.first_row) from None
 
     def finish(self, run_id: str, schema: pa.Schema) -> None:
         """Nothing to assemble."""
@@ -163,9 +160,8 @@ class ParquetOutput:
         """Chunks whose part file exists, read from the parts' own metadata."""
         out = {}
         for part in sorted(self.parts(run_id).glob("part-*.parquet")):
-            meta = pq.read_metadata(part).metadata or {}
-            if _META.encode() in meta:
-                rec = ChunkRecord(**json.loads(meta[_META.encode()]))
+            rec = _part_record(part)
+            if rec is not None:
                 out[rec.chunk] = rec
         return out
 
@@ -181,8 +177,10 @@ class ParquetOutput:
         RunLog(store).record_chunks(ctx.run_id, ctx.owner, [rec])
 
     def finish(self, run_id: str, schema: pa.Schema) -> None:
-        """Assemble a single-file output from its parts, in chunk order, atomically."""
+        """Refuse keys repeated across chunks, then assemble a single-file output from its
+        parts, in chunk order, atomically."""
         parts = self.parts(run_id)
+        _refuse_repeated_keys(sorted(parts.glob("part-*.parquet")))
         if self.layout == "directory":
             _write_json(self.path / "_slipway.json", {"run_id": run_id, "status": "succeeded"})
             return
@@ -203,6 +201,15 @@ class ParquetOutput:
 
 
 Output = DatabaseOutput | ParquetOutput
+
+
+def repeated_key(chunk: int, first_row: int, detail: str = "") -> BatchInputError:
+    """The error of a chunk holding a key that an earlier chunk of the run already stored."""
+    return BatchInputError(
+        f"Chunk {chunk} (input rows from {first_row}) repeats a key this run already stored"
+        f"{detail}: keys must be unique across the whole input. Choose another --key-column, "
+        "or omit it to key rows by their row number."
+    )
 
 
 def open_output(spec: str | Path) -> Output:
@@ -316,6 +323,43 @@ def _concat(parts: list[Path], target: Path, schema: pa.Schema) -> None:
         with pq.ParquetWriter(fh, plain, store_schema=False) as writer:
             for part in parts:
                 writer.write_table(pq.read_table(part).replace_schema_metadata(None))
+
+
+def _refuse_repeated_keys(parts: list[Path]) -> None:
+    """Raise :func:`repeated_key` if a key is in two parts (a Parquet output has no primary key).
+
+    A chunk never repeats a key of its own (scoring refuses that), so a key whose lowest and
+    highest chunk differ was stored twice. One pass over the key columns, grouped in Arrow.
+    """
+    records = {p: rec for p in parts if (rec := _part_record(p)) is not None}
+    if len(records) < 2:
+        return
+    keys = pa.concat_tables(
+        pq.read_table(p, columns=["key"]).append_column(
+            "chunk", pa.array(np.full(pq.read_metadata(p).num_rows, rec.chunk, dtype=np.int64))
+        )
+        for p, rec in records.items()
+    )
+    spans = keys.group_by("key").aggregate([("chunk", "min"), ("chunk", "max")])
+    twice = spans.filter(pc.field("chunk_min") != pc.field("chunk_max"))
+    if twice.num_rows == 0:
+        return
+    first = twice.sort_by([("chunk_max", "ascending"), ("key", "ascending")]).slice(0, 1)
+    row = first.to_pylist()[0]
+    by_chunk = {rec.chunk: rec for rec in records.values()}
+    raise repeated_key(
+        row["chunk_max"],
+        by_chunk[row["chunk_max"]].first_row,
+        f" ({row['key']!r}, first stored by chunk {row['chunk_min']})",
+    )
+
+
+def _part_record(part: Path) -> ChunkRecord | None:
+    """The chunk a part file holds, from its own metadata (None for a foreign file)."""
+    meta = pq.read_metadata(part).metadata or {}
+    if _META.encode() not in meta:
+        return None
+    return ChunkRecord(**json.loads(meta[_META.encode()]))
 
 
 def _manifest(directory: Path) -> dict[str, Any]:

@@ -32,12 +32,22 @@ def serve_command(
         bool, typer.Option(help="Write one JSON line per request to stdout.")
     ] = True,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    console: Annotated[
+        bool | None,
+        typer.Option(
+            "--console/--no-console",
+            help="Serve the web console at /ui (default: SLIPWAY_SERVE_CONSOLE, on).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Serve predictions over HTTP until SIGTERM or Ctrl-C."""
+    """Serve predictions over HTTP (and the web console at /ui) until SIGTERM or Ctrl-C."""
     from slipway import app
     from slipway.serving import server
 
-    config = server.settings_for(settings(), models=model or (), auth=not no_auth, workers=workers)
+    config = server.settings_for(
+        settings(), models=model or (), auth=not no_auth, workers=workers, console=console
+    )
     served = server.preflight(config)
     if no_auth:
         err_console.print(
@@ -51,6 +61,8 @@ def serve_command(
         )
     else:
         err_console.print(f"serving {', '.join(served)} on http://{host}:{port}")
+    if config.serve_console:
+        err_console.print(f"console on http://{host}:{port}/ui (log in with an admin key)")
     app.serve(
         config,
         host=host,

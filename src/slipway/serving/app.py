@@ -12,7 +12,8 @@ accepting and lets in-flight requests finish first) it stops them and drains the
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -56,12 +57,14 @@ def create_app(
     routers: Sequence[RouterFactory] = (),
     routing: RoutingFactory = Production,
     multiprocess_dir: str | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> FastAPI:
     """Build the service for ``settings``; ``routers`` add more ``(service) -> APIRouter``s.
 
     ``routing`` builds the policy that picks the version answering each request (see
     ``routing.py``; by default the production alias's). ``multiprocess_dir`` is
-    prometheus-client's shared directory when several workers serve.
+    prometheus-client's shared directory when several workers serve; ``clock`` is the
+    monotonic clock the rate limiter refills by (tests pass a fake one).
     """
     registry = registry or Registry(settings)
     store = registry.store
@@ -124,13 +127,15 @@ def create_app(
     # One set of keys, buckets and cap for both ways in, so limits count every request.
     guard: dict[str, Any] = {
         "keys": keys,
-        "buckets": TokenBuckets(rate, burst),
+        "buckets": TokenBuckets(rate, burst, clock),
         "cap": ConcurrencyCap(settings.serve_max_concurrency),
         "max_body_bytes": settings.serve_max_body_bytes,
         "metrics": metrics,
         "public_docs": settings.serve_public_docs,
     }
-    app.add_middleware(Gate, **guard)
+    # Session-authenticated prefixes (the console) for the routed side only: the prediction
+    # lane below never sees those paths, so its gate checks nothing extra.
+    app.add_middleware(Gate, **guard, sessions=dict(service.sessions))
     if settings.serve_fast_path:
         routes = (r for a in apis for r in a.routes)
         route = next(r for r in routes if getattr(r, "operation_id", "") == "predict")

@@ -1,7 +1,7 @@
 """Experiments (A/B tests and shadow deployments) and business outcomes.
 
 Revision ID: 0002_experiments
-Revises: 0001
+Revises: 0005_console
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 JSON = sa.JSON().with_variant(JSONB(), "postgresql")
 
 revision = "0002_experiments"
-down_revision = "0001"
+down_revision = "0005_console"  # re-chained after main's console revision (was "0001")
 branch_labels = None
 depends_on = None
 
