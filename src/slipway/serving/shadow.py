@@ -44,6 +44,7 @@ class _Job:
     names: Sequence[str]
     rows: Sequence[Any]
     slot: ShadowSlot
+    queued_at: float = field(default_factory=time.monotonic)
 
     def records(self) -> list[Any]:
         """The rows as the log keeps them: ``{field: value}`` mappings (or a 2-D array)."""
@@ -63,6 +64,9 @@ class ShadowScorer:
     metrics: Metrics
     max_rows: int = 10_000  # rows queued before new shadow work is dropped
     batch_rows: int = 64  # most rows in one merged call (short stretches holding the GIL)
+    # Work older than this is skipped unscored: its log rows were written without it (the log
+    # waits as long, and counts those rows as late).
+    max_age: float = 1.0
     _queue: deque[_Job] = field(default_factory=deque, init=False)
     _rows: int = field(default=0, init=False)
     _cond: threading.Condition = field(default_factory=threading.Condition, init=False)
@@ -122,6 +126,11 @@ class ShadowScorer:
                     self._cond.wait()
                 if self._stopping:
                     return
+                stale = time.monotonic() - self.max_age
+                while self._queue and self._queue[0].queued_at < stale:
+                    self._rows -= len(self._queue.popleft().rows)
+                if not self._queue:
+                    continue
                 first = self._queue.popleft()
                 jobs, rows = [first], len(first.rows)
                 while (
