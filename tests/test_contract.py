@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from slipway.contract import Contract, FieldSpec
-from slipway.exceptions import ContractViolation, InvalidModel
+from slipway.exceptions import ConfigError, ContractViolation, InvalidModel
 
 
 @pytest.fixture
@@ -278,11 +278,13 @@ def test_every_column_kind_is_learned_from_its_dtype_or_its_values():
 
 def test_learning_refuses_bad_options_and_shapes():
     """A bad unseen policy, a 1-D array and bounds for unknown columns are refused by name."""
-    with pytest.raises(ValueError, match="unseen must be 'reject' or 'flag', got 'drop'"):
+    with pytest.raises(ConfigError, match="unseen must be 'reject' or 'flag', not 'drop'"):
         Contract.learn(pd.DataFrame({"x": [1.0]}), unseen="drop")  # type: ignore[arg-type]
     with pytest.raises(InvalidModel, match=r"X_train must be 2-D; got an array of shape \(3,\)"):
         Contract.learn(np.zeros(3))
-    with pytest.raises(ValueError, match=r"bounds name columns not in X_train: \['y'\]"):
+    with pytest.raises(
+        InvalidModel, match=r"bounds name columns that X_train does not have: \['y'\]"
+    ):
         Contract.learn(pd.DataFrame({"x": [1.0]}), bounds={"y": (0, 1)})
 
 

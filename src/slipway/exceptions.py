@@ -19,6 +19,7 @@ Each leaf also inherits the builtin a caller would naturally catch, so
     ├── BatchInputError (ValueError)          a batch input cannot be read or keyed
     ├── RunConflict (ValueError)              a batch run id cannot be resumed as asked
     ├── BatchFailed (RuntimeError)            a batch run stopped; resume it with its run id
+    ├── CannotCheck (ValueError)              `slipway check` has no usable holdout or target
     ├── ArtifactError
     │   ├── ArtifactMissing (FileNotFoundError)
     │   ├── ArtifactCorrupted (ValueError)    bytes on disk do not match the recorded sha256
@@ -135,6 +136,10 @@ class BatchFailed(SlipwayError, RuntimeError):
     def __init__(self, run_id: str, message: str) -> None:
         self.run_id = run_id
         super().__init__(message)
+
+
+class CannotCheck(SlipwayError, ValueError):
+    """A gate check cannot run: no holdout rows, too few of them, or no target column."""
 
 
 class ArtifactError(SlipwayError):

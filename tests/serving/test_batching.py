@@ -149,7 +149,7 @@ def test_concurrent_http_predictions_share_calls_and_are_logged_once(harness):
     depend on how the requests happen to overlap: exactly one model call answers all twelve.
     """
     rows = harness.rows("fraud", 12)
-    harness.service.batcher = MicroBatcher(harness.service.scorer, max_rows=12, max_wait=3600)
+    harness.service.batcher = MicroBatcher(harness.service.answerer, max_rows=12, max_wait=3600)
 
     async def go():
         transport = httpx.ASGITransport(app=harness.client.app)

@@ -15,7 +15,38 @@ from slipway.cli._common import console, registry
 from slipway.experiments import demo as experiments_demo
 from slipway.experiments.render import render_terminal as render_experiment
 from slipway.monitoring.terminal import render_terminal
+from slipway.registry import Registry
 from slipway.train import train
+
+
+def _lifecycle_step(reg: Registry, workdir: Path) -> None:
+    """8. The lifecycle loop on a loan model of its own (see slipway.lifecycle.demo)."""
+    from slipway.lifecycle.demo import lifecycle_demo
+
+    console.print(
+        "8. the lifecycle: a loan model whose outcomes arrive 14 days late, drifting after day 40"
+    )
+    with console.status("training, serving 40 days of applications, monitoring, retraining…"):
+        demo = lifecycle_demo(
+            reg, workdir, on_step=lambda s: console.print(f"   {s}", soft_wrap=True)
+        )
+    latest = demo.report.latest.estimation.get("metrics", {}).get("accuracy")
+    if latest is not None:
+        console.print(
+            f"   estimated accuracy of the latest 5 days (no outcome yet): {latest['value']:.3f} "
+            f"(95% band {latest['low']:.3f}-{latest['high']:.3f}) vs {latest['reference']:.3f} on "
+            f"validation; first alert from the estimate: the window starting {demo.first_drop}",
+            soft_wrap=True,
+        )
+    console.print(
+        f"   monitoring {demo.report.status}; the HTML report is {workdir}/loans-monitoring.html",
+        soft_wrap=True,
+    )
+    result = demo.retrained
+    if result.check is not None:
+        console.print(result.check)
+    console.print(f"   {result.outcome}: {result.message}", soft_wrap=True)
+    console.print(f"   production is still {demo.champion}; `slipway models audit loans` shows why")
 
 
 def train_command(
@@ -94,6 +125,7 @@ def quickstart_command(
         "`slipway experiment stop fraud --promote` moves production to the candidate.",
         soft_wrap=True,
     )
+    _lifecycle_step(reg, workdir)
     console.print(f"done in {time.perf_counter() - started:.1f}s. Next:")
     console.print("  slipway models list")
     console.print(f"  slipway models show {mv.name}@production")

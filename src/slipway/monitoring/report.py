@@ -47,6 +47,7 @@ class WindowReport:
     performance: list[dict[str, Any]] = field(default_factory=list)
     quality: dict[str, Any] = field(default_factory=dict)
     reasons: list[Reason] = field(default_factory=list)
+    estimation: dict[str, Any] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
@@ -88,6 +89,7 @@ class WindowReport:
                             "at registration",
                         )
                     )
+        reasons.extend(_estimation_reasons(self.estimation))
         self.reasons = reasons
 
     def to_dict(self, *, histograms: bool = True) -> dict[str, Any]:
@@ -103,6 +105,7 @@ class WindowReport:
                 "prediction": [f.to_dict(histogram=histograms) for f in self.prediction],
                 "performance": self.performance,
                 "quality": self.quality,
+                "estimation": self.estimation,
             }
         )
 
@@ -118,6 +121,7 @@ class WindowReport:
             performance=list(data.get("performance", [])),
             quality=dict(data.get("quality", {})),
             reasons=[Reason(**r) for r in data.get("reasons", [])],
+            estimation=dict(data.get("estimation", {})),
         )
 
 
@@ -225,6 +229,37 @@ class DriftReport:
             alerts=list(data.get("alerts", [])),
             run_id=data.get("run_id"),
         )
+
+
+def _estimation_reasons(est: dict[str, Any]) -> list[Reason]:
+    """Estimated performance below the reference (ALERT); labels disagreeing with the estimate
+    beyond its band (WARN: concept drift)."""
+    out = []
+    version = est.get("version")
+    for name, m in est.get("metrics", {}).items():
+        if m.get("drop"):
+            out.append(
+                Reason(
+                    ALERT,
+                    "estimated_performance_drop",
+                    f"version {version}: estimated {name} {m['value']:.3g} (95% band "
+                    f"{m['low']:.3g}-{m['high']:.3g}) vs {m['reference']:.3g} on validation, "
+                    "before any label",
+                )
+            )
+    for name, m in est.get("labeled", {}).get("metrics", {}).items():
+        if not m.get("agrees", True):
+            e = m["estimated"]
+            out.append(
+                Reason(
+                    WARN,
+                    "estimate_disagrees",
+                    f"version {version}: realized {name} {m['realized']:.3g} is outside the "
+                    f"estimate's band {e['low']:.3g}-{e['high']:.3g}: the labels no longer "
+                    "follow the model's probabilities (concept drift)",
+                )
+            )
+    return out
 
 
 def worst(statuses: Sequence[str]) -> str:

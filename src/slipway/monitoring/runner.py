@@ -19,6 +19,7 @@ from slipway.monitoring import columns as cols
 from slipway.monitoring.checks import feature_checks
 from slipway.monitoring.columns import Column, Kind
 from slipway.monitoring.drift import FeatureResult, StatisticSpec, decide
+from slipway.monitoring.estimated import estimate_window
 from slipway.monitoring.outcomes import performance_by_version, prediction_columns
 from slipway.monitoring.policy import Policy
 from slipway.monitoring.quality import Expectation, check_quality
@@ -150,6 +151,7 @@ class Monitor:
         expected = _expectations(mv, self.registry.profile(mv), reference)
         ref_preds = prediction_columns(self.registry.reference_predictions(mv), mv)
         versions: dict[int, ModelVersion] = {mv.version: mv}
+        estimator = self.registry.estimator(mv)
         windows = []
         for start, end in bounds:
             current, previous = traffic.between(start, end), traffic.between(start - step, start)
@@ -166,6 +168,7 @@ class Monitor:
             window_report.performance = performance_by_version(
                 current, labels, lambda v: self._version(mv.name, v, versions), self.policy
             )
+            window_report.estimation = estimate_window(mv, current, labels, estimator, self.policy)
             window_report.judge()
             windows.append(window_report)
         report = DriftReport(

@@ -1,7 +1,7 @@
 """Experiments (A/B tests and shadow deployments) and business outcomes.
 
 Revision ID: 0002_experiments
-Revises: 0005_console
+Revises: 0004_lifecycle
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 JSON = sa.JSON().with_variant(JSONB(), "postgresql")
 
 revision = "0002_experiments"
-down_revision = "0005_console"  # re-chained after main's console revision (was "0001")
+# re-chained after main's head: 0001 -> 0005_console -> 0004_lifecycle -> 0002_experiments
+down_revision = "0004_lifecycle"
 branch_labels = None
 depends_on = None
 
