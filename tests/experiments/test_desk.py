@@ -172,8 +172,14 @@ def test_a_worse_candidate_is_not_promoted_unless_forced(registry, two_versions)
     assert registry.aliases("fraud") == {"production": 1}
     stopped, final = desk.stop("fraud", promote=True, force=True)
     assert registry.aliases("fraud") == {"production": 2}
-    event = registry.audit("fraud", limit=1)[0]
-    assert (event.action, event.from_version, event.to_version) == ("promote", 1, 2)
+    stop_event, promote_event = registry.audit("fraud", limit=2)
+    assert (promote_event.action, promote_event.from_version, promote_event.to_version) == (
+        "promote",
+        1,
+        2,
+    )
+    assert stop_event.action == "experiment_stop" and stop_event.detail["forced"] is True
+    assert stop_event.detail["experiment"] == e.id and stop_event.detail["decision"] == "promoted"
     assert stopped.decision == "promoted" and stopped.stopped_by == "tester"
     assert book.get(registry.store, e.id).report["verdict"]["code"] == "worse"
     assert final.verdict.code == "worse"
@@ -222,3 +228,23 @@ def test_a_fresh_experiment_reports_too_few_outcomes(registry, two_versions):
         json.dumps(data)  # no NaN or numpy value leaks into the JSON
         assert "<html" in report.to_html()
         desk.stop("fraud", promote=False)
+
+
+def test_starts_and_stops_are_audited_with_their_actor_and_channel(registry, two_versions):
+    """start and stop record experiment_start and experiment_stop events; an actor and a
+    channel given (as the console gives them) are recorded on the stop and the promotion."""
+    desk = ExperimentDesk(registry)
+    e = desk.start("fraud", mode="shadow", candidate=2)
+    started = registry.audit("fraud", limit=1)[0]
+    assert (started.action, started.actor, started.version) == ("experiment_start", "tester", 2)
+    assert started.detail["experiment"] == e.id and "via" not in started.detail
+    stopped, _ = desk.stop(e.id, promote=True, actor="ops-admin", via="ui")
+    stop_event, promote_event = registry.audit("fraud", limit=2)
+    assert (promote_event.action, promote_event.actor) == ("promote", "ops-admin")
+    assert promote_event.detail["via"] == "ui"
+    assert (stop_event.action, stop_event.actor, stop_event.detail["via"]) == (
+        "experiment_stop",
+        "ops-admin",
+        "ui",
+    )
+    assert stop_event.detail["forced"] is False and stopped.stopped_by == "ops-admin"

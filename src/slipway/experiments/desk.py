@@ -59,9 +59,13 @@ class ExperimentDesk:
         power: float = 0.8,
         min_outcomes: int = 100,
         guardrails: Guardrails | Mapping[str, float] | None = None,
+        actor: str | None = None,
+        via: str | None = None,
     ) -> Experiment:
         """Start a shadow deployment or an A/B test of version ``candidate`` against production.
 
+        The start is recorded in the audit trail (``experiment_start``) naming ``actor`` (default:
+        the configured or OS user) and, when given, the channel ``via``.
         ExperimentConflict names the experiment already running for the model.
         """
         if mode not in MODES:
@@ -145,10 +149,19 @@ class ExperimentDesk:
             },
             phases=[{"split": split, "started_at": now.isoformat()}],
             started_at=now,
-            started_by=self._actor(),
+            started_by=actor or self._actor(),
             updated_at=now,
         )
-        return book.create(self.store, experiment)
+        created = book.create(self.store, experiment)
+        self.registry.record_event(
+            "experiment_start",
+            model,
+            version=cand.version,
+            actor=created.started_by,
+            via=via,
+            detail={"experiment": created.id, "mode": mode, "control": control.version},
+        )
+        return created
 
     def get(self, ref: str) -> Experiment:
         """An experiment by id, or by model name: its running one, else its latest."""
@@ -187,13 +200,23 @@ class ExperimentDesk:
         return book.set_split(self.store, experiment.id, split)
 
     def stop(
-        self, ref: str, *, promote: bool, force: bool = False, reason: str | None = None
+        self,
+        ref: str,
+        *,
+        promote: bool,
+        force: bool = False,
+        reason: str | None = None,
+        actor: str | None = None,
+        via: str | None = None,
     ) -> tuple[Experiment, ExperimentReport]:
         """Stop the running experiment of a model (or by id): promote the candidate through
         :meth:`Registry.promote`, or abandon it. Returns the stopped experiment and its report.
 
-        Promotion is refused when the verdict is *candidate worse*, unless ``force``.
+        Promotion is refused when the verdict is *candidate worse*, unless ``force``. The stop
+        (``experiment_stop``) and any promotion are audited naming ``actor`` (default: the
+        configured or OS user) and, when given, the channel ``via`` (``"ui"``, the console).
         """
+        actor = actor or self._actor()
         experiment = self._running(ref)
         report = self.report(experiment.id)
         if promote:
@@ -204,18 +227,34 @@ class ExperimentDesk:
                     f"{experiment.candidate_version}; pass --force to promote it anyway, or "
                     f"--abandon."
                 )
-            self.registry.promote(experiment.model, experiment.candidate_version)
+            self.registry.promote(
+                experiment.model, experiment.candidate_version, actor=actor, via=via
+            )
         decision = "promoted" if promote else "abandoned"
         stopped = book.stop(
             self.store,
             experiment.id,
-            by=self._actor(),
+            by=actor,
             decision=decision,
-            reason=reason or f"{decision} by {self._actor()}; verdict: {report.verdict.text}",
+            reason=reason or f"{decision} by {actor}; verdict: {report.verdict.text}",
             report=report.to_dict(),
         )
         if stopped is None:
             stopped = book.get(self.store, experiment.id)
+        else:
+            self.registry.record_event(
+                "experiment_stop",
+                experiment.model,
+                version=experiment.candidate_version,
+                actor=actor,
+                via=via,
+                detail={
+                    "experiment": experiment.id,
+                    "decision": decision,
+                    "forced": bool(promote and force and report.verdict.code == analysis.WORSE),
+                    "verdict": report.verdict.code,
+                },
+            )
         report.experiment = stopped
         return stopped, report
 
@@ -229,6 +268,14 @@ class ExperimentDesk:
         stopped = book.stop(
             self.store, experiment.id, by="guardrail", decision="guardrail", reason=reason
         )
+        if stopped is not None:
+            self.registry.record_event(
+                "experiment_stop",
+                experiment.model,
+                version=experiment.candidate_version,
+                actor="guardrail",
+                detail={"experiment": experiment.id, "decision": "guardrail", "reason": reason},
+            )
         if stopped is not None and self.alert is not None:
             now = utcnow()
             self.alert(
