@@ -51,7 +51,7 @@ def render_terminal(data: dict[str, Any]) -> RenderableType:
     if e["status"] != "running" and e.get("stop_reason"):
         parts.append(Text(f"  stopped: {e['stop_reason']}", style="bold"))
     parts.append(_arms_table(data))
-    for line in _lines(data):
+    for line in lines(data):
         parts.append(Text("  " + line))
     if data["guardrails"]:
         table = Table(title="Guardrails (treatment minus control)", title_justify="left")
@@ -94,7 +94,7 @@ def _arms_table(data: dict[str, Any]) -> Table:
     return table
 
 
-def _lines(data: dict[str, Any]) -> list[str]:
+def lines(data: dict[str, Any]) -> list[str]:
     """The numbers under the table, one sentence each."""
     out = []
     c = data.get("comparison")
@@ -224,7 +224,7 @@ def render_html(data: dict[str, Any]) -> str:
         f"<th>observations</th><th>{escape(data['metric'])}</th><th>p50 ms</th><th>p99 ms</th>"
         f"</tr>{rows}</table>",
         "<h2>Numbers</h2><ul>",
-        *(f"<li>{escape(line)}</li>" for line in _lines(data)),
+        *(f"<li>{escape(line)}</li>" for line in lines(data)),
         "</ul>",
     ]
     if guard:
