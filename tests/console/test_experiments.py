@@ -68,9 +68,10 @@ def test_without_experiments_the_pages_say_how_to_start_one_and_the_model_has_no
     assert "<h2>Experiments</h2>" not in ui.client.get("/ui/models/fraud").text
 
 
-def test_abandon_asks_first_then_stops_audited_as_the_key_via_ui(ui):
-    """GET asks (with the verdict now); POST with the token stops it through ExperimentDesk:
-    production unchanged, stopped by the key, an experiment_stop event via ui."""
+def test_abandon_asks_first_then_stops_audited_as_the_key_via_ui(ui_any):
+    """On both stores: GET asks (with the verdict now); POST with the token stops it through
+    ExperimentDesk: production unchanged, stopped by the key, an experiment_stop event via ui."""
+    ui = ui_any
     e = with_experiment(ui)
     csrf = ui.login()
     ask = ui.client.get(f"/ui/experiments/{e.id}/stop?decision=abandon")
