@@ -27,6 +27,7 @@ from slipway.serving.service import (
     json_response,
     require_admin,
 )
+from slipway.versions import NAME_PATTERN
 
 STATUS_ROWS = 5000  # logged rows a GET re-scores for an A/B test's agreement
 
@@ -36,7 +37,9 @@ class StartIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    model: str = Field(min_length=1, max_length=200, description="The model's name.")
+    model: str = Field(
+        min_length=1, max_length=100, pattern=NAME_PATTERN.pattern, description="The model's name."
+    )
     mode: Literal["shadow", "ab"]
     candidate: int = Field(ge=1, description="The version to try.")
     split: float | None = Field(
