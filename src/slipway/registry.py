@@ -9,6 +9,7 @@ of metadata. Versions are numbered per model, never reused and never overwritten
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -42,6 +43,8 @@ from slipway.versions import (
     check_name,
     parse_ref,
 )
+
+logger = logging.getLogger("slipway.registry")
 
 
 class Registry:
@@ -160,6 +163,7 @@ class Registry:
             tags=dict(tags or {}),
             meta=meta,
         )
+        _log_backend(f"{name}:{version}", meta.get("onnx"))
         if alias:
             self.promote(name, version, alias=alias)
         return self.get(f"{name}:{version}")
@@ -396,3 +400,15 @@ def _skops_trust(
             what=f"The skops artifact of {name!r}",
         )
     return sorted(needed)
+
+
+def _log_backend(ref: str, verdict: Mapping[str, Any] | None) -> None:
+    """Say which engine will serve a new version and why (a warning when ONNX was refused)."""
+    if verdict is None:
+        return
+    if verdict["accepted"]:
+        logger.info("%s serves with ONNX Runtime: %s", ref, verdict["reason"])
+    else:
+        logger.warning(
+            "%s will be served by scikit-learn, not ONNX Runtime: %s", ref, verdict["reason"]
+        )

@@ -36,6 +36,10 @@ class Validated:
     bad_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     # The all-numeric fast path keeps the row-major matrix it built the columns from.
     matrix: np.ndarray | None = None
+    # The caller's own DataFrame or array when it already is exactly what the pipeline was
+    # fitted on (names, order, dtypes): handed over as given, so the pipeline sees the same
+    # memory layout and answers bit for bit what it answers when called directly.
+    source: pd.DataFrame | np.ndarray | None = None
 
     @property
     def ok(self) -> bool:
@@ -49,6 +53,8 @@ class Validated:
 
     def frame(self, rows: np.ndarray | None = None) -> pd.DataFrame:
         """The rows as a DataFrame with the training column order and dtypes."""
+        if isinstance(self.source, pd.DataFrame):
+            return self.source if rows is None else self.source.iloc[rows]
         cols = self.columns if rows is None else {k: v[rows] for k, v in self.columns.items()}
         out = pd.DataFrame(cols, copy=False)
         for spec in self.contract.fields:
@@ -63,6 +69,8 @@ class Validated:
         if self.contract.input_kind == "frame":
             return self.frame(rows)
         dtype = self.contract.array_dtype
+        if isinstance(self.source, np.ndarray):
+            return self.source if rows is None else self.source[rows]
         if self.matrix is not None:
             chosen = self.matrix if rows is None else self.matrix[rows]
             return chosen.astype(dtype, copy=False)
@@ -262,7 +270,27 @@ def _error(out: Validated, problem: Problem) -> None:
 def validate(contract: Contract, rows: Any) -> Validated:
     """Check rows (records, one mapping, a DataFrame or a 2-D array) against ``contract``."""
     fast = contract.plan.try_fast(contract, rows)
-    return fast if fast is not None else _validate_general(contract, rows)
+    if fast is not None:
+        return fast
+    result = _validate_general(contract, rows)
+    if result.ok and isinstance(rows, pd.DataFrame | np.ndarray):
+        result.source = _as_fitted(contract, rows)
+    return result
+
+
+def _as_fitted(contract: Contract, rows: pd.DataFrame | np.ndarray) -> Any:
+    """``rows`` itself when it has exactly the names, order and dtypes of the training data."""
+    if isinstance(rows, np.ndarray):
+        fits = contract.input_kind == "array" and str(rows.dtype) == contract.array_dtype
+        return rows if fits and rows.ndim == 2 else None
+    if contract.input_kind != "frame" or list(rows.columns) != contract.names:
+        return None
+    for spec, dtype in zip(contract.fields, rows.dtypes, strict=True):
+        if str(dtype) != spec.dtype:
+            return None
+        if spec.dtype == "category" and tuple(dtype.categories) != spec.categories:
+            return None
+    return rows
 
 
 _NUMBER_TYPES = frozenset({int, float})

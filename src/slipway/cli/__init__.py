@@ -8,7 +8,17 @@ from __future__ import annotations
 
 import typer
 
-from slipway.cli import batch, experiment, keys, lifecycle, models, monitor, serve, train
+from slipway.cli import (
+    batch,
+    experiment,
+    keys,
+    lifecycle,
+    models,
+    monitor,
+    predictions,
+    serve,
+    train,
+)
 from slipway.cli._common import print_error
 
 app = typer.Typer(
@@ -23,6 +33,7 @@ app.add_typer(monitor.app, name="monitor")
 app.add_typer(keys.app, name="keys")
 app.add_typer(batch.app, name="batch")
 app.add_typer(experiment.app, name="experiment")
+app.add_typer(predictions.app, name="predictions")
 app.command("train")(train.train_command)
 app.command("quickstart")(train.quickstart_command)
 app.command("serve")(serve.serve_command)

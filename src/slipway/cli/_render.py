@@ -21,6 +21,10 @@ def model_card(mv: ModelVersion) -> RenderableType:
     facts.add_column()
     facts.add_row("version", f"{mv.ref}  [dim]({mv.status})[/]")
     facts.add_row("aliases", ", ".join(mv.aliases) or "-")
+    # Which engine answers, and why, near the top: a refused ONNX graph is a slower service.
+    onnx = meta.get("onnx")
+    backend = meta.get("backend", "sklearn")
+    facts.add_row("serving backend", f"{backend}" + (f" ({onnx['reason']})" if onnx else ""))
     facts.add_row("description", mv.description or "-")
     facts.add_row("created", f"{mv.created_at:%Y-%m-%d %H:%M:%S} UTC by {mv.created_by}")
     task = mv.task
@@ -35,9 +39,6 @@ def model_card(mv: ModelVersion) -> RenderableType:
     if "validation" in meta:
         facts.add_row("validation data", f"{meta['validation']['rows']:,} rows")
     facts.add_row("artifact", f"{mv.format}, sha256 {mv.sha256}")
-    onnx = meta.get("onnx")
-    backend = meta.get("backend", "sklearn")
-    facts.add_row("serving backend", f"{backend}" + (f" ({onnx['reason']})" if onnx else ""))
     if meta.get("git"):
         dirty = " (uncommitted changes)" if meta["git"]["dirty"] else ""
         facts.add_row("git commit", meta["git"]["commit"][:12] + dirty)

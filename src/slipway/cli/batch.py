@@ -103,6 +103,12 @@ def score_command(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing Parquet output.")
     ] = False,
+    keep_inputs: Annotated[
+        bool,
+        typer.Option(
+            "--keep-inputs", help="Store each row's inputs too (for monitor --source batch)."
+        ),
+    ] = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar or summary (for cron).")
     ] = False,
@@ -130,6 +136,7 @@ def score_command(
             overwrite=overwrite,
             progress=not (quiet or as_json),
             registry=reg,
+            keep_inputs=keep_inputs,
         )
     except KeyboardInterrupt as stop:
         for note in getattr(stop, "__notes__", ["Interrupted."]):

@@ -187,6 +187,8 @@ def stop(service: Service) -> None:
     service.runtime.stop()
     if service.answerer.shadow is not None:
         service.answerer.shadow.stop()
+    if service.pool is not None:
+        service.pool.shutdown(wait=True, cancel_futures=True)
     service.log.close()
     service.metrics.close()
 

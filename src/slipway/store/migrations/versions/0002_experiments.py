@@ -1,7 +1,7 @@
 """Experiments (A/B tests and shadow deployments) and business outcomes.
 
 Revision ID: 0002_experiments
-Revises: 0004_lifecycle
+Revises: 0006_perf
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 JSON = sa.JSON().with_variant(JSONB(), "postgresql")
 
 revision = "0002_experiments"
-# re-chained after main's head: 0001 -> 0005_console -> 0004_lifecycle -> 0002_experiments
-down_revision = "0004_lifecycle"
+# after main's head: 0001, 0005_console, 0004_lifecycle, 0006_perf, 0002_experiments
+down_revision = "0006_perf"
 branch_labels = None
 depends_on = None
 
