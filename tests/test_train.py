@@ -250,7 +250,21 @@ def test_quickstart_trains_registers_promotes_and_prints_the_card(capsys, env, t
             ).scalar_one()
             for t in (predictions, feedback, batch_predictions)
         }
-    assert count == {"predictions": 1003, "feedback": 1003, "batch_predictions": 3000}
+        served = conn.execute(
+            sa.select(sa.func.count()).where(predictions.c.experiment.is_(None))
+        ).scalar_one()
+    # 1,003 served, plus the experiment step's probes sent until the server picked it up
+    assert 1003 <= served < 1103 and count["batch_predictions"] == 3000
+    # the experiment step: 2,000 shadowed rows with labels, 3,000 A/B requests with outcomes
+    assert count["feedback"] == 1003 + 2000 and count["predictions"] > 1003 + 5000
+    assert "7. trying a second model" in result.out and "fraud-2" in result.out
+    from slipway.experiments import ExperimentDesk
+
+    tried = ExperimentDesk(registry).experiments("fraud")
+    assert [(e.id, e.mode, e.status) for e in tried] == [
+        ("fraud-2", "ab", "stopped"),
+        ("fraud-1", "shadow", "stopped"),
+    ]
     assert "3,000 rows scored, 0 rejected" in result.out
     report = latest_report(registry, "fraud")
     # The seeded traffic comes from the validation period: nothing drifts, nothing degrades.

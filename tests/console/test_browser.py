@@ -178,7 +178,8 @@ def test_every_page_renders_with_working_scripts_and_charts(site, browser):
     log_in(browser, server.url, admin)
     pages = {"models": "/ui", "model": "/ui/models/fraud", "version": "/ui/models/fraud/versions/1",
              "monitoring": "/ui/monitoring", "monitoring-fraud": "/ui/monitoring/fraud",
-             "batch": "/ui/batch", "keys": "/ui/keys", "traffic": "/ui/traffic"}  # fmt: skip
+             "batch": "/ui/batch", "keys": "/ui/keys", "traffic": "/ui/traffic",
+             "experiments": "/ui/experiments"}  # fmt: skip
     for name, path in pages.items():
         browser.get(server.url + path)
         wait(lambda: browser.execute_script("return document.readyState") == "complete")
@@ -225,6 +226,43 @@ def test_live_traffic_updates_without_a_reload(site, browser):
     now = browser.execute_script("return document.getElementById('server-now').textContent")
     assert now != tiles and "fraud:1 predict requests/s" in now
     shot(browser, "traffic-live-1280x800")
+
+
+def test_stop_an_experiment_from_the_console_as_the_cli_sees_it(site, browser):
+    """A shadow of fraud:2 started from the shell shows its live verdict; abandoning it by
+    clicking through the confirmation stops it (the CLI lists it abandoned) and the audit trail
+    names the key and the console; production stays where it was."""
+    from selenium.webdriver.common.by import By
+
+    server, _, admin, env = site
+    cli(env, "experiment", "start", "fraud", "--mode", "shadow", "--candidate", "2")
+    (running,) = [e for e in json.loads(cli(env, "experiment", "list", "--json"))
+                  if e["status"] == "running"]  # fmt: skip
+    browser.get(server.url + "/ui/experiments")
+    if "/ui/login" in browser.current_url:
+        log_in(browser, server.url, admin)
+        browser.get(server.url + "/ui/experiments")
+    assert "live" in browser.find_element(By.CSS_SELECTOR, "table.experiments tbody").text
+    browser.find_element(By.LINK_TEXT, running["id"]).click()
+    wait(lambda: browser.find_elements(By.ID, "verdict"), what="the experiment's page")
+    assert "cannot trust" in browser.find_element(By.ID, "verdict").text
+    shot(browser, "experiment-1280x800")
+    browser.find_element(By.ID, "stop-abandon").click()
+    wait(lambda: "/stop?decision=abandon" in browser.current_url, what="the confirmation")
+    shot(browser, "experiment-stop-confirm-1280x800")
+    browser.find_element(By.ID, "confirm").click()
+    wait(lambda: "done=abandoned" in browser.current_url, what="the redirect after the stop")
+    assert "Experiment stopped: production is unchanged." in browser.page_source
+    assert errors_logged(browser) == []
+    listed = json.loads(cli(env, "experiment", "list", "--json"))
+    stopped = next(e for e in listed if e["id"] == running["id"])
+    assert (stopped["status"], stopped["decision"], stopped["stopped_by"]) == (
+        "stopped", "abandoned", "browser-admin")  # fmt: skip
+    audit = json.loads(cli(env, "models", "audit", "fraud", "--json"))[0]
+    assert (audit["action"], audit["actor"], audit["detail"]["via"]) == (
+        "experiment_stop", "browser-admin", "ui")  # fmt: skip
+    models = json.loads(cli(env, "models", "list", "--json"))
+    assert next(m for m in models if m["name"] == "fraud")["aliases"] == {"production": 1}
 
 
 def test_promote_from_the_console_moves_the_alias_the_cli_sees(site, browser):

@@ -11,7 +11,17 @@ from typing import Annotated
 import typer
 
 from slipway._version import __version__
-from slipway.cli import batch, keys, lifecycle, models, monitor, predictions, serve, train
+from slipway.cli import (
+    batch,
+    experiment,
+    keys,
+    lifecycle,
+    models,
+    monitor,
+    predictions,
+    serve,
+    train,
+)
 from slipway.cli._common import print_error, typer_app
 
 app = typer_app(
@@ -52,6 +62,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(
     batch.app, name="batch", short_help="Score files or a query in chunks; runs list|show."
 )
+app.add_typer(experiment.app, name="experiment", short_help="A/B tests and shadow deployments.")
 app.command("train", short_help="Train from a config file and register the model.")(
     train.train_command
 )

@@ -13,17 +13,19 @@ from rich.status import Status
 from slipway import quickstart
 from slipway.cli import _render
 from slipway.cli._common import console, registry, warnings_printed
+from slipway.experiments import demo as experiments_demo
+from slipway.experiments.render import render_terminal as render_experiment
 from slipway.monitoring.terminal import render_terminal
 from slipway.registry import Registry
 from slipway.train import train
 
 
 def _lifecycle_step(reg: Registry, workdir: Path) -> None:
-    """7. The lifecycle loop on a loan model of its own (see slipway.lifecycle.demo)."""
+    """8. The lifecycle loop on a loan model of its own (see slipway.lifecycle.demo)."""
     from slipway.lifecycle.demo import lifecycle_demo
 
     console.print(
-        "7. the lifecycle: a loan model whose outcomes arrive 14 days late, drifting after day 40"
+        "8. the lifecycle: a loan model whose outcomes arrive 14 days late, drifting after day 40"
     )
     with console.status("training, serving 40 days of applications, monitoring, retraining…"):
         demo = lifecycle_demo(
@@ -138,6 +140,20 @@ def quickstart_command(
     if "day_of_week" in report.flagged:
         console.print("   " + quickstart.weekday_note(workdir, demo.traffic), soft_wrap=True)
     console.print(f"   the HTML report is {workdir}/monitoring.html", soft_wrap=True)
+    console.print(
+        "7. trying a second model: a shadow deployment, then an A/B test, on simulated traffic "
+        "and outcomes"
+    )
+    tried = experiments_demo.run(
+        reg, workdir, on_step=lambda s: console.print(f"   {s}", soft_wrap=True)
+    )
+    console.print(render_experiment(tried.shadow.to_dict()))
+    console.print(render_experiment(tried.ab.to_dict()))
+    console.print(
+        "   both experiments are stopped (abandoned): production is unchanged. With real traffic, "
+        "`slipway experiment stop fraud --promote` moves production to the candidate.",
+        soft_wrap=True,
+    )
     _lifecycle_step(reg, workdir)
     console.print(f"done in {time.perf_counter() - started:.1f}s. Next:")
     console.print("  slipway models list")
@@ -148,3 +164,5 @@ def quickstart_command(
     console.print("  " + demo.curl(), soft_wrap=True)
     console.print("  slipway batch runs list")
     console.print("  slipway monitor fraud --since 24h --format html --out report.html")
+    console.print("  slipway experiment list")
+    console.print("  slipway experiment report fraud --format html --out experiment.html")

@@ -2,9 +2,10 @@
 
 ``router(service)`` is the console's contribution to
 :func:`slipway.serving.create_app` (``routers=[console.router]``; the composition root,
-:mod:`slipway.app`, adds it unless ``SLIPWAY_SERVE_CONSOLE=false``): the pages, the actions and
-the login, and, registered on the service for the gate, the session check that lets browsers
-in under ``/ui`` with a cookie instead of an API key. The console calls the same library
+:mod:`slipway.app`, adds it unless ``SLIPWAY_SERVE_CONSOLE=false``): the pages, the actions,
+the experiments (``console.experiments``) and the login, and, registered on the service for
+the gate, the session check that lets browsers in under ``/ui`` with a cookie instead of an
+API key. The console calls the same library
 functions as the CLI and never the database directly. See ``docs/console.md``.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from slipway.console import actions, login, pages
+from slipway.console import actions, experiments, login, pages
 from slipway.console.sessions import PREFIX, Sessions
 from slipway.serving.service import Service
 
@@ -29,5 +30,7 @@ def router(service: Service) -> APIRouter:
     api.include_router(login.router(service, sessions))
     api.include_router(pages.router(service))
     api.include_router(actions.router(service, sessions))
+    experiments.install()
+    api.include_router(experiments.router(service))
     api.include_router(pages.fallback(service))
     return api
