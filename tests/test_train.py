@@ -227,9 +227,9 @@ def test_quickstart_trains_registers_promotes_and_prints_the_card(capsys, env, t
     assert (performance["labeled"], performance["status"]) == (1003, "ok")
     with registry.store.read() as conn:
         joined = conn.execute(
-            sa.select(predictions.c.outputs, feedback.c.label).join(
-                feedback, feedback.c.prediction_id == predictions.c.prediction_id
-            ).where(fraud)
+            sa.select(predictions.c.outputs, feedback.c.label)
+            .join(feedback, feedback.c.prediction_id == predictions.c.prediction_id)
+            .where(fraud)
         ).all()
     accuracy = np.mean([out["label"] == label for out, label in joined])
     assert performance["metrics"]["accuracy"]["value"] == pytest.approx(accuracy, rel=1e-12)
