@@ -4,9 +4,10 @@ The convention (see docs/design.md, "Docs that run"):
 
 - Blocks run in file order, each against its own copy of one fixture home, where
   ``slipway quickstart``'s model ``fraud`` is trained (smaller), registered three times and
-  promoted, and of a working directory holding
-  ``fraud.toml``, ``transactions.csv``, ``transactions.parquet`` (keyed by ``txn_id``), ``data/``
-  (CSV parts) and ``big/``; the database also has a ``transactions`` table for ``--query``.
+  promoted, its lifecycle step's ``loans`` is served and retrained, and of a working
+  directory holding ``fraud.toml``, ``transactions.csv``, ``transactions.parquet`` (keyed by
+  ``txn_id``), ``data/`` (CSV parts) and ``big/``; the database also has a ``transactions``
+  table for ``--query``.
 - ``sh`` blocks run in bash with the venv's ``slipway`` first on PATH and ``SLIPWAY_HOME`` set;
   every command (a line, with its ``\\`` continuations) must exit 0, or a code listed in the info
   string: ```` ```sh exit=0,1,2 ```` (``slipway monitor``'s OK / WARN / ALERT).
@@ -105,6 +106,7 @@ def docs_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     from slipway import quickstart
     from slipway.config import Settings
     from slipway.keys import KeyStore
+    from slipway.lifecycle.demo import lifecycle_demo
     from slipway.registry import Registry
     from slipway.train import train
 
@@ -137,6 +139,9 @@ def docs_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     with registry.store.engine.begin() as conn:
         table.to_sql("transactions", conn, index=False)
     key = KeyStore(registry.store).create("docs", "predict")[1]
+    # the quickstart's lifecycle step: `loans` with served, partly labeled traffic, a retrained
+    # candidate, and quickstart/loans.toml
+    lifecycle_demo(registry, work / "quickstart")
     registry.store.dispose()
     shifted = X.iloc[cut:].assign(amount=X.iloc[cut:]["amount"] * 1.5)
     names = {

@@ -1,4 +1,5 @@
-"""The model registry: register, look up, load, promote, roll back, archive, audit, verify.
+"""The model registry: register, look up, load, promote, roll back, unalias, archive, audit,
+verify.
 
 A version is one fitted pipeline saved as an immutable content-addressed artifact, plus a row
 of metadata. Versions are numbered per model, never reused and never overwritten; aliases
@@ -8,20 +9,24 @@ of metadata. Versions are numbered per model, never reused and never overwritten
 from __future__ import annotations
 
 import json
+import logging
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Literal
 
 import pandas as pd
 
 from slipway import artifacts as art
-from slipway import backends, estimation
+from slipway import backends, estimation, portability
 from slipway.config import Settings
 from slipway.contract import Unseen
 from slipway.exceptions import (
+    ConfigError,
     IncompatibleEnvironment,
     InvalidModel,
-    SlipwayWarning,
+    SlipwayError,
+    UntrustedArtifact,
     VersionMismatchWarning,
 )
 from slipway.predict import Model
@@ -41,6 +46,8 @@ from slipway.versions import (
     parse_ref,
 )
 
+logger = logging.getLogger("slipway.registry")
+
 
 class Registry:
     """Models, versions and aliases in the metadata store, artifacts on disk.
@@ -51,7 +58,15 @@ class Registry:
 
     def __init__(self, settings: Settings | None = None, *, store: Store | None = None) -> None:
         self.settings = settings or Settings.from_env()
-        self.store = store or Store(self.settings.resolved_database_url)
+        home = self.settings.home
+        if home.exists() and not home.is_dir():
+            raise ConfigError(
+                f"SLIPWAY_HOME={home} is a file, not a directory; point SLIPWAY_HOME at a "
+                "directory (it is created on first use if missing)."
+            )
+        self.store = store or Store(
+            self.settings.resolved_database_url, create_dirs=not self.settings.database_url
+        )
         self.artifacts = art.ArtifactStore(self.settings.artifacts_dir)
 
     # -- registration ----------------------------------------------------------------------
@@ -69,13 +84,16 @@ class Registry:
         tags: Mapping[str, str] | None = None,
         format: art.Format = "joblib",
         cv: int | None = None,
-        unseen: Unseen = "reject",
+        unseen: Unseen | Mapping[str, Unseen] | None = None,
         band: float = 10.0,
         abs_limit: float = 1e12,
-        bounds: Mapping[str, tuple[float, float]] | None = None,
+        bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+        nullable: Iterable[str] | Mapping[str, bool] = (),
+        ranges: Mapping[str, tuple[float | None, float | None]] | None = None,
         alias: str | None = None,
         seed: int = 0,
         onnx: bool = True,
+        trusted: Sequence[str] = (),
     ) -> ModelVersion:
         """Save a fitted pipeline as the next version of ``name`` and return that version.
 
@@ -84,51 +102,82 @@ class Registry:
         records provenance. ``alias`` promotes the new version straight away. With ``onnx``
         (and the ``onnx`` extra installed) the pipeline is also converted to ONNX and kept as
         the fast serving backend when it matches scikit-learn on the reference sample.
+
+        The contract lets through what the pipeline handles (an imputer: nulls; a
+        ``OneHotEncoder(handle_unknown="ignore")``: unseen categories, flagged) unless
+        ``nullable`` (fields that take nulls), ``unseen`` (``"reject"``/``"flag"`` for all
+        category fields, or ``{field: "flag"}``) or ``ranges`` (``{field: (low, high)}``;
+        ``bounds`` is the older name) say otherwise; ``band`` and ``abs_limit`` set the
+        plausibility band of numeric fields.
+
+        A pipeline that refers to code outside the installed packages (a function in
+        ``__main__`` or in a local module) is refused unless it loads in a fresh Python
+        process of this environment, as ``slipway serve`` would load it.
+
+        With ``format="skops"``, every type the artifact needs beyond skops' own defaults must
+        be trusted here, by name, in ``trusted`` (or ``SLIPWAY_TRUSTED_TYPES``); otherwise
+        UntrustedArtifact names them and nothing is registered. The list is recorded with the
+        version and used to load it. Tree ensembles need ``"sklearn.tree._tree.Tree"``: skops
+        leaves it untrusted on purpose (a crafted tree can crash the process that runs it), so
+        trusting it says that this artifact comes from a pipeline you fitted.
         """
         check_name(name)
         if format not in art.FORMATS:
             raise InvalidModel(f"format must be one of {', '.join(art.FORMATS)}, not {format!r}")
-        desc = describe(
-            pipeline,
-            X_train,
-            y_train,
-            X_val=X_val,
-            y_val=y_val,
-            cv=cv,
-            unseen=unseen,
-            band=band,
-            abs_limit=abs_limit,
-            bounds=bounds,
-            sample_size=self.settings.profile_sample_rows,
-            seed=seed,
-            onnx=onnx,
-        )
+        code = art.code_of(pipeline)  # raises for a pipeline pickle cannot save
+        portability.refuse_main(code)
+        payload = art.dump_model(pipeline, format)
+        trusted_types: list[str] = []
+        if format == "skops":  # refused before anything loads it, even in a fresh process
+            trusted_types = _skops_trust(name, payload, trusted, self.settings)
+        elif trusted:
+            raise InvalidModel(
+                f"trusted={list(trusted)!r} applies to format='skops' only; joblib artifacts "
+                "load any type (see docs/serving.md, Security model)."
+            )
+        with portability.LoadCheck(code, payload, format, trusted_types) as check:
+            desc = describe(
+                pipeline,
+                X_train,
+                y_train,
+                X_val=X_val,
+                y_val=y_val,
+                cv=cv,
+                unseen=unseen,
+                band=band,
+                abs_limit=abs_limit,
+                bounds=bounds,
+                nullable=nullable,
+                ranges=ranges,
+                sample_size=self.settings.profile_sample_rows,
+                seed=seed,
+                onnx=onnx,
+            )
+            check.raise_for_failure()
         meta = desc.meta
+        meta["modules"] = code.modules
+        meta["local_modules"] = portability.local_roots(code)
         if format == "skops":
             meta["env"] = library_versions("skops")
-        payload = art.dump_model(pipeline, format)
-        untrusted = art.untrusted_types(payload, format, self.settings.trusted_types)
-        if untrusted:
-            meta["untrusted_types"] = untrusted
-            warnings.warn(
-                f"{name}: the skops artifact holds types outside the trusted list "
-                f"({', '.join(untrusted)}); loading will refuse them until they are listed in "
-                "SLIPWAY_TRUSTED_TYPES.",
-                SlipwayWarning,
-                stacklevel=2,
-            )
-        sha = self.artifacts.put(payload)
-        meta["artifacts"] = {
-            "model": sha,
-            "profile": self.artifacts.put(json.dumps(desc.profile, sort_keys=True).encode()),
-            "sample": self.artifacts.put(to_parquet_bytes(desc.sample)),
-            "reference_predictions": self.artifacts.put(to_parquet_bytes(desc.reference)),
+            meta["trusted_types"] = trusted_types
+        blobs = {
+            "model": payload,
+            "profile": json.dumps(desc.profile, sort_keys=True).encode(),
+            "sample": to_parquet_bytes(desc.sample),
+            "reference_predictions": to_parquet_bytes(desc.reference),
         }
         if desc.onnx is not None:
-            meta["artifacts"]["onnx"] = self.artifacts.put(desc.onnx)
+            blobs["onnx"] = desc.onnx
         if desc.estimator is not None:
-            estimator_bytes = estimation.dump_estimator(desc.estimator, format)
-            meta["artifacts"]["estimator"] = self.artifacts.put(estimator_bytes)
+            blobs["estimator"] = estimation.dump_estimator(desc.estimator, format)
+            if format == "skops":
+                # Slipway fitted the estimator itself (a DLE loss model), so the types it needs
+                # are trusted here, recorded with the version like the user's trusted list.
+                meta["estimator_trusted_types"] = art.untrusted_types(blobs["estimator"], "skops")
+        meta["artifacts"] = {role: self.artifacts.put(blob) for role, blob in blobs.items()}
+        # Checked before every read: a file of another size is refused before it is hashed.
+        meta["artifact_sizes"] = {meta["artifacts"][r]: len(b) for r, b in blobs.items()}
+        sha = meta["artifacts"]["model"]
         version = tables.add_version(
             self.store,
             name,
@@ -139,6 +188,7 @@ class Registry:
             tags=dict(tags or {}),
             meta=meta,
         )
+        _log_backend(f"{name}:{version}", meta.get("onnx"))
         if alias:
             self.promote(name, version, alias=alias)
         return self.get(f"{name}:{version}")
@@ -172,33 +222,46 @@ class Registry:
         """
         mv = self.get(ref)
         self._check_env(mv)
-        data = self.artifacts.get(mv.sha256)  # raises before any deserialization
-        pipeline = art.load_model(
-            data,
-            mv.format,  # type: ignore[arg-type]
-            trusted=self.settings.trusted_types,
-            source=str(self.artifacts.path(mv.sha256)),
+        data = self._read(mv, mv.sha256)  # raises before any deserialization
+        portability.check_importable(
+            mv.ref, mv.meta.get("modules", []), mv.meta.get("local_modules", {})
         )
+        try:
+            pipeline = art.load_model(
+                data,
+                mv.format,  # type: ignore[arg-type]
+                # What the registering user trusted (recorded with the version), plus the
+                # settings' list, which versions registered before trust was recorded rely on.
+                trusted=self._trusted(mv),
+                source=str(self.artifacts.path(mv.sha256)),
+            )
+        except (ImportError, AttributeError) as exc:
+            if isinstance(exc, SlipwayError) or not portability.is_lookup_failure(exc):
+                raise
+            raise portability.unloadable(mv.ref, exc) from exc
         graph = mv.meta.get("artifacts", {}).get("onnx")
         if backend == "auto" and graph and backends.runtime_available():
-            session = backends.OnnxSession(self.artifacts.get(graph), mv.contract)
+            session = backends.OnnxSession(self._read(mv, graph), mv.contract)
             engine = backends.OnnxBackend(session, backends.SklearnBackend.of(pipeline, mv))
             return Model(pipeline, mv, engine)
         return Model(pipeline, mv)
 
     def profile(self, mv: ModelVersion) -> dict[str, Any]:
         """The reference profile stored with a version."""
-        result: dict[str, Any] = json.loads(self.artifacts.get(mv.meta["artifacts"]["profile"]))
+        result: dict[str, Any] = json.loads(self._read(mv, mv.meta["artifacts"]["profile"]))
         return result
 
     def reference_sample(self, mv: ModelVersion) -> pd.DataFrame:
         """The bounded random sample of training rows stored with a version."""
-        return from_parquet_bytes(self.artifacts.get(mv.meta["artifacts"]["sample"]))
+        return from_parquet_bytes(self._read(mv, mv.meta["artifacts"]["sample"]))
 
     def reference_predictions(self, mv: ModelVersion) -> pd.DataFrame:
         """The version's predictions on its validation data (label, ``proba:<class>`` / value)."""
-        sha = mv.meta["artifacts"]["reference_predictions"]
-        return from_parquet_bytes(self.artifacts.get(sha))
+        return from_parquet_bytes(self._read(mv, mv.meta["artifacts"]["reference_predictions"]))
+
+    def _read(self, mv: ModelVersion, sha256: str) -> bytes:
+        """One artifact of ``mv``: its type, recorded size and hash checked before use."""
+        return self.artifacts.get(sha256, mv.artifact_size(sha256))
 
     def estimator(self, mv: ModelVersion) -> estimation.Calibration | estimation.LossModel | None:
         """The performance estimator fitted at registration (a CBPE calibration or a DLE loss
@@ -208,10 +271,10 @@ class Registry:
         if sha is None:
             return None
         return estimation.load_estimator(
-            self.artifacts.get(sha),
+            self._read(mv, sha),
             mv.meta["estimation"],
             mv.format,
-            trusted=self.settings.trusted_types,
+            trusted=[*mv.meta.get("estimator_trusted_types", ()), *self.settings.trusted_types],
             source=str(self.artifacts.path(sha)),
         )
 
@@ -254,6 +317,18 @@ class Registry:
         check_alias(alias)
         target = tables.rollback(self.store, name, alias, self._actor(actor), detail=_via(via))
         return self.get(f"{name}:{target}")
+
+    def unalias(
+        self, name: str, alias: str, *, actor: str | None = None, via: str | None = None
+    ) -> int:
+        """Remove ``alias`` from model ``name`` and record it; the version it pointed at.
+
+        The version itself is untouched (archive it separately). Removing ``production``
+        makes servers stop serving the model within a poll interval; promote a version to
+        serve it again. A later ``rollback`` of the alias has nothing to go back from.
+        """
+        check_alias(alias)
+        return tables.remove_alias(self.store, name, alias, self._actor(actor), detail=_via(via))
 
     def archive(
         self, name: str, version: int, *, actor: str | None = None, via: str | None = None
@@ -302,19 +377,38 @@ class Registry:
         """Registry changes, newest first."""
         return [AuditEvent(**event) for event in audit.audit_log(self.store, name, limit=limit)]
 
-    def verify(self, name: str | None = None) -> list[ArtifactCheck]:
-        """Re-hash every artifact of every version (of one model, or all)."""
+    def verify(self, name: str | None = None, *, load: bool = True) -> list[ArtifactCheck]:
+        """Re-hash every artifact of every version (of one model, or all).
+
+        With ``load`` (the default), each model artifact whose hash matches is also loaded in a
+        fresh Python process of this environment, as ``slipway serve`` would load it; one that
+        fails is reported ``"unloadable"`` with the error as ``detail``.
+        """
         names = [name] if name else [m.name for m in self.models()]
-        checks = []
+        checks: list[ArtifactCheck] = []
+        loads: list[tuple[int, art.Loadable]] = []  # model artifacts to load, by index in checks
         for model_name in names:
             for mv in self.versions(model_name):
                 for role, sha in mv.meta.get("artifacts", {"model": mv.sha256}).items():
-                    checks.append(
-                        ArtifactCheck(model_name, mv.version, role, sha, self.artifacts.check(sha))
-                    )
+                    size = mv.artifact_size(sha)
+                    status, detail = self.artifacts.diagnose(sha, size)
+                    check = ArtifactCheck(model_name, mv.version, role, sha, status, detail)
+                    if load and role == "model" and status == "ok":
+                        path = self.artifacts.path(sha)
+                        item = art.Loadable(mv.format, path, sha, size, self._trusted(mv))  # type: ignore[arg-type]
+                        loads.append((len(checks), item))
+                    checks.append(check)
+        errors = art.load_errors([item for _, item in loads])
+        for (i, _), error in zip(loads, errors, strict=True):
+            if error is not None:
+                checks[i] = replace(checks[i], status="unloadable", detail=error)
         return checks
 
     # -- internals -------------------------------------------------------------------------
+
+    def _trusted(self, mv: ModelVersion) -> tuple[str, ...]:
+        """The skops types trusted to load ``mv``'s model: as recorded, plus the settings'."""
+        return (*mv.meta.get("trusted_types", ()), *self.settings.trusted_types)
 
     def _actor(self, actor: str | None) -> str:
         return actor or current_user(self.settings.user)
@@ -338,3 +432,36 @@ class Registry:
 
 def _via(via: str | None) -> dict[str, str]:
     return {"via": via} if via else {}
+
+
+def _skops_trust(
+    name: str, payload: bytes, trusted: Sequence[str], settings: Settings
+) -> list[str]:
+    """The types beyond skops' defaults a skops artifact needs, all of them trusted, or raise."""
+    needed = art.untrusted_types(payload, "skops")
+    allowed = {*trusted, *settings.trusted_types}
+    refused = [t for t in needed if t not in allowed]
+    if refused:
+        listed = ", ".join(repr(t) for t in refused)
+        raise UntrustedArtifact(
+            "",
+            refused,
+            f"Nothing was registered. If you trust this pipeline (you fitted it), register it "
+            f"with trusted=[{listed}]: the list is recorded with the version and used to load "
+            "it. skops refuses these by default because loading them runs their code (a "
+            "custom function) or trusts their content (a crafted tree can crash the process).",
+            what=f"The skops artifact of {name!r}",
+        )
+    return sorted(needed)
+
+
+def _log_backend(ref: str, verdict: Mapping[str, Any] | None) -> None:
+    """Say which engine will serve a new version and why (a warning when ONNX was refused)."""
+    if verdict is None:
+        return
+    if verdict["accepted"]:
+        logger.info("%s serves with ONNX Runtime: %s", ref, verdict["reason"])
+    else:
+        logger.warning(
+            "%s will be served by scikit-learn, not ONNX Runtime: %s", ref, verdict["reason"]
+        )

@@ -1,4 +1,4 @@
-"""`slipway models ...`: list, show, promote, rollback, archive, audit, verify."""
+"""`slipway models ...`: list, show, promote, rollback, unalias, archive, audit, verify."""
 
 from __future__ import annotations
 
@@ -7,10 +7,17 @@ from typing import Annotated
 import typer
 
 from slipway.cli import _render
-from slipway.cli._common import JsonOption, console, err_console, print_json, registry
+from slipway.cli._common import (
+    JsonOption,
+    console,
+    err_console,
+    print_json,
+    registry,
+    typer_app,
+)
 from slipway.versions import DEFAULT_ALIAS
 
-app = typer.Typer(
+app = typer_app(
     help="Registered models: inspect, promote, roll back, verify.", no_args_is_help=True
 )
 
@@ -87,6 +94,16 @@ def rollback(
     console.print(f"{alias} of {name} rolled back → version {mv.version}")
 
 
+@app.command("unalias")
+def unalias(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    alias: Annotated[str, typer.Argument(help="The alias to remove, e.g. production.")],
+) -> None:
+    """Remove an alias (a server stops serving a model that loses its production alias)."""
+    version = registry().unalias(name, alias)
+    console.print(f"{alias} of {name} removed (it pointed at version {version})")
+
+
 @app.command("archive")
 def archive(
     name: Annotated[str, typer.Argument(help="Model name.")],
@@ -97,7 +114,7 @@ def archive(
     console.print(f"{mv.ref} archived")
 
 
-@app.command("audit")
+@app.command("audit", short_help="Who registered, promoted, rolled back what, when.")
 def audit(
     name: Annotated[str | None, typer.Argument(help="Only this model.")] = None,
     limit: Annotated[int, typer.Option(help="How many events, newest first.", min=1)] = 50,
@@ -111,13 +128,16 @@ def audit(
         console.print(_render.audit_table(events))
 
 
-@app.command("verify")
+@app.command("verify", short_help="Re-hash artifacts, load each model afresh; exit 1 if bad.")
 def verify(
     name: Annotated[str | None, typer.Argument(help="Only this model.")] = None,
+    load: Annotated[
+        bool, typer.Option("--load/--no-load", help="Also load each model in a fresh process.")
+    ] = True,
     as_json: bool = JsonOption,
 ) -> None:
-    """Re-hash every artifact; exit 1 if any is missing or corrupted."""
-    checks = registry().verify(name)
+    """Re-hash every artifact and load each model in a fresh process; exit 1 on any failure."""
+    checks = registry().verify(name, load=load)
     if as_json:
         print_json([c.__dict__ for c in checks])
     else:
@@ -125,6 +145,9 @@ def verify(
     bad = [c for c in checks if c.status != "ok"]
     if bad:
         if not as_json:
+            for c in bad:
+                if c.detail:
+                    console.print(f"{c.model}:{c.version} {c.role}: {c.detail}", soft_wrap=True)
             console.print(f"[bold red]{len(bad)} of {len(checks)} artifacts failed[/]")
         raise typer.Exit(1)
     if not as_json:

@@ -27,7 +27,7 @@ from typer._click.core import Context
 from typer._click.exceptions import UsageError
 from typer.core import TyperGroup
 
-from slipway.cli._common import console, err_console, print_error, print_json, registry
+from slipway.cli._common import console, err_console, print_error, print_json, registry, typer_app
 from slipway.monitoring import DriftReport, Policy, load_policy
 from slipway.monitoring.runner import Monitor, RunSummary, parse_duration
 
@@ -83,7 +83,7 @@ class MonitorGroup(TyperGroup):
             raise
 
 
-app = typer.Typer(
+app = typer_app(
     cls=MonitorGroup,
     invoke_without_command=True,
     no_args_is_help=True,
@@ -124,6 +124,18 @@ def check(
     alpha: Annotated[
         float | None, typer.Option(help="Significance level after correction.")
     ] = None,
+    source: Annotated[
+        str,
+        typer.Option(
+            help="What to read: log, batch, batch:RUN_ID, or an exported log (.parquet or dir)."
+        ),
+    ] = "log",
+    engine: Annotated[
+        str, typer.Option(help="local, or dask to read an exported log on a Dask cluster.")
+    ] = "local",
+    scheduler: Annotated[
+        str | None, typer.Option(help="With --engine dask: the cluster's scheduler address.")
+    ] = None,
     on_alert: Annotated[
         str | None,
         typer.Option(
@@ -148,7 +160,8 @@ def check(
         interval = parse_duration(every, "--every") if every else None
         monitor = Monitor(registry(), policy)
         started = time.monotonic()
-        report = monitor.run(name, since=span, window=step, baseline=baseline.value)
+        reading: dict[str, Any] = {"source": source, "engine": engine, "scheduler": scheduler}
+        report = monitor.run(name, since=span, window=step, baseline=baseline.value, **reading)
         on_alert = on_alert or policy.on_alert
         _emit(report, fmt, out)
         _on_alert(report, on_alert)
@@ -158,7 +171,9 @@ def check(
             time.sleep(max(0.0, interval.total_seconds() - (time.monotonic() - started)))
             started = time.monotonic()
             try:
-                report = monitor.run(name, since=span, window=step, baseline=baseline.value)
+                report = monitor.run(
+                    name, since=span, window=step, baseline=baseline.value, **reading
+                )
             except Exception as exc:  # a watcher outlives a database hiccup; it says so
                 print_error(exc)
                 err_console.print(f"retrying in {every}")

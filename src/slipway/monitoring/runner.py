@@ -20,18 +20,14 @@ from slipway.monitoring.checks import feature_checks
 from slipway.monitoring.columns import Column, Kind
 from slipway.monitoring.drift import FeatureResult, StatisticSpec, decide
 from slipway.monitoring.estimated import estimate_window
+from slipway.monitoring.log import LogSchema
 from slipway.monitoring.outcomes import performance_by_version, prediction_columns
 from slipway.monitoring.policy import Policy
 from slipway.monitoring.quality import Expectation, check_quality
 from slipway.monitoring.report import DriftReport, WindowReport
 from slipway.monitoring.sinks import Route, deliver, routes
-from slipway.monitoring.traffic import (
-    Traffic,
-    read_feedback,
-    read_traffic,
-    read_violations,
-    violation_summary,
-)
+from slipway.monitoring.sources import Source, open_source
+from slipway.monitoring.traffic import Traffic, violation_summary
 from slipway.registry import Registry
 from slipway.store import monitoring as stored
 from slipway.versions import ModelVersion, check_name
@@ -134,18 +130,27 @@ class Monitor:
         window: timedelta | None = None,
         baseline: Baseline = "reference",
         store: bool = True,
+        source: str | Source = "log",
+        engine: str = "local",
+        scheduler: str | None = None,
     ) -> DriftReport:
-        """Check ``ref`` (``name``: production, else latest) over the last ``since``."""
+        """Check ``ref`` (``name``: production, else latest) over the last ``since``.
+
+        ``source`` is what is read: ``"log"`` (the prediction log), ``"batch"`` or
+        ``"batch:RUN_ID"`` (batch outputs kept with their inputs), the path of a log exported
+        to Parquet, or a :class:`~slipway.monitoring.sources.Source`. ``engine="dask"`` reads
+        an exported log on a Dask cluster (``scheduler``; a local one when None).
+        """
         if baseline not in ("reference", "previous"):
             raise ConfigError(f"baseline must be 'reference' or 'previous', not {baseline!r}.")
         mv = self.registry.get(ref)
         bounds = window_bounds(self.clock(), since, window)
         step = bounds[-1][1] - bounds[-1][0]
-        store_ = self.registry.store
-        fields = mv.feature_names
-        traffic = read_traffic(store_, mv.name, bounds[0][0] - step, bounds[-1][1], fields)
-        labels = read_feedback(store_, mv.name, bounds[0][0], bounds[-1][1])
-        refused = read_violations(store_, mv.name, bounds[0][0], bounds[-1][1])
+        reader = open_source(source, self.registry.store, engine=engine, scheduler=scheduler)
+        schema = LogSchema.of(mv, self.registry.versions(mv.name))
+        traffic = reader.traffic(schema, mv.name, bounds[0][0] - step, bounds[-1][1])
+        labels = reader.labeled(schema, mv.name, bounds[0][0], bounds[-1][1])
+        refused = reader.refusals(mv.name, bounds[0][0], bounds[-1][1])
         kinds = {f.name: _KINDS[f.kind] for f in mv.contract.fields}
         reference = _prepare(self.registry.reference_sample(mv), kinds)
         expected = _expectations(mv, self.registry.profile(mv), reference)
@@ -155,20 +160,24 @@ class Monitor:
         windows = []
         for start, end in bounds:
             current, previous = traffic.between(start, end), traffic.between(start - step, start)
+            # Prepared once: sorting a window's numbers is the run's main cost at volume.
+            cur_cols = _prepare(current.inputs, kinds)
             window_report = self._window(
-                mv, current, previous, reference, ref_preds, kinds, expected, baseline
+                mv, current, previous, cur_cols, reference, ref_preds, kinds, expected, baseline
             )
             window_report.start, window_report.end = start, end
             window_report.quality = check_quality(
-                _prepare(current.inputs, kinds),
+                cur_cols,
                 expected,
                 self.policy.quality,
                 violation_summary(refused, start, end),
             )
+            del cur_cols  # a window's sorted numbers, not needed for its performance
+            labeled = labels.between(start, end)
             window_report.performance = performance_by_version(
-                current, labels, lambda v: self._version(mv.name, v, versions), self.policy
+                current, labeled, lambda v: self._version(mv.name, v, versions), self.policy
             )
-            window_report.estimation = estimate_window(mv, current, labels, estimator, self.policy)
+            window_report.estimation = estimate_window(mv, current, labeled, estimator, self.policy)
             window_report.judge()
             windows.append(window_report)
         report = DriftReport(
@@ -218,13 +227,13 @@ class Monitor:
         mv: ModelVersion,
         current: Traffic,
         previous: Traffic,
+        cur_cols: dict[str, Column],
         reference: dict[str, Column],
         ref_preds: dict[str, Column],
         kinds: dict[str, Kind],
         expected: dict[str, Expectation],
         baseline: Baseline,
     ) -> WindowReport:
-        cur_cols = _prepare(current.inputs, kinds)
         base_cols = reference if baseline == "reference" else _prepare(previous.inputs, kinds)
         features = feature_checks(
             base_cols, cur_cols, self.policy, baseline=baseline, statistics=self.statistics

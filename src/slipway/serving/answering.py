@@ -49,6 +49,16 @@ class Answer:
         ]
 
 
+@dataclass
+class Inferred:
+    """What the model made of one request's rows: the contract problems (then nothing else),
+    or the predictions and one output per row."""
+
+    errors: Sequence[Any] = ()
+    predictions: Predictions | None = None
+    outputs: list[dict[str, Any]] | None = None
+
+
 class Answerer:
     """Validates, predicts, logs and counts; shared by the V1, V2 and MLflow routes."""
 
@@ -72,24 +82,48 @@ class Answerer:
         ``log_rows`` are the rows as the log should keep them when ``rows`` is not a list of
         JSON values (e.g. a tensor). Raises ContractViolation listing every problem.
         """
-        served = route.served
-        model = served.model
-        n = len(rows)
-        check_rows(n, self.max_rows)
+        check_rows(len(rows), self.max_rows)
+        inferred = self.infer(route, rows)
+        return self.conclude(
+            route, rows, inferred, scope=scope, log_rows=log_rows, unit_ids=unit_ids
+        )
+
+    def infer(self, route: Route, rows: Any) -> Inferred:
+        """Validate and predict, nothing else: no log, no metrics, no ids. Safe to run in a
+        worker thread (the service runs long model calls off the event loop this way)."""
+        model = route.served.model
         checked = model.validate(rows)
         if checked.errors:
-            self._refused(served, n, checked.errors)
-            raise ContractViolation(checked.errors, model.ref)
+            return Inferred(checked.errors)
         predictions = model.infer(checked)
         outputs = predictions.records()
         for problem in predictions.warnings:
             if problem.row is not None:
                 outputs[problem.row].setdefault("warnings", []).append(problem.to_dict())
+        return Inferred((), predictions, outputs)
+
+    def conclude(
+        self,
+        route: Route,
+        rows: Any,
+        inferred: Inferred,
+        *,
+        scope: MutableMapping[str, Any],
+        log_rows: Sequence[Any] | None = None,
+        unit_ids: Sequence[str | None] | None = None,
+    ) -> Answer:
+        """What :meth:`answer` does after :meth:`infer`: refuse (ContractViolation, logged
+        and counted) or name, log and count the predictions. On the event loop."""
+        served = route.served
+        if inferred.errors:
+            self._refused(served, len(rows), inferred.errors)
+            raise ContractViolation(list(inferred.errors), served.model.ref)
+        assert inferred.predictions is not None and inferred.outputs is not None
         return self.finish(
             route,
             rows if log_rows is None else log_rows,
-            predictions,
-            outputs,
+            inferred.predictions,
+            inferred.outputs,
             scope=scope,
             unit_ids=unit_ids,
         )

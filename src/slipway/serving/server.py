@@ -17,11 +17,13 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
+from slipway import portability
 from slipway.config import Settings
-from slipway.exceptions import ConfigError, ModelNotFound
+from slipway.exceptions import ConfigError, ModelNotFound, UnloadableArtifact
 from slipway.keys import KeyStore
 from slipway.registry import Registry
 from slipway.serving.app import NO_KEYS
+from slipway.serving.connections import PROTOCOL
 from slipway.versions import DEFAULT_ALIAS
 
 logger = logging.getLogger("slipway.serving")
@@ -74,6 +76,7 @@ def settings_for(
     auth: bool = True,
     workers: int = 1,
     console: bool | None = None,
+    require_all: bool = False,
 ) -> Settings:
     """``base`` with the command line's choices applied (``console`` None keeps the setting)."""
     overrides: dict[str, Any] = {"serve_workers": workers}
@@ -83,6 +86,8 @@ def settings_for(
         overrides["serve_models"] = tuple(models)
     if not auth:
         overrides["serve_auth"] = False
+    if require_all:
+        overrides["serve_require_all"] = True
     return base.model_copy(update=overrides)
 
 
@@ -105,6 +110,29 @@ def preflight(settings: Settings) -> list[str]:
     return list(settings.serve_models) or served
 
 
+def missing_code(settings: Settings) -> list[str]:
+    """One line per served version that needs a module this environment cannot import.
+
+    Such a version is not served (its load fails with the same message); checking at start
+    says so before the first request does.
+    """
+    registry = Registry(settings)
+    problems = []
+    try:
+        targets = registry.alias_versions(DEFAULT_ALIAS, settings.serve_models)
+        for name, version in sorted(targets.items()):
+            mv = registry.get(f"{name}:{version}")
+            try:
+                portability.check_importable(
+                    mv.ref, mv.meta.get("modules", []), mv.meta.get("local_modules", {})
+                )
+            except UnloadableArtifact as exc:
+                problems.append(str(exc))
+    finally:
+        registry.store.dispose()
+    return problems
+
+
 def environment(settings: Settings) -> dict[str, str]:
     """The ``SLIPWAY_*`` variables that carry ``settings``' serving choices to the workers."""
     env = {
@@ -112,6 +140,7 @@ def environment(settings: Settings) -> dict[str, str]:
         "SLIPWAY_SERVE_WORKERS": str(settings.serve_workers),
         "SLIPWAY_SERVE_MODELS": ",".join(settings.serve_models),
         "SLIPWAY_SERVE_CONSOLE": "true" if settings.serve_console else "false",
+        "SLIPWAY_SERVE_REQUIRE_ALL": "true" if settings.serve_require_all else "false",
     }
     return env
 
@@ -148,6 +177,7 @@ def run(
             timeout_graceful_shutdown=graceful_timeout,
             timeout_worker_healthcheck=30,
             server_header=False,
+            http=PROTOCOL,  # header and body deadlines, connections per peer
         )
     finally:
         if metrics_dir is not None:

@@ -305,3 +305,17 @@ console_sessions = sa.Table(
     sa.Column("expires_at", UTCDateTime(), nullable=False),
     sa.Index(None, "expires_at"),
 )
+
+# --- perf-data ----------------------------------------------------------------------------
+
+# The inputs of batch-scored rows, for runs that keep them (`slipway batch --keep-inputs`):
+# one JSON object per row of its contract fields, keyed like batch_predictions and written in
+# the same transaction. `slipway monitor --source batch` reads them with their predictions.
+batch_inputs = sa.Table(
+    "batch_inputs",
+    metadata,
+    sa.Column("model_name", bytewise(200), primary_key=True),
+    sa.Column("key", bytewise(200), primary_key=True),
+    sa.Column("run_id", bytewise(64), primary_key=True),
+    sa.Column("inputs", sa.Text(), nullable=False),
+)
