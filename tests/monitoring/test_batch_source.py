@@ -84,7 +84,9 @@ def test_rejected_rows_are_refusals_and_only_scored_rows_are_kept(registry, frau
     X, _ = rows
     X = X.copy()
     X.loc[:4, "amount"] = 1e15  # far outside what the model was trained on
-    X.loc[5:9, "merchant"] = "casino"  # a category it never saw
+    # (a category it never saw is flagged, not refused: the reference pipeline's one-hot
+    # encoder ignores unknown categories, so the contract infers unseen="flag")
+    X.loc[5:9, "amount"] = -1e15
     path = tmp_path / "bad.parquet"
     X.to_parquet(path, index=False)
     run = score_file("fraud", path, keep_inputs=True, registry=registry)

@@ -22,7 +22,8 @@ def access_logger():
     for handler in logger.handlers:
         if handler not in saved[0]:
             handler.close()
-    logger.handlers[:], logger.propagate, logger.level = saved
+    logger.handlers[:], logger.propagate = saved[:2]
+    logger.setLevel(saved[2])  # setLevel, not `.level =`: it clears the isEnabledFor cache
 
 
 def record(message):
@@ -73,7 +74,8 @@ def test_access_lines_go_straight_to_a_plain_buffered_handler(access_logger):
     handler = BufferedLineHandler(stream, flush_seconds=3600)
     handler.setFormatter(logging.Formatter("%(message)s"))
     access_logger.handlers[:] = [handler]
-    access_logger.propagate, access_logger.level = False, logging.INFO
+    access_logger.propagate = False
+    access_logger.setLevel(logging.INFO)  # clears the isEnabledFor cache an earlier test filled
     seen = []
     handler.emit = seen.append  # the LogRecord path, which this lane must not take
     AccessLog().write({"request_id": "r1", "status": 200})
@@ -89,7 +91,8 @@ def test_access_lines_are_records_under_any_other_configuration(access_logger, c
     handler = BufferedLineHandler(stream, flush_seconds=3600)
     handler.setFormatter(logging.Formatter("access %(levelname)s %(message)s"))
     access_logger.handlers[:] = [handler]
-    access_logger.propagate, access_logger.level = False, logging.INFO
+    access_logger.propagate = False
+    access_logger.setLevel(logging.INFO)  # clears the isEnabledFor cache an earlier test filled
     AccessLog().write({"request_id": "r2"})
     handler.flush()
     assert stream.getvalue().startswith('access INFO {"request_id":"r2"')

@@ -188,7 +188,8 @@ class ExperimentRouting:
             self._thread = None
 
     def _watch(self) -> None:
-        while not self._stop.wait(self.runtime.poll_seconds):
+        # The runtime's poll interval, at most a minute: the thread never waits unboundedly.
+        while not self._stop.wait(min(self.runtime.poll_seconds, 60.0)):
             try:
                 self.check()
             except Exception as exc:
