@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     )
     alert_webhook_timeout: float = Field(5.0, gt=0, description="Seconds per webhook request.")
 
+    feature_skew: Literal["refuse", "warn"] = Field(
+        "refuse",
+        description="Loading a version whose importable feature code differs from the code "
+        "it was registered with: refuse, or serve it with a warning.",
+    )
+
     # -- `slipway serve` -------------------------------------------------------------------
     serve_models: Annotated[tuple[str, ...], NoDecode] = Field(
         (),

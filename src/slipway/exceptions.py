@@ -17,6 +17,8 @@ Each leaf also inherits the builtin a caller would naturally catch, so
     ├── BatchInputError (ValueError)          a batch input cannot be read or keyed
     ├── RunConflict (ValueError)              a batch run id cannot be resumed as asked
     ├── BatchFailed (RuntimeError)            a batch run stopped; resume it with its run id
+    ├── FeatureDefinitionError (ValueError)   a feature definition or its input is wrong
+    ├── FeatureSkew (RuntimeError)            importable feature code differs from registered
     ├── ArtifactError
     │   ├── ArtifactMissing (FileNotFoundError)
     │   ├── ArtifactCorrupted (ValueError)    bytes on disk do not match the recorded sha256
@@ -31,7 +33,8 @@ Each leaf also inherits the builtin a caller would naturally catch, so
     │   └── Forbidden                         the key's role does not allow the route (403)
     ├── Unavailable (RuntimeError)            try again after ``retry_after`` seconds
     │   ├── RateLimited                       the key used up its request budget (429)
-    │   └── Overloaded                        too many requests in flight (503)
+    │   ├── Overloaded                        too many requests in flight (503)
+    │   └── FeaturesUnavailable               the event store cannot be read (503)
     └── ReloadFailed (RuntimeError)           a new version failed to load; the old one serves
 
 Warnings derive from ``SlipwayWarning`` (a ``UserWarning``).
@@ -122,6 +125,21 @@ class BatchFailed(SlipwayError, RuntimeError):
 
     def __init__(self, run_id: str, message: str) -> None:
         self.run_id = run_id
+        super().__init__(message)
+
+
+class FeatureDefinitionError(SlipwayError, ValueError):
+    """A feature definition is invalid, or data does not fit it (unknown input, wrong type)."""
+
+
+class FeatureSkew(SlipwayError, RuntimeError):
+    """The feature code importable now differs from the code recorded with the version.
+
+    ``changed`` names the features whose definitions differ.
+    """
+
+    def __init__(self, message: str, changed: Sequence[str] = ()) -> None:
+        self.changed = list(changed)
         super().__init__(message)
 
 
@@ -223,6 +241,10 @@ class RateLimited(Unavailable):
 
 class Overloaded(Unavailable):
     """Too many requests are in flight in this worker; excess load is shed, not queued."""
+
+
+class FeaturesUnavailable(Unavailable):
+    """The events behind a model's features cannot be read right now (the store is down)."""
 
 
 class ReloadFailed(SlipwayError, RuntimeError):

@@ -7,7 +7,7 @@ the version's artifacts: the reference sample and the reference predictions.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,14 +53,33 @@ def describe(
     sample_size: int = 10_000,
     seed: int = 0,
     onnx: bool = True,
+    features: Sequence[Any] | None = None,
+    at: str | None = None,
+    record_events: bool | str = False,
 ) -> Description:
-    """Learn the contract and profile, score the validation data, record provenance."""
+    """Learn the contract and profile, score the validation data, record provenance.
+
+    With ``features`` the pipeline's input is X_train's columns the pipeline was fitted on;
+    the request contract (raw fields, entity keys, time) is recorded with the definitions.
+    """
     task = _task_of(pipeline)
     _check_lengths(X_train, y_train, "X_train", "y_train")
     if (X_val is None) != (y_val is None):
         raise InvalidModel("Give both X_val and y_val, or neither.")
     if X_val is not None:
         _check_lengths(X_val, y_val, "X_val", "y_val")
+    feature_meta = None
+    if features is not None:
+        from slipway.features.versions import describe as describe_features
+
+        options = {"unseen": unseen, "band": band, "abs_limit": abs_limit}
+        inputs, feature_meta = describe_features(
+            features, pipeline, X_train, at=at, record_events=record_events,
+            contract_options=options,
+        )  # fmt: skip
+        X_train = X_train[inputs]
+        if X_val is not None and hasattr(X_val, "columns"):
+            X_val = X_val[inputs]
 
     contract = Contract.learn(X_train, unseen=unseen, band=band, abs_limit=abs_limit, bounds=bounds)
     frame = as_frame(X_train, contract)
@@ -77,6 +96,8 @@ def describe(
         "git": git_commit(),
         "env": library_versions(),
     }
+    if feature_meta is not None:
+        meta["features"] = feature_meta
     check_x = X_val if X_val is not None else _model_input(sample, contract)
     if task == "classification":
         meta["label_from_proba"] = labels_match(pipeline, check_x)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import pandas as pd
@@ -86,6 +86,9 @@ class Registry:
         alias: str | None = None,
         seed: int = 0,
         onnx: bool = True,
+        features: Sequence[Any] | None = None,
+        at: str | None = None,
+        record_events: bool | str = False,
     ) -> ModelVersion:
         """Save a fitted pipeline as the next version of ``name`` and return that version.
 
@@ -94,6 +97,12 @@ class Registry:
         records provenance. ``alias`` promotes the new version straight away. With ``onnx``
         (and the ``onnx`` extra installed) the pipeline is also converted to ONNX and kept as
         the fast serving backend when it matches scikit-learn on the reference sample.
+
+        ``features`` (feature sets and row features of :mod:`slipway.features`) records the
+        definitions and their code hash: loading the version then computes them for every
+        input, which carries raw fields, entity keys and the time field ``at`` (default: the
+        sources' time column). ``record_events`` makes served requests events of their source
+        (``True`` for the only source, or its name).
         """
         check_name(name)
         if format not in art.FORMATS:
@@ -112,8 +121,13 @@ class Registry:
             sample_size=self.settings.profile_sample_rows,
             seed=seed,
             onnx=onnx,
+            features=features,
+            at=at,
+            record_events=record_events,
         )
         meta = desc.meta
+        if "features" in meta:
+            self._save_sources(meta["features"]["definitions"]["sources"])
         if format == "skops":
             meta["env"] = library_versions("skops")
         payload = art.dump_model(pipeline, format)
@@ -248,15 +262,31 @@ class Registry:
             for r in rows
         ]
 
-    def load(self, ref: str, *, backend: Literal["sklearn", "auto"] = "sklearn") -> Model:
+    def load(
+        self,
+        ref: str,
+        *,
+        backend: Literal["sklearn", "auto"] = "sklearn",
+        record_events: bool = False,
+    ) -> Model:
         """Verify a version's artifact against its recorded sha256, then deserialize it.
 
         ``backend="auto"`` also loads the version's ONNX graph when one was accepted at
         registration and onnxruntime is installed (the service does); the default answers with
-        scikit-learn alone, so results are bit-identical to the pipeline's.
+        scikit-learn alone, so results are bit-identical to the pipeline's. A version with
+        features gets its enrichment step; its feature code is checked against the recorded
+        hash first (FeatureSkew, or a warning with ``SLIPWAY_FEATURE_SKEW=warn``).
+        ``record_events`` (the service) records requests as events when the version asks.
         """
         mv = self.get(ref)
         self._check_env(mv)
+        enricher = None
+        if "features" in mv.meta:
+            from slipway.features.versions import enricher as make_enricher
+
+            enricher = make_enricher(
+                mv, self.store, skew=self.settings.feature_skew, record=record_events
+            )
         data = self.artifacts.get(mv.sha256)  # raises before any deserialization
         pipeline = art.load_model(
             data,
@@ -266,8 +296,9 @@ class Registry:
         )
         graph = mv.meta.get("artifacts", {}).get("onnx")
         if backend == "auto" and graph and backends.runtime_available():
-            return Model(pipeline, mv, backends.OnnxBackend(self.artifacts.get(graph), mv.contract))
-        return Model(pipeline, mv)
+            onnx = backends.OnnxBackend(self.artifacts.get(graph), mv.contract)
+            return Model(pipeline, mv, onnx, enricher)
+        return Model(pipeline, mv, enricher=enricher)
 
     def profile(self, mv: ModelVersion) -> dict[str, Any]:
         """The reference profile stored with a version."""
@@ -427,6 +458,18 @@ class Registry:
         return checks
 
     # -- internals -------------------------------------------------------------------------
+
+    def _save_sources(self, sources: Mapping[str, Any]) -> None:
+        from slipway.store import features as feature_store
+
+        for spec in sources.values():
+            try:
+                feature_store.save_source(self.store, spec)
+            except ValueError as exc:
+                raise RegistryConflict(
+                    f"Cannot register these features: {exc}. Rename the source or use the "
+                    "recorded columns."
+                ) from None
 
     def _status(self, conn: sa.Connection, name: str, version: int | None) -> str:
         if conn.execute(sa.select(models.c.name).where(models.c.name == name)).first() is None:
