@@ -128,9 +128,13 @@ def create_app(
 
 def app_from_env() -> FastAPI:
     """The app uvicorn workers build (``--factory``): settings from ``SLIPWAY_*`` variables."""
+    from slipway.serving import events
+
     lean_log_records()
     return create_app(
-        Settings.from_env(), multiprocess_dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+        Settings.from_env(),
+        routers=[events.router],
+        multiprocess_dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None,
     )
 
 

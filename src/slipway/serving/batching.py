@@ -21,6 +21,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import MutableMapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from slipway.predict import Predictions
@@ -57,6 +58,7 @@ class MicroBatcher:
     def __init__(self, scorer: Scorer, *, max_rows: int = 256, max_wait: float = 0.0) -> None:
         self.scorer, self.max_rows, self.max_wait = scorer, max_rows, max_wait
         self._open: dict[int, _Batch] = {}  # id(served) -> the batch gathering for it
+        self._executor: ThreadPoolExecutor | None = None
 
     async def score(
         self,
@@ -70,6 +72,10 @@ class MicroBatcher:
         n = len(rows)
         if self.max_rows <= 1 or n >= self.max_rows:
             self.scorer.metrics.batched(served.name, served.version).observe(1)
+            if served.model.enricher is not None:
+                return await self.scorer.score_off_loop(
+                    served, rows, scope=scope, unit_ids=unit_ids
+                )
             return self.scorer.score(served, rows, scope=scope, unit_ids=unit_ids)
         check_rows(n, self.scorer.max_rows)
         loop = asyncio.get_running_loop()
@@ -102,35 +108,56 @@ class MicroBatcher:
         if not requests:
             return
         served = batch.served
+        if served.model.enricher is not None:
+            # Features read the event store: score in the worker thread so the loop keeps
+            # taking requests (which gather into the next batch meanwhile).
+            loop = asyncio.get_running_loop()
+
+            def work() -> None:
+                outcomes = self._outcomes(served, requests)
+                loop.call_soon_threadsafe(_deliver, outcomes)
+
+            self._worker().submit(work)
+            return
+        _deliver(self._outcomes(served, requests))
+
+    def _worker(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="slipway-features")
+        return self._executor
+
+    def _outcomes(self, served: Served, requests: list[_Request]) -> list[_Outcome]:
+        """Each request's Scored (or error): merged into one call when every row is clean."""
         sizes = self.scorer.metrics.batched(served.name, served.version)
         if len(requests) > 1:
             try:
-                if self._merged(served, requests):
+                merged = self._merged(served, requests)
+                if merged is not None:
                     sizes.observe(len(requests))
-                    return
+                    return merged
             except Exception:
                 logger.exception("a merged batch failed; scoring its requests one by one")
+        out: list[_Outcome] = []
         for r in requests:
-            if r.future.done():
-                continue
             sizes.observe(1)
             try:
-                r.future.set_result(
-                    self.scorer.score(served, r.rows, scope=r.scope, unit_ids=r.unit_ids)
+                out.append(
+                    (r, self.scorer.score(served, r.rows, scope=r.scope, unit_ids=r.unit_ids))
                 )
             except Exception as exc:
-                r.future.set_exception(exc)
+                out.append((r, exc))
+        return out
 
-    def _merged(self, served: Served, requests: list[_Request]) -> bool:
-        """Score clean requests in one call; False (nothing done) if any row is not clean."""
+    def _merged(self, served: Served, requests: list[_Request]) -> list[_Outcome] | None:
+        """Score clean requests in one call; None (nothing done) if any row is not clean."""
         model = served.model
         rows = [row for r in requests for row in r.rows]
         checked = model.contract.validate_clean(rows)
         if checked is None:
-            return False
+            return None
         predictions = model.infer(checked)
         if predictions.warnings or len(predictions) != len(rows):
-            return False
+            return None
         outputs = predictions.records()
         ids = self.scorer.ids.new(len(rows))
         bounds, start = [], 0
@@ -144,9 +171,21 @@ class MicroBatcher:
             [outputs[a:b] for a, b in bounds],
             [ids[a:b] for a, b in bounds],
         )
-        for r, result in zip(requests, scored, strict=True):
+        return list(zip(requests, scored, strict=True))
+
+
+_Outcome = tuple[_Request, "Scored | Exception"]
+
+
+def _deliver(outcomes: list[_Outcome]) -> None:
+    """Hand each waiting request its result (on the event loop)."""
+    for r, result in outcomes:
+        if r.future.done():
+            continue
+        if isinstance(result, Exception):
+            r.future.set_exception(result)
+        else:
             r.future.set_result(result)
-        return True
 
 
 def _part(p: Predictions, start: int, stop: int) -> Predictions:
@@ -160,4 +199,5 @@ def _part(p: Predictions, start: int, stop: int) -> Predictions:
         None if p.probabilities is None else p.probabilities[start:stop],
         p.classes,
         None if p.values is None else p.values[start:stop],
+        features={k: v[start:stop] for k, v in p.features.items()},
     )

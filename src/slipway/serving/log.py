@@ -21,7 +21,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -93,6 +93,9 @@ class Entry:
     latency_ms: float
     unit_ids: Sequence[str | None] | None = None
     variant: str | None = None
+    # Computed features (models with features): name -> one value per prediction, kept in
+    # the log's inputs beside the raw fields.
+    features: Mapping[str, Sequence[Any]] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -107,6 +110,8 @@ class Entry:
                 if isinstance(r, dict)
                 else dict(zip(names, r, strict=True))
             )
+            if self.features:
+                inputs.update({k: v[i] for k, v in self.features.items()})
             out.append(
                 {
                     "prediction_id": pid,

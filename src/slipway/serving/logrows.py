@@ -62,6 +62,7 @@ class LogTable:
         names, unit_ids, outputs = entry.names, entry.unit_ids, entry.outputs
         model, version, variant = entry.model, entry.version, entry.variant
         latency = entry.latency_ms
+        features = entry.features
         out = []
         for i, pid in enumerate(entry.ids):
             r = entry.rows[i]
@@ -70,6 +71,8 @@ class LogTable:
                 if isinstance(r, dict)
                 else dict(zip(names, r, strict=True))
             )
+            if features:
+                inputs.update({k: v[i] for k, v in features.items()})
             out.append(
                 (
                     pid,

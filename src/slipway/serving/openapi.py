@@ -83,6 +83,15 @@ def build(app: FastAPI, service: Service) -> dict[str, Any]:
     )
     _body(
         paths,
+        "/v1/events",
+        "post",
+        events_schema(max_rows),
+        {"events": {"value": {"source": "transactions", "events": [
+            {"event_id": "t_0001", "card_id": "c_123", "ts": "2026-11-02T10:15:00Z",
+             "amount": 135.6}]}}},
+    )  # fmt: skip
+    _body(
+        paths,
         "/invocations",
         "post",
         invocations_schema(max_rows),
@@ -221,6 +230,24 @@ def feedback_schema(max_rows: int) -> dict[str, Any]:
             "feedback": {"type": "array", "items": item, "minItems": 1, "maxItems": max_rows}
         },
         "required": ["feedback"],
+        "additionalProperties": False,
+    }
+
+
+def events_schema(max_rows: int) -> dict[str, Any]:
+    """``{"source": NAME, "events": [{id, entity key, time, other columns...}, ...]}``."""
+    return {
+        "type": "object",
+        "properties": {
+            "source": {"type": "string", "minLength": 1, "maxLength": 100},
+            "events": {
+                "type": "array",
+                "items": {"type": "object"},
+                "minItems": 1,
+                "maxItems": max_rows,
+            },
+        },
+        "required": ["source", "events"],
         "additionalProperties": False,
     }
 

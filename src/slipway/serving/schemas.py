@@ -107,6 +107,15 @@ class FeedbackOut(BaseModel):
     unknown: list[str]
 
 
+class EventsOut(BaseModel):
+    """Events received, stored now, and already stored before (same event id)."""
+
+    source: str
+    received: int
+    inserted: int
+    duplicates: int
+
+
 class MonitoringOut(BaseModel):
     """The latest monitoring report of a model, as `slipway monitor --format json` prints it."""
 

@@ -13,6 +13,8 @@ from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
+
 from slipway.exceptions import ContractViolation
 from slipway.predict import Predictions
 from slipway.serving.limits import check_rows
@@ -46,6 +48,13 @@ class Scored:
         ]
 
 
+def loggable(predictions: Predictions) -> dict[str, list[Any]] | None:
+    """Computed features of the scored rows as JSON-ready lists (None without features)."""
+    if not predictions.features:
+        return None
+    return {k: v.tolist() for k, v in predictions.features.items()}
+
+
 class Scorer:
     """Validates, predicts, logs and counts; shared by the V1, V2 and MLflow routes."""
 
@@ -65,6 +74,9 @@ class Scorer:
         unit_ids: Sequence[str | None] | None = None,
     ) -> Scored:
         """Score ``rows`` (records, positional rows or a 2-D array) with one served version.
+
+        A version with features reads the event store here: call it off the event loop
+        (:meth:`score_off_loop`).
 
         ``log_rows`` are the rows as the log should keep them when ``rows`` is not a list of
         JSON values (e.g. a tensor). Raises ContractViolation listing every problem.
@@ -89,6 +101,22 @@ class Scorer:
             scope=scope,
             unit_ids=unit_ids,
         )
+
+    async def score_off_loop(
+        self,
+        served: Served,
+        rows: Any,
+        *,
+        scope: MutableMapping[str, Any],
+        log_rows: Sequence[Any] | None = None,
+        unit_ids: Sequence[str | None] | None = None,
+    ) -> Scored:
+        """:meth:`score`, in a worker thread when the version computes features (it reads the
+        event store), on the event loop otherwise."""
+        kw: dict[str, Any] = {"scope": scope, "log_rows": log_rows, "unit_ids": unit_ids}
+        if served.model.enricher is None:
+            return self.score(served, rows, **kw)
+        return await run_in_threadpool(self.score, served, rows, **kw)
 
     def finish(
         self,
@@ -117,6 +145,7 @@ class Scorer:
                 outputs,
                 round(seconds * 1000, 3),
                 unit_ids,
+                features=loggable(predictions),
             )
         )
         ok, latency, counted = self.metrics.served(served.name, served.version)
@@ -139,7 +168,9 @@ class Scorer:
         now, created = time.perf_counter(), utcnow()
         ok, latency, counted = self.metrics.served(served.name, served.version)
         entries: list[Entry | Failure] = []
-        for (rows, scope, unit_ids), out, pids in zip(requests, outputs, ids, strict=True):
+        for (rows, scope, unit_ids), out, pids, p in zip(
+            requests, outputs, ids, predictions, strict=True
+        ):
             started = scope.get("slipway.started")
             seconds = now - started if started is not None else 0.0
             latency.observe(seconds)
@@ -155,6 +186,7 @@ class Scorer:
                     out,
                     ms,
                     unit_ids,
+                    features=loggable(p),
                 )
             )
             scope["slipway.served"] = (served.name, served.version, len(out))

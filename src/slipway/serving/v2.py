@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -137,7 +138,7 @@ def router(service: Service) -> APIRouter:
     async def infer(name: str, request: Request) -> Response:
         """Inference on JSON or binary tensors, by the version serving."""
         s = served(name)
-        return _infer(service, s, await request.body(), request)
+        return await _answer(service, s, await request.body(), request)
 
     @api.post(
         "/models/{name}/versions/{version}/infer",
@@ -148,7 +149,7 @@ def router(service: Service) -> APIRouter:
     async def version_infer(name: str, version: str, request: Request) -> Response:
         """Inference on JSON or binary tensors, by that version (404 unless it is serving)."""
         s = served(name, version)
-        return _infer(service, s, await request.body(), request)
+        return await _answer(service, s, await request.body(), request)
 
     return api
 
@@ -182,6 +183,13 @@ def metadata(s: Served) -> dict[str, Any]:
         "inputs": inputs,
         "outputs": outputs,
     }
+
+
+async def _answer(service: Service, s: Served, raw: bytes, request: Request) -> Response:
+    """The inference answer; in a worker thread for a version whose features read the store."""
+    if s.model.enricher is None:
+        return _infer(service, s, raw, request)
+    return await run_in_threadpool(_infer, service, s, raw, request)
 
 
 def _infer(service: Service, s: Served, raw: bytes, request: Request) -> Response:
