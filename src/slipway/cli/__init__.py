@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from slipway.cli import batch, keys, models, monitor, serve, train
+from slipway.cli import batch, features, keys, models, monitor, serve, train
 from slipway.cli._common import print_error
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(keys.app, name="keys")
 app.add_typer(batch.app, name="batch")
+app.add_typer(features.app, name="features")
 app.command("train")(train.train_command)
 app.command("quickstart")(train.quickstart_command)
 app.command("serve")(serve.serve_command)

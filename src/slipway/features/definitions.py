@@ -412,7 +412,7 @@ class Definitions:
         }
 
 
-def resolve(items: Iterable[Any]) -> Definitions:
+def resolve(items: Iterable[Any] | Definitions) -> Definitions:
     """Flatten feature sets, aggregates and row features into ordered, checked definitions.
 
     Raises FeatureDefinitionError for duplicate names and cycles between row features.

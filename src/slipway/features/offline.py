@@ -23,7 +23,7 @@ from slipway.store import Store
 
 def training_frame(
     entities: Any,
-    features: Sequence[Any],
+    features: Sequence[Any] | Definitions,
     at: str,
     *,
     store: Store | None = None,

@@ -121,7 +121,11 @@ def insert_events(conn: Connection, source: str, events: Sequence[EventRow]) -> 
     if not events:
         return 0
     stamp = now_us()
-    insert = _insert(conn.dialect.name)
+    statement = (
+        _insert(conn.dialect.name)(feature_events)
+        .on_conflict_do_nothing()
+        .returning(feature_events.c.event_id)
+    )
     added = 0
     for start in range(0, len(events), _INSERT_ROWS):
         part = events[start : start + _INSERT_ROWS]
@@ -130,8 +134,9 @@ def insert_events(conn: Connection, source: str, events: Sequence[EventRow]) -> 
              "payload": e.payload, "ingested_at": stamp}
             for e in part
         ]  # fmt: skip
-        result = conn.execute(insert(feature_events).values(values).on_conflict_do_nothing())
-        added += max(result.rowcount, 0)
+        # executemany with RETURNING: SQLAlchemy batches it into multi-row statements, and
+        # the ids returned are exactly the rows that were new.
+        added += len(conn.execute(statement, values).all())
     return added
 
 
@@ -231,3 +236,26 @@ def _source(row: Any) -> SourceRecord:
         row.name, row.entity, row.timestamp, dict(row.spec), row.created_at,
         dict(row.materialized or {}),
     )  # fmt: skip
+
+
+def served_inputs(
+    store: Store, model: str, start: datetime, end: datetime, limit: int | None = None
+) -> list[tuple[str, datetime, int, str]]:
+    """(prediction id, time, version, inputs JSON) of a model's logged predictions in
+    [start, end): all of them, or a random ``limit`` of them."""
+    from slipway.store.schema import predictions
+
+    query = sa.select(
+        predictions.c.prediction_id,
+        predictions.c.created_at,
+        predictions.c.version,
+        sa.cast(predictions.c.inputs, sa.Text),
+    ).where(
+        predictions.c.model_name == model,
+        predictions.c.created_at >= start,
+        predictions.c.created_at < end,
+    )
+    if limit is not None:
+        query = query.order_by(sa.func.random()).limit(limit)
+    with store.read() as conn:
+        return [(r[0], r[1], int(r[2]), r[3]) for r in conn.execute(query)]
