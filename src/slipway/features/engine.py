@@ -31,6 +31,7 @@ from slipway.exceptions import FeatureDefinitionError
 from slipway.features.definitions import Bound, RowFeature
 
 _I64 = np.int64
+_SMALL = 20_000  # events below which dicts and plain numpy beat pandas
 
 
 @dataclass
@@ -160,11 +161,19 @@ class _Index:
         mask: np.ndarray | None = None
         for key, value in agg.where.items():
             col = self.column(key, b.name)
-            hit = np.asarray(pd.Series(col) == value, dtype=bool)
+            if col.dtype.kind == "O" and len(col) < _SMALL:
+                hit = np.fromiter((v == value for v in col.tolist()), bool, len(col))
+            else:
+                hit = np.asarray(pd.Series(col) == value, dtype=bool)
             mask = hit if mask is None else mask & hit
         if agg.column is not None:
             col = self.column(agg.column, b.name)
-            present = ~np.isnan(col) if col.dtype.kind == "f" else np.asarray(pd.notna(col))
+            if col.dtype.kind == "f":
+                present = ~np.isnan(col)
+            elif col.dtype.kind == "O" and len(col) < _SMALL:
+                present = np.fromiter((_present(v) for v in col.tolist()), bool, len(col))
+            else:
+                present = np.asarray(pd.notna(col))
             if not present.all():
                 mask = present if mask is None else mask & present
         return mask
@@ -247,7 +256,7 @@ class _Index:
         counted = np.arange(self.n) if mask is None else np.flatnonzero(mask)
         if self.n == 0 or counted.size == 0:
             return np.zeros(n, dtype=_I64)
-        codes, _ = pd.factorize(values[counted])
+        codes = _factorize(values[counted])
         present = np.ones(self.n, dtype=bool) if mask is None else mask
         prefix = np.concatenate([[0], np.cumsum(present, dtype=_I64)])
         mlo, mhi = prefix[lo], prefix[hi]
@@ -260,6 +269,10 @@ class _Index:
         picked = codes[starts + np.arange(total)]
         pairs = np.unique(rows * (int(codes.max()) + 1) + picked)
         return np.bincount(pairs // (int(codes.max()) + 1), minlength=n).astype(_I64)
+
+
+def _present(v: Any) -> bool:
+    return v is not None and not (isinstance(v, float) and v != v)
 
 
 def _reduce_slices(
@@ -296,12 +309,31 @@ def _finish(b: Bound, values: np.ndarray, n: int) -> np.ndarray:
     return np.asarray(values, dtype=agg.dtype)
 
 
+def _factorize(values: np.ndarray) -> np.ndarray:
+    if len(values) < _SMALL:
+        index: dict[Any, int] = {}
+        return np.asarray([index.setdefault(v, len(index)) for v in values.tolist()], _I64)
+    return np.asarray(pd.factorize(values)[0], dtype=_I64)
+
+
 def _codes(ev_entity: np.ndarray, q_entity: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """Integer codes of the events' and rows' entity keys (-1: null, or unknown to events)."""
     ev = np.asarray(ev_entity)
     q = np.asarray(q_entity)
     if not (ev.dtype.kind in "iu" and q.dtype.kind in "iu"):
         ev, q = entity_text(ev), entity_text(q)
+    if len(ev) < _SMALL:  # online batches: a dict beats pandas' setup cost by far
+        index: dict[Any, int] = {}
+        for k in ev.tolist():
+            if k is not None and k not in index:
+                index[k] = len(index)
+        ev_list = [-1 if k is None else index[k] for k in ev.tolist()]
+        q_list = [index.get(k, -1) if k is not None else -1 for k in q.tolist()]
+        return (
+            np.asarray(ev_list, dtype=_I64),
+            np.asarray(q_list, dtype=_I64),
+            max(len(index), 1),
+        )
     ev_codes, uniques = pd.factorize(ev, use_na_sentinel=True)
     q_codes = pd.Index(uniques).get_indexer(q) if len(uniques) else np.full(len(q), -1)
     return ev_codes.astype(_I64), np.asarray(q_codes, dtype=_I64), max(len(uniques), 1)
