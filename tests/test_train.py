@@ -126,49 +126,66 @@ def test_cli_train_prints_the_model_card_or_one_error_per_problem(capsys, env, t
     assert "data.target: column 'nope'" in result.err and "Traceback" not in result.err
 
 
-def test_transactions_have_a_learnable_signal():
-    """The generated data set is seeded, realistic in shape, and fraud is predictable."""
+def test_quickstart_history_is_deterministic_and_learnable_from_point_in_time_features():
+    """The seeded history repeats exactly; card features computed point in time predict fraud."""
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.metrics import roc_auc_score
 
-    a, b = quickstart.make_transactions(6000, seed=1), quickstart.make_transactions(6000, seed=1)
+    import slipway.features as sf
+
+    a, b = quickstart.make_history(6000, seed=1), quickstart.make_history(6000, seed=1)
     pd.testing.assert_frame_equal(a, b)
-    assert set(quickstart.FEATURES) <= set(a.columns)
-    assert 0.01 < a.is_fraud.mean() < 0.08
-    X = a[quickstart.FEATURES].assign(
-        merchant_category=lambda d: d.merchant_category.astype("category").cat.codes,
-        country=lambda d: d.country.astype("category").cat.codes,
+    assert a.ts.is_monotonic_increasing and 0.015 < a.is_fraud.mean() < 0.05
+    source = sf.EventSource(a, entity="card_id", timestamp="ts", name="transactions")
+    avg = sf.Aggregate("avg_7d", source, "mean", column="amount", window="7d", fillna=0.0)
+    frame = sf.training_frame(a, [avg], at="ts")
+    X = pd.DataFrame(
+        {
+            "ratio": np.where(frame.avg_7d > 0, frame.amount / frame.avg_7d, 0.0),
+            "hour": frame.ts.dt.hour,
+            "merchant": frame.merchant_category.astype("category").cat.codes,
+        }
     )
     model = HistGradientBoostingClassifier(random_state=0).fit(X[:4000], a.is_fraud[:4000])
-    assert roc_auc_score(a.is_fraud[4000:], model.predict_proba(X[4000:])[:, 1]) > 0.75
+    assert roc_auc_score(a.is_fraud[4000:], model.predict_proba(X[4000:])[:, 1]) > 0.8
 
 
-def test_quickstart_trains_registers_promotes_and_prints_the_card(capsys, env, tmp_path):
-    """`slipway quickstart` ends with a production model and its model card."""
-    result = run_cli(capsys, "quickstart", "--workdir", str(tmp_path / "qs"), "--rows", "3000")
+def test_quickstart_trains_on_features_serves_raw_requests_and_audits_skew(capsys, env, tmp_path):
+    """`slipway quickstart`: features, a production model, raw requests, a clean audit, a
+    planted skew refused by the guard and caught by the audit, batch and monitoring."""
+    result = run_cli(capsys, "quickstart", "--workdir", str(tmp_path / "qs"), "--rows", "8000")
     assert result.code == 0, result.err
-    assert "Model card: fraud" in result.out and "roc_auc" in result.out
-    assert (tmp_path / "qs" / "fraud.toml").exists()
-    # then it serves the model: predictions, feedback (twice: idempotent), a flushed log
-    assert "/v1/models/fraud/predict -> version 1" in result.out
-    assert '{"accepted": 3, "duplicates": 0, "unknown": []}' in result.out
-    assert '{"accepted": 0, "duplicates": 3, "unknown": []}' in result.out
-    assert "3 of 3 predictions are in the prediction log" in result.out
-    assert "curl -s -H" in result.out
+    out = result.out
+    assert "Model card: fraud" in out and "roc_auc" in out
+    assert "registered fraud:1 with features txn_count_30d, avg_amount_7d" in out
+    assert "/v1/models/fraud/predict -> version 1" in out
+    assert '{"accepted": 3, "duplicates": 0, "unknown": []}' in out
+    assert '{"accepted": 0, "duplicates": 3, "unknown": []}' in out
+    assert "3 of 3 predictions are in the prediction log" in out
+    assert "no skew" in out and "SKEW: 2 feature(s) differ" in out
+    assert "avg_amount_7d (window '7d' -> '3d')" in out and "(exit 2)" in out
+    assert "curl -s -H" in out
+    assert 'window="7d"' in (tmp_path / "qs" / "features.py").read_text()
     from slipway.monitoring import latest_report
     from slipway.registry import Registry
-    from slipway.store.schema import batch_predictions, feedback, predictions
+    from slipway.store.schema import batch_predictions, feature_events, feedback, predictions
 
     registry = Registry(env)
-    assert registry.get("fraud@production").version == 1
-    # more traffic with labels, a batch run into the database, a monitoring report
+    mv = registry.get("fraud@production")
+    assert mv.version == 1 and mv.request_contract.names[-2:] == ["card_id", "ts"]
     with registry.store.read() as conn:
         count = {
             t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
-            for t in (predictions, feedback, batch_predictions)
+            for t in (predictions, feedback, batch_predictions, feature_events)
         }
-    assert count == {"predictions": 1003, "feedback": 1003, "batch_predictions": 3000}
-    assert "3,000 rows scored, 0 rejected" in result.out
+    past, live = quickstart.split(quickstart.make_history(8000))
+    assert count == {
+        "predictions": 1203,
+        "feedback": 1203,
+        "batch_predictions": len(live),
+        "feature_events": len(past) + 1203,
+    }
+    assert f"{len(live):,} rows scored, 0 rejected" in out
     report = latest_report(registry, "fraud")
     assert report is not None and report["status"] in {"OK", "WARN", "ALERT"}
     assert (tmp_path / "qs" / "monitoring.html").read_text().startswith("<!DOCTYPE html>")

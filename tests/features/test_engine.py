@@ -61,7 +61,8 @@ def histories(draw):
             "amount": draw(
                 st.lists(
                     st.one_of(st.none(), st.floats(-1e3, 1e3, allow_nan=False)),
-                    min_size=n, max_size=n,
+                    min_size=n,
+                    max_size=n,
                 )
             ),
             "merchant": draw(st.lists(st.sampled_from(["x", "y"]), min_size=n, max_size=n)),

@@ -72,7 +72,9 @@ def test_requests_need_the_entity_key_and_time(registry, feature_model):
     feature_model(registry)
     model = registry.load("fraud")
     with pytest.raises(ContractViolation) as err:
-        model.predict([{"amount": 5.0, "ts": "2026-02-01T00:00:00Z"}, {"card_id": "c1", "amount": 5.0}])
+        model.predict(
+            [{"amount": 5.0, "ts": "2026-02-01T00:00:00Z"}, {"card_id": "c1", "amount": 5.0}]
+        )
     problems = {(p.row, p.field, p.code) for p in err.value.problems}
     assert problems == {(0, "card_id", "missing_field"), (1, "ts", "missing_field")}
 
@@ -82,10 +84,10 @@ def test_recorded_requests_become_events_seen_by_later_rows(registry, feature_mo
     feature_model(registry, record_events=True)
     model = registry.load("fraud", record_events=True)
     t0 = START + pd.Timedelta(days=80)
+    hours = pd.to_timedelta([0, 1, 2], unit="h")
     rows = pd.DataFrame(
-        {"card_id": ["new_card"] * 3, "ts": [t0, t0 + pd.Timedelta(hours=1), t0 + pd.Timedelta(hours=2)],
-         "amount": [10.0, 20.0, 30.0]}
-    )  # fmt: skip
+        {"card_id": ["new_card"] * 3, "ts": t0 + hours, "amount": [10.0, 20.0, 30.0]}
+    )
     got = model.score(requests(rows)).features["txn_count_30d"]
     assert got.tolist() == [0, 1, 2]
     again = registry.load("fraud").score(requests(rows.iloc[[2]])).features
@@ -96,7 +98,7 @@ def test_skew_guard_refuses_changed_feature_code_or_warns(registry, tmp_path, mo
     """Importable definitions that differ from the registered ones are refused, naming them."""
     module = tmp_path / "skewmod.py"
     body = textwrap.dedent(
-        '''
+        """
         import numpy as np
         import slipway.features as sf
         tx = sf.EventSource("transactions", entity="card_id", timestamp="ts")
@@ -107,7 +109,7 @@ def test_skew_guard_refuses_changed_feature_code_or_warns(registry, tmp_path, mo
         @sf.row_feature
         def double(amount):
             return amount * 2
-        '''
+        """
     )
     monkeypatch.syspath_prepend(str(tmp_path))
 
@@ -138,9 +140,7 @@ def test_skew_guard_refuses_changed_feature_code_or_warns(registry, tmp_path, mo
 
 
 @pytest.mark.parametrize("change", ["window", "fillna"])
-def test_audit_is_clean_on_honest_traffic_and_finds_a_planted_skew(
-    registry, feature_model, change
-):
+def test_audit_is_clean_on_honest_traffic_and_finds_a_planted_skew(registry, feature_model, change):
     """Honest served features audit clean; a changed window or fillna is found and named."""
     from slipway.serving.log import Entry, PredictionLog
     from slipway.serving.scoring import loggable
@@ -155,7 +155,9 @@ def test_audit_is_clean_on_honest_traffic_and_finds_a_planted_skew(
 
     def serve(model):
         p = model.score(rows)
-        ids = [f"{model.name}-{i}-{np.random.default_rng().integers(1e12)}" for i in range(len(rows))]
+        ids = [
+            f"{model.name}-{i}-{np.random.default_rng().integers(1e12)}" for i in range(len(rows))
+        ]
         log.put(Entry(ids, utcnow(), "fraud", 1, model.contract.names, rows,
                       p.records(), 1.0, features=loggable(p)))  # fmt: skip
         log.start()
