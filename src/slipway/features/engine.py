@@ -366,14 +366,15 @@ def entity_text(values: Any) -> np.ndarray:
 
 def times_us(values: Any, what: str = "timestamp") -> np.ndarray:
     """Date-times (datetime64, tz-aware or naive UTC, ISO strings) -> int64 µs since epoch."""
+    dtype = getattr(values, "dtype", None)
+    if isinstance(dtype, pd.DatetimeTZDtype):  # never via an object array of Timestamps
+        series = values if isinstance(values, pd.Series) else pd.Series(values)
+        naive = series.dt.tz_convert("UTC").dt.tz_localize(None)
+        return naive.to_numpy("datetime64[us]").astype(_I64)
     arr = np.asarray(values)
     if arr.dtype.kind == "M":
         return arr.astype("datetime64[us]").astype(_I64)
-    series = pd.Series(values) if not isinstance(values, pd.Series) else values
-    if isinstance(series.dtype, pd.DatetimeTZDtype):
-        return (
-            series.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[us]").astype(_I64)
-        )
+    series = pd.Series(arr)
     try:
         parsed = pd.to_datetime(series, utc=True, format="ISO8601")
     except (ValueError, TypeError) as exc:
