@@ -138,6 +138,8 @@ class DriftReport:
     history: list[dict[str, Any]] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     run_id: int | None = None
+    # The skew audit of the latest window (models with features): AuditReport.to_dict().
+    skew: dict[str, Any] | None = None
 
     @property
     def latest(self) -> WindowReport:
@@ -188,6 +190,7 @@ class DriftReport:
                 ],
                 "history": self.history,
                 "alerts": self.alerts,
+                "skew": self.skew,
             }
         )
 
@@ -223,6 +226,7 @@ class DriftReport:
             history=list(data.get("history", [])),
             alerts=list(data.get("alerts", [])),
             run_id=data.get("run_id"),
+            skew=data.get("skew"),
         )
 
 
