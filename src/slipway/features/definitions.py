@@ -222,8 +222,9 @@ class Aggregate:
 class RowFeature:
     """A vectorized function of raw fields and other features: one value per row.
 
-    Its parameters name its inputs. It is called with one pandas Series per input (datetime
-    inputs are timezone-aware UTC) and returns an array-like of one value per row.
+    Its parameters name its inputs. It is called with one numpy array per input (the time
+    field as a pandas Series of UTC datetimes, for ``.dt``) and returns an array-like of one
+    value per row.
     """
 
     def __init__(

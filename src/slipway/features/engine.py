@@ -397,7 +397,8 @@ def apply_rows(
 ) -> dict[str, np.ndarray]:
     """Compute row features in order, each from its inputs in ``columns`` (updated in place).
 
-    ``timestamps`` name int64-µs columns handed to functions as UTC datetime Series.
+    Inputs arrive as numpy arrays; ``timestamps`` name int64-µs columns handed to functions as
+    pandas Series of UTC datetimes.
     """
     out: dict[str, np.ndarray] = {}
     for r in row_features:
@@ -414,16 +415,21 @@ def apply_rows(
     return out
 
 
-def _series(values: Any, is_time: bool) -> pd.Series:
+def _series(values: Any, is_time: bool) -> Any:
+    """A row feature's input: a numpy array (cheap for one row and for a million), or for a
+    time a pandas Series of UTC datetimes (for ``.dt``)."""
     if is_time:
         return pd.Series(pd.to_datetime(np.asarray(values, dtype=_I64), unit="us", utc=True))
-    return pd.Series(values, copy=False)
+    return np.asarray(values)
 
 
-def _call(r: RowFeature, args: list[pd.Series], n: int) -> np.ndarray:
+def _call(r: RowFeature, args: list[Any], n: int) -> np.ndarray:
     fn: Callable[..., Any] = r.fn
     try:
-        result = fn(*args)
+        # np.where(b > 0, a / b, 0) evaluates both branches: division by zero is expected
+        # there, and pandas, which users may know better, would not warn either.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            result = fn(*args)
     except Exception as exc:
         raise FeatureDefinitionError(
             f"Row feature {r.name!r} failed on {n} row(s): {type(exc).__name__}: {exc}"
