@@ -257,8 +257,10 @@ def online(events_n: int, seconds: float, clients: int = 32) -> None:
         p99[name] = q99
         print(f"| {name} features | {len(lat):,} | {len(lat) / seconds:,.0f} | {q50:.2f} | "
               f"{q99:.2f} |")  # fmt: skip
-    print(f"p99 added by enrichment (10 aggregates): {p99['with'] - p99['without']:.2f} ms "
-          "(goal <= 2 ms)")
+    print(
+        f"p99 added by enrichment (10 aggregates): {p99['with'] - p99['without']:.2f} ms "
+        "(goal <= 2 ms)"
+    )
 
 
 async def load(url: str, token: str, name: str, rows: list, clients: int, seconds: float) -> list:

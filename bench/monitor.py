@@ -115,6 +115,7 @@ def store_run(folder: Path, rows: int, phase: str) -> dict:
     import pandas as pd
     from sklearn.dummy import DummyClassifier
 
+    from slipway.clock import utcnow
     from slipway.config import Settings
     from slipway.monitoring.runner import Monitor
     from slipway.registry import Registry
@@ -137,7 +138,7 @@ def store_run(folder: Path, rows: int, phase: str) -> dict:
     y = np.arange(len(ref)) % 2
     model = DummyClassifier(strategy="prior").fit(ref, y)
     registry.register(model, "bench", ref, y, X_val=ref, y_val=y, alias="production")
-    now = schema.utcnow()
+    now = utcnow()
     started = time.perf_counter()
     out = {"label": 0, "probabilities": {"0": 0.5, "1": 0.5}}
     step = timedelta(hours=23) / max(rows, 1)

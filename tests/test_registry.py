@@ -200,6 +200,24 @@ def test_models_summary(registry, make_fitted):
     ]
 
 
+def test_alias_versions_answer_for_every_model_with_the_alias_or_only_those_named(
+    registry, make_fitted
+):
+    """alias_versions() maps each model with the alias to its version; names narrow it down."""
+    fitted = make_fitted("frame")
+    for name in ("a", "b", "c"):
+        registry.register(fitted.pipeline, name, fitted.X_train)
+        registry.register(fitted.pipeline, name, fitted.X_train)
+    registry.promote("a", 2)
+    registry.promote("b", 1)
+    registry.promote("c", 2, alias="candidate")
+    assert registry.alias_versions("production") == {"a": 2, "b": 1}
+    assert registry.alias_versions("production", ["b", "c"]) == {"b": 1}
+    assert registry.alias_versions("candidate") == {"c": 2}
+    registry.promote("a", 1)
+    assert registry.alias_versions("production", ["a"]) == {"a": 1}
+
+
 def test_verify_rehashes_every_artifact(registry, make_fitted):
     """A flipped byte or a deleted file is found by verify."""
     fitted = make_fitted("frame")

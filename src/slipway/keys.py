@@ -10,15 +10,12 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
-import sqlalchemy as sa
-
+from slipway.clock import utcnow
 from slipway.exceptions import ConfigError, KeyNotFound, RegistryConflict
 from slipway.store import Store
-from slipway.store.schema import api_keys, utcnow
+from slipway.store.keys import ApiKey, active_keys, add_key, all_keys, revoke_key
 
 Role = Literal["predict", "admin"]
 ROLES: tuple[Role, ...] = ("predict", "admin")
@@ -33,39 +30,8 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-@dataclass(frozen=True)
-class ApiKey:
-    """What is known about a key without the key itself."""
-
-    name: str
-    role: str
-    prefix: str
-    created_at: datetime
-    revoked_at: datetime | None = None
-
-    @property
-    def active(self) -> bool:
-        """True until the key is revoked."""
-        return self.revoked_at is None
-
-    @property
-    def admin(self) -> bool:
-        """Admin keys may also use admin routes (reload)."""
-        return self.role == "admin"
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready view, as printed by ``slipway keys list --json``."""
-        return {
-            "name": self.name,
-            "role": self.role,
-            "prefix": self.prefix,
-            "created_at": self.created_at.isoformat(),
-            "revoked_at": None if self.revoked_at is None else self.revoked_at.isoformat(),
-        }
-
-
 class KeyStore:
-    """The ``api_keys`` table: create, list, revoke, and the active keys by hash."""
+    """API keys: create, list, revoke, and the active keys by hash."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -81,55 +47,28 @@ class KeyStore:
             raise ConfigError(f"Role {role!r} is not one of {', '.join(ROLES)}.")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         key = ApiKey(name, role, token[:_SHOWN], utcnow())
-        with self.store.write() as conn:
-            old = conn.execute(sa.select(api_keys).where(api_keys.c.name == name)).first()
-            if old is not None:
-                state = "active" if old.revoked_at is None else f"revoked {old.revoked_at:%Y-%m-%d}"
-                raise RegistryConflict(
-                    f"A key named {name!r} already exists ({state}); key names are never "
-                    "reused, so choose another name."
-                )
-            conn.execute(
-                api_keys.insert().values(
-                    name=name,
-                    role=role,
-                    key_hash=hash_token(token),
-                    prefix=key.prefix,
-                    created_at=key.created_at,
-                )
+        old = add_key(self.store, key, hash_token(token))
+        if old is not None:
+            state = "active" if old.active else f"revoked {old.revoked_at:%Y-%m-%d}"
+            raise RegistryConflict(
+                f"A key named {name!r} already exists ({state}); key names are never "
+                "reused, so choose another name."
             )
         return key, token
 
     def list(self) -> list[ApiKey]:
         """Every key, active or revoked, by name."""
-        with self.store.read() as conn:
-            rows = conn.execute(sa.select(api_keys).order_by(api_keys.c.name)).all()
-        return [_key(r) for r in rows]
+        return all_keys(self.store)
 
     def revoke(self, name: str) -> ApiKey:
         """Revoke a key by name; revoking a revoked key changes nothing and returns it."""
-        with self.store.write() as conn:
-            row = conn.execute(
-                sa.select(api_keys).where(api_keys.c.name == name).with_for_update()
-            ).first()
-            if row is None:
-                names = conn.execute(sa.select(api_keys.c.name).order_by(api_keys.c.name))
-                known = ", ".join(names.scalars())
-                hint = f" Known keys: {known}." if known else " There are no keys."
-                raise KeyNotFound(f"No API key named {name!r}.{hint}")
-            if row.revoked_at is None:
-                conn.execute(
-                    api_keys.update().where(api_keys.c.name == name).values(revoked_at=utcnow())
-                )
-                row = conn.execute(sa.select(api_keys).where(api_keys.c.name == name)).one()
-        return _key(row)
+        key = revoke_key(self.store, name, utcnow())
+        if key is None:
+            known = ", ".join(k.name for k in all_keys(self.store))
+            hint = f" Known keys: {known}." if known else " There are no keys."
+            raise KeyNotFound(f"No API key named {name!r}.{hint}")
+        return key
 
     def active(self) -> dict[str, ApiKey]:
         """Active keys by the sha256 of the plain key: what a server checks requests against."""
-        with self.store.read() as conn:
-            rows = conn.execute(sa.select(api_keys).where(api_keys.c.revoked_at.is_(None))).all()
-        return {r.key_hash: _key(r) for r in rows}
-
-
-def _key(row: Any) -> ApiKey:
-    return ApiKey(row.name, row.role, row.prefix, row.created_at, row.revoked_at)
+        return active_keys(self.store)

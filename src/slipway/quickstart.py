@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
 
 from slipway.keys import KeyStore
 from slipway.registry import Registry
@@ -471,10 +470,6 @@ def _traffic(url: str, token: str, data: pd.DataFrame, per_request: int = 50) ->
 
 def _logged(registry: Registry, ids: list[str]) -> dict[str, dict[str, Any]]:
     """The logged inputs (raw fields and computed features) of predictions, by id."""
-    from slipway.store.schema import predictions
+    from slipway.store.features import logged_inputs
 
-    with registry.store.read() as conn:
-        query = sa.select(predictions.c.prediction_id, predictions.c.inputs).where(
-            predictions.c.prediction_id.in_(ids)
-        )
-        return {pid: dict(inputs) for pid, inputs in conn.execute(query)}
+    return logged_inputs(registry.store, ids)

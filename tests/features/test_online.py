@@ -144,7 +144,7 @@ def test_audit_is_clean_on_honest_traffic_and_finds_a_planted_skew(registry, fea
     """Honest served features audit clean; a changed window or fillna is found and named."""
     from slipway.serving.log import Entry, PredictionLog
     from slipway.serving.scoring import loggable
-    from slipway.store.schema import utcnow
+    from slipway.clock import utcnow
 
     fm = feature_model(registry)
     sample = fm.events.sample(50, random_state=5)

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from slipway.store.schema import utcnow
+from slipway.clock import utcnow
 from tests.cli_helpers import run_cli
 from tests.conftest import transactions
 

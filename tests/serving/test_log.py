@@ -11,9 +11,9 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from slipway.serving.log import Entry, Failure, IdGenerator, PredictionLog, id_time
-from slipway.serving.logrows import COLUMNS, to_json
 from slipway.serving.metrics import Metrics
 from slipway.store import Store
+from slipway.store.predictions import COLUMNS, to_json
 from slipway.store.schema import predictions, validation_failures
 
 NAMES = ("a", "b")

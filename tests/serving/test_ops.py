@@ -6,7 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from slipway.store.schema import batch_predictions, utcnow
+from slipway.clock import utcnow
+from slipway.store.schema import batch_predictions
 
 
 def test_models_list_and_describe_with_contract_schema(serve):

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+from slipway.clock import utcnow
 from slipway.exceptions import ConfigError
 from slipway.store import Store, schema
 
@@ -26,7 +27,7 @@ def test_opening_twice_does_not_migrate_again(settings):
     """A second open finds the schema at head and leaves data alone."""
     first = Store(settings.resolved_database_url)
     with first.write() as conn:
-        conn.execute(schema.models.insert().values(name="kept", created_at=schema.utcnow()))
+        conn.execute(schema.models.insert().values(name="kept", created_at=utcnow()))
     first.dispose()
     second = Store(settings.resolved_database_url)
     with second.read() as conn:
@@ -50,7 +51,7 @@ def test_write_transactions_roll_back_on_error(settings):
 
     def insert_then_fail() -> None:
         with store.write() as conn:
-            conn.execute(schema.models.insert().values(name="gone", created_at=schema.utcnow()))
+            conn.execute(schema.models.insert().values(name="gone", created_at=utcnow()))
             raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):

@@ -6,9 +6,9 @@ resumable by run id and exactly-once: each output row appears once per input row
 instant a run died at. The Dask engine applies the same core per partition.
 
 Modules: ``sources`` (inputs, chunking, fingerprints), ``scoring`` (a chunk -> output rows and
-rejects), ``outputs`` (database and Parquet writers), ``bulk`` (fast database loads), ``runs``
-(the run record and stored predictions), ``runner`` (the local engine), ``cluster`` (the Dask
-engine), ``progress`` (the progress bar).
+rejects), ``outputs`` (database and Parquet writers), ``runs`` (the run record and stored
+predictions), ``runner`` (the local engine), ``cluster`` (the Dask engine), ``progress`` (the
+progress bar). Their rows are kept by :mod:`slipway.store.batch`.
 """
 
 from __future__ import annotations

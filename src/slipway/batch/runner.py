@@ -235,10 +235,11 @@ def _reconcile(job: Job) -> dict[int, ChunkRecord]:
     recorded = job.runs.chunks(job.ctx.run_id)
     job.runs.forget_chunks(job.ctx.run_id, set(recorded) - set(done))
     missing = [rec for n, rec in done.items() if n not in recorded]
-    if missing:
-        with job.registry.store.write() as conn:
-            for rec in missing:
-                job.runs.record_chunk(conn, job.ctx.run_id, job.ctx.owner, rec)
+    if missing and not job.runs.record_chunks(job.ctx.run_id, job.ctx.owner, missing):
+        raise RunConflict(
+            f"Batch run {job.ctx.run_id!r}: another process recorded its chunks meanwhile; "
+            "this one stops here."
+        )
     return done
 
 

@@ -19,9 +19,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from slipway.clock import utcnow
 from slipway.contract import Problem, jsonable
 from slipway.exceptions import BatchInputError
-from slipway.store.schema import utcnow
 
 if TYPE_CHECKING:
     from slipway.predict import Model

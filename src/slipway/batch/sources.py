@@ -18,11 +18,11 @@ from typing import Any, Literal
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import sqlalchemy as sa
 
 from slipway.contract import Contract
 from slipway.exceptions import BatchInputError
 from slipway.store import Store
+from slipway.store.query import ReadOnlyQuery
 
 Format = Literal["parquet", "csv"]
 _SUFFIXES: dict[str, Format] = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
@@ -117,6 +117,7 @@ class QuerySource:
         self.query = query.strip().rstrip(";")
         if not self.query:
             raise BatchInputError("--query is empty; give a SELECT statement.")
+        self._sql = ReadOnlyQuery(store, self.query)
         self._count: int | None = None
 
     def describe(self) -> dict[str, Any]:
@@ -125,17 +126,12 @@ class QuerySource:
 
     def columns(self) -> list[str]:
         """Column names the query returns."""
-        with self._connection() as conn:
-            # The user's own query, run read-only: the point of --query.
-            result = conn.exec_driver_sql(f"SELECT * FROM ({self.query}) AS q LIMIT 0")  # noqa: S608
-            return list(result.keys())
+        return self._sql.columns()
 
     def total_rows(self) -> int | None:
         """Rows the query returns now."""
         if self._count is None:
-            with self._connection() as conn:
-                sql = f"SELECT count(*) FROM ({self.query}) AS q"  # noqa: S608
-                self._count = int(conn.exec_driver_sql(sql).scalar_one())
+            self._count = self._sql.count()
         return self._count
 
     def fingerprint(self) -> str:
@@ -151,47 +147,11 @@ class QuerySource:
     ) -> Iterator[Chunk]:
         """The query's rows in chunks, fetched from a server-side cursor."""
         first_row = 0
-        with self._connection() as conn:
-            result = conn.execution_options(
-                stream_results=True, max_row_buffer=chunk_size
-            ).exec_driver_sql(self.query)
-            names = list(result.keys())
-            for index, rows in enumerate(result.partitions(chunk_size)):
-                frame = pd.DataFrame.from_records(rows, columns=names)
-                frame = conform(frame, contract, key_column)
-                yield Chunk(index, first_row, frame)
-                first_row += len(frame)
-
-    def _connection(self) -> Any:
-        # Refuse writes at the database level: the query is the user's text.
-        conn = self.store.engine.connect()
-        if self.store.dialect == "postgresql":
-            conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-        else:
-            conn.exec_driver_sql("PRAGMA query_only = ON")
-        return _Closing(conn, self.store.dialect)
-
-
-class _Closing:
-    """Close the read-only connection when the block ends; turn query errors into ours."""
-
-    def __init__(self, conn: sa.Connection, dialect: str) -> None:
-        self.conn, self.dialect = conn, dialect
-
-    def __enter__(self) -> sa.Connection:
-        return self.conn
-
-    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
-        self.conn.rollback()
-        if self.dialect == "sqlite":
-            # Discard rather than pool it: query_only is a setting of the connection itself.
-            self.conn.invalidate()
-        self.conn.close()
-        if isinstance(exc, sa.exc.DBAPIError):
-            reason = str(exc.orig).strip().splitlines()[0]
-            raise BatchInputError(
-                f"--query failed: {reason}. It runs read-only against the configured database."
-            ) from None
+        for index, (names, rows) in enumerate(self._sql.batches(chunk_size)):
+            frame = pd.DataFrame.from_records(rows, columns=names)
+            frame = conform(frame, contract, key_column)
+            yield Chunk(index, first_row, frame)
+            first_row += len(frame)
 
 
 Source = FileSource | QuerySource

@@ -18,12 +18,12 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from slipway.clock import utcnow
 from slipway.exceptions import FeatureDefinitionError
 from slipway.features.offline import training_frame
 from slipway.features.versions import definitions
 from slipway.store import Store
 from slipway.store import features as sql
-from slipway.store.schema import utcnow
 
 if TYPE_CHECKING:
     from slipway.versions import ModelVersion

@@ -121,11 +121,8 @@ def _read_all(store: Store, src: EventSource) -> pd.DataFrame:
         assert src.path is not None
         return pd.concat([pd.read_parquet(p) for p in parquet_paths(src.path)])
     assert src.table is not None
-    import sqlalchemy as sa
-
-    table = sa.Table(src.table, sa.MetaData(), autoload_with=store.engine)
-    with store.read() as conn:
-        return pd.read_sql(sa.select(table), conn)
+    columns = sql.table_columns(store, src.table)
+    return pd.DataFrame(sql.read_table(store, src.table, columns), columns=columns)
 
 
 def _resolve(

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import orjson
-from sqlalchemy import exc as sa_exc
 
 from slipway.contract import Contract
 from slipway.exceptions import FeaturesUnavailable
@@ -27,7 +26,7 @@ from slipway.features.engine import Events, entity_text
 from slipway.features.offline import compute_columns
 from slipway.features.sources import needed_columns, payload_events
 from slipway.predict import Enriched
-from slipway.store import Store
+from slipway.store import TRANSIENT, Store
 from slipway.store import features as sql
 from slipway.validation import Validated
 
@@ -127,7 +126,7 @@ class OnlineFeatures:
             else:
                 with self.store.read() as conn:
                     out = self._fetch(conn, columns, t, usable, hi)
-        except sa_exc.SQLAlchemyError as exc:
+        except TRANSIENT as exc:
             raise FeaturesUnavailable(
                 f"{self.model}: the feature events cannot be read ({type(exc).__name__}); "
                 "retry shortly.",

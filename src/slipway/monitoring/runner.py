@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-import sqlalchemy as sa
-
+from slipway.clock import utcnow
 from slipway.exceptions import ConfigError, ModelNotFound
 from slipway.monitoring import columns as cols
 from slipway.monitoring.checks import feature_checks
@@ -33,7 +32,7 @@ from slipway.monitoring.traffic import (
     violation_summary,
 )
 from slipway.registry import Registry
-from slipway.store.schema import models, monitoring_runs, utcnow
+from slipway.store import monitoring as stored
 from slipway.versions import ModelVersion, check_name
 
 Baseline = Literal["reference", "previous"]
@@ -178,35 +177,26 @@ class Monitor:
             skew=skew,
         )
         if store:
-            self._store(report)
+            self._store(report, mv.name)
         return report
 
     def history(self, name: str, *, limit: int = 20) -> list[RunSummary]:
         """Stored runs of a model, newest first."""
         check_name(name)
-        query = (
-            sa.select(monitoring_runs)
-            .where(monitoring_runs.c.model_name == name)
-            .order_by(monitoring_runs.c.id.desc())
-            .limit(limit)
-        )
-        with self.registry.store.read() as conn:
-            _known_model(conn, name)
-            rows = conn.execute(query).all()
         return [
             RunSummary(
-                r.id,
-                r.model_name,
-                r.version,
-                r.created_at,
-                r.status,
-                r.window_start,
-                r.window_end,
-                int(r.rows),
-                [x["message"] for x in (r.summary or {}).get("reasons", [])],
-                list(r.alerts or []),
+                r["id"],
+                r["model_name"],
+                r["version"],
+                r["created_at"],
+                r["status"],
+                r["window_start"],
+                r["window_end"],
+                int(r["rows"]),
+                [x["message"] for x in (r["summary"] or {}).get("reasons", [])],
+                list(r["alerts"] or []),
             )
-            for r in rows
+            for r in stored.runs(self.registry.store, name, limit=limit)
         ]
 
     def latest(self, name: str) -> dict[str, Any] | None:
@@ -215,16 +205,7 @@ class Monitor:
         Raises ModelNotFound for a model the registry does not know.
         """
         check_name(name)
-        query = (
-            sa.select(monitoring_runs.c.report)
-            .where(monitoring_runs.c.model_name == name)
-            .order_by(monitoring_runs.c.id.desc())
-            .limit(1)
-        )
-        with self.registry.store.read() as conn:
-            _known_model(conn, name)
-            report = conn.execute(query).scalar()
-        return None if report is None else dict(report)
+        return stored.latest_report(self.registry.store, name)
 
     # -- internals -------------------------------------------------------------------------
 
@@ -301,42 +282,27 @@ class Monitor:
         return cache[version]
 
     def _timeline(self, name: str, before: datetime) -> list[dict[str, Any]]:
-        query = (
-            sa.select(monitoring_runs.c.summary)
-            .where(
-                monitoring_runs.c.model_name == name,
-                monitoring_runs.c.window_end <= before,
-            )
-            .order_by(monitoring_runs.c.window_end.desc(), monitoring_runs.c.id.desc())
-            .limit(HISTORY_POINTS)
-        )
-        with self.registry.store.read() as conn:
-            return [dict(s) for s in conn.execute(query).scalars()][::-1]
+        return stored.summaries(self.registry.store, name, before, HISTORY_POINTS)
 
-    def _store(self, report: DriftReport) -> None:
+    def _store(self, report: DriftReport, model: str) -> None:
         latest = report.latest
-        with self.registry.store.write() as conn:
-            report.run_id = conn.execute(
-                monitoring_runs.insert()
-                .values(
-                    model_name=report.model,
-                    version=report.version,
-                    created_at=report.created_at,
-                    status=report.status,
-                    window_start=latest.start,
-                    window_end=latest.end,
-                    rows=latest.rows,
-                    summary=report.summary(),
-                    alerts=[],
-                    report={},
-                )
-                .returning(monitoring_runs.c.id)
-            ).scalar_one()
-            conn.execute(
-                monitoring_runs.update()
-                .where(monitoring_runs.c.id == report.run_id)
-                .values(report=report.to_dict())
-            )
+
+        def numbered(run_id: int) -> dict[str, Any]:
+            report.run_id = run_id
+            return report.to_dict()
+
+        run_id = stored.add_run(
+            self.registry.store,
+            numbered,
+            model=model,
+            version=report.version,
+            created_at=report.created_at,
+            status=report.status,
+            window_start=latest.start,
+            window_end=latest.end,
+            rows=latest.rows,
+            summary=report.summary(),
+        )
         settings = self.registry.settings
         kwargs: dict[str, Any] = {
             "attempts": settings.alert_webhook_attempts,
@@ -345,12 +311,7 @@ class Monitor:
         if self._sleep is not None:
             kwargs["sleep"] = self._sleep
         report.alerts = deliver(report, self.sinks, **kwargs)
-        with self.registry.store.write() as conn:
-            conn.execute(
-                monitoring_runs.update()
-                .where(monitoring_runs.c.id == report.run_id)
-                .values(alerts=report.alerts, report=report.to_dict())
-            )
+        stored.set_alerts(self.registry.store, run_id, report.alerts, report.to_dict())
 
 
 def latest_report(registry: Registry, name: str) -> dict[str, Any] | None:
@@ -382,8 +343,3 @@ def _expectations(
         else:
             out[spec.name] = Expectation(null_rate)
     return out
-
-
-def _known_model(conn: sa.Connection, name: str) -> None:
-    if conn.execute(sa.select(models.c.name).where(models.c.name == name)).first() is None:
-        raise ModelNotFound(f"No model named {name!r}; `slipway models list` shows the registry.")

@@ -1,9 +1,8 @@
-"""Reading what a model served from the store: the prediction log, feedback and refusals.
+"""What a model served, as arrays and frames: the prediction log, feedback and refusals.
 
-The log's JSON shapes are the ones documented in ``store/schema.py``: ``inputs`` is the
-validated row ``{field: value}``, ``outputs`` one item of ``Predictions.records()``
-(``{"label", "probabilities"}`` or ``{"value"}``). JSON is fetched as text and parsed with
-orjson in chunks, which is several times faster than per-row JSON decoding by the driver.
+The rows come from :mod:`slipway.store.predictions`; their JSON shapes are the ones documented
+in ``store/schema.py``: ``inputs`` is the validated row ``{field: value}``, ``outputs`` one
+item of ``Predictions.records()`` (``{"label", "probabilities"}`` or ``{"value"}``).
 """
 
 from __future__ import annotations
@@ -14,14 +13,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-import orjson
 import pandas as pd
-import sqlalchemy as sa
 
-from slipway.store import Store
-from slipway.store.schema import feedback, predictions, validation_failures
-
-_CHUNK = 50_000
+from slipway.store import Store, predictions
 
 
 @dataclass
@@ -85,22 +79,6 @@ def read_traffic(
     store: Store, model: str, start: datetime, end: datetime, fields: Sequence[str]
 ) -> Traffic:
     """Every logged prediction of ``model`` in [start, end), oldest first."""
-    query = (
-        sa.select(
-            predictions.c.prediction_id,
-            # Text, parsed in bulk below: per-row datetime and JSON decoding is the slow part.
-            sa.cast(sa.type_coerce(predictions.c.created_at, sa.DateTime), sa.String),
-            predictions.c.version,
-            sa.cast(predictions.c.inputs, sa.Text),
-            sa.cast(predictions.c.outputs, sa.Text),
-        )
-        .where(
-            predictions.c.model_name == model,
-            predictions.c.created_at >= start,
-            predictions.c.created_at < end,
-        )
-        .order_by(predictions.c.created_at)
-    )
     ids: list[str] = []
     times: list[str] = []
     versions: list[int] = []
@@ -108,16 +86,12 @@ def read_traffic(
     inputs_parts: list[pd.DataFrame] = []
     outputs_parts: list[pd.DataFrame] = []
     columns = list(fields)
-    with store.read() as conn:
-        result = conn.execution_options(yield_per=_CHUNK).execute(query)
-        for chunk in result.partitions():
-            pid, at, version, inputs, output = zip(*chunk, strict=True)
-            ids.extend(pid)
-            times.extend(at)
-            versions.extend(version)
-            records = orjson.loads("[" + ",".join(inputs) + "]")
-            inputs_parts.append(pd.DataFrame.from_records(records, columns=columns))
-            outputs_parts.append(_outputs(orjson.loads("[" + ",".join(output) + "]")))
+    for chunk in predictions.read_log(store, model, start, end):
+        ids.extend(chunk.ids)
+        times.extend(chunk.times)
+        versions.extend(chunk.versions)
+        inputs_parts.append(pd.DataFrame.from_records(chunk.inputs, columns=columns))
+        outputs_parts.append(_outputs(chunk.outputs))
     if inputs_parts:
         frame = pd.concat(inputs_parts, ignore_index=True)
         outputs = pd.concat(outputs_parts, ignore_index=True)
@@ -155,32 +129,14 @@ def _outputs(outputs: list[dict[str, Any]]) -> pd.DataFrame:
 def read_feedback(store: Store, model: str, start: datetime, end: datetime) -> pd.DataFrame:
     """Ground truth for the predictions of ``model`` logged in [start, end): prediction_id
     (index), label and received_at."""
-    query = (
-        sa.select(feedback.c.prediction_id, feedback.c.label, feedback.c.received_at)
-        .join(predictions, predictions.c.prediction_id == feedback.c.prediction_id)
-        .where(
-            predictions.c.model_name == model,
-            predictions.c.created_at >= start,
-            predictions.c.created_at < end,
-        )
-    )
-    with store.read() as conn:
-        rows = conn.execute(query).all()
+    rows = predictions.read_feedback(store, model, start, end)
     frame = pd.DataFrame(rows, columns=["prediction_id", "label", "received_at"])
     return frame.set_index("prediction_id")
 
 
 def read_violations(store: Store, model: str, start: datetime, end: datetime) -> pd.DataFrame:
     """Requests of ``model`` refused for breaking the contract in [start, end)."""
-    query = sa.select(
-        validation_failures.c.created_at, validation_failures.c.rows, validation_failures.c.problems
-    ).where(
-        validation_failures.c.model_name == model,
-        validation_failures.c.created_at >= start,
-        validation_failures.c.created_at < end,
-    )
-    with store.read() as conn:
-        rows = conn.execute(query).all()
+    rows = predictions.read_refusals(store, model, start, end)
     return pd.DataFrame(rows, columns=["created_at", "rows", "problems"])
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import threading
 
+from slipway.clock import utcnow
 from slipway.exceptions import Unauthorized
 from slipway.keys import ApiKey, KeyStore, hash_token
-from slipway.store.schema import utcnow
 
 logger = logging.getLogger("slipway.serving.auth")
 

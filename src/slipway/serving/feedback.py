@@ -9,18 +9,14 @@ writers once and looks again.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-
+from slipway.clock import utcnow
 from slipway.serving.log import PredictionLog, id_time
 from slipway.store import Store
-from slipway.store.schema import feedback, predictions, utcnow
-
-_CHUNK = 500  # ids per IN (...) query: well under every driver's parameter limit
+from slipway.store.predictions import add_feedback, logged_ids
 
 
 @dataclass
@@ -52,43 +48,17 @@ class FeedbackDesk:
             else:
                 first[pid] = label
         self.log.flush()
-        known = self._logged(first)
+        known = logged_ids(self.store, first)
         now = time.time()
         ages = {pid: now - t for pid in first if pid not in known and (t := id_time(pid))}
         recent = [pid for pid, age in ages.items() if age < self.settle_seconds]
         if recent:
             youngest = max(0.0, min(ages[pid] for pid in recent))
             time.sleep(self.settle_seconds - youngest)
-            known |= self._logged(recent)
+            known |= logged_ids(self.store, recent)
         result.unknown = [pid for pid in first if pid not in known]
-        rows = [
-            {"prediction_id": pid, "label": label, "received_at": utcnow()}
-            for pid, label in first.items()
-            if pid in known
-        ]
-        stored = self._insert(rows) if rows else 0
+        labels = [(pid, label) for pid, label in first.items() if pid in known]
+        stored = add_feedback(self.store, labels, utcnow())
         result.accepted = stored
-        result.duplicates += len(rows) - stored
+        result.duplicates += len(labels) - stored
         return result
-
-    def _logged(self, ids: Iterable[str]) -> set[str]:
-        ids = list(ids)
-        found: set[str] = set()
-        with self.store.read() as conn:
-            for i in range(0, len(ids), _CHUNK):
-                chunk = ids[i : i + _CHUNK]
-                query = sa.select(predictions.c.prediction_id).where(
-                    predictions.c.prediction_id.in_(chunk)
-                )
-                found.update(conn.execute(query).scalars())
-        return found
-
-    def _insert(self, rows: list[dict[str, Any]]) -> int:
-        insert = postgresql.insert if self.store.dialect == "postgresql" else sqlite.insert
-        stmt = (
-            insert(feedback)
-            .on_conflict_do_nothing(index_elements=["prediction_id"])
-            .returning(feedback.c.prediction_id)
-        )
-        with self.store.write() as conn:
-            return len(conn.execute(stmt, rows).all())

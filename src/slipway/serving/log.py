@@ -1,14 +1,15 @@
 """The prediction log: every served prediction recorded off the request path, nothing lost silently.
 
-Requests hand their predictions to :class:`PredictionLog` (a bounded in-memory queue, which
-turns them into database rows as they come, see ``logrows.py``) and return; a background thread
-writes them in batches (multi-row INSERTs on SQLite, COPY on PostgreSQL, one transaction a
-batch) into the ``predictions`` table, and refused requests into ``validation_failures``.
-When the queue is full new rows are dropped and counted
-(``slipway_prediction_log_dropped_total``), never blocking a request. A database outage is
-retried with backoff while the queue holds; a batch the database refuses as data is retried row
-by row so one bad row costs only itself.
-:meth:`PredictionLog.close` drains the queue on graceful shutdown.
+Requests hand their predictions (an :class:`Entry`, or a :class:`Failure` for a refused
+request) to :class:`PredictionLog`, a bounded in-memory queue that turns them into database
+rows as they come, and return; a background thread writes them in batches (multi-row INSERTs
+on SQLite, COPY on PostgreSQL, one transaction a batch) into the ``predictions`` table, and
+refused requests into ``validation_failures``: the rows and the writes are
+:class:`~slipway.store.predictions.LogTable`'s. When the queue is full new rows are dropped and
+counted (``slipway_prediction_log_dropped_total``), never blocking a request. A database outage
+is retried with backoff while the queue holds; a batch the database refuses as data is retried
+row by row so one bad row costs only itself. :meth:`PredictionLog.close` drains the queue on
+graceful shutdown.
 
 Prediction ids are UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then a per-process
 sequence, then 62 random bits. They sort by time, and those from one process strictly increase.
@@ -21,21 +22,16 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import exc as sa_exc
-
-from slipway.serving.logrows import LogTable, Row
 from slipway.serving.metrics import Metrics
-from slipway.store import Store
-from slipway.store.schema import validation_failures
+from slipway.store import TRANSIENT, Store
+from slipway.store.predictions import Entry, Failure, LogTable, Row
+
+__all__ = ["Entry", "Failure", "IdGenerator", "PredictionLog", "id_time"]
 
 logger = logging.getLogger("slipway.serving.log")
-
-_TRANSIENT = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError)
 
 
 class IdGenerator:
@@ -76,78 +72,8 @@ def id_time(prediction_id: str) -> float | None:
 
 
 @dataclass
-class Entry:
-    """The predictions of one request, as queued; expanded to one row each by the writer.
-
-    ``rows[i]`` is the validated input of prediction ``ids[i]``: a ``{field: value}`` mapping
-    or a sequence of values in contract order (``names``).
-    """
-
-    ids: list[str]
-    created_at: datetime
-    model: str
-    version: int
-    names: Sequence[str]
-    rows: Sequence[Any]
-    outputs: list[dict[str, Any]]
-    latency_ms: float
-    unit_ids: Sequence[str | None] | None = None
-    variant: str | None = None
-    # Computed features (models with features): name -> one value per prediction, kept in
-    # the log's inputs beside the raw fields.
-    features: Mapping[str, Sequence[Any]] | None = None
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def records(self) -> list[dict[str, Any]]:
-        """One ``predictions`` row per prediction."""
-        names, out = self.names, []
-        for i, pid in enumerate(self.ids):
-            r = self.rows[i]
-            inputs = (
-                {n: r.get(n) for n in names}
-                if isinstance(r, dict)
-                else dict(zip(names, r, strict=True))
-            )
-            if self.features:
-                inputs.update({k: v[i] for k, v in self.features.items()})
-            out.append(
-                {
-                    "prediction_id": pid,
-                    "created_at": self.created_at,
-                    "model_name": self.model,
-                    "version": self.version,
-                    "variant": self.variant,
-                    "experiment": None,
-                    "unit_id": None if self.unit_ids is None else self.unit_ids[i],
-                    "inputs": inputs,
-                    "outputs": self.outputs[i],
-                    "latency_ms": self.latency_ms,
-                    "shadow_version": None,
-                    "shadow_outputs": None,
-                }
-            )
-        return out
-
-
-@dataclass
-class Failure:
-    """A request refused for breaking the contract (422), kept for data-quality monitoring."""
-
-    created_at: datetime
-    model: str
-    version: int
-    rows: int
-    problems: list[dict[str, Any]] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return 1
-
-
-@dataclass
 class _Rows:
-    """The rows of one queued Entry, ready for the database (see logrows.py)."""
+    """The rows of one queued Entry, ready for the database (see store/predictions.py)."""
 
     rows: list[Row]
 
@@ -195,7 +121,8 @@ class PredictionLog:
     def put(self, item: Entry | Failure) -> bool:
         """Queue a request's predictions (or a refusal); False if the full queue dropped them.
 
-        An Entry is turned into database rows here, on the caller's thread (see logrows.py).
+        An Entry is turned into database rows here, on the caller's thread (see
+        :class:`~slipway.store.predictions.LogTable`).
         """
         return self.put_many([item])[0]
 
@@ -295,7 +222,7 @@ class PredictionLog:
             try:
                 self._write(batch)
                 return
-            except _TRANSIENT as exc:
+            except TRANSIENT as exc:
                 if self._stopping and delay > 4:
                     self._drop(sum(len(i) for i in batch), "database_unavailable")
                     logger.error("prediction log: giving up on a batch at shutdown: %s", exc)
@@ -310,25 +237,13 @@ class PredictionLog:
 
     def _write(self, batch: Sequence[_Rows | Failure]) -> None:
         rows: list[Row] = []
-        failures: list[dict[str, Any]] = []
+        failures: list[Failure] = []
         for item in batch:
             if isinstance(item, _Rows):
                 rows.extend(item.rows)
             else:
-                failures.append(
-                    {
-                        "created_at": item.created_at,
-                        "model_name": item.model,
-                        "version": item.version,
-                        "rows": item.rows,
-                        "problems": item.problems,
-                    }
-                )
-        with self.store.write() as conn:
-            if rows:
-                self.table.insert(conn, rows)
-            if failures:
-                conn.execute(validation_failures.insert(), failures)
+                failures.append(item)
+        self.table.write(self.store, rows, failures)
         if rows and self.metrics is not None:
             self.metrics.log_written.inc(len(rows))
 

@@ -20,13 +20,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-import sqlalchemy as sa
-
+from slipway.clock import utcnow
 from slipway.exceptions import ModelNotFound, ReloadFailed
 from slipway.predict import Model
 from slipway.registry import Registry
 from slipway.serving.metrics import Metrics
-from slipway.store.schema import aliases, utcnow
 from slipway.versions import DEFAULT_ALIAS
 
 logger = logging.getLogger("slipway.serving.runtime")
@@ -173,14 +171,7 @@ class Runtime:
                 logger.error("%s", exc)
 
     def _targets(self, names: Sequence[str] | None = None) -> dict[str, int]:
-        names = names or self.names
-        query = sa.select(aliases.c.model_name, aliases.c.version).where(
-            aliases.c.alias == self.alias
-        )
-        if names:
-            query = query.where(aliases.c.model_name.in_(list(names)))
-        with self.registry.store.read() as conn:
-            return {r.model_name: int(r.version) for r in conn.execute(query)}
+        return self.registry.alias_versions(self.alias, names or self.names)
 
     def _load(self, name: str, version: int) -> Served:
         with self._lock:

@@ -15,13 +15,13 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from slipway.clock import utcnow
 from slipway.exceptions import ContractViolation
 from slipway.predict import Predictions
 from slipway.serving.limits import check_rows
 from slipway.serving.log import Entry, Failure, IdGenerator, PredictionLog
 from slipway.serving.metrics import Metrics
 from slipway.serving.runtime import Served
-from slipway.store.schema import utcnow
 
 UnitIds = Sequence[str | None] | None
 # Problems kept per refused request in validation_failures (the response lists them all).

@@ -12,6 +12,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from slipway.exceptions import ConfigError, MissingDependency
 
+# Errors that mean "the database could not be reached", worth retrying, as opposed to "the
+# database refused this statement".
+TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError)
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _WRITE = "slipway_write"
 # Any constant works; it only has to be the same for every Slipway process on a server.
@@ -100,6 +103,13 @@ def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
 def _sqlite_begin(conn: Connection) -> None:
     immediate = conn.get_execution_options().get(_WRITE, False)
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def upsert(conn: Connection, table: sa.Table) -> Any:
+    """An INSERT into ``table`` that takes ``on_conflict_do_nothing/update`` on either dialect."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
 def upgrade(store: Store) -> None:

@@ -16,8 +16,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from slipway.clock import utcnow
 from slipway.store.engine import Store
-from slipway.store.schema import feature_events, feature_sources, utcnow
+from slipway.store.schema import feature_events, feature_sources
 
 # Rows per INSERT statement: 6 parameters each, well under SQLite's 32,766 variables.
 _INSERT_ROWS = 2000
@@ -219,15 +220,23 @@ def event_stats(store: Store, source: str) -> tuple[int, int | None, int | None]
     return int(count), newest, ingested
 
 
-def read_table(store: Store, table: str, columns: Sequence[str]) -> list[tuple[Any, ...]]:
-    """Rows of a user's own table in the store's database (only the named columns)."""
+def read_table(
+    store: Store, table: str, columns: Sequence[str] | None = None
+) -> list[tuple[Any, ...]]:
+    """Rows of a user's own table in the store's database (the named columns, or all)."""
     meta = sa.MetaData()
     reflected = sa.Table(table, meta, autoload_with=store.engine)
-    missing = [c for c in columns if c not in reflected.c]
+    names = list(columns) if columns is not None else [c.name for c in reflected.c]
+    missing = [c for c in names if c not in reflected.c]
     if missing:
         raise KeyError(f"table {table!r} has no column(s) {missing}")
     with store.read() as conn:
-        return [tuple(r) for r in conn.execute(sa.select(*[reflected.c[c] for c in columns]))]
+        return [tuple(r) for r in conn.execute(sa.select(*[reflected.c[c] for c in names]))]
+
+
+def table_columns(store: Store, table: str) -> list[str]:
+    """The column names of a user's own table in the store's database."""
+    return [c.name for c in sa.Table(table, sa.MetaData(), autoload_with=store.engine).c]
 
 
 def _insert(dialect: str) -> Any:
@@ -264,3 +273,17 @@ def served_inputs(
         query = query.order_by(sa.func.random()).limit(limit)
     with store.read() as conn:
         return [(r[0], r[1], int(r[2]), r[3]) for r in conn.execute(query)]
+
+
+def logged_inputs(store: Store, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The logged inputs (raw fields and computed features) of predictions, by id."""
+    from slipway.store.schema import predictions
+
+    out: dict[str, dict[str, Any]] = {}
+    with store.read() as conn:
+        for start in range(0, len(ids), _READ_ENTITIES):
+            query = sa.select(predictions.c.prediction_id, predictions.c.inputs).where(
+                predictions.c.prediction_id.in_(list(ids[start : start + _READ_ENTITIES]))
+            )
+            out.update({pid: dict(inputs) for pid, inputs in conn.execute(query)})
+    return out

@@ -46,11 +46,6 @@ def bytewise(length: int) -> sa.types.TypeEngine[str]:
     return sa.String(length).with_variant(sa.String(length, collation="C"), "postgresql")
 
 
-def utcnow() -> datetime:
-    """The current time in UTC, timezone-aware."""
-    return datetime.now(UTC)
-
-
 # --- registry -----------------------------------------------------------------------------
 
 models = sa.Table(

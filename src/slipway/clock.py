@@ -1,0 +1,10 @@
+"""The one clock: timezone-aware UTC, which is all Slipway stores and compares."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def utcnow() -> datetime:
+    """The current time in UTC, timezone-aware."""
+    return datetime.now(UTC)

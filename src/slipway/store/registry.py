@@ -1,0 +1,383 @@
+"""The registry's tables: models, their versions, aliases and alias history, the audit log.
+
+Each function is one transaction and raises the registry's errors (:class:`ModelNotFound`,
+:class:`RegistryConflict`) with the facts it found. Versions, summaries and audit events come
+back as dicts keyed by the fields of :class:`~slipway.versions.ModelVersion`,
+:class:`~slipway.versions.ModelSummary` and :class:`~slipway.versions.AuditEvent`, which
+:class:`~slipway.registry.Registry` builds from them.
+
+Version numbers come from a per-model counter incremented under the row lock, so concurrent
+registrations get distinct consecutive numbers; alias moves lock the alias row first, so two
+promotions of one alias apply one after the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from slipway.clock import utcnow
+from slipway.exceptions import ModelNotFound, RegistryConflict
+from slipway.store.engine import Store, upsert
+from slipway.store.schema import alias_history, aliases, audit_events, model_versions, models
+
+Record = dict[str, Any]
+
+
+def add_version(
+    store: Store,
+    name: str,
+    *,
+    sha256: str,
+    format: str,
+    actor: str,
+    description: str,
+    tags: Mapping[str, str],
+    meta: Mapping[str, Any],
+) -> int:
+    """Record the next version of ``name`` (creating the model on its first version)."""
+    with store.write() as conn:
+        number = _next_version(conn, name)
+        conn.execute(
+            model_versions.insert().values(
+                model_name=name,
+                version=number,
+                sha256=sha256,
+                format=format,
+                status="active",
+                created_at=utcnow(),
+                created_by=actor,
+                description=description,
+                tags=dict(tags),
+                meta=dict(meta),
+            )
+        )
+        _audit(conn, actor, "register", name, version=number, detail={"sha256": sha256})
+    return number
+
+
+def resolve(
+    store: Store, name: str, version: int | None, alias: str | None, default_alias: str
+) -> int:
+    """The version ``name`` with ``version`` or ``alias`` means; with neither, the one
+    ``default_alias`` points at, else the newest active version."""
+    with store.read() as conn:
+        _check_model(conn, name)
+        if version is not None:
+            return version
+        if alias is not None:
+            found = _alias_target(conn, name, alias)
+            if found is None:
+                have = _alias_map(conn, name)
+                listed = ", ".join(f"{a} -> {v}" for a, v in have.items())
+                hint = f" (it has {listed})" if have else " (it has no aliases)"
+                raise ModelNotFound(f"Model {name!r} has no alias {alias!r}{hint}.")
+            return found
+        found = _alias_target(conn, name, default_alias)
+        if found is not None:
+            return found
+        latest = conn.execute(
+            sa.select(sa.func.max(model_versions.c.version)).where(
+                model_versions.c.model_name == name, model_versions.c.status == "active"
+            )
+        ).scalar()
+        if latest is None:
+            raise ModelNotFound(f"Model {name!r} has no active versions.")
+        return int(latest)
+
+
+def version(store: Store, name: str, number: int) -> Record:
+    """Version ``number`` of ``name``, with the aliases that point at it."""
+    with store.read() as conn:
+        row = conn.execute(
+            sa.select(model_versions).where(
+                model_versions.c.model_name == name, model_versions.c.version == number
+            )
+        ).first()
+        if row is None:
+            raise ModelNotFound(
+                f"Model {name!r} has no version {number} (latest is {_latest(conn, name)})."
+            )
+        return _version(row, _alias_map(conn, name))
+
+
+def versions(store: Store, name: str) -> list[Record]:
+    """Every version of ``name``, oldest first."""
+    with store.read() as conn:
+        rows = conn.execute(
+            sa.select(model_versions)
+            .where(model_versions.c.model_name == name)
+            .order_by(model_versions.c.version)
+        ).all()
+        if not rows:
+            raise ModelNotFound(f"No model named {name!r}.{_known(conn)}")
+        amap = _alias_map(conn, name)
+    return [_version(r, amap) for r in rows]
+
+
+def summaries(store: Store) -> list[Record]:
+    """Every model with its version count and aliases, by name."""
+    with store.read() as conn:
+        counts: dict[str, int] = dict(
+            conn.execute(
+                sa.select(model_versions.c.model_name, sa.func.count()).group_by(
+                    model_versions.c.model_name
+                )
+            ).all()
+        )
+        amaps: dict[str, dict[str, int]] = {}
+        for r in conn.execute(sa.select(aliases)).all():
+            amaps.setdefault(r.model_name, {})[r.alias] = r.version
+        rows = conn.execute(sa.select(models).order_by(models.c.name)).all()
+    return [
+        {
+            "name": r.name,
+            "created_at": r.created_at,
+            "latest_version": r.latest_version,
+            "versions": counts.get(r.name, 0),
+            "aliases": amaps.get(r.name, {}),
+        }
+        for r in rows
+    ]
+
+
+def alias_map(store: Store, name: str) -> dict[str, int]:
+    """Alias -> version for one model, by alias."""
+    with store.read() as conn:
+        return _alias_map(conn, name)
+
+
+def alias_targets(store: Store, alias: str, names: Sequence[str] = ()) -> dict[str, int]:
+    """Model -> the version its ``alias`` points at, for every model that has that alias (or
+    only for ``names``)."""
+    query = sa.select(aliases.c.model_name, aliases.c.version).where(aliases.c.alias == alias)
+    if names:
+        query = query.where(aliases.c.model_name.in_(list(names)))
+    with store.read() as conn:
+        return {r.model_name: int(r.version) for r in conn.execute(query)}
+
+
+def promote(store: Store, name: str, number: int, alias: str, actor: str) -> None:
+    """Point ``alias`` at active version ``number`` and record the move (if it is one)."""
+    with store.write() as conn:
+        status = _status(conn, name, number)
+        if status != "active":
+            raise RegistryConflict(
+                f"Version {number} of {name!r} is {status}; only active versions can be promoted."
+            )
+        current = _alias_target(conn, name, alias, lock=True)
+        if current != number:
+            _set_alias(conn, name, alias, number)
+            conn.execute(
+                alias_history.insert().values(
+                    model_name=name, alias=alias, version=number, set_at=utcnow()
+                )
+            )
+            _audit(
+                conn,
+                actor,
+                "promote",
+                name,
+                version=number,
+                alias=alias,
+                from_version=current,
+                to_version=number,
+            )
+
+
+def rollback(store: Store, name: str, alias: str, actor: str) -> int:
+    """Move ``alias`` back to the version it held before its latest move; that version."""
+    with store.write() as conn:
+        _check_model(conn, name)
+        current = _alias_target(conn, name, alias, lock=True)
+        history = conn.execute(
+            sa.select(alias_history.c.id, alias_history.c.version)
+            .where(
+                alias_history.c.model_name == name,
+                alias_history.c.alias == alias,
+                alias_history.c.rolled_back == sa.false(),
+            )
+            .order_by(alias_history.c.id.desc())
+            .limit(2)
+        ).all()
+        if current is None:
+            raise RegistryConflict(f"Model {name!r} has no alias {alias!r} to roll back.")
+        if len(history) < 2:
+            raise RegistryConflict(
+                f"Alias {alias!r} of {name!r} has no earlier version to roll back to "
+                f"(it has only ever pointed at version {current})."
+            )
+        target = int(history[1].version)
+        status = _status(conn, name, target)
+        if status != "active":
+            raise RegistryConflict(
+                f"Alias {alias!r} of {name!r} would roll back to version {target}, which "
+                f"is {status}; promote a version explicitly instead."
+            )
+        conn.execute(
+            alias_history.update()
+            .where(alias_history.c.id == history[0].id)
+            .values(rolled_back=True)
+        )
+        _set_alias(conn, name, alias, target)
+        _audit(
+            conn,
+            actor,
+            "rollback",
+            name,
+            version=target,
+            alias=alias,
+            from_version=current,
+            to_version=target,
+        )
+    return target
+
+
+def archive(store: Store, name: str, number: int, actor: str) -> None:
+    """Mark version ``number`` archived, unless an alias still holds it."""
+    with store.write() as conn:
+        status = _status(conn, name, number)
+        held = [a for a, v in _alias_map(conn, name).items() if v == number]
+        if held:
+            raise RegistryConflict(
+                f"Version {number} of {name!r} is held by alias(es) {', '.join(held)}; "
+                "promote another version first."
+            )
+        if status != "archived":
+            conn.execute(
+                model_versions.update()
+                .where(model_versions.c.model_name == name, model_versions.c.version == number)
+                .values(status="archived")
+            )
+            _audit(conn, actor, "archive", name, version=number)
+
+
+def audit_log(store: Store, name: str | None = None, *, limit: int = 100) -> list[Record]:
+    """Registry changes, newest first (of one model, when given)."""
+    query = sa.select(audit_events).order_by(audit_events.c.id.desc()).limit(limit)
+    if name is not None:
+        query = query.where(audit_events.c.model_name == name)
+    with store.read() as conn:
+        rows = conn.execute(query).all()
+    same = ("at", "actor", "action", "version", "alias", "from_version", "to_version", "detail")
+    return [{"model": r.model_name, **{f: r._mapping[f] for f in same}} for r in rows]
+
+
+# -- within a transaction --------------------------------------------------------------------
+
+
+def _check_model(conn: sa.Connection, name: str) -> None:
+    if conn.execute(sa.select(models.c.name).where(models.c.name == name)).first() is None:
+        raise ModelNotFound(f"No model named {name!r}.{_known(conn)}")
+
+
+def _status(conn: sa.Connection, name: str, number: int) -> str:
+    _check_model(conn, name)
+    row = conn.execute(
+        sa.select(model_versions.c.status).where(
+            model_versions.c.model_name == name, model_versions.c.version == number
+        )
+    ).first()
+    if row is None:
+        raise ModelNotFound(
+            f"Model {name!r} has no version {number} (latest is {_latest(conn, name)})."
+        )
+    return str(row.status)
+
+
+def _latest(conn: sa.Connection, name: str) -> int | None:
+    return conn.execute(sa.select(models.c.latest_version).where(models.c.name == name)).scalar()
+
+
+def _next_version(conn: sa.Connection, name: str) -> int:
+    insert = upsert(conn, models).values(name=name, created_at=utcnow(), latest_version=0)
+    conn.execute(insert.on_conflict_do_nothing(index_elements=["name"]))
+    # The UPDATE takes the row lock: a concurrent registration waits, then sees our number.
+    return int(
+        conn.execute(
+            models.update()
+            .where(models.c.name == name)
+            .values(latest_version=models.c.latest_version + 1)
+            .returning(models.c.latest_version)
+        ).scalar_one()
+    )
+
+
+def _alias_target(conn: sa.Connection, name: str, alias: str, *, lock: bool = False) -> int | None:
+    query = sa.select(aliases.c.version).where(
+        aliases.c.model_name == name, aliases.c.alias == alias
+    )
+    row = conn.execute(query.with_for_update() if lock else query).first()
+    return None if row is None else int(row.version)
+
+
+def _set_alias(conn: sa.Connection, name: str, alias: str, number: int) -> None:
+    now = utcnow()
+    stmt = upsert(conn, aliases).values(
+        model_name=name, alias=alias, version=number, updated_at=now
+    )
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["model_name", "alias"], set_={"version": number, "updated_at": now}
+        )
+    )
+
+
+def _alias_map(conn: sa.Connection, name: str) -> dict[str, int]:
+    rows = conn.execute(
+        sa.select(aliases.c.alias, aliases.c.version)
+        .where(aliases.c.model_name == name)
+        .order_by(aliases.c.alias)
+    ).all()
+    return {r.alias: int(r.version) for r in rows}
+
+
+def _known(conn: sa.Connection) -> str:
+    names = conn.execute(sa.select(models.c.name).order_by(models.c.name).limit(10)).scalars()
+    listed = ", ".join(names)
+    return f" Known models: {listed}." if listed else " The registry is empty."
+
+
+def _version(row: Any, amap: Mapping[str, int]) -> Record:
+    return {
+        "name": row.model_name,
+        "version": int(row.version),
+        "sha256": row.sha256,
+        "format": row.format,
+        "status": row.status,
+        "created_at": row.created_at,
+        "created_by": row.created_by,
+        "description": row.description,
+        "tags": dict(row.tags or {}),
+        "meta": dict(row.meta),
+        "aliases": tuple(a for a, v in amap.items() if v == row.version),
+    }
+
+
+def _audit(
+    conn: sa.Connection,
+    actor: str,
+    action: str,
+    name: str | None,
+    *,
+    version: int | None = None,
+    alias: str | None = None,
+    from_version: int | None = None,
+    to_version: int | None = None,
+    detail: Mapping[str, Any] | None = None,
+) -> None:
+    conn.execute(
+        audit_events.insert().values(
+            at=utcnow(),
+            actor=actor,
+            action=action,
+            model_name=name,
+            version=version,
+            alias=alias,
+            from_version=from_version,
+            to_version=to_version,
+            detail=dict(detail or {}),
+        )
+    )
