@@ -142,9 +142,9 @@ def test_skew_guard_refuses_changed_feature_code_or_warns(registry, tmp_path, mo
 @pytest.mark.parametrize("change", ["window", "fillna"])
 def test_audit_is_clean_on_honest_traffic_and_finds_a_planted_skew(registry, feature_model, change):
     """Honest served features audit clean; a changed window or fillna is found and named."""
+    from slipway.clock import utcnow
     from slipway.serving.log import Entry, PredictionLog
     from slipway.serving.scoring import loggable
-    from slipway.clock import utcnow
 
     fm = feature_model(registry)
     sample = fm.events.sample(50, random_state=5)
