@@ -16,6 +16,7 @@ from slipway.config import Settings
 from slipway.keys import KeyStore
 from slipway.registry import Registry
 from slipway.serving import create_app
+from slipway.serving.events import router as events_router
 from tests.conftest import transactions
 
 # 413 is how this API refuses a body over its limits (bytes or rows), schema-violating or not.
@@ -55,7 +56,11 @@ def api(tmp_path_factory):
     registry.register(make_pipeline(LinearRegression()).fit(num, y), "prices", num, y,
                       alias="production")  # fmt: skip
     token = KeyStore(registry.store).create("fuzz", "admin")[1]
-    app = create_app(s, registry=registry)
+    from slipway.features.ingest import ingest
+
+    events = X.assign(card_id="c1", ts="2026-01-01T00:00:00Z", event_id=[str(i) for i in X.index])
+    ingest(registry.store, events, "transactions", entity="card_id", timestamp="ts", id="event_id")
+    app = create_app(s, registry=registry, routers=[events_router])
     headers = {"Authorization": f"Bearer {token}"}
     loaded = schemathesis.openapi.from_asgi("/openapi.json", app, config=CONFIG, headers=headers)
     yield loaded, headers
