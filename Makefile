@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
-.PHONY: quickstart test lint format bench clean
+.PHONY: quickstart test lint format bench browser clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Slipway needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -17,7 +17,11 @@ $(STAMP): pyproject.toml
 quickstart: $(STAMP)
 	$(BIN)/slipway quickstart
 
-test: $(STAMP) lint
+# Debian's chromium + chromedriver for the console's browser tests (installed when missing).
+browser:
+	.ci/browser.sh
+
+test: $(STAMP) lint browser
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -33,4 +37,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/serve.py
 
 clean:
-	rm -rf $(VENV) .slipway quickstart .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) .slipway quickstart .pytest_cache .ruff_cache .mypy_cache test-artifacts

@@ -9,6 +9,11 @@ the prediction log. Then, on the one-worker server: rows per second for requests
 Each server's cold start (process start -> ready) and memory per worker are measured too.
 
     make bench            # or: .venv/bin/python bench/serve.py [--seconds 8]
+    .venv/bin/python bench/serve.py --quick            # seconds: small runs, one worker
+    .venv/bin/python bench/serve.py --quick --console  # + slipway serve without the console
+
+`slipway serve` runs with the web console on (its default) and idle; `--console` also runs it
+with the console off (SLIPWAY_SERVE_CONSOLE=false) at the same loads, for the ratio.
 
 Needs wrk (apt-get install wrk). Prints the tables; the ratios are what to compare between
 runs, as absolute numbers on a shared 2-core machine move from run to run.
@@ -77,11 +82,11 @@ class Server:
     rss_mb: list[float] = field(default_factory=list)
 
 
-def reference_model(tmp: Path) -> tuple[Registry, Path, list[float]]:
+def reference_model(tmp: Path, trees: int = 100) -> tuple[Registry, Path, list[float]]:
     """Train, register (production) and dump the reference model; return a feature row."""
     X, y = make_classification(n_samples=5000, n_features=20, n_informative=10, random_state=0)
     pipe = make_pipeline(
-        StandardScaler(), GradientBoostingClassifier(n_estimators=100, random_state=0)
+        StandardScaler(), GradientBoostingClassifier(n_estimators=trees, random_state=0)
     )
     pipe.fit(X, y)
     registry = Registry(Settings(home=tmp / "home", user="bench"))
@@ -202,7 +207,7 @@ def measure(
     results = []
     for c in clients:
         warm = wrk(server.url + path, body, headers, c, 2)  # warm-up, not in the table
-        before = batch_counts(server, headers) if name == "slipway serve" else None
+        before = batch_counts(server, headers) if name.startswith("slipway") else None
         r = wrk(server.url + path, body, headers, c, seconds)
         if before is not None and workers == 1:  # with N workers /metrics merges them anyway
             after = batch_counts(server, headers)
@@ -244,13 +249,21 @@ async def exact_client(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=8, help="Duration of each measured run.")
+    parser.add_argument(
+        "--quick", action="store_true", help="2 s runs, one worker, 20 trees: a smoke run."
+    )
+    parser.add_argument(
+        "--console",
+        action="store_true",
+        help="Also run slipway serve with the web console off, to compare with it on and idle.",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench/serve.py needs wrk: apt-get install wrk (or brew install wrk)")
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="slipway-bench-"))
     print("training the reference model (GradientBoostingClassifier, 100 trees, 20 features)")
-    registry, model_path, row = reference_model(tmp)
+    registry, model_path, row = reference_model(tmp, trees=20 if args.quick else 100)
     token = KeyStore(registry.store).create("bench", "predict")[1]
     body = json.dumps({"features": row})
     names = [f"feature_{i}" for i in range(len(row))]
@@ -266,11 +279,16 @@ def main() -> None:
         "SLIPWAY_SERVE_RATE_BURST": "1000000",
     }
     auth = {"Authorization": f"Bearer {token}"}
-    seconds = args.seconds
+    seconds = 2 if args.quick else args.seconds
+    exact_requests = 640 if args.quick else EXACT_REQUESTS
+    setups = ((1, [1, 32]),) if args.quick else ((1, [1, 32]), (2, [32]))
+    variants = [("slipway serve", "true")]
+    if args.console:
+        variants.append(("slipway -console", "false"))
     results: list[Result] = []
     servers: list[Server] = []
     exact: tuple[int, int, int, int] | None = None
-    for workers, clients in ((1, [1, 32]), (2, [32])):
+    for workers, clients in setups:
         for app, name, path, log in (
             ("echo:app", "echo (ceiling)", "/echo", False),
             ("naive:app", "naive FastAPI", "/predict", True),
@@ -281,28 +299,27 @@ def main() -> None:
                 servers.append(
                     Server(name, workers, start_s, worker_rss_mb(server.process.pid, workers))
                 )
-        server = ServerProcess(
-            ["--workers", str(workers)],
-            env=slipway_env,
-            log_dir=tmp / f"slipway-{workers}",
-            poll_seconds=0.01,
-        )
-        with server:
-            assert server.ready_after is not None and server.process is not None
-            results += measure(
-                "slipway serve", server, PREDICT, body, auth, workers, clients, seconds
+        for label, console in variants:
+            server = ServerProcess(
+                ["--workers", str(workers)],
+                env={**slipway_env, "SLIPWAY_SERVE_CONSOLE": console},
+                log_dir=tmp / f"slipway-{workers}-{console}",
+                poll_seconds=0.01,
             )
-            if workers == 1:
-                for n in ROW_SIZES:
-                    many = json.dumps({"instances": [record] * n})
-                    results += measure(
-                        "slipway serve", server, PREDICT, many, auth, 1, [32], seconds, rows=n
+            with server:
+                assert server.ready_after is not None and server.process is not None
+                results += measure(label, server, PREDICT, body, auth, workers, clients, seconds)
+                if workers == 1 and label == "slipway serve":
+                    for n in ROW_SIZES[:1] if args.quick else ROW_SIZES:
+                        many = json.dumps({"instances": [record] * n})
+                        results += measure(
+                            label, server, PREDICT, many, auth, 1, [32], seconds, rows=n
+                        )
+                    received, failed = asyncio.run(
+                        exact_client(server.url + PREDICT, auth, row, exact_requests)
                     )
-                received, failed = asyncio.run(
-                    exact_client(server.url + PREDICT, auth, row, EXACT_REQUESTS)
-                )
-            rss = worker_rss_mb(server.process.pid, workers)
-            servers.append(Server("slipway serve", workers, server.ready_after, rss))
+                rss = worker_rss_mb(server.process.pid, workers)
+                servers.append(Server(label, workers, server.ready_after, rss))
         if workers == 1:  # stopped (SIGTERM: the log is drained): compare the exact ids
             with registry.store.read() as conn:
                 query = sa.select(predictions.c.prediction_id).where(
@@ -354,6 +371,14 @@ def report(
         f"(+{s1.p50_ms - e1.p50_ms:.2f} ms)"
     )
     print("batch: mean requests per model call (micro-batching)")
+    for (server, workers, clients), r in sorted(by.items()):
+        off = by.get(("slipway -console", workers, clients))
+        if server == "slipway serve" and off is not None:
+            print(
+                f"console on (idle) vs off, {workers} worker(s), {clients} client(s): "
+                f"{r.rps:.0f} vs {off.rps:.0f} req/s ({r.rps / off.rps:.3f}x), "
+                f"p99 {r.p99_ms:.2f} vs {off.p99_ms:.2f} ms"
+            )
 
     print(f"\nrows per request (slipway serve, 1 worker, 32 clients)\n{'rows':>5} {'req/s':>8} "
           f"{'rows/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")  # fmt: skip

@@ -108,6 +108,10 @@ class Settings(BaseSettings):
     serve_poll_seconds: float = Field(
         1.0, gt=0, description="How often workers re-read API keys and production aliases."
     )
+    serve_console: bool = Field(True, description="Serve the web console at /ui.")
+    serve_console_session_hours: float = Field(
+        8.0, gt=0, le=24 * 30, description="How long a console login lasts before a new one."
+    )
 
     @field_validator("trusted_types", "serve_models", mode="before")
     @classmethod

@@ -14,8 +14,9 @@ from typing import Literal
 
 from slipway.clock import utcnow
 from slipway.exceptions import ConfigError, KeyNotFound, RegistryConflict
+from slipway.provenance import current_user
 from slipway.store import Store
-from slipway.store.keys import ApiKey, active_keys, add_key, all_keys, revoke_key
+from slipway.store.keys import ApiKey, KeyAudit, active_keys, add_key, all_keys, revoke_key
 
 Role = Literal["predict", "admin"]
 ROLES: tuple[Role, ...] = ("predict", "admin")
@@ -36,8 +37,14 @@ class KeyStore:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def create(self, name: str, role: str) -> tuple[ApiKey, str]:
-        """Create a key; return its record and the plain key, which is never shown again."""
+    def create(
+        self, name: str, role: str, *, actor: str | None = None, via: str | None = None
+    ) -> tuple[ApiKey, str]:
+        """Create a key; return its record and the plain key, which is never shown again.
+
+        The audit trail records the creation by ``actor`` (default: the OS user), ``via`` a
+        channel when given (``"ui"``).
+        """
         if not isinstance(name, str) or not _NAME.match(name):
             raise ConfigError(
                 f"{name!r} is not a valid key name: use letters, digits, '.', '_', '@' or '-', "
@@ -47,7 +54,7 @@ class KeyStore:
             raise ConfigError(f"Role {role!r} is not one of {', '.join(ROLES)}.")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         key = ApiKey(name, role, token[:_SHOWN], utcnow())
-        old = add_key(self.store, key, hash_token(token))
+        old = add_key(self.store, key, hash_token(token), audit=_audit(actor, via))
         if old is not None:
             state = "active" if old.active else f"revoked {old.revoked_at:%Y-%m-%d}"
             raise RegistryConflict(
@@ -60,9 +67,12 @@ class KeyStore:
         """Every key, active or revoked, by name."""
         return all_keys(self.store)
 
-    def revoke(self, name: str) -> ApiKey:
-        """Revoke a key by name; revoking a revoked key changes nothing and returns it."""
-        key = revoke_key(self.store, name, utcnow())
+    def revoke(self, name: str, *, actor: str | None = None, via: str | None = None) -> ApiKey:
+        """Revoke a key by name; revoking a revoked key changes nothing and returns it.
+
+        A revocation is audited as a creation is.
+        """
+        key = revoke_key(self.store, name, utcnow(), audit=_audit(actor, via))
         if key is None:
             known = ", ".join(k.name for k in all_keys(self.store))
             hint = f" Known keys: {known}." if known else " There are no keys."
@@ -72,3 +82,7 @@ class KeyStore:
     def active(self) -> dict[str, ApiKey]:
         """Active keys by the sha256 of the plain key: what a server checks requests against."""
         return active_keys(self.store)
+
+
+def _audit(actor: str | None, via: str | None) -> KeyAudit:
+    return KeyAudit(actor or current_user(), {"via": via} if via else {})

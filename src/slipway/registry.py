@@ -29,7 +29,7 @@ from slipway.predict import Model
 from slipway.profile import from_parquet_bytes, to_parquet_bytes
 from slipway.provenance import current_user, library_versions, minor
 from slipway.registration import describe
-from slipway.store import Store
+from slipway.store import Store, audit
 from slipway.store import registry as tables
 from slipway.versions import (
     DEFAULT_ALIAS,
@@ -229,21 +229,44 @@ class Registry:
 
     # -- aliases ---------------------------------------------------------------------------
 
-    def promote(self, name: str, version: int, *, alias: str = DEFAULT_ALIAS) -> ModelVersion:
-        """Point ``alias`` at ``version`` (atomically) and record the move."""
+    def promote(
+        self,
+        name: str,
+        version: int,
+        *,
+        alias: str = DEFAULT_ALIAS,
+        actor: str | None = None,
+        via: str | None = None,
+    ) -> ModelVersion:
+        """Point ``alias`` at ``version`` (atomically) and record the move.
+
+        The audit event names ``actor`` (default: the configured or OS user) and, when given,
+        the channel ``via`` (``"ui"`` for the web console).
+        """
         check_alias(alias)
-        tables.promote(self.store, name, version, alias, current_user(self.settings.user))
+        tables.promote(self.store, name, version, alias, self._actor(actor), detail=_via(via))
         return self.get(f"{name}:{version}")
 
-    def rollback(self, name: str, *, alias: str = DEFAULT_ALIAS) -> ModelVersion:
-        """Move ``alias`` back to the version it held before its latest move."""
+    def rollback(
+        self,
+        name: str,
+        *,
+        alias: str = DEFAULT_ALIAS,
+        actor: str | None = None,
+        via: str | None = None,
+    ) -> ModelVersion:
+        """Move ``alias`` back to the version it held before its latest move (audited as
+        :meth:`promote` is)."""
         check_alias(alias)
-        target = tables.rollback(self.store, name, alias, current_user(self.settings.user))
+        target = tables.rollback(self.store, name, alias, self._actor(actor), detail=_via(via))
         return self.get(f"{name}:{target}")
 
-    def archive(self, name: str, version: int) -> ModelVersion:
-        """Retire a version: still loadable as ``name:N``, never promoted or picked as latest."""
-        tables.archive(self.store, name, version, current_user(self.settings.user))
+    def archive(
+        self, name: str, version: int, *, actor: str | None = None, via: str | None = None
+    ) -> ModelVersion:
+        """Retire a version: still loadable as ``name:N``, never promoted or picked as latest
+        (audited as :meth:`promote` is)."""
+        tables.archive(self.store, name, version, self._actor(actor), detail=_via(via))
         return self.get(f"{name}:{version}")
 
     def aliases(self, name: str) -> dict[str, int]:
@@ -257,9 +280,33 @@ class Registry:
 
     # -- audit and integrity ---------------------------------------------------------------
 
+    def record_event(
+        self,
+        action: str,
+        name: str | None = None,
+        *,
+        version: int | None = None,
+        from_version: int | None = None,
+        to_version: int | None = None,
+        actor: str | None = None,
+        via: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Add an event that is not a registry change (a reload) to the audit trail."""
+        audit.add_event(
+            self.store,
+            self._actor(actor),
+            action,
+            name,
+            version=version,
+            from_version=from_version,
+            to_version=to_version,
+            detail={**(detail or {}), **_via(via)},
+        )
+
     def audit(self, name: str | None = None, *, limit: int = 100) -> list[AuditEvent]:
         """Registry changes, newest first."""
-        return [AuditEvent(**event) for event in tables.audit_log(self.store, name, limit=limit)]
+        return [AuditEvent(**event) for event in audit.audit_log(self.store, name, limit=limit)]
 
     def verify(self, name: str | None = None) -> list[ArtifactCheck]:
         """Re-hash every artifact of every version (of one model, or all)."""
@@ -287,6 +334,9 @@ class Registry:
                     "recorded columns."
                 ) from None
 
+    def _actor(self, actor: str | None) -> str:
+        return actor or current_user(self.settings.user)
+
     def _check_env(self, mv: ModelVersion) -> None:
         saved = mv.meta.get("env", {}).get("scikit-learn")
         running = library_versions().get("scikit-learn")
@@ -302,3 +352,7 @@ class Registry:
                 f"scikit-learn=={saved} or register the model again."
             )
         warnings.warn(message, VersionMismatchWarning, stacklevel=3)
+
+
+def _via(via: str | None) -> dict[str, str]:
+    return {"via": via} if via else {}

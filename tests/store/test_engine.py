@@ -100,3 +100,15 @@ def test_concurrent_first_opens_migrate_once(settings):
     with store.engine.connect() as conn:
         assert MigrationContext.configure(conn).get_current_revision() == _head()
     store.dispose()
+
+
+def _head() -> str:
+    """The newest migration revision."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from slipway.store import engine
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(engine._MIGRATIONS))
+    return str(ScriptDirectory.from_config(cfg).get_current_head())

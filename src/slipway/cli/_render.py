@@ -131,11 +131,16 @@ def audit_table(events: Sequence[AuditEvent]) -> Table:
     for col in ("at", "actor", "action", "model", "alias", "from", "to"):
         table.add_column(col)
     for e in events:
+        via = e.detail.get("via")
+        if e.model is not None:
+            subject = f"{e.model}:{e.version}" if e.version else e.model
+        else:
+            subject = f"key {e.detail['key']!r}" if "key" in e.detail else "-"
         table.add_row(
             f"{e.at:%Y-%m-%d %H:%M:%S}",
-            e.actor,
+            f"{e.actor} ({via})" if via else e.actor,
             e.action,
-            f"{e.model}:{e.version}" if e.version else str(e.model),
+            subject,
             e.alias or "-",
             "-" if e.from_version is None else str(e.from_version),
             "-" if e.to_version is None else str(e.to_version),

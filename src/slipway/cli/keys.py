@@ -10,6 +10,7 @@ from rich.table import Table
 
 from slipway.cli._common import JsonOption, console, err_console, print_json, settings
 from slipway.keys import KeyStore
+from slipway.provenance import current_user
 from slipway.store import Store
 
 app = typer.Typer(help="API keys for `slipway serve`: create, list, revoke.", no_args_is_help=True)
@@ -22,8 +23,10 @@ class RoleChoice(StrEnum):
     admin = "admin"
 
 
-def _keys() -> KeyStore:
-    return KeyStore(Store(settings().resolved_database_url))
+def _keys() -> tuple[KeyStore, str]:
+    """The key store, and the user its audit events name."""
+    s = settings()
+    return KeyStore(Store(s.resolved_database_url)), current_user(s.user)
 
 
 @app.command("create")
@@ -34,7 +37,8 @@ def create(
     ] = RoleChoice.predict,
 ) -> None:
     """Create a key and print it once; only its sha256 is stored."""
-    key, token = _keys().create(name, role.value)
+    keys, actor = _keys()
+    key, token = keys.create(name, role.value, actor=actor)
     # The key alone on stdout, so `KEY=$(slipway keys create ...)` works; the rest on stderr.
     err_console.print(
         f"created {key.role} key {key.name!r}; it is shown once, store it now "
@@ -46,7 +50,7 @@ def create(
 @app.command("list")
 def list_keys(as_json: bool = JsonOption) -> None:
     """List keys: name, role, prefix, created, revoked. Never the keys themselves."""
-    keys = _keys().list()
+    keys = _keys()[0].list()
     if as_json:
         print_json([k.to_dict() for k in keys])
         return
@@ -65,6 +69,7 @@ def list_keys(as_json: bool = JsonOption) -> None:
 @app.command("revoke")
 def revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
     """Revoke a key; running servers refuse it within a few seconds, without a restart."""
-    key = _keys().revoke(name)
+    keys, actor = _keys()
+    key = keys.revoke(name, actor=actor)
     assert key.revoked_at is not None
     console.print(f"key {key.name!r} revoked (at {key.revoked_at:%Y-%m-%d %H:%M:%S} UTC)")

@@ -8,6 +8,10 @@ import typer
 
 from slipway.cli._common import err_console, settings
 
+# Until the composition root builds every capability's routers (issue 14), the CLI picks the
+# factory: the service alone, or the service with the console.
+CONSOLE_APP = "slipway.console:app_from_env"
+
 
 def serve_command(
     host: Annotated[
@@ -32,11 +36,21 @@ def serve_command(
         bool, typer.Option(help="Write one JSON line per request to stdout.")
     ] = True,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    console: Annotated[
+        bool | None,
+        typer.Option(
+            "--console/--no-console",
+            help="Serve the web console at /ui (default: SLIPWAY_SERVE_CONSOLE, on).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Serve predictions over HTTP until SIGTERM or Ctrl-C."""
+    """Serve predictions over HTTP (and the web console at /ui) until SIGTERM or Ctrl-C."""
     from slipway.serving import server
 
-    config = server.settings_for(settings(), models=model or (), auth=not no_auth, workers=workers)
+    config = server.settings_for(
+        settings(), models=model or (), auth=not no_auth, workers=workers, console=console
+    )
     served = server.preflight(config)
     if no_auth:
         err_console.print(
@@ -50,6 +64,8 @@ def serve_command(
         )
     else:
         err_console.print(f"serving {', '.join(served)} on http://{host}:{port}")
+    if config.serve_console:
+        err_console.print(f"console on http://{host}:{port}/ui (log in with an admin key)")
     server.run(
         config,
         host=host,
@@ -57,4 +73,5 @@ def serve_command(
         graceful_timeout=graceful_timeout,
         log_level=log_level,
         access_log=access_log,
+        app=CONSOLE_APP if config.serve_console else server.APP,
     )

@@ -117,7 +117,9 @@ def create_app(
         "metrics": metrics,
         "public_docs": settings.serve_public_docs,
     }
-    app.add_middleware(Gate, **guard)
+    # Session-authenticated prefixes (the console) for the routed side only: the prediction
+    # lane below never sees those paths, so its gate checks nothing extra.
+    app.add_middleware(Gate, **guard, sessions=dict(service.sessions))
     if settings.serve_fast_path:
         routes = (r for a in apis for r in a.routes)
         route = next(r for r in routes if getattr(r, "operation_id", "") == "predict")

@@ -26,6 +26,7 @@ class KeyCache:
         self.keys = keys
         self.poll_seconds = poll_seconds
         self._by_hash: dict[str, ApiKey] = {}
+        self._by_name: dict[str, ApiKey] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -34,7 +35,16 @@ class KeyCache:
 
     def refresh(self) -> None:
         """Re-read the active keys now."""
-        self._by_hash = self.keys.active()
+        by_hash = self.keys.active()
+        self._by_hash, self._by_name = by_hash, {k.name: k for k in by_hash.values()}
+
+    def find(self, token: str) -> ApiKey | None:
+        """The active key whose plain text is ``token``, or None."""
+        return self._by_hash.get(hash_token(token))
+
+    def named(self, name: str) -> ApiKey | None:
+        """The active key called ``name``, or None (unknown or revoked)."""
+        return self._by_name.get(name)
 
     def authenticate(self, headers: list[tuple[bytes, bytes]]) -> ApiKey:
         """The key a request carries (``Authorization: Bearer`` or ``X-API-Key``), or raise."""

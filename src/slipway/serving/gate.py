@@ -5,6 +5,12 @@ request id; authenticate (401); refuse a declared body above the limit before re
 spend a rate token of the key (429); admit under the concurrency cap (503); call the app with
 a ``receive`` that stops a body streaming past the limit (413); then write one JSON access-log
 line and count the request. Liveness and readiness pass without a key or a limit.
+
+Browser pages cannot send an API key with every request. A capability that serves them (the
+web console under ``/ui``) hands the gate a :class:`SessionAuth` for its path prefix; requests
+under that prefix are authenticated by it (a session cookie) instead of by a key, and pass
+the same limits and records. The gate of the prediction lane has none, so predictions pay
+nothing for it.
 """
 
 from __future__ import annotations
@@ -13,12 +19,14 @@ import itertools
 import re
 import secrets
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slipway.exceptions import SlipwayError
+from slipway.keys import ApiKey
 from slipway.serving import errors
 from slipway.serving.accesslog import AccessLog
 from slipway.serving.auth import ANONYMOUS, KeyCache
@@ -36,6 +44,14 @@ _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
+class SessionAuth(Protocol):
+    """How requests under one path prefix authenticate: by a browser session, not a key."""
+
+    async def __call__(self, scope: Scope) -> ApiKey | None:
+        """The key behind the request's session, or None without a live session (the routes
+        under the prefix then decide: a login page answers, every other one refuses)."""
+
+
 class Gate:
     """ASGI middleware enforcing auth and limits, and recording every request."""
 
@@ -49,12 +65,15 @@ class Gate:
         max_body_bytes: int,
         metrics: Metrics,
         public_docs: bool = False,
+        sessions: Mapping[str, SessionAuth] | None = None,
     ) -> None:
         self.app = app
         self.keys, self.buckets, self.cap = keys, buckets, cap
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
         self.open_paths = OPEN_PATHS | DOCS_PATHS if public_docs else OPEN_PATHS
+        # (prefix, prefix + "/", auth) per prefix; empty on the prediction lane.
+        self.sessions = tuple((p, p + "/", a) for p, a in (sessions or {}).items())
         self.access = AccessLog()
         self._ids = _RequestIds()
         self._counters: dict[tuple[str, str, int], Any] = {}
@@ -83,11 +102,23 @@ class Gate:
 
         admitted = False
         try:
-            if scope["path"] not in self.open_paths:
-                key = self.keys.authenticate(headers) if self.keys is not None else ANONYMOUS
+            path = scope["path"]
+            if path not in self.open_paths:
+                session = self._session_auth(path) if self.sessions else None
+                key: ApiKey | None
+                if session is not None:
+                    key = await session(scope)
+                elif self.keys is not None:
+                    key = self.keys.authenticate(headers)
+                else:
+                    key = ANONYMOUS
                 scope["slipway.key"] = key
                 declared = check_content_length(headers, self.max_body_bytes)
-                client = f"key {key.name!r}" if self.keys is not None else _client(scope)
+                client = (
+                    f"key {key.name!r}"
+                    if key is not None and self.keys is not None
+                    else _client(scope)
+                )
                 self.buckets.take(client)
                 self.cap.enter()
                 admitted = True
@@ -110,6 +141,12 @@ class Gate:
             if admitted:
                 self.cap.leave()
             self._record(scope, status, time.perf_counter() - started)
+
+    def _session_auth(self, path: str) -> SessionAuth | None:
+        for prefix, below, auth in self.sessions:
+            if path == prefix or path.startswith(below):
+                return auth
+        return None
 
     def _reject(self, exc: SlipwayError) -> None:
         self.metrics.rejected.labels(errors.status_of(exc)[1]).inc()

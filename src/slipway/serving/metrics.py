@@ -197,6 +197,24 @@ class Metrics:
             return generate_latest(merged), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
+    def samples(self, *names: str) -> list[tuple[str, dict[str, str], float]]:
+        """Current samples ``(name, labels, value)`` of the metric families ``names`` (every
+        worker's, merged, in multi-worker mode); for pages that show the numbers."""
+        if self.multiprocess_dir:
+            from prometheus_client import multiprocess
+
+            source = CollectorRegistry()
+            multiprocess.MultiProcessCollector(source, path=self.multiprocess_dir)
+        else:
+            source = self.registry
+        wanted = set(names)
+        return [
+            (s.name, dict(s.labels), float(s.value))
+            for family in source.collect()
+            if family.name in wanted
+            for s in family.samples
+        ]
+
     def close(self) -> None:
         """Drop this worker's live gauges from the shared directory (multi-worker mode)."""
         if self.multiprocess_dir:

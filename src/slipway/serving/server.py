@@ -68,10 +68,17 @@ def log_config(level: str = "info", access_log: bool = True) -> dict[str, Any]:
 
 
 def settings_for(
-    base: Settings, *, models: Sequence[str] = (), auth: bool = True, workers: int = 1
+    base: Settings,
+    *,
+    models: Sequence[str] = (),
+    auth: bool = True,
+    workers: int = 1,
+    console: bool | None = None,
 ) -> Settings:
-    """``base`` with the command line's choices applied."""
+    """``base`` with the command line's choices applied (``console`` None keeps the setting)."""
     overrides: dict[str, Any] = {"serve_workers": workers}
+    if console is not None:
+        overrides["serve_console"] = console
     if models:
         overrides["serve_models"] = tuple(models)
     if not auth:
@@ -104,6 +111,7 @@ def environment(settings: Settings) -> dict[str, str]:
         "SLIPWAY_SERVE_AUTH": "true" if settings.serve_auth else "false",
         "SLIPWAY_SERVE_WORKERS": str(settings.serve_workers),
         "SLIPWAY_SERVE_MODELS": ",".join(settings.serve_models),
+        "SLIPWAY_SERVE_CONSOLE": "true" if settings.serve_console else "false",
     }
     return env
 
@@ -116,8 +124,10 @@ def run(
     graceful_timeout: int = 30,
     log_level: str = "info",
     access_log: bool = True,
+    app: str = APP,
 ) -> None:
-    """Serve until SIGTERM or Ctrl-C (blocks)."""
+    """Serve until SIGTERM or Ctrl-C (blocks); ``app`` is the import string of the factory
+    each worker calls to build its app."""
     import uvicorn
 
     os.environ.update(environment(settings))
@@ -128,7 +138,7 @@ def run(
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
         uvicorn.run(
-            APP,
+            app,
             factory=True,
             host=host,
             port=port,

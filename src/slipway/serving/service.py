@@ -22,6 +22,7 @@ from slipway.serving.auth import KeyCache
 from slipway.serving.batching import MicroBatcher
 from slipway.serving.bodies import parse_json
 from slipway.serving.feedback import FeedbackDesk
+from slipway.serving.gate import SessionAuth
 from slipway.serving.log import PredictionLog
 from slipway.serving.metrics import Metrics
 from slipway.serving.runtime import Runtime
@@ -55,6 +56,10 @@ class Service:
     scorer: Scorer
     feedback: FeedbackDesk
     batcher: MicroBatcher = field(default=None)  # type: ignore[assignment]  # set below
+    # Path prefix -> how requests under it authenticate instead of by API key. A capability
+    # serving browser pages (the console) registers its session check here from its router
+    # factory; create_app hands the result to the gate.
+    sessions: dict[str, SessionAuth] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.batcher is None:

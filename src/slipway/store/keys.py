@@ -5,12 +5,14 @@ The plain key never reaches this module; :mod:`slipway.keys` makes keys and chec
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
+from slipway.store.audit import record_event
 from slipway.store.engine import Store
 from slipway.store.schema import api_keys
 
@@ -46,7 +48,23 @@ class ApiKey:
         }
 
 
-def add_key(store: Store, key: ApiKey, key_hash: str) -> ApiKey | None:
+@dataclass(frozen=True)
+class KeyAudit:
+    """Who changes a key, recorded in the audit trail with the change (``detail``: the channel,
+    e.g. ``{"via": "ui"}``)."""
+
+    actor: str
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+    def record(self, conn: sa.Connection, action: str, key: ApiKey) -> None:
+        """Write the audit event of ``action`` on ``key`` in the caller's transaction."""
+        detail = {"key": key.name, "role": key.role, **self.detail}
+        record_event(conn, self.actor, action, None, detail=detail)
+
+
+def add_key(
+    store: Store, key: ApiKey, key_hash: str, *, audit: KeyAudit | None = None
+) -> ApiKey | None:
     """Store ``key`` under ``key_hash``; if its name is taken, store nothing and return the
     key that holds the name (names are never reused, revoked keys included)."""
     with store.write() as conn:
@@ -62,6 +80,8 @@ def add_key(store: Store, key: ApiKey, key_hash: str) -> ApiKey | None:
                 created_at=key.created_at,
             )
         )
+        if audit is not None:
+            audit.record(conn, "create_key", key)
     return None
 
 
@@ -72,7 +92,9 @@ def all_keys(store: Store) -> list[ApiKey]:
     return [_key(r) for r in rows]
 
 
-def revoke_key(store: Store, name: str, at: datetime) -> ApiKey | None:
+def revoke_key(
+    store: Store, name: str, at: datetime, *, audit: KeyAudit | None = None
+) -> ApiKey | None:
     """Mark key ``name`` revoked at ``at`` unless it already is; the key as it now stands, or
     None when there is no key of that name."""
     with store.write() as conn:
@@ -84,6 +106,8 @@ def revoke_key(store: Store, name: str, at: datetime) -> ApiKey | None:
         if row.revoked_at is None:
             conn.execute(api_keys.update().where(api_keys.c.name == name).values(revoked_at=at))
             row = conn.execute(sa.select(api_keys).where(api_keys.c.name == name)).one()
+            if audit is not None:
+                audit.record(conn, "revoke_key", _key(row))
     return _key(row)
 
 

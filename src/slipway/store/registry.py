@@ -20,8 +20,9 @@ import sqlalchemy as sa
 
 from slipway.clock import utcnow
 from slipway.exceptions import ModelNotFound, RegistryConflict
+from slipway.store.audit import record_event
 from slipway.store.engine import Store, upsert
-from slipway.store.schema import alias_history, aliases, audit_events, model_versions, models
+from slipway.store.schema import alias_history, aliases, model_versions, models
 
 Record = dict[str, Any]
 
@@ -54,7 +55,7 @@ def add_version(
                 meta=dict(meta),
             )
         )
-        _audit(conn, actor, "register", name, version=number, detail={"sha256": sha256})
+        record_event(conn, actor, "register", name, version=number, detail={"sha256": sha256})
     return number
 
 
@@ -159,7 +160,15 @@ def alias_targets(store: Store, alias: str, names: Sequence[str] = ()) -> dict[s
         return {r.model_name: int(r.version) for r in conn.execute(query)}
 
 
-def promote(store: Store, name: str, number: int, alias: str, actor: str) -> None:
+def promote(
+    store: Store,
+    name: str,
+    number: int,
+    alias: str,
+    actor: str,
+    *,
+    detail: Mapping[str, Any] | None = None,
+) -> None:
     """Point ``alias`` at active version ``number`` and record the move (if it is one)."""
     with store.write() as conn:
         status = _status(conn, name, number)
@@ -175,7 +184,7 @@ def promote(store: Store, name: str, number: int, alias: str, actor: str) -> Non
                     model_name=name, alias=alias, version=number, set_at=utcnow()
                 )
             )
-            _audit(
+            record_event(
                 conn,
                 actor,
                 "promote",
@@ -184,10 +193,13 @@ def promote(store: Store, name: str, number: int, alias: str, actor: str) -> Non
                 alias=alias,
                 from_version=current,
                 to_version=number,
+                detail=detail,
             )
 
 
-def rollback(store: Store, name: str, alias: str, actor: str) -> int:
+def rollback(
+    store: Store, name: str, alias: str, actor: str, *, detail: Mapping[str, Any] | None = None
+) -> int:
     """Move ``alias`` back to the version it held before its latest move; that version."""
     with store.write() as conn:
         _check_model(conn, name)
@@ -222,7 +234,7 @@ def rollback(store: Store, name: str, alias: str, actor: str) -> int:
             .values(rolled_back=True)
         )
         _set_alias(conn, name, alias, target)
-        _audit(
+        record_event(
             conn,
             actor,
             "rollback",
@@ -231,11 +243,14 @@ def rollback(store: Store, name: str, alias: str, actor: str) -> int:
             alias=alias,
             from_version=current,
             to_version=target,
+            detail=detail,
         )
     return target
 
 
-def archive(store: Store, name: str, number: int, actor: str) -> None:
+def archive(
+    store: Store, name: str, number: int, actor: str, *, detail: Mapping[str, Any] | None = None
+) -> None:
     """Mark version ``number`` archived, unless an alias still holds it."""
     with store.write() as conn:
         status = _status(conn, name, number)
@@ -251,18 +266,7 @@ def archive(store: Store, name: str, number: int, actor: str) -> None:
                 .where(model_versions.c.model_name == name, model_versions.c.version == number)
                 .values(status="archived")
             )
-            _audit(conn, actor, "archive", name, version=number)
-
-
-def audit_log(store: Store, name: str | None = None, *, limit: int = 100) -> list[Record]:
-    """Registry changes, newest first (of one model, when given)."""
-    query = sa.select(audit_events).order_by(audit_events.c.id.desc()).limit(limit)
-    if name is not None:
-        query = query.where(audit_events.c.model_name == name)
-    with store.read() as conn:
-        rows = conn.execute(query).all()
-    same = ("at", "actor", "action", "version", "alias", "from_version", "to_version", "detail")
-    return [{"model": r.model_name, **{f: r._mapping[f] for f in same}} for r in rows]
+            record_event(conn, actor, "archive", name, version=number, detail=detail)
 
 
 # -- within a transaction --------------------------------------------------------------------
@@ -354,30 +358,3 @@ def _version(row: Any, amap: Mapping[str, int]) -> Record:
         "meta": dict(row.meta),
         "aliases": tuple(a for a, v in amap.items() if v == row.version),
     }
-
-
-def _audit(
-    conn: sa.Connection,
-    actor: str,
-    action: str,
-    name: str | None,
-    *,
-    version: int | None = None,
-    alias: str | None = None,
-    from_version: int | None = None,
-    to_version: int | None = None,
-    detail: Mapping[str, Any] | None = None,
-) -> None:
-    conn.execute(
-        audit_events.insert().values(
-            at=utcnow(),
-            actor=actor,
-            action=action,
-            model_name=name,
-            version=version,
-            alias=alias,
-            from_version=from_version,
-            to_version=to_version,
-            detail=dict(detail or {}),
-        )
-    )

@@ -270,6 +270,23 @@ monitoring_runs = sa.Table(
     sa.Index(None, "model_name", "created_at"),
 )
 
+# --- console ------------------------------------------------------------------------------
+
+# Logins to the web console (/ui), shared by every worker and replica. A session is a random
+# token held in the browser's cookie; only its sha256 is stored, so the table holds nothing
+# that logs anyone in. `key_name` is the admin key that logged in (or "anonymous" with auth
+# off): audit events of console actions name it.
+console_sessions = sa.Table(
+    "console_sessions",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("key_name", sa.String(100), nullable=False),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Index(None, "expires_at"),
+)
+
 # --- features -----------------------------------------------------------------------------
 
 # Event sources known to the store: what their events look like, and where they are read
