@@ -11,6 +11,12 @@ pins pandas < 3, so it runs from its own virtualenv:
 
 ``--store`` also times a store-backed ``Monitor.run`` (SQLite) over the same rows written into
 the prediction log, which adds reading and parsing the log's JSON.
+
+The performance-estimation case times CBPE (``slipway.estimation.estimate_classification``:
+calibrated expected accuracy, precision, recall, F1 and ROC-AUC with their bands) over the same
+number of served rows, in its own worker, against Slipway's drift run of the same run: the
+ratio says what estimating performance adds to a monitoring run. ``--quick`` runs 50,000 rows
+(seconds). Evidently is skipped when its virtualenv is absent.
 """
 
 from __future__ import annotations
@@ -79,6 +85,8 @@ def worker(tool: str, folder: Path) -> None:
         report = slipway.monitor(ref, cur)
         seconds = time.perf_counter() - started
         flagged = report.flagged
+    elif tool == "cbpe":
+        seconds, flagged = _cbpe(len(cur))
     else:
         from evidently import Report
         from evidently.presets import DataDriftPreset
@@ -92,6 +100,27 @@ def worker(tool: str, folder: Path) -> None:
             {"seconds": seconds, "peak_mb": _peak_mb(), "loaded_mb": loaded, "flagged": flagged}
         )
     )
+
+
+def _cbpe(rows: int) -> tuple[float, list[str]]:
+    """Calibrate on 10,000 labeled validation rows, then time CBPE over ``rows`` served ones."""
+    from slipway import estimation
+
+    rng = np.random.default_rng(1)
+
+    def served(n: int) -> tuple[np.ndarray, np.ndarray]:
+        raw = rng.beta(1.2, 3.0, n)  # a model's positive-class probability
+        truth = np.clip(raw * 1.1, 0, 1)  # the model is a little underconfident
+        return np.column_stack([1 - raw, raw]), (rng.random(n) < truth).astype(int)
+
+    proba, y = served(10_000)
+    calibration = estimation.fit_calibration(y, proba, [0, 1])
+    proba, _ = served(rows)
+    predicted = proba.argmax(axis=1)
+    started = time.perf_counter()
+    out = estimation.estimate_classification(calibration, proba, predicted)
+    seconds = time.perf_counter() - started
+    return seconds, [f"{k} {v.value:.3f}" for k, v in out.items()]
 
 
 def _evidently_drifted(data: dict) -> list[str]:
@@ -168,12 +197,17 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=20)
     parser.add_argument("--evidently-python", default=".venv-evidently/bin/python")
     parser.add_argument("--store", action="store_true", help="also time a store-backed run")
-    parser.add_argument("--worker", choices=["slipway", "evidently"], help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="50,000 rows: a check in seconds")
+    parser.add_argument(
+        "--worker", choices=["slipway", "evidently", "cbpe"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args.worker, args.folder)
         return
+    if args.quick:
+        args.rows, args.reference_rows = 50_000, 2_000
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         ref, cur = frames(args.rows, args.reference_rows, args.features)
@@ -181,7 +215,14 @@ def main() -> None:
         cur.to_parquet(folder / "current.parquet")
         del ref, cur
         results = {}
-        for tool, python in (("slipway", sys.executable), ("evidently", args.evidently_python)):
+        tools = [
+            ("slipway", sys.executable),
+            ("cbpe", sys.executable),
+            ("evidently", args.evidently_python),
+        ]
+        for tool, python in tools:
+            if tool == "evidently" and not Path(python).exists():
+                continue  # Evidently only when its virtualenv is there (see the docstring)
             cmd = [python, __file__, "--worker", tool, "--folder", str(folder)]
             done = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if done.returncode != 0:
@@ -202,22 +243,35 @@ def main() -> None:
                 if done.returncode != 0:
                     sys.exit(f"store {phase} failed:\n{done.stderr[-3000:]}")
                 store.update(json.loads(done.stdout.strip().splitlines()[-1]))
-    s, e = results["slipway"], results["evidently"]
+    s, c, e = results["slipway"], results["cbpe"], results.get("evidently")
     print(
         f"\nOne drift run: {args.rows:,} current rows x {args.features} features, "
-        f"{args.reference_rows:,} reference rows (same frames, same run)\n"
+        f"{args.reference_rows:,} reference rows (same frames, same run)"
+        + (" [--quick]" if args.quick else "")
+        + "\n"
     )
     print("| tool | seconds | peak RSS (MB) | RSS after loading frames (MB) | drifted features |")
     print("|---|---:|---:|---:|---|")
-    for name, r in (("Slipway `slipway.monitor`", s), ("Evidently DataDriftPreset", e)):
+    rows = [("Slipway `slipway.monitor`", s), ("Evidently DataDriftPreset", e)]
+    for name, r in rows:
+        if r is None:
+            print(f"| {name} | not measured (no {args.evidently_python}) | | | |")
+            continue
         print(
             f"| {name} | {r['seconds']:.2f} | {r['peak_mb']:.0f} | {r['loaded_mb']:.0f} | "
             f"{', '.join(r['flagged']) or '-'} |"
         )
+    if e is not None:
+        print(
+            f"\nSlipway is {e['seconds'] / s['seconds']:.1f}x faster "
+            f"(goal: at least 5x); extra memory {s['peak_mb'] - s['loaded_mb']:.0f} MB vs "
+            f"{e['peak_mb'] - e['loaded_mb']:.0f} MB."
+        )
     print(
-        f"\nSlipway is {e['seconds'] / s['seconds']:.1f}x faster "
-        f"(goal: at least 5x); extra memory {s['peak_mb'] - s['loaded_mb']:.0f} MB vs "
-        f"{e['peak_mb'] - e['loaded_mb']:.0f} MB."
+        f"\nCBPE over {args.rows:,} served rows (accuracy, precision, recall, F1, ROC-AUC with "
+        f"bands): {c['seconds']:.2f} s, {c['seconds'] / s['seconds']:.2f}x the drift run's "
+        f"{s['seconds']:.2f} s; peak RSS {c['peak_mb']:.0f} MB. Estimates: "
+        f"{', '.join(c['flagged'])}."
     )
     if store:
         print(

@@ -7,26 +7,20 @@ import os
 # Two test workers on two cores: OpenMP pools in each (HistGradientBoosting) would spin
 # against each other and run ~20x slower. Set before scikit-learn loads its runtime.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
-import sqlalchemy as sa
-from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from slipway.config import Settings
 from slipway.registry import Registry
-
-PG_URL = os.environ.get("SLIPWAY_TEST_DATABASE_URL")
-NO_PG = "PostgreSQL tests need SLIPWAY_TEST_DATABASE_URL (set by .ci/run, which starts a server)"
+from slipway.testing import Fitted, fit_reference_model, transactions
+from tests.helpers import NO_PG, PG_URL, pg_schema_url
 
 BACKENDS = [
     pytest.param("sqlite", id="sqlite"),
@@ -52,21 +46,6 @@ def database_url(backend: str) -> Iterator[str | None]:
         return
     assert PG_URL is not None
     yield from pg_schema_url(PG_URL)
-
-
-def pg_schema_url(base: str) -> Iterator[str]:
-    """A fresh PostgreSQL schema for one test, dropped afterwards."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    url = sa.make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        admin.dispose()
 
 
 @pytest.fixture
@@ -95,49 +74,15 @@ def env(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Settings:
     return settings
 
 
-@dataclass
-class Fitted:
-    """A fitted pipeline with the data it was trained and validated on."""
-
-    pipeline: Any
-    X_train: Any
-    y_train: Any
-    X_val: Any
-    y_val: Any
-
-
-def transactions(n: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
-    """A small mixed-type frame with a learnable binary target."""
-    rng = np.random.default_rng(seed)
-    frame = pd.DataFrame(
-        {
-            "amount": rng.lognormal(3, 1, n).round(2),
-            "hour": rng.integers(0, 24, n),
-            "merchant": rng.choice(["grocery", "travel", "gaming"], n),
-            "country": rng.choice(["US", "GB", "NG"], n),
-        }
-    )
-    logit = 0.02 * frame.amount - 2 + (frame.merchant == "gaming") * 1.5 + (frame.hour < 5)
-    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
-    return frame, y
-
-
 @pytest.fixture
 def make_fitted() -> Any:
     """Factory: ``make_fitted(kind)`` -> Fitted, for kind in frame, array, multiclass, regressor."""
 
     def make(kind: str = "frame", n: int = 600, seed: int = 0) -> Fitted:
         rng = np.random.default_rng(seed)
-        if kind == "frame":
-            X, y = transactions(n, seed)
-            pre = ColumnTransformer(
-                [
-                    ("num", StandardScaler(), ["amount", "hour"]),
-                    ("cat", OneHotEncoder(handle_unknown="ignore"), ["merchant", "country"]),
-                ]
-            )
-            pipe: Any = Pipeline([("pre", pre), ("model", LogisticRegression(max_iter=500))])
-        elif kind == "array":
+        if kind == "frame":  # the reference model users test with, too
+            return fit_reference_model(n, seed)
+        if kind == "array":
             X = rng.normal(size=(n, 20))
             y = (X[:, 0] + X[:, 1] ** 2 + rng.normal(size=n) > 1).astype(int)
             pipe = make_pipeline(

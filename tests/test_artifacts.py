@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
@@ -67,6 +71,24 @@ def test_get_refuses_mismatched_or_missing_bytes(tmp_path):
         store.path("../../etc/passwd")
 
 
+@pytest.mark.parametrize(
+    "name", ["../" + "a" * 61, "A" * 64, "a" * 63, "a" * 65, "g" + "0" * 63, ""]
+)
+def test_only_64_lowercase_hex_digits_name_an_artifact(tmp_path, name):
+    """A path component that is not exactly a sha256 digest never reaches the file system."""
+    with pytest.raises(ValueError, match="not a hex sha256"):
+        art.ArtifactStore(tmp_path).path(name)
+
+
+def test_unknown_formats_are_refused_by_name():
+    """dump_model and load_model name the formats they know."""
+    with pytest.raises(ValueError, match="Unknown artifact format 'pickle'; use one of joblib"):
+        art.dump_model(object(), "pickle")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="Unknown artifact format 'pickle'; use one of joblib"):
+        art.load_model(b"", "pickle")  # type: ignore[arg-type]
+    assert art.untrusted_types(b"not skops", "joblib") == []
+
+
 def test_altered_pickle_never_runs_its_payload(tmp_path, make_fitted):
     """A malicious pickle altered on disk by one byte fails before deserialization."""
     canary = tmp_path / "canary"
@@ -88,6 +110,58 @@ def test_altered_pickle_never_runs_its_payload(tmp_path, make_fitted):
     path.write_bytes(bytes(data[:-2] + bytes([data[-2] ^ 0x01]) + data[-1:]))
     reg.load("evil:1")
     assert canary.exists()
+
+
+class SwapOnReopen:
+    """Rewrites a file with other bytes just before its second open, as if it were replaced
+    between two reads; counts the opens. An audit hook sees every open, whichever API makes it
+    (hooks cannot be removed, so it goes inert once the test ends)."""
+
+    def __init__(self, path, later: bytes) -> None:
+        self.path, self.later = os.fspath(path), later
+        self.opens = 0
+        self.active = True
+        self._busy = False
+        sys.addaudithook(self._hook)
+
+    def _hook(self, event: str, args: tuple) -> None:
+        if not self.active or self._busy or event != "open" or not isinstance(args[0], str | Path):
+            return
+        if os.fspath(args[0]) != self.path:
+            return
+        self.opens += 1
+        if self.opens == 2:
+            self._busy = True
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_TRUNC)
+                os.write(fd, self.later)
+                os.close(fd)
+            finally:
+                self._busy = False
+
+
+def test_the_bytes_deserialized_are_the_bytes_that_were_hashed(tmp_path):
+    """A file swapped between two reads cannot slip through: load() hashes the very bytes it
+    unpickles, so tampered bytes (replaced by the genuine ones after they are read) fail before
+    any deserialization."""
+    canary = tmp_path / "canary"
+    reg = Registry(Settings(home=tmp_path / "home"))
+    X = np.random.default_rng(0).normal(size=(50, 2))
+    mv = reg.register(LogisticRegression().fit(X, X[:, 0] > 0), "m", X)
+    path = reg.artifacts.path(mv.sha256)
+    genuine = path.read_bytes()
+    evil = CanaryClassifier().fit(X, X[:, 0] > 0)
+    evil.payload = Canary(str(canary))
+    path.chmod(0o644)
+    path.write_bytes(art.dump_model(evil, "joblib"))
+    swap = SwapOnReopen(path, genuine)
+    try:
+        with pytest.raises(ArtifactCorrupted, match=mv.sha256):
+            reg.load("m:1")
+    finally:
+        swap.active = False
+    assert not canary.exists()
+    assert swap.opens == 1  # read once: the bytes checked are the bytes kept
 
 
 def test_skops_round_trip_with_default_trusted_types(registry, make_fitted):
@@ -115,7 +189,8 @@ def test_skops_refuses_untrusted_types_by_name(tmp_path):
         mv = reg.register(pipe, "fn", X, format="skops")
     untrusted = mv.meta["untrusted_types"]
     assert any(t.endswith("_double") for t in untrusted)
-    with pytest.raises(UntrustedArtifact, match="_double"):
+    with pytest.raises(UntrustedArtifact, match="_double") as info:
         reg.load("fn:1")
+    assert info.value.path == str(reg.artifacts.path(mv.sha256))  # names the file it refused
     trusting = Registry(Settings(home=tmp_path / "home", trusted_types=tuple(untrusted)))
     np.testing.assert_array_equal(trusting.load("fn:1").predict(X), pipe.predict(X))

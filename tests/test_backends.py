@@ -113,8 +113,9 @@ def test_flagged_rows_are_answered_by_scikit_learn(registry, make_fitted):
     registry.register(fitted.pipeline, "flag", fitted.X_train, unseen="flag")
     model = registry.load("flag", backend="auto")
     calls = []
-    original = model.onnx.run
-    model.onnx.run = lambda *a: (calls.append(1), original(*a))[1]
+    session = model.engine.session
+    original = session.run
+    session.run = lambda *a: (calls.append(1), original(*a))[1]
     row = fitted.X_val.iloc[:1].assign(country="ZZ")
     result = model.score(row)
     assert calls == [] and result.warnings[0].code == "unseen_category"
@@ -152,3 +153,32 @@ def test_model_card_names_the_backend(registry):
     console = Console(width=200, record=True)
     console.print(model_card(mv))
     assert "serving backend  onnx (matches scikit-learn within 1e-05" in console.export_text()
+
+
+def test_any_engine_with_the_backend_method_plugs_into_the_core(registry, make_fitted):
+    """A third engine is one class: Model asks it for outputs and derives nothing on its own."""
+    from slipway.backends import Outputs, SklearnBackend
+    from slipway.predict import Model
+
+    class Halved:
+        """A toy engine: scikit-learn's probabilities, halved, labelled by their argmax."""
+
+        name = "halved"
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        def outputs(self, checked, rows):
+            """Half of scikit-learn's probabilities; labels unchanged."""
+            out = self.inner.outputs(checked, rows)
+            return Outputs(out.labels, out.probabilities / 2)
+
+    fitted = make_fitted("frame")
+    mv = registry.register(fitted.pipeline, "toy", fitted.X_train)
+    pipeline = registry.load(mv.ref).pipeline
+    model = Model(pipeline, mv, Halved(SklearnBackend.of(pipeline, mv)))
+    result = model.score(fitted.X_val.iloc[:5])
+    assert model.backend == "halved" and repr(model).endswith("(halved)>")
+    expected = fitted.pipeline.predict_proba(fitted.X_val.iloc[:5]) / 2
+    np.testing.assert_array_equal(result.probabilities, expected)
+    np.testing.assert_array_equal(result.labels, fitted.pipeline.predict(fitted.X_val.iloc[:5]))

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from slipway.contract import Contract
-from slipway.exceptions import ContractViolation
+from slipway.contract import Contract, FieldSpec
+from slipway.exceptions import ConfigError, ContractViolation, InvalidModel
 
 
 @pytest.fixture
@@ -52,6 +52,19 @@ def test_default_band_is_ten_widths_beyond_the_training_range(contract: Contract
     ok = contract.validate([{"amount": 1109.0, "hour": 1, "country": "US", "is_new": True}])
     bad = contract.validate([{"amount": 1111.0, "hour": 1, "country": "US", "is_new": True}])
     assert ok.ok and codes(bad) == [(0, "amount", "out_of_range")]
+
+
+@pytest.mark.parametrize(("value", "band"), [(5.0, (-45.0, 55.0)), (0.0, (-10.0, 10.0))])
+def test_a_constant_training_column_gets_a_band_of_its_magnitude(value, band):
+    """A column with one value has no width: the band uses |value| (or 1 at zero) instead,
+    so other plausible values pass and only implausible ones are refused."""
+    c = Contract.learn(pd.DataFrame({"x": [value] * 5, "n": pd.Series([3] * 5, dtype="int64")}))
+    x, n = c.fields
+    assert (x.low, x.high) == band and (n.low, n.high) == (-27.0, 33.0)
+    inside = [{"x": band[0] + 0.5, "n": -26}, {"x": value + 1.0, "n": 4}, {"x": band[1], "n": 33}]
+    assert c.validate(inside).ok
+    outside = c.validate([{"x": band[1] + 1.0, "n": 3}, {"x": value, "n": 34}])
+    assert codes(outside) == [(0, "x", "out_of_range"), (1, "n", "out_of_range")]
 
 
 def test_absolute_limit_applies_even_inside_a_wide_band():
@@ -108,6 +121,35 @@ def test_problem_messages_name_row_field_value_and_expectation(contract: Contrac
         [{"amount": float("inf"), "hour": 1, "country": "US", "is_new": True}]
     )
     assert json.loads(json.dumps(bad_json.errors[0].to_dict()))["value"] == "Infinity"
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (
+            FieldSpec("x", "number", "float64", low=-1.5, high=2.0),
+            "a finite number between -1.5 and 2",
+        ),
+        (FieldSpec("x", "number", "float64", low=-1.5), "a finite number"),
+        (FieldSpec("x", "integer", "int64", low=0, high=9), "an integer between 0 and 9"),
+        (FieldSpec("x", "integer", "int64"), "an integer"),
+        (FieldSpec("x", "boolean", "bool"), "true or false"),
+        (FieldSpec("x", "datetime", "datetime64[ns]"), "a date-time (ISO 8601)"),
+        (FieldSpec("x", "category", "object"), "a string"),
+        (FieldSpec("x", "category", "object", categories=("a", 2)), "one of 'a', 2"),
+        (
+            FieldSpec("x", "category", "object", categories=tuple("abcdefghij")),
+            "one of " + ", ".join(repr(c) for c in "abcdefghij"),
+        ),
+        (
+            FieldSpec("x", "category", "object", categories=tuple("abcdefghijk")),
+            "one of " + ", ".join(repr(c) for c in "abcdefghij") + ", ... (11 in all)",
+        ),
+    ],
+)
+def test_each_kind_of_field_describes_what_it_expects(spec, expected):
+    """The "expected ..." of a problem, per kind: bounds, the first ten categories, a count."""
+    assert spec.expectation() == expected
 
 
 def test_nan_is_allowed_only_where_training_had_nulls(contract: Contract):
@@ -200,6 +242,86 @@ def test_high_cardinality_text_is_not_category_checked():
     c = Contract.learn(ids)
     assert c.fields[0].categories is None
     assert c.validate([{"id": "never-seen"}]).ok
+    at_the_cap = Contract.learn(ids.head(10_000)).fields[0]  # 10,000 is still a category set
+    assert at_the_cap.categories is not None and len(at_the_cap.categories) == 10_000
+
+
+def test_every_column_kind_is_learned_from_its_dtype_or_its_values():
+    """Categorical, datetime, boolean and numeric dtypes, and object columns by their values."""
+    frame = pd.DataFrame(
+        {
+            "cat": pd.Categorical(["b", "a", "b"]),
+            "when": pd.to_datetime(["2026-01-01", "2026-01-02", None]),
+            "flag": [True, False, True],
+            "obj_num": pd.Series([1, 2.5, None], dtype=object),
+            "obj_bool": pd.Series([True, None, False], dtype=object),
+            "obj_text": pd.Series(["x", 1, None], dtype=object),
+            "empty": [np.nan, np.nan, np.nan],
+        }
+    )
+    got = {
+        f.name: (f.kind, f.dtype, f.nullable, f.min, f.max, f.categories)
+        for f in Contract.learn(frame).fields
+    }
+    assert got == {
+        "cat": ("category", "category", False, None, None, ("a", "b")),
+        "when": ("datetime", str(frame["when"].dtype), True, None, None, None),
+        "flag": ("boolean", "bool", False, None, None, None),
+        "obj_num": ("number", "float64", True, 1.0, 2.5, None),
+        "obj_bool": ("boolean", "bool", True, None, None, None),
+        "obj_text": ("category", "object", True, None, None, (1, "x")),
+        "empty": ("number", "float64", True, None, None, None),
+    }
+    empty = Contract.learn(frame).fields[-1]
+    assert (empty.low, empty.high) == (None, None) and empty.expectation() == "a finite number"
+
+
+def test_learning_refuses_bad_options_and_shapes():
+    """A bad unseen policy, a 1-D array and bounds for unknown columns are refused by name."""
+    with pytest.raises(ConfigError, match="unseen must be 'reject' or 'flag', not 'drop'"):
+        Contract.learn(pd.DataFrame({"x": [1.0]}), unseen="drop")  # type: ignore[arg-type]
+    with pytest.raises(InvalidModel, match=r"X_train must be 2-D; got an array of shape \(3,\)"):
+        Contract.learn(np.zeros(3))
+    with pytest.raises(
+        InvalidModel, match=r"bounds name columns that X_train does not have: \['y'\]"
+    ):
+        Contract.learn(pd.DataFrame({"x": [1.0]}), bounds={"y": (0, 1)})
+
+
+def test_example_row_is_the_middle_of_each_range_and_the_first_category(contract: Contract):
+    """example() is a valid row: range midpoints (integers rounded), False, the first category."""
+    assert contract.example() == {"amount": 60.0, "hour": 12, "country": "GB", "is_new": False}
+    odd = Contract.learn(
+        pd.DataFrame({"x": [0.0, 0.123456], "t": pd.Series(["a", "b"], dtype=object)})
+    )
+    assert odd.example() == {"x": 0.0617, "t": "a"}
+    never_seen = Contract.learn(pd.DataFrame({"x": [np.nan, np.nan]}))
+    assert never_seen.example() == {"x": None}  # no range learned: no value to suggest
+
+
+def test_json_schema_bounds_are_exact_integers_only_where_floats_are_exact():
+    """Bounds print as integers when whole and below 2**53, else as the floats they are; a
+    flagged-unseen category field has no enum."""
+    c = Contract.learn(
+        pd.DataFrame({"x": [0.0, 1.0], "y": [0.0, 1.0], "t": ["a", "b"]}),
+        bounds={"x": (-1.5, 2.0**53 - 1), "y": (-(2.0**53), 2.0**60)},
+        unseen="flag",
+    )
+    props = c.json_schema()["properties"]
+    x, y = props["x"], props["y"]
+    assert (x["minimum"], type(x["minimum"])) == (-1.5, float)
+    assert (x["maximum"], type(x["maximum"])) == (2**53 - 1, int)
+    assert (y["minimum"], type(y["minimum"])) == (-(2.0**53), float)
+    assert (y["maximum"], type(y["maximum"])) == (2.0**60, float)
+    assert props["t"] == {"type": "string"}
+
+
+def test_validate_clean_answers_only_for_clean_rows(contract: Contract):
+    """validate_clean (the fast path) validates clean records and declines anything else."""
+    row = {"amount": 12.5, "hour": 3, "country": "US", "is_new": False}
+    clean = contract.validate_clean([row])
+    assert clean is not None and clean.ok and clean.n_rows == 1
+    assert contract.validate_clean([{**row, "hour": "3"}]) is None
 
 
 def test_raise_for_errors_lists_problems(contract: Contract):

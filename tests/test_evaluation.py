@@ -47,8 +47,11 @@ def test_regression_metrics_match_sklearn():
     rng = np.random.default_rng(1)
     y, p = rng.normal(size=50), rng.normal(size=50)
     out = regression_metrics(y, p)
-    assert out["rmse"] == pytest.approx(metrics.root_mean_squared_error(y, p))
-    assert out["r2"] == pytest.approx(metrics.r2_score(y, p))
+    assert out.keys() == {"mae", "rmse", "r2"}
+    assert out["mae"] == pytest.approx(metrics.mean_absolute_error(y, p), rel=1e-12)
+    assert out["rmse"] == pytest.approx(metrics.root_mean_squared_error(y, p), rel=1e-12)
+    assert out["r2"] == pytest.approx(metrics.r2_score(y, p), rel=1e-12)
+    assert regression_metrics(y[:1], p[:1]).keys() == {"mae", "rmse"}  # R² needs two rows
 
 
 def test_cross_validation_matches_sklearns_scores_fold_by_fold():

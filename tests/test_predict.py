@@ -9,6 +9,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.ensemble import GradientBoostingClassifier
 
 from slipway.exceptions import ContractViolation
+from slipway.predict import Model
 
 
 class CountingPipeline:
@@ -52,6 +53,28 @@ class LastClassWinsTies(ClassifierMixin, BaseEstimator):
         return self.classes_[k - 1 - np.argmax(proba[:, ::-1], axis=1)]
 
 
+class TiesOnlyBelowZero(ClassifierMixin, BaseEstimator):
+    """Binary: confident for x >= 0; for x < 0 an exact tie (x < -1) or a near tie 1e-12 apart
+    (the kind float noise makes), which its own rule breaks to class "b" while argmax says "a".
+    Rows in (-2e-6, -1e-6] are 1e-6 apart: not a tie, argmax and predict both say "a"."""
+
+    def fit(self, X, y):
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict_proba(self, X):
+        x = np.asarray(X, dtype=float)[:, 0]
+        p_a = np.where(x >= 0, 0.9, 0.5 + 1e-12)
+        p_a = np.where(x < -1, 0.5, p_a)
+        p_a = np.where((x <= -1e-6) & (x > -2e-6), 0.5 + 5e-7, p_a)
+        return np.c_[p_a, 1 - p_a]
+
+    def predict(self, X):
+        x = np.asarray(X, dtype=float)[:, 0]
+        near = (x <= -1e-6) & (x > -2e-6)
+        return np.where((x < 0) & ~near, self.classes_[1], self.classes_[0])
+
+
 @pytest.mark.parametrize("kind", ["frame", "array", "multiclass"])
 def test_labels_and_probabilities_equal_the_pipeline(registry, make_fitted, kind):
     """load().predict / predict_proba equal the original pipeline on held-out data."""
@@ -92,8 +115,9 @@ def test_array_inputs_work_for_a_frame_trained_model_and_vice_versa(registry, ma
 def test_classifier_calls_predict_proba_once_and_not_predict(registry, make_fitted):
     """Without ties the core costs one predict_proba call per batch."""
     fitted = make_fitted("frame")
-    model = registry.load(registry.register(fitted.pipeline, "m", fitted.X_train).ref)
-    model.pipeline = counting = CountingPipeline(model.pipeline)
+    loaded = registry.load(registry.register(fitted.pipeline, "m", fitted.X_train).ref)
+    counting = CountingPipeline(loaded.pipeline)
+    model = Model(counting, loaded.version)
     result = model.score(fitted.X_val)
     assert counting.calls == {"predict": 0, "predict_proba": 1}
     np.testing.assert_array_equal(result.labels, fitted.pipeline.predict(fitted.X_val))
@@ -159,3 +183,39 @@ def test_empty_input_gives_empty_predictions(registry, make_fitted):
     result = model.score([])
     assert len(result) == 0 and result.probabilities.shape == (0, 2)
     assert result.records() == []
+
+
+def test_a_long_class_label_comes_back_whole_in_records_and_column_names(registry):
+    """Labels and class keys are data: a 300-character class is never cut to 200 characters."""
+    from sklearn.linear_model import LogisticRegression
+
+    import slipway
+
+    long = "x" * 300
+    X = pd.DataFrame({"a": np.arange(40, dtype=float)})
+    y = np.where(X["a"] < 20, long, "short")
+    registry.register(LogisticRegression().fit(X, y), "labels", X, y)
+    model = registry.load("labels")
+    result = model.score(X.iloc[:1])
+    assert result.records()[0]["label"] == long
+    assert long in result.records()[0]["probabilities"]
+    scored = slipway.score(model, X.iloc[:1])
+    assert f"proba:{long}" in scored.predictions.columns
+
+
+def test_near_and_exact_ties_seen_only_at_predict_time_follow_predict(registry):
+    """Registration sees no tie; at predict time exact ties and ties within the tolerance
+    (probabilities 2e-12 apart) get the pipeline's own label, and only they call predict."""
+    X_train = np.linspace(0, 1, 40).reshape(-1, 1)
+    y = np.array(["a", "b"] * 20)
+    est = TiesOnlyBelowZero().fit(X_train, y)
+    mv = registry.register(est, "near", X_train, y)
+    assert mv.meta["label_from_proba"] is True  # no tie at registration: labels from proba
+    model = registry.load(mv.ref)
+    X = np.array([[0.5], [-0.5], [-1.5], [-1.5e-6], [0.2], [-0.25]])
+    seen = []
+    original = est.predict
+    model.pipeline.predict = lambda Z: (seen.append(len(Z)), original(Z))[1]
+    labels = model.predict(X)
+    assert labels.tolist() == ["a", "b", "b", "a", "a", "b"] == est.predict(X).tolist()
+    assert seen == [3]  # the exact tie and the two near ties, in one call

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import slipway
 from slipway.exceptions import SlipwayError
@@ -61,3 +62,24 @@ def test_notebook_workflow(env, make_fitted):
     assert slipway.load("fraud").version.version == 2
     assert slipway.load("fraud:1").version.version == 1
     assert slipway.rollback("fraud", alias="production").version == 1
+
+
+def test_option_errors_on_public_paths_are_leaves_of_the_tree(registry, make_fitted, tmp_path):
+    """Bad options to register and score_file raise known errors (and still ValueError)."""
+    from slipway.contract import Contract
+    from slipway.exceptions import ConfigError, InvalidDigest, InvalidModel
+
+    fitted = make_fitted("frame")
+    with pytest.raises(ConfigError, match="unseen must be"):
+        Contract.learn(fitted.X_train, unseen="ignore")
+    with pytest.raises(InvalidModel, match="bounds name columns"):
+        Contract.learn(fitted.X_train, bounds={"nope": (0, 1)})
+    with pytest.raises(InvalidDigest, match="not a hex sha256"):
+        registry.artifacts.path("abc")
+    mv = registry.register(fitted.pipeline, "m", fitted.X_train)
+    path = tmp_path / "in.csv"
+    fitted.X_val.to_csv(path, index=False)
+    for options in ({"engine": "spark"}, {"chunk_size": 0}):
+        with pytest.raises(ConfigError) as caught:
+            slipway.score_file(mv.ref, path, registry=registry, **options)
+        assert isinstance(caught.value, ValueError)

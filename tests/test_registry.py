@@ -62,6 +62,7 @@ def test_register_records_the_whole_story(registry, make_fitted):
         "sample",
         "reference_predictions",
         "onnx",
+        "estimator",
     }
     assert mv.meta["artifacts"]["model"] == mv.sha256 and len(mv.sha256) == 64
 

@@ -10,6 +10,7 @@ from pathlib import Path as _Path
 from typing import Any as _Any
 from typing import Literal as _Literal
 
+from slipway._version import __version__
 from slipway.artifacts import Format
 from slipway.batch import BatchRun, Scores
 from slipway.config import Settings
@@ -42,10 +43,8 @@ from slipway.exceptions import (
 )
 from slipway.monitoring import DriftReport, monitor
 from slipway.predict import Model, Predictions
+from slipway.problems import Problem
 from slipway.registry import ModelVersion, Registry
-from slipway.validation import Problem
-
-__version__ = "0.1.0"
 
 
 def register(

@@ -16,6 +16,8 @@ from typing import Any, Literal
 from slipway.exceptions import (
     ArtifactCorrupted,
     ArtifactMissing,
+    ConfigError,
+    InvalidDigest,
     MissingDependency,
     UntrustedArtifact,
 )
@@ -40,7 +42,10 @@ class ArtifactStore:
     def path(self, sha256: str) -> Path:
         """Where the artifact with this hash lives (whether or not it exists)."""
         if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
-            raise ValueError(f"{sha256!r} is not a hex sha256 digest")
+            raise InvalidDigest(
+                f"{sha256[:80]!r} is not a hex sha256 digest: the registry's record of this "
+                "artifact is damaged; `slipway models verify` lists what is intact."
+            )
         return self.root / "sha256" / sha256[:2] / sha256[2:]
 
     def put(self, data: bytes) -> str:
@@ -96,7 +101,7 @@ def dump_model(obj: Any, fmt: Format) -> bytes:
         return buf.getvalue()
     if fmt == "skops":
         return _skops().dumps(obj)
-    raise ValueError(f"Unknown artifact format {fmt!r}; use one of {', '.join(FORMATS)}.")
+    raise ConfigError(f"Unknown artifact format {fmt!r}; use one of {', '.join(FORMATS)}.")
 
 
 def untrusted_types(data: bytes, fmt: Format, trusted: Iterable[str] = ()) -> list[str]:
@@ -119,7 +124,7 @@ def load_model(data: bytes, fmt: Format, *, trusted: Iterable[str] = (), source:
             raise UntrustedArtifact(source or "<bytes>", refused)
         sio = _skops()
         return sio.loads(data, trusted=sio.get_untrusted_types(data=data))
-    raise ValueError(f"Unknown artifact format {fmt!r}; use one of {', '.join(FORMATS)}.")
+    raise ConfigError(f"Unknown artifact format {fmt!r}; use one of {', '.join(FORMATS)}.")
 
 
 def _skops() -> Any:

@@ -1,4 +1,13 @@
-"""The optional fast inference backend: the same pipeline converted to ONNX.
+"""The engines behind the prediction core: scikit-learn, and the same pipeline as ONNX.
+
+:class:`Backend` is the seam: ``outputs(checked, rows)`` turns validated rows into labels,
+probabilities or values. :class:`SklearnBackend` asks the pipeline itself (every model has it);
+:class:`OnnxBackend` asks an onnxruntime session. Another engine is another class with a
+``name`` and that one method; :class:`~slipway.predict.Model` holds one and never asks which.
+
+Labels follow one rule everywhere: the class of highest probability, and where the top two
+probabilities are within the engine's tolerance, the pipeline's own ``predict`` decides
+(:func:`derive_labels`), so labels always equal ``pipeline.predict`` exactly.
 
 At registration, :func:`convert` turns the fitted pipeline into an ONNX graph (skl2onnx) and
 :func:`check` runs it on the reference rows: it is accepted only when its probabilities (or
@@ -8,23 +17,148 @@ are stored as an artifact of the version and used by the HTTP service, where one
 top two probabilities are closer than twice the tolerance, and rows carrying warnings (an unseen
 category passed through), are answered by scikit-learn, so labels never differ.
 
-Needs the ``onnx`` extra: ``pip install 'slipway[onnx]'``.
+ONNX needs the ``onnx`` extra: ``pip install 'slipway[onnx]'``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from slipway.exceptions import MissingDependency
-from slipway.predict import ONNX_TOLERANCE as TOLERANCE
-from slipway.predict import derive_labels
 
 if TYPE_CHECKING:
     from slipway.contract import Contract
     from slipway.validation import Validated
+    from slipway.versions import ModelVersion
+
+# Two probabilities closer than this count as a tie; the pipeline's own predict decides those.
+TIE_TOLERANCE = 1e-9
+# ONNX probabilities are accepted within this distance of scikit-learn's.
+TOLERANCE = 1e-5
+
+
+@dataclass
+class Outputs:
+    """What an engine computed for some rows: labels and probabilities, or values."""
+
+    labels: np.ndarray | None = None
+    probabilities: np.ndarray | None = None
+    values: np.ndarray | None = None
+
+
+class Backend(Protocol):
+    """An engine answering a model's predictions (``name`` is what ``Model.backend`` says)."""
+
+    name: str
+
+    def outputs(self, checked: Validated, rows: np.ndarray | None) -> Outputs:
+        """Outputs for the validated rows (all of them, or the positions ``rows``)."""
+        ...
+
+
+class SklearnBackend:
+    """The fitted pipeline itself: one ``predict_proba`` call, labels derived from it."""
+
+    name = "sklearn"
+
+    def __init__(self, pipeline: Any, task: str, *, label_from_proba: bool = True) -> None:
+        self.pipeline = pipeline
+        self.task = task
+        classes = list(getattr(pipeline, "classes_", []))
+        self.classes = np.asarray(classes) if classes else None
+        self.has_proba = task == "classification" and hasattr(pipeline, "predict_proba")
+        # False when predict_proba's argmax disagreed with predict at registration (e.g. SVC).
+        self.label_from_proba = label_from_proba
+
+    @classmethod
+    def of(cls, pipeline: Any, version: ModelVersion) -> SklearnBackend:
+        """The backend for a registered version's pipeline."""
+        label_from_proba = bool(version.meta.get("label_from_proba", True))
+        return cls(pipeline, version.task, label_from_proba=label_from_proba)
+
+    def outputs(self, checked: Validated, rows: np.ndarray | None) -> Outputs:
+        """Ask the pipeline (``predict_proba`` once, ``predict`` only for ties)."""
+        x = checked.model_input(rows)
+        if self.task == "regression":
+            return Outputs(values=np.asarray(self.pipeline.predict(x)))
+        if not self.has_proba:
+            return Outputs(labels=np.asarray(self.pipeline.predict(x)))
+        proba = np.asarray(self.pipeline.predict_proba(x))
+        if self.label_from_proba:
+            labels = derive_labels(self.classes, proba, TIE_TOLERANCE, _rows_of(self.pipeline, x))
+        else:
+            labels = np.asarray(self.pipeline.predict(x))
+        return Outputs(labels, proba)
+
+    def predict_rows(self, checked: Validated, rows: np.ndarray) -> np.ndarray:
+        """The pipeline's own labels for the rows at positions ``rows``."""
+        return np.asarray(self.pipeline.predict(checked.model_input(rows)))
+
+
+class OnnxBackend:
+    """An ONNX Runtime session, with scikit-learn for what the graph was not checked on."""
+
+    name = "onnx"
+
+    def __init__(self, session: OnnxSession, sklearn: SklearnBackend) -> None:
+        self.session = session
+        self.sklearn = sklearn
+
+    def outputs(self, checked: Validated, rows: np.ndarray | None) -> Outputs:
+        """Ask the graph; flagged rows (an unseen category let through, never part of the
+        check) and models whose labels do not follow their probabilities ask scikit-learn."""
+        if checked.warnings or not self.sklearn.label_from_proba:
+            return self.sklearn.outputs(checked, rows)
+        result = self.session.run(checked, rows)
+        if self.sklearn.task == "regression":
+            values = result.reshape(len(result), -1)[:, 0] if result.ndim > 1 else result
+            return Outputs(values=values)
+
+        def exact(tied: np.ndarray) -> np.ndarray:
+            return self.sklearn.predict_rows(checked, tied if rows is None else rows[tied])
+
+        labels = derive_labels(self.sklearn.classes, result, 2 * TOLERANCE, exact)
+        return Outputs(labels, result)
+
+
+def derive_labels(
+    classes: Any, proba: np.ndarray, tolerance: float, predict_rows: Callable[[np.ndarray], Any]
+) -> np.ndarray:
+    """Labels as the class of highest probability; rows whose top two probabilities are within
+    ``tolerance`` are decided by ``predict_rows(positions)`` (the pipeline's own predict)."""
+    labels = np.asarray(classes)[np.argmax(proba, axis=1)]
+    if proba.shape[1] > 1:
+        top2 = np.partition(proba, -2, axis=1)[:, -2:]
+        ties = np.flatnonzero(top2[:, 1] - top2[:, 0] <= tolerance)
+        if ties.size:
+            labels[ties] = predict_rows(ties)
+    return labels
+
+
+def _rows_of(pipeline: Any, x: Any) -> Callable[[np.ndarray], np.ndarray]:
+    def predict(positions: np.ndarray) -> np.ndarray:
+        sub = x.iloc[positions] if hasattr(x, "iloc") else x[positions]
+        return np.asarray(pipeline.predict(sub))
+
+    return predict
+
+
+def labels_match(pipeline: Any, X: Any) -> bool:
+    """Whether labels derived from ``predict_proba`` (ties re-asked) equal ``predict`` on X.
+
+    Checked at registration; a model for which they differ (e.g. an SVC whose Platt-scaled
+    probabilities disagree with its decision function) always gets ``predict`` called.
+    """
+    if not hasattr(pipeline, "predict_proba") or len(X) == 0:
+        return True
+    proba = np.asarray(pipeline.predict_proba(X))
+    expected = np.asarray(pipeline.predict(X))
+    derived = derive_labels(pipeline.classes_, proba, TIE_TOLERANCE, lambda ties: expected[ties])
+    return bool(np.array_equal(derived, expected))
 
 
 @dataclass(frozen=True)
@@ -94,7 +228,7 @@ def convert(pipeline: Any, contract: Contract, task: str) -> bytes:
     return data
 
 
-class OnnxBackend:
+class OnnxSession:
     """An onnxruntime session fed from validated columns."""
 
     def __init__(self, data: bytes, contract: Contract) -> None:
@@ -152,8 +286,7 @@ def assess(pipeline: Any, contract: Contract, rows: Any, task: str) -> tuple[byt
     # their own) for pipelines they cannot express; any of them means "serve with sklearn".
     try:
         data = convert(pipeline, contract, task)
-        backend = OnnxBackend(data, contract)
-        got = backend.run(checked)
+        got = OnnxSession(data, contract).run(checked)
     except Exception as exc:
         return None, Verdict(False, f"conversion failed: {type(exc).__name__}: {exc}"[:500])
     x = checked.model_input()

@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         1.0, ge=0, description="Seconds before the second try; doubled before each later one."
     )
     alert_webhook_timeout: float = Field(5.0, gt=0, description="Seconds per webhook request.")
+    promote_unchecked: Literal["warn", "refuse"] = Field(
+        "warn",
+        description="Promoting a version to production over another one when the new version "
+        "has no passing `slipway check`: warn (the CLI prints it, the audit records it) or "
+        "refuse.",
+    )
 
     feature_skew: Literal["refuse", "warn"] = Field(
         "refuse",

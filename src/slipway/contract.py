@@ -16,12 +16,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from slipway.exceptions import InvalidModel
-from slipway.validation import FastPlan, Problem, Validated, jsonable, py_value, validate
-
-# Problem, Validated and jsonable live in validation.py and are re-exported here, where
-# callers look for them first.
-__all__ = ["Contract", "FieldSpec", "Kind", "Problem", "Unseen", "Validated", "jsonable"]
+from slipway.exceptions import ConfigError, InvalidModel
+from slipway.problems import jsonable, py_value
+from slipway.validation import FastPlan, Validated, validate
 
 Kind = Literal["number", "integer", "boolean", "category", "datetime"]
 Unseen = Literal["reject", "flag"]
@@ -98,7 +95,7 @@ class Contract:
         ``(low, high)`` limits.
         """
         if unseen not in ("reject", "flag"):
-            raise ValueError(f"unseen must be 'reject' or 'flag', got {unseen!r}")
+            raise ConfigError(f"unseen must be 'reject' or 'flag', not {unseen!r}.")
         if isinstance(X, pd.DataFrame):
             frame, kind, array_dtype = X, "frame", "float64"
         else:
@@ -110,7 +107,10 @@ class Contract:
         bounds = dict(bounds or {})
         unknown = set(bounds) - {str(c) for c in frame.columns}
         if unknown:
-            raise ValueError(f"bounds name columns not in X_train: {sorted(unknown)}")
+            raise InvalidModel(
+                f"bounds name columns that X_train does not have: {sorted(unknown)}; "
+                f"its columns are {[str(c) for c in frame.columns][:20]}."
+            )
         specs = []
         for col in frame.columns:
             spec = _learn_field(str(col), frame[col])

@@ -10,6 +10,8 @@ from sklearn import metrics as skm
 from sklearn.base import clone
 from sklearn.model_selection import KFold, StratifiedKFold
 
+from slipway.exceptions import ConfigError
+
 CALIBRATION_BINS = 10
 
 
@@ -94,7 +96,7 @@ def cross_validation(
     are stratified.
     """
     if folds < 2:
-        raise ValueError(f"cv needs at least 2 folds, got {folds}")
+        raise ConfigError(f"cv needs at least 2 folds, not {folds}.")
     if task == "classification":
         splitter: Any = StratifiedKFold(folds, shuffle=True, random_state=seed)
     else:

@@ -19,9 +19,11 @@ Each leaf also inherits the builtin a caller would naturally catch, so
     ├── BatchFailed (RuntimeError)            a batch run stopped; resume it with its run id
     ├── FeatureDefinitionError (ValueError)   a feature definition or its input is wrong
     ├── FeatureSkew (RuntimeError)            importable feature code differs from registered
+    ├── CannotCheck (ValueError)              `slipway check` has no usable holdout or target
     ├── ArtifactError
     │   ├── ArtifactMissing (FileNotFoundError)
     │   ├── ArtifactCorrupted (ValueError)    bytes on disk do not match the recorded sha256
+    │   ├── InvalidDigest (ValueError)        a recorded sha256 is not a sha256 at all
     │   └── UntrustedArtifact (ValueError)    a skops file holds types nobody trusted
     ├── IncompatibleEnvironment (RuntimeError) library versions differ and settings refuse
     ├── MissingDependency (ImportError)       an optional extra is not installed
@@ -46,7 +48,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from slipway.validation import Problem
+    from slipway.problems import Problem
 
 
 class SlipwayError(Exception):
@@ -143,6 +145,10 @@ class FeatureSkew(SlipwayError, RuntimeError):
         super().__init__(message)
 
 
+class CannotCheck(SlipwayError, ValueError):
+    """A gate check cannot run: no holdout rows, too few of them, or no target column."""
+
+
 class ArtifactError(SlipwayError):
     """An artifact file cannot be used."""
 
@@ -160,6 +166,10 @@ class ArtifactCorrupted(ArtifactError, ValueError):
             f"Artifact {path} is corrupted: expected sha256 {expected}, found {actual}. "
             "It was not deserialized; restore the file or register the model again."
         )
+
+
+class InvalidDigest(ArtifactError, ValueError):
+    """A recorded artifact hash is not a hex sha256 digest (the record is damaged)."""
 
 
 class UntrustedArtifact(ArtifactError, ValueError):

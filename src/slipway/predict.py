@@ -1,30 +1,32 @@
 """The one prediction core: rows -> validated input -> pipeline -> one result per row.
 
 The Python API, batch scoring and the HTTP service all predict through :class:`Model`, so the
-same row gets the same answer everywhere. Classifiers are asked for ``predict_proba`` once and
-the label is derived from it; rows whose two highest probabilities tie are re-asked with
-``predict``, so labels always equal ``pipeline.predict`` exactly.
+same row gets the same answer everywhere. What computes the outputs is the model's
+:class:`~slipway.backends.Backend` (scikit-learn, or ONNX Runtime where it was accepted);
+classifiers are asked for probabilities once and the label is derived from them, rows whose two
+highest probabilities tie are re-asked with ``predict``, so labels always equal
+``pipeline.predict`` exactly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
+from slipway.backends import Backend, SklearnBackend
 from slipway.contract import Contract
-from slipway.validation import Problem, Validated, jsonable
+from slipway.problems import Problem, jsonable
+from slipway.validation import Validated
 
 if TYPE_CHECKING:
-    from slipway.backends import OnnxBackend
     from slipway.versions import ModelVersion
 
-# Two probabilities closer than this count as a tie; the pipeline's own predict decides those.
-TIE_TOLERANCE = 1e-9
-# ONNX probabilities are accepted within this distance of scikit-learn's (see backends.py).
-ONNX_TOLERANCE = 1e-5
+# Outputs as columns (batch outputs, reference predictions, monitoring): "label" and one
+# "proba:<class>" per class, or "value"; see Predictions.proba_column.
+PROBA_PREFIX = "proba:"
 
 
 class Enricher(Protocol):
@@ -76,6 +78,17 @@ class Predictions:
     def __len__(self) -> int:
         return len(self.rows)
 
+    @staticmethod
+    def proba_column(cls: Any) -> str:
+        """The column holding class ``cls``'s probability: ``proba:<class>``, the class as
+        JSON text (the key it has in :meth:`records`)."""
+        return f"{PROBA_PREFIX}{jsonable(cls)}"
+
+    @staticmethod
+    def proba_class(column: str) -> str | None:
+        """The class key of a :meth:`proba_column` name, or None for any other column."""
+        return column[len(PROBA_PREFIX) :] if column.startswith(PROBA_PREFIX) else None
+
     def records(self) -> list[dict[str, Any]]:
         """One JSON-ready mapping per scored row: label and probabilities, or value."""
         if self.task == "regression":
@@ -96,31 +109,30 @@ class Model:
     """A loaded model version whose artifact was verified, ready to predict.
 
     ``predict`` and ``predict_proba`` behave like the pipeline's own, after validating the
-    input against the version's contract. With an ``onnx`` backend (accepted at registration,
-    loaded with ``Registry.load(ref, backend="auto")``) probabilities come from ONNX Runtime
-    within 1e-5 of scikit-learn's, and labels stay identical. A version registered with
-    features has an ``enricher``: input then carries raw fields, entity keys and a time
-    (``contract``), and the features are computed before the pipeline sees the rows.
+    input against the version's contract. ``engine`` computes the outputs: scikit-learn by
+    default; with the ONNX backend (accepted at registration, loaded with
+    ``Registry.load(ref, backend="auto")``) probabilities come from ONNX Runtime within 1e-5 of
+    scikit-learn's, and labels stay identical. A version registered with features has an
+    ``enricher``: input then carries raw fields, entity keys and a time (``contract``), and the
+    features are computed before the engine sees the rows.
     """
 
     def __init__(
         self,
         pipeline: Any,
         version: ModelVersion,
-        onnx: OnnxBackend | None = None,
+        engine: Backend | None = None,
         enricher: Enricher | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.version = version
-        self.onnx = onnx
+        self.engine: Backend = engine or SklearnBackend.of(pipeline, version)
         self.enricher = enricher
         # What input must carry; the pipeline's own input is version.contract.
         self.contract: Contract = version.contract if enricher is None else enricher.contract
         self.task: str = version.task
         self.classes = list(getattr(pipeline, "classes_", [])) or None
-        self._classes = np.asarray(self.classes) if self.classes else None
         self._has_proba = self.task == "classification" and hasattr(pipeline, "predict_proba")
-        self._label_from_proba = bool(version.meta.get("label_from_proba", True))
 
     @property
     def name(self) -> str:
@@ -134,8 +146,8 @@ class Model:
 
     @property
     def backend(self) -> str:
-        """``"onnx"`` or ``"sklearn"``: what answers predictions."""
-        return "sklearn" if self.onnx is None else "onnx"
+        """The name of what answers predictions: ``"sklearn"`` or ``"onnx"``."""
+        return self.engine.name
 
     def __repr__(self) -> str:
         return f"<Model {self.ref} {self.task} ({self.backend})>"
@@ -190,40 +202,13 @@ class Model:
             out.features = {k: v[rows] for k, v in enriched.features.items()}
         if len(rows) == 0:
             return self._empty(out)
-        # Flagged rows (an unseen category let through) were never part of the ONNX check.
-        if self.onnx is not None and not checked.warnings and self._label_from_proba:
-            self._infer_onnx(checked, subset, out)
-            return out
-        x = checked.model_input(subset)
+        result = self.engine.outputs(checked, subset)
         if self.task == "regression":
-            out.values = np.asarray(self.pipeline.predict(x))
+            out.values = result.values
             return out
         out.classes = self.classes
-        if not self._has_proba:
-            out.labels = np.asarray(self.pipeline.predict(x))
-            return out
-        proba = np.asarray(self.pipeline.predict_proba(x))
-        out.probabilities = proba
-        if self._label_from_proba:
-            out.labels = derive_labels(self._classes, proba, TIE_TOLERANCE, _rows_of(self, x))
-        else:
-            out.labels = np.asarray(self.pipeline.predict(x))
+        out.labels, out.probabilities = result.labels, result.probabilities
         return out
-
-    def _infer_onnx(self, checked: Validated, subset: np.ndarray | None, out: Predictions) -> None:
-        assert self.onnx is not None
-        result = self.onnx.run(checked, subset)
-        if self.task == "regression":
-            out.values = result.reshape(len(result), -1)[:, 0] if result.ndim > 1 else result
-            return
-        out.classes = self.classes
-        out.probabilities = result
-
-        def exact(tied: np.ndarray) -> np.ndarray:
-            chosen = tied if subset is None else subset[tied]
-            return np.asarray(self.pipeline.predict(checked.model_input(chosen)))
-
-        out.labels = derive_labels(self._classes, result, 2 * ONNX_TOLERANCE, exact)
 
     def _empty(self, out: Predictions) -> Predictions:
         if self.task == "regression":
@@ -234,39 +219,3 @@ class Model:
             if self._has_proba:
                 out.probabilities = np.empty((0, len(self.classes or [])))
         return out
-
-
-def derive_labels(
-    classes: Any, proba: np.ndarray, tolerance: float, predict_rows: Callable[[np.ndarray], Any]
-) -> np.ndarray:
-    """Labels as the class of highest probability; rows whose top two probabilities are within
-    ``tolerance`` are decided by ``predict_rows(positions)`` (the pipeline's own predict)."""
-    labels = np.asarray(classes)[np.argmax(proba, axis=1)]
-    if proba.shape[1] > 1:
-        top2 = np.partition(proba, -2, axis=1)[:, -2:]
-        ties = np.flatnonzero(top2[:, 1] - top2[:, 0] <= tolerance)
-        if ties.size:
-            labels[ties] = predict_rows(ties)
-    return labels
-
-
-def _rows_of(model: Model, x: Any) -> Callable[[np.ndarray], np.ndarray]:
-    def predict(positions: np.ndarray) -> np.ndarray:
-        sub = x.iloc[positions] if hasattr(x, "iloc") else x[positions]
-        return np.asarray(model.pipeline.predict(sub))
-
-    return predict
-
-
-def labels_match(pipeline: Any, X: Any) -> bool:
-    """Whether labels derived from ``predict_proba`` (ties re-asked) equal ``predict`` on X.
-
-    Checked at registration; a model for which they differ (e.g. an SVC whose Platt-scaled
-    probabilities disagree with its decision function) always gets ``predict`` called.
-    """
-    if not hasattr(pipeline, "predict_proba") or len(X) == 0:
-        return True
-    proba = np.asarray(pipeline.predict_proba(X))
-    expected = np.asarray(pipeline.predict(X))
-    derived = derive_labels(pipeline.classes_, proba, TIE_TOLERANCE, lambda ties: expected[ties])
-    return bool(np.array_equal(derived, expected))

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from slipway.contract import Contract
-from slipway.validation import jsonable
+from slipway.problems import jsonable
 
 HISTOGRAM_BINS = 20
 MAX_SHARES = 1_000

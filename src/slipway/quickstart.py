@@ -14,7 +14,9 @@
 5. :func:`batch_demo` scores recent transactions into the database, enriched the same way;
 6. :func:`monitor_demo` checks the served traffic (drift, performance, skew);
 7. :func:`planted_skew` redefines a feature after training: the guard refuses to load it,
-   a server told to serve anyway is caught by the audit; the definitions are restored.
+   a server told to serve anyway is caught by the audit; the definitions are restored;
+8. :func:`lifecycle_step` runs the lifecycle loop on a loan model of its own
+   (:mod:`slipway.lifecycle.demo`): late outcomes, drift, an estimated drop, a gated retrain.
 
 Later capabilities append their own step functions to :data:`STEPS`.
 """
@@ -41,6 +43,7 @@ from slipway.registry import Registry
 if TYPE_CHECKING:
     from slipway.batch import BatchRun
     from slipway.features.audit import AuditReport
+    from slipway.lifecycle.demo import LifecycleDemo
     from slipway.monitoring import DriftReport
     from slipway.versions import ModelVersion
 
@@ -149,6 +152,7 @@ class Quickstart:
     batch: tuple[BatchRun, Any] | None = None
     report: DriftReport | None = None
     skew: dict[str, Any] = field(default_factory=dict)
+    lifecycle: LifecycleDemo | None = None
 
 
 # -- data ----------------------------------------------------------------------------------
@@ -372,6 +376,15 @@ def planted_skew(qs: Quickstart, n: int = 200) -> None:
         features_module(qs.workdir)  # the definitions the model was trained with, back
 
 
+def lifecycle_step(qs: Quickstart) -> None:
+    """The lifecycle loop on a loan model of its own: outcomes 14 days late, a drift after day
+    40 seen by the estimated accuracy, a retrain triggered by the alert, the gate, production
+    left where it was."""
+    from slipway.lifecycle.demo import lifecycle_demo
+
+    qs.lifecycle = lifecycle_demo(qs.registry, qs.workdir, on_step=lambda s: qs.say(f"   {s}"))
+
+
 STEPS: list[Callable[[Quickstart], None]] = [
     generate,
     train_model,
@@ -380,6 +393,7 @@ STEPS: list[Callable[[Quickstart], None]] = [
     batch_demo,
     monitor_demo,
     planted_skew,
+    lifecycle_step,
 ]
 
 

@@ -2,7 +2,9 @@
 
 :func:`describe` inspects a fitted pipeline and its data and returns the version's metadata
 (task, steps, params, contract, metrics, provenance) together with the frames that become
-the version's artifacts: the reference sample and the reference predictions.
+the version's artifacts: the reference sample and the reference predictions, and the
+performance estimator fitted on the validation data (a calibration for classifiers, a loss
+model for regressors; see ``slipway.estimation``).
 """
 
 from __future__ import annotations
@@ -17,14 +19,15 @@ from sklearn.base import is_classifier, is_regressor
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-from slipway import backends
+from slipway import backends, estimation
+from slipway.backends import labels_match
 from slipway.contract import Contract, Unseen
 from slipway.evaluation import classification_metrics, cross_validation, regression_metrics
 from slipway.exceptions import InvalidModel
-from slipway.predict import labels_match
+from slipway.predict import Predictions
+from slipway.problems import display, jsonable
 from slipway.profile import as_frame, build_profile, sample_rows
 from slipway.provenance import fingerprint, git_commit, library_versions
-from slipway.validation import jsonable
 
 
 @dataclass
@@ -36,6 +39,7 @@ class Description:
     sample: pd.DataFrame
     reference: pd.DataFrame
     onnx: bytes | None = None
+    estimator: estimation.Calibration | estimation.LossModel | None = None
 
 
 def describe(
@@ -107,9 +111,11 @@ def describe(
         "rows": len(reference),
     }
     meta["metrics"] = {}
+    estimator = None
     if X_val is not None:
         meta["validation"] = {"rows": len(y_val)}
         meta["metrics"] = _metrics(task, y_val, reference, classes)
+        estimator, meta["estimation"] = _estimator(task, X_val, y_val, reference, contract, seed)
     if cv:
         if y_train is None:
             raise InvalidModel("cv needs y_train.")
@@ -119,7 +125,7 @@ def describe(
         graph, verdict = backends.assess(pipeline, contract, _model_input(sample, contract), task)
         meta["onnx"] = verdict.to_meta()
     meta["backend"] = "onnx" if graph is not None else "sklearn"
-    return Description(meta, build_profile(frame, contract), sample, reference, graph)
+    return Description(meta, build_profile(frame, contract), sample, reference, graph, estimator)
 
 
 def _task_of(pipeline: Any) -> str:
@@ -160,11 +166,11 @@ def _params(pipeline: Any) -> dict[str, Any]:
         if key in ("steps", "memory", "verbose"):
             continue
         if value is None or isinstance(value, bool | int | float | str):
-            out[key] = jsonable(value)
+            out[key] = display(value)
         elif isinstance(value, list | tuple) and all(
             isinstance(v, bool | int | float | str) for v in value
         ):
-            out[key] = [jsonable(v) for v in value]
+            out[key] = [display(v) for v in value]
         else:
             out[key] = f"{type(value).__module__}.{type(value).__qualname__}"
     return out
@@ -185,8 +191,31 @@ def _reference_predictions(
     if hasattr(pipeline, "predict_proba"):
         proba = np.asarray(pipeline.predict_proba(X))
         for i, c in enumerate(classes or []):
-            out[f"proba:{jsonable(c)}"] = proba[:, i]
+            out[Predictions.proba_column(c)] = proba[:, i]
     return out
+
+
+def _estimator(
+    task: str, X_val: Any, y_val: Any, reference: pd.DataFrame, contract: Contract, seed: int
+) -> tuple[estimation.Calibration | estimation.LossModel | None, dict[str, Any]]:
+    """Fit the estimator of performance without labels, and what CBPE/DLE says on the
+    validation data itself (the reference that monitoring compares windows with)."""
+    if task == "regression":
+        kinds = {f.name: f.kind for f in contract.fields}
+        X = as_frame(X_val, contract)
+        values = reference["value"].to_numpy()
+        loss = estimation.fit_loss_model(X, y_val, values, kinds, seed)
+        estimates = estimation.estimate_regression(loss, X, values)
+        return loss, {**loss.describe(), "reference": {k: e.value for k, e in estimates.items()}}
+    proba_cols = [c for c in reference.columns if c.startswith("proba:")]
+    if not proba_cols:
+        return None, {"method": None, "reason": "the classifier has no predict_proba"}
+    proba = reference[proba_cols].to_numpy(dtype=float)
+    keys = [c.removeprefix("proba:") for c in proba_cols]
+    calibration = estimation.fit_calibration(np.asarray(y_val).astype(str), proba, keys)
+    predicted = np.argmax(proba, axis=1)
+    ref = estimation.expected_metrics(calibration.apply(proba), predicted, proba)
+    return calibration, {"method": "cbpe", "rows": calibration.rows, "reference": ref}
 
 
 def _metrics(
@@ -194,6 +223,6 @@ def _metrics(
 ) -> dict[str, float]:
     if task == "regression":
         return regression_metrics(y_val, reference["value"].to_numpy())
-    proba_cols = [c for c in reference.columns if c.startswith("proba:")]
+    proba_cols = [c for c in reference.columns if Predictions.proba_class(c) is not None]
     proba = reference[proba_cols].to_numpy() if proba_cols else None
     return classification_metrics(y_val, reference["label"].to_numpy(), proba, np.asarray(classes))

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from slipway import artifacts as art
-from slipway import backends
+from slipway import backends, estimation
 from slipway.config import Settings
 from slipway.contract import Unseen
 from slipway.exceptions import (
@@ -141,6 +141,9 @@ class Registry:
         }
         if desc.onnx is not None:
             meta["artifacts"]["onnx"] = self.artifacts.put(desc.onnx)
+        if desc.estimator is not None:
+            estimator_bytes = estimation.dump_estimator(desc.estimator, format)
+            meta["artifacts"]["estimator"] = self.artifacts.put(estimator_bytes)
         version = tables.add_version(
             self.store,
             name,
@@ -209,8 +212,9 @@ class Registry:
         )
         graph = mv.meta.get("artifacts", {}).get("onnx")
         if backend == "auto" and graph and backends.runtime_available():
-            onnx = backends.OnnxBackend(self.artifacts.get(graph), mv.contract)
-            return Model(pipeline, mv, onnx, enricher)
+            session = backends.OnnxSession(self.artifacts.get(graph), mv.contract)
+            engine = backends.OnnxBackend(session, backends.SklearnBackend.of(pipeline, mv))
+            return Model(pipeline, mv, engine, enricher)
         return Model(pipeline, mv, enricher=enricher)
 
     def profile(self, mv: ModelVersion) -> dict[str, Any]:
@@ -227,6 +231,21 @@ class Registry:
         sha = mv.meta["artifacts"]["reference_predictions"]
         return from_parquet_bytes(self.artifacts.get(sha))
 
+    def estimator(self, mv: ModelVersion) -> estimation.Calibration | estimation.LossModel | None:
+        """The performance estimator fitted at registration (a CBPE calibration or a DLE loss
+        model), or None for versions registered without validation data or before estimators
+        were recorded."""
+        sha = mv.meta.get("artifacts", {}).get("estimator")
+        if sha is None:
+            return None
+        return estimation.load_estimator(
+            self.artifacts.get(sha),
+            mv.meta["estimation"],
+            mv.format,
+            trusted=self.settings.trusted_types,
+            source=str(self.artifacts.path(sha)),
+        )
+
     # -- aliases ---------------------------------------------------------------------------
 
     def promote(
@@ -241,10 +260,16 @@ class Registry:
         """Point ``alias`` at ``version`` (atomically) and record the move.
 
         The audit event names ``actor`` (default: the configured or OS user) and, when given,
-        the channel ``via`` (``"ui"`` for the web console).
+        the channel ``via`` (``"ui"`` for the web console). Moving ``production`` from one
+        version to another records whether a passing `slipway check` backs the new version
+        (``check_id``, or ``checked: false``), and is refused without one when
+        ``SLIPWAY_PROMOTE_UNCHECKED=refuse``; a model's first production version needs none.
         """
         check_alias(alias)
-        tables.promote(self.store, name, version, alias, self._actor(actor), detail=_via(via))
+        checks = self.settings.promote_unchecked if alias == DEFAULT_ALIAS else "off"
+        tables.promote(
+            self.store, name, version, alias, self._actor(actor), detail=_via(via), checks=checks
+        )
         return self.get(f"{name}:{version}")
 
     def rollback(

@@ -9,8 +9,11 @@ is reported at once, one line each.
 from __future__ import annotations
 
 import importlib
+import re
 import tomllib
 from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,6 +44,7 @@ class DataConfig(_Strict):
     features: list[str] | None = None
     categorical: list[str] | None = None
     time_column: str | None = None
+    since: str | None = None  # e.g. "90d": train on the rows of the last 90 days only
 
 
 class EstimatorConfig(_Strict):
@@ -97,19 +101,60 @@ def load_config(path: Path) -> TrainConfig:
         raise ConfigError(f"Config file {path} has {len(problems)} problem(s):", problems) from None
 
 
-def train(path: Path, registry: Registry) -> ModelVersion:
-    """Train the configured pipeline, register it, and promote it when ``alias`` is set."""
+@dataclass
+class Trained:
+    """A pipeline fitted from a config, with the split it was trained and validated on."""
+
+    config: TrainConfig
+    pipeline: Pipeline
+    X_train: pd.DataFrame
+    y_train: pd.Series
+    X_val: pd.DataFrame
+    y_val: pd.Series
+    data: dict[str, Any]
+
+
+def fit(
+    path: Path,
+    *,
+    data: Path | None = None,
+    since: timedelta | None = None,
+    now: datetime | None = None,
+) -> Trained:
+    """Fit the configured pipeline without registering it.
+
+    ``data`` replaces the config's ``data.path``; ``since`` (or the config's ``data.since``)
+    keeps the rows whose ``time_column`` lies within that long before ``now``.
+    """
     config = load_config(path)
     base = Path(path).resolve().parent
     problems: list[str] = []
-    frame = _read_data(base / config.data.path, problems)
+    source = Path(data) if data is not None else base / config.data.path
+    frame = _read_data(source, problems)
     estimator = _build_estimator(config.estimator, problems)
     features: list[str] = []
     if frame is not None:
         features = _check_columns(config.data, frame, problems)
+    window = since
+    if window is None and config.data.since is not None:
+        window = _duration(config.data.since, problems)
+    if window is not None and not config.data.time_column:
+        problems.append("data.since: a data window needs data.time_column")
     if problems or frame is None or estimator is None:
         raise ConfigError(f"Config file {path} has {len(problems)} problem(s):", problems)
 
+    info: dict[str, Any] = {"path": str(source), "rows_read": len(frame)}
+    if window is not None and config.data.time_column:
+        stamps = pd.to_datetime(frame[config.data.time_column], utc=True, format="ISO8601")
+        start = (now or datetime.now(UTC)) - window
+        frame = frame.loc[(stamps >= start).to_numpy()]
+        info.update(since=str(window), start=start.isoformat())
+        if len(frame) < 10:
+            raise ConfigError(
+                f"Only {len(frame)} rows of {source} are newer than {start:%Y-%m-%d %H:%M} "
+                f"(the last {window}); widen the window or refresh the data."
+            )
+    info["rows"] = len(frame)
     if config.data.time_column:
         frame = frame.sort_values(config.data.time_column, kind="stable")
     X, y = frame[features], frame[config.data.target]
@@ -134,22 +179,45 @@ def train(path: Path, registry: Registry) -> ModelVersion:
         pipeline.fit(X_train, y_train)
     except InvalidParameterError as exc:
         raise ConfigError(f"Config file {path}: estimator.params: {exc}") from None
+    return Trained(config, pipeline, X_train, y_train, X_val, y_val, info)
+
+
+def register_trained(
+    trained: Trained, registry: Registry, *, alias: str | None = None
+) -> ModelVersion:
+    """Register a fitted config's pipeline with its validation split."""
+    config = trained.config
     return registry.register(
-        pipeline,
+        trained.pipeline,
         config.name,
-        X_train,
-        y_train,
-        X_val=X_val,
-        y_val=y_val,
+        trained.X_train,
+        trained.y_train,
+        X_val=trained.X_val,
+        y_val=trained.y_val,
         description=config.description,
         tags=config.tags,
         format=config.format,
         cv=config.validation.cv,
         unseen=config.contract.unseen,
         band=config.contract.band,
-        alias=config.alias,
+        alias=alias,
         seed=config.validation.seed,
     )
+
+
+def train(path: Path, registry: Registry) -> ModelVersion:
+    """Train the configured pipeline, register it, and promote it when ``alias`` is set."""
+    trained = fit(path)
+    return register_trained(trained, registry, alias=trained.config.alias)
+
+
+def _duration(text: str, problems: list[str]) -> timedelta | None:
+    m = re.match(r"^\s*(\d+(?:\.\d+)?)\s*(h|d|w)\s*$", text)
+    if not m or float(m[1]) <= 0:
+        problems.append(f"data.since: {text!r} is not a duration like 90d, 12w or 36h")
+        return None
+    unit = {"h": "hours", "d": "days", "w": "weeks"}[m[2]]
+    return timedelta(**{unit: float(m[1])})
 
 
 def build_pipeline(

@@ -16,45 +16,12 @@ import numpy as np
 import pandas as pd
 
 from slipway.exceptions import ContractViolation
+from slipway.problems import MISSING, Problem
 
 if TYPE_CHECKING:
     from slipway.contract import Contract, FieldSpec
 
-_MISSING = object()
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with one value of a request (``row`` is None for whole-request issues)."""
-
-    code: str
-    expected: str
-    row: int | None = None
-    field: str | None = None
-    value: Any = None
-
-    def describe(self) -> str:
-        """One sentence a person can act on."""
-        where = []
-        if self.row is not None:
-            where.append(f"row {self.row}")
-        if self.field is not None:
-            where.append(f"field {self.field!r}")
-        prefix = ", ".join(where) + ": " if where else ""
-        if self.code in ("missing_field", "unknown_field", "wrong_shape"):
-            return prefix + self.expected
-        return f"{prefix}got {_show(self.value)}, expected {self.expected}"
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready mapping; non-finite floats become the strings 'NaN' and 'Infinity'."""
-        return {
-            "row": self.row,
-            "field": self.field,
-            "code": self.code,
-            "value": jsonable(self.value),
-            "expected": self.expected,
-            "message": self.describe(),
-        }
+_MISSING = MISSING
 
 
 @dataclass
@@ -290,34 +257,6 @@ def _error(out: Validated, problem: Problem) -> None:
     out.errors.append(problem)
     if problem.row is not None:
         out.bad_rows[problem.row] = True
-
-
-# -- formatting ----------------------------------------------------------------------------
-
-
-def py_value(v: Any) -> Any:
-    return v.item() if isinstance(v, np.generic) else v
-
-
-def jsonable(v: Any) -> Any:
-    v = py_value(v)
-    if v is None or v is _MISSING or isinstance(v, bool | int | str):
-        return None if v is _MISSING else (v if not isinstance(v, str) else v[:200])
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "NaN"
-        if math.isinf(v):
-            return "Infinity" if v > 0 else "-Infinity"
-        return v
-    text = repr(v)
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
-def _show(v: Any) -> str:
-    j = jsonable(v)
-    if v is None:
-        return "null"
-    return repr(j) if isinstance(j, str) and not isinstance(py_value(v), float) else str(j)
 
 
 def validate(contract: Contract, rows: Any) -> Validated:

@@ -11,23 +11,7 @@ import pytest
 
 from slipway.config import Settings
 from slipway.registry import Registry
-from tests.conftest import transactions
-
-# Rows of every generated input that break the contract: an amount beyond any plausible
-# band, and a merchant category never seen in training.
-BAD_AMOUNT_ROW = 3
-BAD_MERCHANT_ROW = 11
-
-
-def input_frame(n: int, seed: int = 1, *, bad: bool = True) -> pd.DataFrame:
-    """Transactions keyed by txn_id, with an extra column the model does not take."""
-    frame, _ = transactions(n, seed)
-    frame.insert(0, "txn_id", [f"t{seed}-{i:06d}" for i in range(n)])
-    frame["note"] = "ignored"
-    if bad:
-        frame.loc[BAD_AMOUNT_ROW, "amount"] = 1e15
-        frame.loc[BAD_MERCHANT_ROW, "merchant"] = "casino"
-    return frame
+from tests.batch.helpers import input_frame
 
 
 @pytest.fixture

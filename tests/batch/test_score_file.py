@@ -8,8 +8,13 @@ import pytest
 
 from slipway.batch import EXIT_OK, EXIT_REJECTS, RunLog, latest_prediction, score_file
 from slipway.exceptions import BatchInputError, PredictionNotFound
-from tests.batch.conftest import BAD_AMOUNT_ROW, BAD_MERCHANT_ROW
-from tests.batch.helpers import parquet_rejects, stored_predictions, stored_rejects
+from tests.batch.helpers import (
+    BAD_AMOUNT_ROW,
+    BAD_MERCHANT_ROW,
+    parquet_rejects,
+    stored_predictions,
+    stored_rejects,
+)
 
 BAD = [BAD_AMOUNT_ROW, BAD_MERCHANT_ROW]
 

@@ -8,9 +8,9 @@ import pytest
 
 import slipway
 from slipway.batch import score
-from slipway.batch.scoring import chunk_keys, score_chunk
+from slipway.batch.scoring import chunk_keys, predict_chunk
 from slipway.exceptions import BatchInputError
-from tests.batch.conftest import BAD_AMOUNT_ROW, BAD_MERCHANT_ROW, input_frame
+from tests.batch.helpers import BAD_AMOUNT_ROW, BAD_MERCHANT_ROW, input_frame
 
 
 @pytest.mark.parametrize("kind", ["frame", "multiclass", "array"])
@@ -103,7 +103,7 @@ def test_null_and_overlong_keys_are_rejected(local_registry, make_model):
     frame["txn_id"] = frame["txn_id"].astype(object)
     frame.loc[4, "txn_id"] = None
     frame.loc[5, "txn_id"] = "x" * 201
-    chunk = score_chunk(model, frame, first_row=1000, key_column="txn_id")
+    chunk = predict_chunk(model, frame, first_row=1000, key_column="txn_id")
     codes = {r.row_number: [p["code"] for p in r.reasons] for r in chunk.rejects}
     assert codes == {1004: ["missing_key"], 1005: ["key_too_long"]}
     assert chunk.rows_scored == 28
@@ -115,4 +115,4 @@ def test_duplicate_keys_stop_the_chunk(local_registry, make_model):
     frame = input_frame(30, bad=False)
     frame.loc[9, "txn_id"] = frame.loc[2, "txn_id"]
     with pytest.raises(BatchInputError, match=r"rows 52 and 59"):
-        score_chunk(model, frame, first_row=50, key_column="txn_id")
+        predict_chunk(model, frame, first_row=50, key_column="txn_id")

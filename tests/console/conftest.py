@@ -15,10 +15,10 @@ from slipway.config import Settings
 from slipway.keys import KeyStore
 from slipway.registry import Registry
 from slipway.serving import create_app
+from tests.console.helpers import LOGIN_CSRF
 
 FAST = {"serve_poll_seconds": 0.1, "serve_log_flush_seconds": 0.05}
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
-LOGIN_CSRF = re.compile(r'name="login_csrf" value="([^"]+)"')
 
 
 @dataclass

@@ -31,7 +31,12 @@ def test_promote_asks_first_then_moves_the_alias_and_audits_the_key(ui):
     assert answer.headers["location"] == "/ui/models/fraud?done=promoted&alias=production&version=2"
     assert ui.registry.aliases("fraud") == {"production": 2}
     event = ui.registry.audit("fraud", limit=1)[0]
-    assert (event.action, event.actor, event.detail) == ("promote", "admin-key", {"via": "ui"})
+    # the new production version has no passing `slipway check`: the audit says so
+    assert (event.action, event.actor, event.detail) == (
+        "promote",
+        "admin-key",
+        {"via": "ui", "checked": False},
+    )
     assert (event.from_version, event.to_version) == (1, 2)
     assert "production now points at version 2." in ui.client.get(answer.headers["location"]).text
 

@@ -9,7 +9,7 @@ import pytest
 from slipway import console
 from slipway.keys import KeyStore, hash_token
 from slipway.serving import create_app
-from tests.console.conftest import LOGIN_CSRF
+from tests.console.helpers import LOGIN_CSRF
 
 
 def test_pages_redirect_to_the_login_form_without_a_session(ui):

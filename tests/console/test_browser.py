@@ -29,7 +29,7 @@ from slipway.keys import KeyStore
 from slipway.monitoring import Monitor
 from slipway.registry import Registry
 from slipway.serving.process import ServerProcess
-from tests.conftest import transactions
+from slipway.testing import transactions
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -246,7 +246,7 @@ def test_promote_from_the_console_moves_the_alias_the_cli_sees(site, browser):
     assert next(m for m in listed if m["name"] == "fraud")["aliases"] == {"production": 2}
     audit = json.loads(cli(env, "models", "audit", "fraud", "--json"))[0]
     assert (audit["action"], audit["actor"], audit["detail"]) == (
-        "promote", "browser-admin", {"via": "ui"})  # fmt: skip
+        "promote", "browser-admin", {"via": "ui", "checked": False})  # fmt: skip
     shot(browser, "model-after-promote-1280x800")
 
 

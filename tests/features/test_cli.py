@@ -7,7 +7,7 @@ import json
 import slipway.features as sf
 from slipway.registry import Registry
 from tests.cli_helpers import run_cli
-from tests.features.conftest import history
+from tests.features.helpers import history
 
 
 def test_ingest_is_idempotent_and_names_unknown_sources(capsys, env, tmp_path):
@@ -55,8 +55,8 @@ def test_materialize_copies_new_parquet_events_then_audit_exit_codes(capsys, env
     assert nothing.code == 3 and "nothing to audit" in nothing.out
     model = registry.load("spend")
     from slipway.clock import utcnow
+    from slipway.serving.answering import loggable
     from slipway.serving.log import Entry, PredictionLog
-    from slipway.serving.scoring import loggable
 
     body = [{"card_id": r.card_id, "ts": r.ts.isoformat(), "amount": r.amount}
             for r in events.iloc[::40].itertuples()]  # fmt: skip

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 import slipway.features as sf
-from tests.features.conftest import history
+from tests.features.helpers import history
 
 pytestmark = pytest.mark.xdist_group("dask")
 

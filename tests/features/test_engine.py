@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import slipway.features as sf
 from slipway.exceptions import FeatureDefinitionError
-from tests.features.conftest import START, history
+from tests.features.helpers import START, history
 
 WINDOWS = ["1s", "90s", "1h", "1d", "30d"]
 

@@ -6,19 +6,20 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from slipway.app import create_app
 from slipway.keys import KeyStore
-from slipway.serving import create_app, events
 from slipway.serving.process import ServerProcess
-from tests.features.conftest import START, requests
-from tests.serving.conftest import subprocess_env
+from tests.features.helpers import START, requests
+from tests.serving.helpers import subprocess_env
 
 
 @pytest.fixture
 def client(registry, feature_model):
-    """The service with the events router, serving ``fraud`` (features, recorded requests)."""
+    """The full service (slipway.app: POST /v1/events is its route), serving ``fraud``
+    (features, recorded requests)."""
     feature_model(registry, n=1500, record_events=True)
     token = KeyStore(registry.store).create("k", "predict")[1]
-    app = create_app(registry.settings, registry=registry, routers=[events.router])
+    app = create_app(registry.settings, registry=registry)
     with TestClient(app, raise_server_exceptions=False) as c:
         c.headers["Authorization"] = f"Bearer {token}"
         yield c

@@ -15,7 +15,7 @@ import slipway.features as sf
 from slipway.exceptions import ContractViolation, FeatureSkew
 from slipway.features.audit import audit
 from slipway.predict import Model
-from tests.features.conftest import INPUTS, START, requests
+from tests.features.helpers import INPUTS, START, requests
 
 
 def test_online_values_equal_offline_for_random_entities_and_times(registry, feature_model):
@@ -43,8 +43,8 @@ def test_one_path_model_predict_batch_and_http_agree(registry, feature_model, tm
     """Model.predict, slipway.score (batch) and the HTTP service give the same answers."""
     from fastapi.testclient import TestClient
 
+    from slipway.app import create_app
     from slipway.keys import KeyStore
-    from slipway.serving import create_app
 
     fm = feature_model(registry)
     rows = fm.events.sample(20, random_state=4)
@@ -143,8 +143,8 @@ def test_skew_guard_refuses_changed_feature_code_or_warns(registry, tmp_path, mo
 def test_audit_is_clean_on_honest_traffic_and_finds_a_planted_skew(registry, feature_model, change):
     """Honest served features audit clean; a changed window or fillna is found and named."""
     from slipway.clock import utcnow
+    from slipway.serving.answering import loggable
     from slipway.serving.log import Entry, PredictionLog
-    from slipway.serving.scoring import loggable
 
     fm = feature_model(registry)
     sample = fm.events.sample(50, random_state=5)
@@ -168,7 +168,7 @@ def test_audit_is_clean_on_honest_traffic_and_finds_a_planted_skew(registry, fea
     assert clean.status == "ok" and clean.rows == 50 and clean.exit_code == 0
     assert {f.name for f in clean.features} == {*INPUTS[1:]}
     # serving computed with changed definitions: the audit compares with the registered ones
-    from tests.features.conftest import definitions
+    from tests.features.helpers import definitions
 
     window, fillna = ("3d", 0.0) if change == "window" else ("7d", -1.0)
     changed = sf.resolve(definitions(fm.source, window=window, fillna=fillna))

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import numpy as np
 import pandas as pd
 import pytest
 
-from slipway.contract import jsonable
-from slipway.store import schema
+from slipway.testing import register_reference_model
+from tests.monitoring.helpers import Log
 
 CATEGORIES = np.array(["grocery", "travel", "gaming", "fuel", "online"])
 SHARES = np.array([0.4, 0.25, 0.15, 0.15, 0.05])
@@ -50,80 +48,15 @@ def make_table():
     return make
 
 
-class Log:
-    """Writes prediction-log, feedback and refusal rows straight into the store's tables."""
-
-    def __init__(self, registry):
-        self.registry = registry
-        self.count = 0
-
-    def predictions(self, ref, frame, at, *, spread=timedelta(0)):
-        """Score ``frame`` with the model and log each row between ``at`` and ``at + spread``;
-        returns the prediction ids and the scored Predictions."""
-        model = self.registry.load(ref)
-        scored = model.score(frame)
-        records = scored.records()
-        inputs = frame.to_dict(orient="records")
-        ids, rows = [], []
-        n = len(frame)
-        for i, (row, out) in enumerate(zip(inputs, records, strict=True)):
-            self.count += 1
-            pid = f"p{self.count:08d}"
-            ids.append(pid)
-            rows.append(
-                {
-                    "prediction_id": pid,
-                    "created_at": at + spread * (i / max(n, 1)),
-                    "model_name": model.name,
-                    "version": model.version.version,
-                    "inputs": {k: jsonable(v) if v == v else None for k, v in row.items()},
-                    "outputs": out,
-                    "latency_ms": 1.0,
-                }
-            )
-        with self.registry.store.write() as conn:
-            conn.execute(schema.predictions.insert(), rows)
-        return ids, scored
-
-    def feedback(self, ids, labels, at):
-        """Ground truth for logged predictions, received at ``at``."""
-        rows = [
-            {"prediction_id": pid, "label": jsonable(lab), "received_at": at}
-            for pid, lab in zip(ids, labels, strict=True)
-        ]
-        with self.registry.store.write() as conn:
-            conn.execute(schema.feedback.insert(), rows)
-
-    def refusal(self, model, version, at, problems, rows=1):
-        """A request refused for breaking the contract."""
-        with self.registry.store.write() as conn:
-            conn.execute(
-                schema.validation_failures.insert().values(
-                    created_at=at, model_name=model, version=version, rows=rows, problems=problems
-                )
-            )
-
-
 @pytest.fixture
 def log(registry):
     """Factory for log rows in the test's store."""
     return Log(registry)
 
 
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
 @pytest.fixture
 def fraud(registry, make_fitted):
     """A registered, promoted binary classifier on mixed-type transactions: (registry, fitted)."""
     fitted = make_fitted("frame", n=3_000)
-    registry.register(
-        fitted.pipeline,
-        "fraud",
-        fitted.X_train,
-        fitted.y_train,
-        X_val=fitted.X_val,
-        y_val=fitted.y_val,
-        alias="production",
-    )
+    register_reference_model(registry, fitted)
     return fitted

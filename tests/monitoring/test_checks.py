@@ -142,12 +142,28 @@ def test_extra_statistics_are_plain_callables(reference):
     amount = report.features["amount"]
     assert amount.extra["iqr"] == pytest.approx(iqr_ratio(reference.amount, current.amount))
     assert "boom" in amount.extra["broken"]["error"]
-    flagged = monitor(
-        reference,
-        current.assign(amount=current.amount * 1.02),
-        statistics={"tiny": (lambda r, c: 1.0, 0.5)},
-    )
-    assert "tiny" in flagged.features["amount"].effects
+    assert amount.floors.keys() == {"mean_shift", "variance_ratio", "wasserstein", "psi"}
+
+
+def test_an_extra_statistic_with_a_floor_flags_only_a_significant_shift(reference):
+    """A statistic above its floor is an effect like the others: it flags a shift the test
+    finds significant (the built-in floors set out of reach), and never a tiny one."""
+    current = reference.sample(800, random_state=6)
+    out_of_reach = {"amount": {"mean_shift": 10, "variance_ratio": 100, "wasserstein": 10}}
+    options = {"statistics": {"tiny": (lambda r, c: 1.0, 0.5)}, "thresholds": out_of_reach}
+    tiny = monitor(reference, current.assign(amount=current.amount * 1.02), **options)
+    amount = tiny.features["amount"]
+    assert amount.effects["tiny"] == 1.0 and amount.floors["tiny"] == 0.5
+    assert amount.exceeded == ["tiny"] and amount.p_adjusted > 0.5
+    assert amount.status == "ok" and not amount.flagged and "amount" not in tiny.flagged
+    large = monitor(reference, current.assign(amount=current.amount * 1.3), **options)
+    amount = large.features["amount"]
+    assert amount.p_adjusted < 1e-6 and amount.exceeded == ["tiny"]
+    assert amount.flagged and large.flagged == ["amount"] and large.status == "ALERT"
+    assert "tiny 1 (floor 0.5)" in amount.message
+    options["statistics"] = {"tiny": (lambda r, c: 0.4, 0.5)}
+    below = monitor(reference, current.assign(amount=current.amount * 1.3), **options)
+    assert below.features["amount"].status == "minor"
 
 
 def test_prediction_drift_from_frames(reference):
@@ -164,6 +180,23 @@ def test_prediction_drift_from_frames(reference):
     assert any(r.code == "prediction_drift" for r in report.reasons)
 
 
+def test_inputs_of_any_shape_line_up_by_the_references_names(reference):
+    """An array window takes the reference frame's column names; ``features`` picks columns
+    (unknown names ignored); a column only in the window keeps its own kind; predictions are
+    compared only when both sides are given."""
+    numbers = reference[["amount", "score"]].fillna(0.0)
+    window = numbers.sample(600, random_state=8)
+    from_array = monitor(numbers, window.to_numpy())
+    assert list(from_array.features) == ["amount", "score"]
+    assert {f.status for f in from_array.features.values()} == {"ok"}
+    picked = monitor(reference, reference.sample(600, random_state=9), features=["amount", "nope"])
+    assert list(picked.features) == ["amount"]
+    extra = monitor(reference, reference.head(300).assign(new=1.5, tag="x"))
+    assert (extra.features["new"].kind, extra.features["tag"].kind) == ("numeric", "categorical")
+    one_sided = monitor(reference, window.assign(merchant="grocery"), reference_predictions=[0.5])
+    assert one_sided.latest.prediction == []
+
+
 def test_monitoring_all_is_sorted_and_complete():
     """slipway.monitoring's __all__ is sorted and names each public attribute."""
     import slipway.monitoring as m
@@ -172,3 +205,35 @@ def test_monitoring_all_is_sorted_and_complete():
     public = {n for n, v in vars(m).items() if not n.startswith("_") and not isinstance(v, type(m))}
     public.discard("annotations")
     assert public == set(m.__all__)
+
+
+def test_categorical_statistics_get_aligned_category_counts(reference):
+    """(fn, floor, "categorical") measures category counts; numeric ones never see them."""
+    current = reference.sample(800, random_state=7)
+    seen = {}
+
+    def top_share_gap(ref, cur):
+        seen["sizes"] = (ref.size, cur.size, ref.sum(), cur.sum())
+        return float(abs(ref.max() / ref.sum() - cur.max() / cur.sum()))
+
+    report = monitor(
+        reference,
+        current,
+        statistics={"gap": (top_share_gap, 0.0, "categorical"), "n": lambda r, c: float(r.size)},
+    )
+    merchant, amount = report.features["merchant"], report.features["amount"]
+    assert seen["sizes"] == (3, 3, 2_000, 800)
+    assert merchant.effects["gap"] == merchant.extra["gap"] and "gap" in merchant.floors
+    assert "n" not in merchant.extra and amount.extra["n"] == 2_000.0 and "gap" not in amount.extra
+    with pytest.raises(ConfigError, match="'numeric' or 'categorical'"):
+        monitor(reference, current, statistics={"x": (top_share_gap, None, "text")})
+
+
+def test_builtin_effects_are_statistics_in_one_registry():
+    """The built-in effects are registered Statistics, the same protocol users extend."""
+    from slipway.monitoring import drift
+
+    assert list(drift.BUILTIN["numeric"]) == ["mean_shift", "variance_ratio", "wasserstein", "psi"]
+    assert list(drift.BUILTIN["categorical"]) == ["js", "unseen_share"]
+    r, c = np.array([5.0, 5.0, 0.0]), np.array([2.0, 4.0, 4.0])
+    assert drift.BUILTIN["categorical"]["unseen_share"](r, c) == 0.4

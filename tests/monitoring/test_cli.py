@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 
 from slipway.clock import utcnow
+from slipway.testing import transactions
 from tests.cli_helpers import run_cli
-from tests.conftest import transactions
 
 
 @pytest.fixture

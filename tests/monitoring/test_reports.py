@@ -12,8 +12,8 @@ from rich.console import Console
 
 from slipway.monitoring import DriftReport, monitor
 from slipway.monitoring.runner import Monitor
-from tests.conftest import transactions
-from tests.monitoring.conftest import NOW
+from slipway.testing import transactions
+from tests.monitoring.helpers import NOW
 
 
 def drifted():

@@ -10,8 +10,8 @@ import pytest
 
 from slipway.exceptions import ConfigError, ModelNotFound
 from slipway.monitoring.runner import Monitor, latest_report, parse_duration, window_bounds
-from tests.conftest import transactions
-from tests.monitoring.conftest import NOW
+from slipway.testing import register_reference_model, transactions
+from tests.monitoring.helpers import NOW
 
 
 def monitor(registry, **kwargs):
@@ -162,14 +162,7 @@ def test_multiclass_and_regression_models(registry, make_fitted, log):
     """Per-class probabilities and predicted values are checked; metrics fit the task."""
     for kind in ("multiclass", "regressor"):
         fitted = make_fitted(kind, n=1_200)
-        registry.register(
-            fitted.pipeline,
-            kind,
-            fitted.X_train,
-            fitted.y_train,
-            X_val=fitted.X_val,
-            y_val=fitted.y_val,
-        )
+        register_reference_model(registry, fitted, kind, alias=None)
         X = fitted.X_val
         X = X if hasattr(X, "iloc") else np.asarray(X)
         frame = (
@@ -194,3 +187,18 @@ def test_multiclass_and_regression_models(registry, make_fitted, log):
 
 def fitted_metric(registry, name, metric):
     return registry.get(name).metrics[metric]
+
+
+def test_monitor_runs_user_statistics_on_the_log_too(registry, fraud, log):
+    """Monitor(statistics=...) measures logged traffic with the same statistics monitor() takes."""
+    X, _ = transactions(600, seed=13)
+    log.predictions("fraud", X, NOW - timedelta(hours=2))
+    statistics = {
+        "max": (lambda r, c: float(c.max()), 1e9),
+        "categories": (lambda r, c: float(c.size), None, "categorical"),
+    }
+    report = monitor(registry, statistics=statistics).run("fraud", since=timedelta(hours=24))
+    features = report.features
+    assert features["amount"].extra["max"] == pytest.approx(X["amount"].max())
+    assert "max" in features["amount"].effects and "max" not in features["merchant"].extra
+    assert features["merchant"].extra["categories"] == 3.0

@@ -17,7 +17,7 @@ from slipway.config import Settings
 from slipway.monitoring import monitor
 from slipway.monitoring.runner import Monitor
 from slipway.monitoring.sinks import Route, WebhookSink, deliver, log_sink, routes
-from tests.monitoring.conftest import NOW
+from tests.monitoring.helpers import NOW
 
 
 @pytest.fixture

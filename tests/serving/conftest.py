@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from slipway.app import create_app
 from slipway.config import Settings
 from slipway.keys import KeyStore
 from slipway.registry import Registry
-from slipway.serving import create_app
+from slipway.testing import register_reference_model
 
 # Models the harness can register: name -> make_fitted kind.
 KINDS = {"fraud": "frame", "prices": "regressor", "grid": "array", "species": "multiclass"}
@@ -69,16 +71,7 @@ def register(make_fitted):
 
     def make(registry: Registry, name: str, seed: int = 0, **options: Any) -> Any:
         fitted = make_fitted(KINDS[name], seed=seed)
-        registry.register(
-            fitted.pipeline,
-            name,
-            fitted.X_train,
-            fitted.y_train,
-            X_val=fitted.X_val,
-            y_val=fitted.y_val,
-            alias="production",
-            **options,
-        )
+        register_reference_model(registry, fitted, name, **options)
         return fitted
 
     return make
@@ -86,11 +79,17 @@ def register(make_fitted):
 
 @pytest.fixture
 def serve(tmp_path, register) -> Iterator[Any]:
-    """Factory: ``serve(models=("fraud",), settings=None, **overrides)`` -> a started Harness."""
+    """Factory: ``serve(models=("fraud",), settings=None, routing=None, clock=..., **overrides)``
+    -> a started Harness (``routing``: a routing policy factory for ``create_app``; ``clock``:
+    the rate limiter's)."""
     started: list[Harness] = []
 
     def make(
-        models: tuple[str, ...] = ("fraud",), settings: Settings | None = None, **overrides: Any
+        models: tuple[str, ...] = ("fraud",),
+        settings: Settings | None = None,
+        routing: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+        **overrides: Any,
     ) -> Harness:
         base = settings or Settings(home=tmp_path / "home", user="tester")
         s = base.model_copy(update={**FAST, **overrides})
@@ -99,7 +98,9 @@ def serve(tmp_path, register) -> Iterator[Any]:
         keys = {}
         for role in ("predict", "admin"):
             keys[role] = KeyStore(registry.store).create(f"{role}-key", role)[1]
-        client = TestClient(create_app(s, registry=registry), raise_server_exceptions=False)
+        options = {} if routing is None else {"routing": routing}
+        app = create_app(s, registry=registry, clock=clock, **options)
+        client = TestClient(app, raise_server_exceptions=False)
         client.__enter__()
         harness = Harness(s, registry, client, keys, fitted)
         started.append(harness)
@@ -115,19 +116,3 @@ def serve(tmp_path, register) -> Iterator[Any]:
 def harness(serve) -> Harness:
     """A service on SQLite serving the frame classifier ``fraud``."""
     return serve()
-
-
-def subprocess_env(settings: Settings, **extra: str) -> dict[str, str]:
-    """Environment for a `slipway serve` child process on the same store."""
-    env = {
-        "SLIPWAY_HOME": str(settings.home),
-        "SLIPWAY_USER": "tester",
-        "SLIPWAY_SERVE_POLL_SECONDS": "0.2",
-        "SLIPWAY_SERVE_LOG_FLUSH_SECONDS": "0.05",
-        "OMP_NUM_THREADS": "1",
-        # Load tests measure correctness under load, not the limiter (tested in process).
-        "SLIPWAY_SERVE_RATE_LIMIT": "0",
-        "SLIPWAY_DATABASE_URL": settings.database_url or "",
-        **extra,
-    }
-    return env

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
+import time
 
 import httpx
 import pytest
 
-from slipway.exceptions import Overloaded, RateLimited
-from slipway.keys import KeyStore
+from slipway.clock import utcnow
+from slipway.exceptions import Overloaded, RateLimited, Unauthorized
+from slipway.keys import ApiKey, KeyStore, hash_token
 from slipway.serving.auth import KeyCache
 from slipway.serving.gate import Gate
 from slipway.serving.limits import ConcurrencyCap, TokenBuckets
@@ -74,6 +77,19 @@ def test_revoked_key_stops_working_without_a_restart(harness):
     assert harness.get("/v1/models", role="admin").status_code == 200
 
 
+def test_the_background_refresher_revokes_a_key_in_process(harness):
+    """The app starts the key refresher: with a 0.1 s poll and no manual refresh, a revoked key
+    is refused within seconds while the other key keeps working."""
+    assert harness.get("/v1/models").status_code == 200
+    KeyStore(harness.registry.store).revoke("predict-key")
+    deadline = time.monotonic() + 20  # a bound, not a race: 200 polls at 0.1 s
+    while harness.get("/v1/models").status_code == 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    r = harness.get("/v1/models")
+    assert r.status_code == 401 and "revoked" in r.json()["error"]
+    assert harness.get("/v1/models", role="admin").status_code == 200
+
+
 def test_no_key_ever_appears_in_logs_or_error_bodies(harness, caplog):
     """The access log names the key, never the key itself; errors never echo it."""
     caplog.set_level(logging.INFO, logger="slipway")
@@ -106,14 +122,22 @@ def test_access_log_lines_are_json_with_request_id_key_route_status_latency(harn
 
 
 def test_rate_limit_answers_429_with_retry_after(serve):
-    """A key that exhausts its bucket gets 429 and Retry-After; other keys are unaffected."""
-    h = serve(serve_rate_limit=0.5, serve_rate_burst=2)
+    """A key that exhausts its bucket gets 429 and Retry-After; other keys are unaffected; the
+    bucket refills at the rate (the limiter's clock is a fake one here, so nothing races)."""
+    now = [100.0]
+    h = serve(serve_rate_limit=0.5, serve_rate_burst=2, clock=lambda: now[0])
     statuses = [h.get("/v1/models").status_code for _ in range(3)]
     assert statuses == [200, 200, 429]
     r = h.get("/v1/models")
-    assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
-    assert "predict-key" in r.json()["error"]
+    assert r.status_code == 429 and r.headers["retry-after"] == "2"  # one token at 0.5/s
+    assert "predict-key" in r.json()["error"] and "0.5 requests per second" in r.json()["error"]
     assert h.get("/v1/models", role="admin").status_code == 200
+    now[0] += 1.9
+    assert h.get("/v1/models").status_code == 429
+    now[0] += 0.1
+    fast = {"features": h.rows("fraud", 1)[0]}
+    assert h.post("/v1/models/fraud/predict", fast).status_code == 200  # the direct lane too
+    assert h.post("/v1/models/fraud/predict", fast).status_code == 429
 
 
 def test_token_bucket_refills_at_the_rate():
@@ -210,11 +234,87 @@ def test_key_cache_keeps_the_last_copy_when_the_database_fails(harness, caplog):
     cache.poll_seconds = 0.01
     with caplog.at_level(logging.WARNING, logger="slipway.serving.auth"):
         cache.start()
-        import time
-
-        time.sleep(0.1)
+        deadline = time.monotonic() + 20  # a bound, not a race: the first poll is at 0.01 s
+        while "database down" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.01)
         cache.stop()
     assert len(cache) == 2 and "database down" in caplog.text
+
+
+class FakeKeys:
+    """A KeyStore stand-in: the active keys are whatever the test says."""
+
+    def __init__(self, **tokens: str) -> None:
+        self.tokens = dict(tokens)  # key name -> plain token
+        self.reads = 0
+
+    def active(self):
+        self.reads += 1
+        return {
+            hash_token(t): ApiKey(name, "predict", t[:8], utcnow())
+            for name, t in self.tokens.items()
+        }
+
+
+@pytest.mark.parametrize(
+    ("headers", "outcome"),
+    [
+        ([(b"authorization", b"Bearer tok-a")], "a"),
+        ([(b"authorization", b"bEaReR  tok-a ")], "a"),
+        ([(b"x-api-key", b" tok-b ")], "b"),
+        ([(b"authorization", b"Bearer tok-a"), (b"x-api-key", b"wrong")], "a"),
+        ([(b"x-api-key", b"wrong"), (b"authorization", b"Bearer tok-b")], "b"),
+        ([], "missing"),
+        ([(b"authorization", b"Bearer ")], "missing"),
+        ([(b"authorization", b"Basic tok-a")], "missing"),
+        ([(b"x-api-key", b"  ")], "missing"),
+        ([(b"x-authorization", b"Bearer tok-a")], "missing"),
+        ([(b"authorization", b"Bearer tok-c")], "invalid"),
+    ],
+)
+def test_authenticate_reads_bearer_or_x_api_key(headers, outcome):
+    """The key comes from `Authorization: Bearer` (any case) or `X-API-Key`; no usable header
+    says how to send one, an unknown key says it is not valid."""
+    cache = KeyCache(FakeKeys(a="tok-a", b="tok-b"))  # type: ignore[arg-type]
+    cache.refresh()
+    assert len(cache) == 2
+    if outcome in ("a", "b"):
+        assert cache.authenticate(headers).name == outcome
+        return
+    with pytest.raises(Unauthorized) as info:
+        cache.authenticate(headers)
+    expected = "needs an API key" if outcome == "missing" else "not valid"
+    assert expected in str(info.value)
+
+
+def test_the_refresher_follows_the_keys_stops_and_restarts():
+    """start() refreshes every poll in a daemon thread; stop() ends it; a second start() works."""
+    keys = FakeKeys(a="tok-a")
+    cache = KeyCache(keys, poll_seconds=0.01)  # type: ignore[arg-type]
+    assert cache.poll_seconds == 0.01 and KeyCache(keys).poll_seconds == 1.0  # type: ignore[arg-type]
+
+    def refreshers():
+        return [t for t in threading.enumerate() if t.name == "slipway-keys"]
+
+    def eventually(condition):
+        deadline = time.monotonic() + 20  # a bound, not a race: polls come every 0.01 s
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return condition()
+
+    for round_ in range(2):
+        keys.tokens["b"] = "tok-b"
+        cache.start()
+        cache.start()  # idempotent: still one thread
+        assert len(refreshers()) == 1 and refreshers()[0].daemon
+        assert eventually(lambda: len(cache) == 2), round_
+        del keys.tokens["b"]
+        assert eventually(lambda: len(cache) == 1), round_
+        cache.stop()
+        assert refreshers() == []
+    reads = keys.reads
+    time.sleep(0.05)
+    assert keys.reads == reads  # stopped: no more reads
 
 
 def test_server_without_keys_refuses_to_start_unless_no_auth(serve, tmp_path):

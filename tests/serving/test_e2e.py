@@ -20,8 +20,8 @@ from slipway.keys import KeyStore
 from slipway.registry import Registry
 from slipway.serving.process import ServerProcess
 from slipway.store.schema import predictions
-from tests.conftest import PG_URL, pg_schema_url
-from tests.serving.conftest import subprocess_env
+from tests.helpers import PG_URL, pg_schema_url
+from tests.serving.helpers import subprocess_env
 
 pytestmark = pytest.mark.slow
 

@@ -34,13 +34,22 @@ def count(store, table=predictions):
 
 def test_ids_are_uuid7_increasing_and_carry_their_time():
     """Version 7, RFC variant, strictly increasing, and id_time recovers the millisecond."""
-    gen = IdGenerator()
-    before = time.time()
+    ms = 1_767_225_600_123  # the generator's clock is a fake one: nothing races
+    now = [ms * 1_000_000 + 456_789]
+    gen = IdGenerator(clock=lambda: now[0])
     ids = gen.new(5000) + gen.new(3)  # more than 4,096 in one millisecond borrows the next
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     assert all(i[14] == "7" and i[19] in "89ab" for i in ids)
-    assert abs(id_time(ids[0]) - before) < 1.0
+    assert [id_time(ids[i]) for i in (0, 4095, 4096, -1)] == [ms / 1000] * 2 + [(ms + 1) / 1000] * 2
+    assert [ids[i][15:18] for i in (0, 1, 4095, 4096, -1)] == ["000", "001", "fff", "000", "38a"]
+    now[0] -= 5 * 10**9  # the clock steps back: ids still increase
+    assert gen.new(1)[0] > ids[-1]
+    now[0] = (ms + 10) * 1_000_000  # a later millisecond: its own time, sequence from zero
+    (later,) = gen.new(1)
+    assert id_time(later) == (ms + 10) / 1000 and later[15:18] == "000"
     assert id_time("not-a-uuid7") is None
+    before = time.time()  # the default clock is the system's
+    assert abs(id_time(IdGenerator().new(1)[0]) - before) < 3600
 
 
 def test_writer_stores_rows_in_batches_with_the_documented_shapes(settings):

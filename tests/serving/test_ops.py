@@ -247,7 +247,7 @@ def test_monitoring_route_serves_the_latest_stored_report(serve, settings):
 def test_model_detail_names_the_backend_and_its_evidence(harness):
     """The ONNX verdict recorded at registration is visible in GET /v1/models/{name}."""
     body = harness.get("/v1/models/fraud").json()
-    assert body["backend"] == "onnx" and harness.service.runtime.get("fraud").model.onnx
+    assert body["backend"] == "onnx" and harness.service.runtime.get("fraud").model.engine.session
     assert body["backend_check"]["accepted"] is True
     assert body["backend_check"]["max_abs_diff"] < 1e-5
 

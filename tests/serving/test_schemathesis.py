@@ -12,12 +12,11 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.generation.modes import GenerationMode
 from schemathesis.python import asgi
 
+from slipway.app import create_app
 from slipway.config import Settings
 from slipway.keys import KeyStore
 from slipway.registry import Registry
-from slipway.serving import create_app
-from slipway.serving.events import router as events_router
-from tests.conftest import transactions
+from slipway.testing import register_reference_model, transactions
 
 # 413 is how this API refuses a body over its limits (bytes or rows), schema-violating or not.
 CONFIG = SchemathesisConfig.from_str(
@@ -39,19 +38,13 @@ CHECKS = [
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
     """The service over three models (classifier, regressor, array model), its schema and a key."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.linear_model import LinearRegression, LogisticRegression
-    from sklearn.pipeline import Pipeline, make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import make_pipeline
 
     s = Settings(home=tmp_path_factory.mktemp("fuzz"), user="t", serve_rate_limit=0)
     registry = Registry(s)
     X, y = transactions(400)
-    pre = ColumnTransformer([("num", StandardScaler(), ["amount", "hour"]),
-                             ("cat", OneHotEncoder(handle_unknown="ignore"),
-                              ["merchant", "country"])])  # fmt: skip
-    clf = Pipeline([("pre", pre), ("model", LogisticRegression(max_iter=300))]).fit(X, y)
-    registry.register(clf, "fraud", X, y, alias="production")
+    register_reference_model(registry)
     num = X[["amount", "hour"]]
     registry.register(make_pipeline(LinearRegression()).fit(num, y), "prices", num, y,
                       alias="production")  # fmt: skip
@@ -60,7 +53,7 @@ def api(tmp_path_factory):
 
     events = X.assign(card_id="c1", ts="2026-01-01T00:00:00Z", event_id=[str(i) for i in X.index])
     ingest(registry.store, events, "transactions", entity="card_id", timestamp="ts", id="event_id")
-    app = create_app(s, registry=registry, routers=[events_router])
+    app = create_app(s, registry=registry)  # slipway.app's: POST /v1/events included
     headers = {"Authorization": f"Bearer {token}"}
     loaded = schemathesis.openapi.from_asgi("/openapi.json", app, config=CONFIG, headers=headers)
     yield loaded, headers

@@ -67,17 +67,6 @@ def test_unsupported_database_is_a_config_error():
         Store("mysql://localhost/db", migrate=False)
 
 
-def _head() -> str:
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
-
-    from slipway.store.engine import _MIGRATIONS
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(_MIGRATIONS))
-    return ScriptDirectory.from_config(cfg).get_current_head()
-
-
 def _open(url: str, start) -> None:
     start.wait(timeout=60)
     Store(url).dispose()

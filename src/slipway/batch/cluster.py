@@ -1,7 +1,7 @@
 """The Dask engine: the same chunk scoring and writers, applied per partition on a cluster.
 
 Each partition is a chunk (for Parquet, exactly the local engine's chunk), scored with
-:func:`~slipway.batch.scoring.score_chunk` through ``map_partitions`` and written by the
+:func:`~slipway.batch.scoring.predict_chunk` through ``map_partitions`` and written by the
 run's output on the worker, so results equal the local engine's row by row. Workers never
 receive a pickled model: each loads the version through the registry, which checks the
 artifact's sha256 before deserializing it, and refuses a version whose recorded sha256 is not
@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from slipway.batch.outputs import Output, RunContext
-from slipway.batch.scoring import score_chunk
+from slipway.batch.scoring import predict_chunk
 from slipway.batch.sources import (
     FileSource,
     ParquetRange,
@@ -85,7 +85,7 @@ def run_on_dask(job: Job, scheduler: str | None, on_progress: ProgressCallback) 
             frozenset(job.done),
         )
         meta = pd.DataFrame({k: pd.Series(dtype=v) for k, v in _SUMMARY.items()})
-        parts = frame.map_partitions(score_partition, task, meta=meta).to_delayed()
+        parts = frame.map_partitions(predict_partition, task, meta=meta).to_delayed()
         if len(parts) != count:
             raise RunConflict(f"Dask planned {len(parts)} partitions after counting {count}.")
         rows_done = sum(rec.rows_in for rec in job.done.values())
@@ -131,7 +131,7 @@ def _partitions(
     return frame, offsets, sum(lengths)
 
 
-def score_partition(
+def predict_partition(
     frame: pd.DataFrame, task: PartitionTask, partition_info: dict[str, Any] | None = None
 ) -> pd.DataFrame:
     """Score and write one partition on a worker; return its counts (zero if done before)."""
@@ -143,7 +143,7 @@ def score_partition(
     model = _model(task.settings, task.ref, task.sha256)
     if task.csv:
         frame = conform(frame, model.contract, task.key_column)
-    chunk = score_chunk(
+    chunk = predict_chunk(
         model,
         frame.reset_index(drop=True),
         index=index,

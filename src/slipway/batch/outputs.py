@@ -22,16 +22,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from slipway.batch.runs import ChunkRecord, RunLog
-from slipway.batch.scoring import PROBA_PREFIX, ScoredChunk
-from slipway.contract import jsonable
+from slipway.batch.scoring import PredictedChunk
 from slipway.exceptions import BatchInputError
 from slipway.files import atomic_write
+from slipway.predict import Predictions
+from slipway.problems import jsonable
 from slipway.store import Store
 from slipway.store.batch import RunContext, write_chunk
 
@@ -39,7 +41,7 @@ _META = "slipway"
 _PART = "part-{:06d}.parquet"
 
 
-def chunk_record(chunk: ScoredChunk) -> ChunkRecord:
+def chunk_record(chunk: PredictedChunk) -> ChunkRecord:
     """The bookkeeping row of a scored chunk."""
     return ChunkRecord(
         chunk.index, chunk.first_row, chunk.rows_in, chunk.rows_scored, chunk.rows_rejected
@@ -61,18 +63,14 @@ class DatabaseOutput:
         """Chunks whose rows are committed."""
         return runs.chunks(run_id)
 
-    def write(self, store: Store, chunk: ScoredChunk, ctx: RunContext) -> None:
+    def write(self, store: Store, chunk: PredictedChunk, ctx: RunContext) -> None:
         """Predictions, rejects and the chunk's done-marker in one transaction."""
         columns = db_columns(chunk)
         rec = chunk_record(chunk)
         if not write_chunk(store, ctx, rec, columns, chunk.scored_at, chunk.rejects):
             if chunk.index in RunLog(store).chunks(ctx.run_id):
                 return  # another process holding this run wrote the same chunk first
-            raise BatchInputError(
-                f"Chunk {chunk.index} (input rows from {chunk.first_row}) repeats a key this run "
-                "already stored: keys must be unique across the whole input. Choose another "
-                "--key-column, or omit it to key rows by their row number."
-            ) from None
+            raise repeated_key(chunk.index, chunk.first_row) from None
 
     def finish(self, run_id: str, schema: pa.Schema) -> None:
         """Nothing to assemble."""
@@ -162,13 +160,12 @@ class ParquetOutput:
         """Chunks whose part file exists, read from the parts' own metadata."""
         out = {}
         for part in sorted(self.parts(run_id).glob("part-*.parquet")):
-            meta = pq.read_metadata(part).metadata or {}
-            if _META.encode() in meta:
-                rec = ChunkRecord(**json.loads(meta[_META.encode()]))
+            rec = _part_record(part)
+            if rec is not None:
                 out[rec.chunk] = rec
         return out
 
-    def write(self, store: Store, chunk: ScoredChunk, ctx: RunContext) -> None:
+    def write(self, store: Store, chunk: PredictedChunk, ctx: RunContext) -> None:
         """Rejects part, then the predictions part (whose arrival marks the chunk done)."""
         parts = self.parts(ctx.run_id)
         rec = chunk_record(chunk)
@@ -180,8 +177,10 @@ class ParquetOutput:
         RunLog(store).record_chunks(ctx.run_id, ctx.owner, [rec])
 
     def finish(self, run_id: str, schema: pa.Schema) -> None:
-        """Assemble a single-file output from its parts, in chunk order, atomically."""
+        """Refuse keys repeated across chunks, then assemble a single-file output from its
+        parts, in chunk order, atomically."""
         parts = self.parts(run_id)
+        _refuse_repeated_keys(sorted(parts.glob("part-*.parquet")))
         if self.layout == "directory":
             _write_json(self.path / "_slipway.json", {"run_id": run_id, "status": "succeeded"})
             return
@@ -202,6 +201,15 @@ class ParquetOutput:
 
 
 Output = DatabaseOutput | ParquetOutput
+
+
+def repeated_key(chunk: int, first_row: int, detail: str = "") -> BatchInputError:
+    """The error of a chunk holding a key that an earlier chunk of the run already stored."""
+    return BatchInputError(
+        f"Chunk {chunk} (input rows from {first_row}) repeats a key this run already stored"
+        f"{detail}: keys must be unique across the whole input. Choose another --key-column, "
+        "or omit it to key rows by their row number."
+    )
 
 
 def open_output(spec: str | Path) -> Output:
@@ -232,7 +240,7 @@ REJECTS_SCHEMA = pa.schema(
 )
 
 
-def rejects_table(chunk: ScoredChunk, run_id: str) -> pa.Table:
+def rejects_table(chunk: PredictedChunk, run_id: str) -> pa.Table:
     """A chunk's rejects as written to Parquet (row and reasons as JSON text)."""
     rejects = chunk.rejects
     columns = [
@@ -251,7 +259,7 @@ def rejects_table(chunk: ScoredChunk, run_id: str) -> pa.Table:
 # -- database columns ---------------------------------------------------------------------
 
 
-def db_columns(chunk: ScoredChunk) -> dict[str, pa.Array]:
+def db_columns(chunk: PredictedChunk) -> dict[str, pa.Array]:
     """The chunk's key, label, probabilities and value as the database stores them.
 
     ``label`` is JSON text of the class, ``probabilities`` JSON text of {class: p} as in
@@ -266,7 +274,7 @@ def db_columns(chunk: ScoredChunk) -> dict[str, pa.Array]:
     names = table.column_names
     out: dict[str, pa.Array] = {"key": table["key"].combine_chunks()}
     out["label"] = _label_json(table["label"]) if "label" in names else pa.nulls(n, pa.string())
-    proba = [c for c in names if c.startswith(PROBA_PREFIX)]
+    proba = [c for c in names if Predictions.proba_class(c) is not None]
     out["probabilities"] = _proba_json(table, proba) if proba else pa.nulls(n, pa.string())
     value = table["value"].combine_chunks() if "value" in names else pa.nulls(n, pa.float64())
     out["value"] = value
@@ -281,15 +289,15 @@ def _label_json(labels: pa.ChunkedArray) -> pa.Array:
 
 def _proba_json(table: pa.Table, columns: list[str]) -> pa.Array:
     arrays = [table[c].combine_chunks() for c in columns]
-    keys = [orjson.dumps(c[len(PROBA_PREFIX) :]).decode() for c in columns]
+    plain = [Predictions.proba_class(c) for c in columns]
+    keys = [orjson.dumps(k).decode() for k in plain]
     if all(pc.all(pc.is_finite(a)).as_py() is not False for a in arrays):
         parts: list[Any] = []
         for i, (key, arr) in enumerate(zip(keys, arrays, strict=True)):
             parts += [("{" if i == 0 else ", ") + key + ": ", pc.cast(arr, pa.string())]
         return pc.binary_join_element_wise(*parts, "}", "")
-    # NaN or infinity cannot be JSON numbers: spell them as jsonable() does, row by row.
+    # NaN or infinity cannot be JSON numbers: null, as jsonable() writes them, row by row.
     rows = zip(*(a.to_pylist() for a in arrays), strict=True)
-    plain = [c[len(PROBA_PREFIX) :] for c in columns]
     texts = [orjson.dumps({k: jsonable(v) for k, v in zip(plain, r, strict=True)}) for r in rows]
     return pa.array([t.decode() for t in texts], pa.string())
 
@@ -315,6 +323,43 @@ def _concat(parts: list[Path], target: Path, schema: pa.Schema) -> None:
         with pq.ParquetWriter(fh, plain, store_schema=False) as writer:
             for part in parts:
                 writer.write_table(pq.read_table(part).replace_schema_metadata(None))
+
+
+def _refuse_repeated_keys(parts: list[Path]) -> None:
+    """Raise :func:`repeated_key` if a key is in two parts (a Parquet output has no primary key).
+
+    A chunk never repeats a key of its own (scoring refuses that), so a key whose lowest and
+    highest chunk differ was stored twice. One pass over the key columns, grouped in Arrow.
+    """
+    records = {p: rec for p in parts if (rec := _part_record(p)) is not None}
+    if len(records) < 2:
+        return
+    keys = pa.concat_tables(
+        pq.read_table(p, columns=["key"]).append_column(
+            "chunk", pa.array(np.full(pq.read_metadata(p).num_rows, rec.chunk, dtype=np.int64))
+        )
+        for p, rec in records.items()
+    )
+    spans = keys.group_by("key").aggregate([("chunk", "min"), ("chunk", "max")])
+    twice = spans.filter(pc.field("chunk_min") != pc.field("chunk_max"))
+    if twice.num_rows == 0:
+        return
+    first = twice.sort_by([("chunk_max", "ascending"), ("key", "ascending")]).slice(0, 1)
+    row = first.to_pylist()[0]
+    by_chunk = {rec.chunk: rec for rec in records.values()}
+    raise repeated_key(
+        row["chunk_max"],
+        by_chunk[row["chunk_max"]].first_row,
+        f" ({row['key']!r}, first stored by chunk {row['chunk_min']})",
+    )
+
+
+def _part_record(part: Path) -> ChunkRecord | None:
+    """The chunk a part file holds, from its own metadata (None for a foreign file)."""
+    meta = pq.read_metadata(part).metadata or {}
+    if _META.encode() not in meta:
+        return None
+    return ChunkRecord(**json.loads(meta[_META.encode()]))
 
 
 def _manifest(directory: Path) -> dict[str, Any]:

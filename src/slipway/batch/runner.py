@@ -26,9 +26,15 @@ from slipway.batch.runs import (
     current_owner,
     new_run_id,
 )
-from slipway.batch.scoring import score_chunk
+from slipway.batch.scoring import predict_chunk
 from slipway.batch.sources import Source, check_columns, open_source
-from slipway.exceptions import BatchFailed, BatchInputError, RunConflict, SlipwayError
+from slipway.exceptions import (
+    BatchFailed,
+    BatchInputError,
+    ConfigError,
+    RunConflict,
+    SlipwayError,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -89,9 +95,9 @@ def score_file(
     reg = registry or Registry()
     loaded = _load(model, reg)
     if engine not in ("local", "dask"):
-        raise ValueError(f"engine must be 'local' or 'dask', not {engine!r}")
+        raise ConfigError(f"engine must be 'local' or 'dask', not {engine!r}.")
     if chunk_size is not None and chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive number of rows, not {chunk_size}")
+        raise ConfigError(f"chunk_size must be a positive number of rows, not {chunk_size}.")
     if scheduler is not None and engine != "dask":
         raise BatchInputError("--scheduler is the address of a Dask cluster: add --engine dask.")
     source = open_source(input, query, reg.store)
@@ -257,7 +263,7 @@ def _run_local(job: Job, on_progress: ProgressCallback) -> None:
         for chunk in job.source.chunks(job.chunk_size, job.model.contract, job.key_column):
             if chunk.index in job.done:
                 continue
-            scored = score_chunk(
+            scored = predict_chunk(
                 job.model,
                 chunk.frame,
                 index=chunk.index,
@@ -293,7 +299,7 @@ def _fail(job: Job, exc: Exception) -> Any:
 
 def _empty_schema(model: Model) -> pa.Schema:
     frame = pd.DataFrame({name: pd.Series([], dtype=object) for name in model.contract.names})
-    return score_chunk(model, frame).predictions.schema
+    return predict_chunk(model, frame).predictions.schema
 
 
 def _name(source: Source) -> str:

@@ -20,13 +20,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from slipway.clock import utcnow
-from slipway.contract import Problem, jsonable
 from slipway.exceptions import BatchInputError
+from slipway.predict import Predictions
+from slipway.problems import Problem, display, jsonable
 
 if TYPE_CHECKING:
     from slipway.predict import Model
 
-PROBA_PREFIX = "proba:"
 KEY_MAX = 200  # batch_predictions.key is VARCHAR(200)
 
 
@@ -41,7 +41,7 @@ class Reject:
 
 
 @dataclass
-class ScoredChunk:
+class PredictedChunk:
     """The outcome of one chunk: output rows for the scored input rows, rejects for the rest."""
 
     index: int
@@ -82,7 +82,7 @@ def score(model: Model, frame: pd.DataFrame, *, key_column: str | None = None) -
     from slipway.batch.sources import check_columns
 
     check_columns([str(c) for c in frame.columns], model.contract, key_column, "The frame")
-    chunk = score_chunk(model, frame, key_column=key_column)
+    chunk = predict_chunk(model, frame, key_column=key_column)
     predictions = decode_constants(chunk.predictions).to_pandas()
     predictions.index = frame.index[chunk_positions(chunk)]
     rejects = pd.DataFrame(
@@ -92,7 +92,7 @@ def score(model: Model, frame: pd.DataFrame, *, key_column: str | None = None) -
     return Scores(predictions, rejects)
 
 
-def chunk_positions(chunk: ScoredChunk) -> np.ndarray:
+def chunk_positions(chunk: PredictedChunk) -> np.ndarray:
     """Positions, within the chunk, of the rows that were scored."""
     rejected = np.fromiter((r.row_number - chunk.first_row for r in chunk.rejects), np.int64)
     keep = np.ones(chunk.rows_in, dtype=bool)
@@ -100,7 +100,7 @@ def chunk_positions(chunk: ScoredChunk) -> np.ndarray:
     return np.flatnonzero(keep)
 
 
-def score_chunk(
+def predict_chunk(
     model: Model,
     frame: pd.DataFrame,
     *,
@@ -108,7 +108,7 @@ def score_chunk(
     first_row: int = 0,
     key_column: str | None = None,
     run_id: str | None = None,
-) -> ScoredChunk:
+) -> PredictedChunk:
     """Validate and predict one chunk; rows that fail go to rejects with their reasons."""
     n = len(frame)
     scored_at = utcnow()
@@ -134,7 +134,7 @@ def score_chunk(
         if result.probabilities is not None:
             proba = np.asarray(result.probabilities, dtype=np.float64)
             for i, cls in enumerate(model.classes or []):
-                columns[proba_column(cls)] = pa.array(proba[:, i])
+                columns[Predictions.proba_column(cls)] = pa.array(proba[:, i])
     m = len(keys)
     columns["model_name"] = _constant(model.name, m)
     columns["version"] = pa.array(np.full(m, model.version.version, dtype=np.int64))
@@ -144,12 +144,7 @@ def score_chunk(
     columns["scored_at"] = pa.array(stamp, type=pa.timestamp("us", tz="UTC"))
     problems = checked.errors + key_problems
     rejects = _rejects(frame, bad, problems, all_keys, first_row) if bad.any() else []
-    return ScoredChunk(index, first_row, n, pa.table(columns), rejects, scored_at)
-
-
-def proba_column(cls: Any) -> str:
-    """Output column of one class's probability, as in the registry's reference predictions."""
-    return f"{PROBA_PREFIX}{jsonable(cls)}"
+    return PredictedChunk(index, first_row, n, pa.table(columns), rejects, scored_at)
 
 
 def label_array(labels: np.ndarray) -> pa.Array:
@@ -226,7 +221,7 @@ def _rejects(
     records = frame.iloc[positions].to_dict("records")
     out = []
     for i, record in zip(positions.tolist(), records, strict=True):
-        values = {str(k): jsonable(v) for k, v in record.items()}
+        values = {str(k): display(v) for k, v in record.items()}  # shown to people
         row = first_row + i
         out.append(Reject(row, keys[i].as_py(), values, everywhere + by_row.get(row, [])))
     return out

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from slipway.cli import batch, features, keys, models, monitor, serve, train
+from slipway.cli import batch, features, keys, lifecycle, models, monitor, serve, train
 from slipway.cli._common import print_error
 
 app = typer.Typer(
@@ -26,6 +26,8 @@ app.add_typer(features.app, name="features")
 app.command("train")(train.train_command)
 app.command("quickstart")(train.quickstart_command)
 app.command("serve")(serve.serve_command)
+app.command("check", cls=lifecycle.CannotRunCommand)(lifecycle.check_command)
+app.command("retrain", cls=lifecycle.CannotRunCommand)(lifecycle.retrain_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -169,3 +169,22 @@ def served_predictions(demo: Any) -> Table:
             str(truth),
         )
     return table
+
+
+def checks_of_version(mv: ModelVersion, checks: Sequence[Any]) -> RenderableType:
+    """The version's stored gate results (`slipway check`), newest first."""
+    if not checks:
+        return f"[dim]No checks of {mv.ref} yet; run `slipway check {mv.ref}`.[/]"
+    table = Table(title=f"Checks of {mv.ref}", title_justify="left")
+    for col in ("id", "at", "against", "result", "failed checks"):
+        table.add_column(col)
+    for c in checks:
+        failed = [k for k, v in c.summary.get("checks", {}).items() if v["verdict"] == "fail"]
+        table.add_row(
+            str(c.id),
+            f"{c.created_at:%Y-%m-%d %H:%M}",
+            f"{mv.name}:{c.against}" if c.against is not None else "-",
+            "[green]pass[/]" if c.passed else "[bold red]fail[/]",
+            ", ".join(failed) or "-",
+        )
+    return table

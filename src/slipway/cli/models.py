@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from slipway.cli import _render
-from slipway.cli._common import JsonOption, console, print_json, registry
+from slipway.cli._common import JsonOption, console, err_console, print_json, registry
 from slipway.versions import DEFAULT_ALIAS
 
 app = typer.Typer(
@@ -46,11 +46,16 @@ def show(
     as_json: bool = JsonOption,
 ) -> None:
     """Show a version's model card: metrics, contract, provenance."""
-    mv = registry().get(ref)
+    from slipway.lifecycle import checks_of
+
+    reg = registry()
+    mv = reg.get(ref)
+    checks = checks_of(reg, mv.ref)
     if as_json:
-        print_json(mv.to_dict())
+        print_json({**mv.to_dict(), "checks": [c.to_dict() for c in checks]})
     else:
         console.print(_render.model_card(mv))
+        console.print(_render.checks_of_version(mv, checks))
 
 
 @app.command("promote")
@@ -60,8 +65,16 @@ def promote(
     alias: Annotated[str, AliasOption] = DEFAULT_ALIAS,
 ) -> None:
     """Point an alias at a version."""
-    mv = registry().promote(name, version, alias=alias)
+    reg = registry()
+    mv = reg.promote(name, version, alias=alias)
     console.print(f"{alias} of {name} → version {mv.version}")
+    moved = next((e for e in reg.audit(name, limit=1) if e.action == "promote"), None)
+    if moved is not None and moved.detail.get("checked") is False:
+        err_console.print(
+            f"[yellow]warning:[/] {name}:{version} has no passing check; run `slipway check "
+            f"{name}:{version}` before promoting (SLIPWAY_PROMOTE_UNCHECKED=refuse enforces it).",
+            soft_wrap=True,
+        )
 
 
 @app.command("rollback")

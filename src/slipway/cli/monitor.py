@@ -8,6 +8,9 @@ error is never mistaken for a WARN.
 from __future__ import annotations
 
 import io
+import os
+import shlex
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -121,6 +124,13 @@ def check(
     alpha: Annotated[
         float | None, typer.Option(help="Significance level after correction.")
     ] = None,
+    on_alert: Annotated[
+        str | None,
+        typer.Option(
+            help='Run this command after each run that ends in ALERT, e.g. "slipway retrain '
+            'fraud --config train.toml" (no shell; the reason is in SLIPWAY_TRIGGER_REASON).'
+        ),
+    ] = None,
 ) -> None:
     """Check NAME's recent traffic; exit 0 OK, 1 WARN, 2 ALERT, 3 could not run."""
     if ctx.invoked_subcommand is not None:
@@ -139,7 +149,9 @@ def check(
         monitor = Monitor(registry(), policy)
         started = time.monotonic()
         report = monitor.run(name, since=span, window=step, baseline=baseline.value)
+        on_alert = on_alert or policy.on_alert
         _emit(report, fmt, out)
+        _on_alert(report, on_alert)
         runs = 1
         while interval is not None and (count is None or runs < count):
             # Runs start every --every, whatever each run takes.
@@ -154,6 +166,7 @@ def check(
             finally:
                 runs += 1
             _emit(report, fmt, out)
+            _on_alert(report, on_alert)
     raise typer.Exit(report.exit_code)
 
 
@@ -192,6 +205,28 @@ def _emit(report: DriftReport, fmt: Format, out: Path | None) -> None:
         return
     out.write_text(text + "\n", encoding="utf-8")
     err_console.print(f"{report.status}: report written to {out}", soft_wrap=True)
+
+
+def _on_alert(report: DriftReport, command: str | None) -> None:
+    """Run the --on-alert command after an ALERT, telling it why through its environment."""
+    if command is None or report.status != "ALERT":
+        return
+    reasons = "; ".join(r.message for r in report.reasons[:3])
+    env = {
+        **os.environ,
+        "SLIPWAY_TRIGGER": "alert",
+        "SLIPWAY_TRIGGER_REASON": f"monitoring run {report.run_id} of {report.model}: "
+        f"ALERT: {reasons}",
+        "SLIPWAY_ALERT_RUN_ID": str(report.run_id),
+        "SLIPWAY_ALERT_MODEL": str(report.model),
+    }
+    err_console.print(f"ALERT: running {command}", soft_wrap=True)
+    try:
+        done = subprocess.run(shlex.split(command), env=env, check=False)
+    except OSError as exc:
+        err_console.print(f"--on-alert command could not start: {exc}", soft_wrap=True)
+        return
+    err_console.print(f"--on-alert command exited {done.returncode}", soft_wrap=True)
 
 
 def _history_table(name: str, runs: list[RunSummary]) -> Table:

@@ -8,10 +8,6 @@ import typer
 
 from slipway.cli._common import err_console, settings
 
-# Until the composition root builds every capability's routers (issue 14), the CLI picks the
-# factory: the service alone, or the service with the console.
-CONSOLE_APP = "slipway.console:app_from_env"
-
 
 def serve_command(
     host: Annotated[
@@ -46,6 +42,7 @@ def serve_command(
     ] = None,
 ) -> None:
     """Serve predictions over HTTP (and the web console at /ui) until SIGTERM or Ctrl-C."""
+    from slipway import app
     from slipway.serving import server
 
     config = server.settings_for(
@@ -66,12 +63,11 @@ def serve_command(
         err_console.print(f"serving {', '.join(served)} on http://{host}:{port}")
     if config.serve_console:
         err_console.print(f"console on http://{host}:{port}/ui (log in with an admin key)")
-    server.run(
+    app.serve(
         config,
         host=host,
         port=port,
         graceful_timeout=graceful_timeout,
         log_level=log_level,
         access_log=access_log,
-        app=CONSOLE_APP if config.serve_console else server.APP,
     )

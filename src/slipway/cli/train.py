@@ -129,6 +129,29 @@ def _show_skew(qs: quickstart.Quickstart) -> None:
     console.print(f"   {qs.workdir}/features.py is restored", soft_wrap=True)
 
 
+def _show_lifecycle(qs: quickstart.Quickstart) -> None:
+    demo = qs.lifecycle
+    assert demo is not None
+    latest = demo.report.latest.estimation.get("metrics", {}).get("accuracy")
+    if latest is not None:
+        console.print(
+            f"   estimated accuracy of the latest 5 days (no outcome yet): {latest['value']:.3f} "
+            f"(95% band {latest['low']:.3f}-{latest['high']:.3f}) vs {latest['reference']:.3f} on "
+            f"validation; first alert from the estimate: the window starting {demo.first_drop}",
+            soft_wrap=True,
+        )
+    console.print(
+        f"   monitoring {demo.report.status}; the HTML report is "
+        f"{qs.workdir}/loans-monitoring.html",
+        soft_wrap=True,
+    )
+    result = demo.retrained
+    if result.check is not None:
+        console.print(result.check)
+    console.print(f"   {result.outcome}: {result.message}", soft_wrap=True)
+    console.print(f"   production is still {demo.champion}; `slipway models audit loans` shows why")
+
+
 STEP_TEXT: dict[Callable[..., None], tuple[str, Callable[[Any], None] | None]] = {
     quickstart.generate: (
         "generating {rows:,} card transactions and the feature definitions in {workdir}/",
@@ -158,5 +181,9 @@ STEP_TEXT: dict[Callable[..., None], tuple[str, Callable[[Any], None] | None]] =
     quickstart.planted_skew: (
         "planting a skew: avg_amount_7d redefined with a 3-day window after training",
         _show_skew,
+    ),
+    quickstart.lifecycle_step: (
+        "the lifecycle: a loan model whose outcomes arrive 14 days late, drifting after day 40",
+        _show_lifecycle,
     ),
 }

@@ -13,7 +13,7 @@ import pandas as pd
 
 from slipway.monitoring import columns as cols
 from slipway.monitoring.columns import Column, Kind
-from slipway.monitoring.drift import FeatureResult, Statistic, compare, decide
+from slipway.monitoring.drift import FeatureResult, StatisticSpec, compare, decide
 from slipway.monitoring.policy import Policy, make_policy
 from slipway.monitoring.quality import Expectation, check_quality
 from slipway.monitoring.report import DriftReport, WindowReport
@@ -26,7 +26,7 @@ def feature_checks(
     *,
     group: str = "feature",
     baseline: str = "reference",
-    statistics: Mapping[str, Statistic | tuple[Statistic, float]] | None = None,
+    statistics: Mapping[str, StatisticSpec] | None = None,
 ) -> list[FeatureResult]:
     """Compare every feature on either side (undecided: pass all of a run's results to decide)."""
     names = list(dict.fromkeys([*reference, *current]))
@@ -61,7 +61,7 @@ def monitor(
     features: Sequence[str] | None = None,
     reference_predictions: Any = None,
     current_predictions: Any = None,
-    statistics: Mapping[str, Statistic | tuple[Statistic, float]] | None = None,
+    statistics: Mapping[str, StatisticSpec] | None = None,
     policy: Policy | None = None,
     thresholds: Mapping[str, Any] | None = None,
     **options: Any,
@@ -73,10 +73,12 @@ def monitor(
     other columns (and those named in ``categorical``) with chi-square and Jensen-Shannon.
     ``thresholds`` sets effect floors per feature, e.g. ``{"amount": {"mean_shift": 0.2}}``
     (the key ``"*"`` sets every feature's); other options (``alpha``, ``correction``,
-    ``min_rows``) are fields of :class:`Policy`. ``statistics`` adds extra drift statistics,
-    ``name -> fn(reference, current)`` (reported) or ``name -> (fn, floor)`` (also an effect
-    that can flag). Give ``reference_predictions`` and ``current_predictions`` (arrays or
-    frames of model outputs) to check prediction drift too.
+    ``min_rows``) are fields of :class:`Policy`. ``statistics`` adds extra drift statistics
+    (:class:`~slipway.monitoring.Statistic`), ``name -> fn(reference, current)`` (reported),
+    ``name -> (fn, floor)`` (also an effect that can flag) or ``name -> (fn, floor or None,
+    "categorical")`` for categorical columns (category counts). Give
+    ``reference_predictions`` and ``current_predictions`` (arrays or frames of model outputs)
+    to check prediction drift too.
     """
     pol = make_policy(policy, thresholds=thresholds, **options)
     ref = cols.as_frame(reference, features)

@@ -11,15 +11,17 @@ own instead of a verdict.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from slipway.exceptions import ConfigError
 from slipway.monitoring import stats
 from slipway.monitoring.columns import Column
 from slipway.monitoring.policy import Policy, Thresholds
+from slipway.problems import jsonable
 
 OK = "ok"
 DRIFT = "drift"
@@ -39,8 +41,75 @@ TOP_CATEGORIES = 12
 # Chi-square's approximation needs expected counts of about 5; rarer categories are pooled.
 MIN_EXPECTED = 5.0
 
-Statistic = Callable[[np.ndarray, np.ndarray], float]
-"""An extra drift statistic: ``(reference, current) -> float`` on two sorted float arrays."""
+
+class Statistic(Protocol):
+    """A drift statistic: ``(reference, current) -> float`` for one column.
+
+    On numeric columns the arguments are the sorted present values (float arrays); on
+    categorical ones, the count of each category, aligned on the sorted union of both sides'
+    categories. The built-in effects below are statistics too, registered in :data:`BUILTIN`.
+    """
+
+    def __call__(self, reference: np.ndarray, current: np.ndarray) -> float:
+        """The statistic's value (NaN or an exception: recorded, never fatal)."""
+        ...
+
+
+# What monitor(statistics=...) and Monitor(statistics=...) take, per name: a statistic of
+# numeric columns, (statistic, floor) to flag above a floor too, or (statistic, floor or None,
+# "numeric" | "categorical") to say which columns it measures.
+StatisticSpec = Statistic | tuple[Statistic, float] | tuple[Statistic, float | None, str]
+
+
+def mean_shift(reference: np.ndarray, current: np.ndarray) -> float:
+    """Difference of means in reference standard deviations."""
+    sd = float(reference.std())
+    shift = abs(float(current.mean()) - float(reference.mean()))
+    return shift / sd if sd > 0 else (math.inf if shift > 0 else 0.0)
+
+
+def variance_ratio(reference: np.ndarray, current: np.ndarray) -> float:
+    """Sample variance of the current values over the reference's."""
+    ref_var = float(reference.var(ddof=1)) if reference.size > 1 else 0.0
+    cur_var = float(current.var(ddof=1)) if current.size > 1 else 0.0
+    return cur_var / ref_var if ref_var > 0 else (math.inf if cur_var > 0 else 1.0)
+
+
+def wasserstein(reference: np.ndarray, current: np.ndarray) -> float:
+    """Wasserstein distance in reference standard deviations."""
+    sd = float(reference.std())
+    dist = stats.wasserstein(stats.merge_sorted(reference, current))
+    return dist / sd if sd > 0 else (math.inf if dist > 0 else 0.0)
+
+
+def psi(reference: np.ndarray, current: np.ndarray) -> float:
+    """Population stability index over the reference's deciles."""
+    edges = stats.decile_edges(reference)
+    return stats.psi(stats.bin_shares(reference, edges), stats.bin_shares(current, edges))
+
+
+def js(reference: np.ndarray, current: np.ndarray) -> float:
+    """Jensen-Shannon distance (base 2) between the category shares."""
+    return stats.jensen_shannon(reference, current)
+
+
+def unseen_share(reference: np.ndarray, current: np.ndarray) -> float:
+    """Share of current values in categories the reference never had."""
+    return float(current[reference == 0].sum() / current.sum())
+
+
+# The built-in effects by column kind, in report order; each is a Statistic like users' own.
+BUILTIN: dict[str, dict[str, Statistic]] = {
+    "numeric": {
+        "mean_shift": mean_shift,
+        "variance_ratio": variance_ratio,
+        "wasserstein": wasserstein,
+        "psi": psi,
+    },
+    "categorical": {"js": js, "unseen_share": unseen_share},
+}
+# Effects whose floor comes from the policy's Thresholds (unseen_share is reported only).
+_FLOORED = ("mean_shift", "variance_ratio", "wasserstein", "psi", "js")
 
 
 @dataclass
@@ -87,7 +156,7 @@ class FeatureResult:
         out = asdict(self)
         if not histogram:
             out["histogram"] = None
-        return clean(out)
+        return jsonable(out)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FeatureResult:
@@ -104,7 +173,7 @@ def compare(
     min_rows: int,
     group: str = "feature",
     baseline: str = "reference",
-    statistics: Mapping[str, Statistic | tuple[Statistic, float]] | None = None,
+    statistics: Mapping[str, StatisticSpec] | None = None,
 ) -> FeatureResult:
     """Measure one feature of a window against its baseline; the verdict comes from decide()."""
     side = current if current is not None else reference
@@ -142,9 +211,10 @@ def compare(
     if reference.constant and current.constant and _same_value(reference, current):
         return _status(out, CONSTANT, "a single value, the same as in the reference")
     if reference.kind == "numeric":
-        _numeric(out, reference, current, thresholds, statistics or {})
+        r, c = _numeric(out, reference, current)
     else:
-        _categorical(out, reference, current, thresholds)
+        r, c = _categorical(out, reference, current)
+    _effects(out, reference.kind, r, c, thresholds, statistics or {})
     return out
 
 
@@ -183,40 +253,52 @@ def decide(results: Sequence[FeatureResult], policy: Policy) -> None:
 # -- numbers -------------------------------------------------------------------------------
 
 
-def _numeric(
-    out: FeatureResult,
-    ref: Column,
-    cur: Column,
-    th: Thresholds,
-    statistics: Mapping[str, Statistic | tuple[Statistic, float]],
-) -> None:
+def _numeric(out: FeatureResult, ref: Column, cur: Column) -> tuple[np.ndarray, np.ndarray]:
     merged = stats.merge_sorted(ref.values, cur.values)
     d = stats.ks_statistic(merged)
     out.test, out.statistic = "ks", d
     out.p_value = stats.ks_pvalue(d, ref.present, cur.present)
-    sd = ref.std
-    shift = abs(cur.mean - ref.mean)
-    dist = stats.wasserstein(merged)
-    ratio = cur.var / ref.var if ref.var > 0 else (math.inf if cur.var > 0 else 1.0)
-    out.effects = {
-        "mean_shift": shift / sd if sd > 0 else (math.inf if shift > 0 else 0.0),
-        "variance_ratio": ratio,
-        "wasserstein": dist / sd if sd > 0 else (math.inf if dist > 0 else 0.0),
-        "psi": stats.psi(ref.decile_shares, stats.bin_shares(cur.values, ref.deciles)),
-    }
-    out.floors = {k: float(getattr(th, k)) for k in out.effects}
+    out.histogram = _numeric_histogram(ref, cur)
+    return ref.values, cur.values
+
+
+def _effects(
+    out: FeatureResult,
+    kind: str,
+    r: np.ndarray,
+    c: np.ndarray,
+    th: Thresholds,
+    statistics: Mapping[str, StatisticSpec],
+) -> None:
+    """Every built-in effect of the column's kind, then the user's statistics of that kind."""
+    out.effects = {name: fn(r, c) for name, fn in BUILTIN[kind].items()}
+    out.floors = {k: float(getattr(th, k)) for k in out.effects if k in _FLOORED}
     for name, spec in statistics.items():
-        fn, floor = spec if isinstance(spec, tuple) else (spec, None)
+        fn, floor, applies = _unpack(spec)
+        if applies != kind:
+            continue
         try:
-            value = float(fn(ref.values, cur.values))
+            value = float(fn(r, c))
         except Exception as exc:  # a user's statistic must not sink the run
             out.extra[name] = {"error": f"{type(exc).__name__}: {exc}"}
             continue
         out.extra[name] = value
         if floor is not None:
             out.effects[name], out.floors[name] = value, float(floor)
-    out.exceeded = [k for k, v in out.effects.items() if _exceeds(k, v, out.floors[k])]
-    out.histogram = _numeric_histogram(ref, cur)
+    out.exceeded = [k for k in out.floors if _exceeds(k, out.effects[k], out.floors[k])]
+
+
+def _unpack(spec: StatisticSpec) -> tuple[Statistic, float | None, str]:
+    if not isinstance(spec, tuple):
+        return spec, None, "numeric"
+    if len(spec) == 2:
+        return spec[0], spec[1], "numeric"
+    fn, floor, kind = spec
+    if kind not in BUILTIN:
+        raise ConfigError(
+            f"A drift statistic applies to 'numeric' or 'categorical' columns, not {kind!r}."
+        )
+    return fn, floor, kind
 
 
 def _exceeds(effect: str, value: float | None, floor: float) -> bool:
@@ -253,17 +335,13 @@ def _numeric_histogram(ref: Column, cur: Column) -> dict[str, Any]:
 # -- categories ----------------------------------------------------------------------------
 
 
-def _categorical(out: FeatureResult, ref: Column, cur: Column, th: Thresholds) -> None:
+def _categorical(out: FeatureResult, ref: Column, cur: Column) -> tuple[np.ndarray, np.ndarray]:
     cats = np.union1d(ref.categories.astype(str), cur.categories.astype(str))
     r = _aligned(ref, cats)
     c = _aligned(cur, cats)
-    unseen = float(c[r == 0].sum() / cur.present)
     table_r, table_c = _pool_rare(r, c)
     test = stats.chi_square(table_r, table_c)
     out.test, out.statistic, out.p_value = "chi2", test.statistic, test.p_value
-    out.effects = {"js": stats.jensen_shannon(r, c), "unseen_share": unseen}
-    out.floors = {"js": th.js}
-    out.exceeded = ["js"] if out.effects["js"] > th.js else []  # type: ignore[operator]
     out.extra["categories_tested"] = len(table_r)
     ref_share, cur_share = r / r.sum(), c / c.sum()
     top = np.argsort(-np.maximum(ref_share, cur_share), kind="stable")[:TOP_CATEGORIES]
@@ -280,6 +358,7 @@ def _categorical(out: FeatureResult, ref: Column, cur: Column, th: Thresholds) -
         hist["current"].append(float(cur_share[rest].sum()))
         hist["unseen"].append(False)
     out.histogram = hist
+    return r, c
 
 
 def _aligned(col: Column, cats: np.ndarray) -> np.ndarray:
@@ -349,16 +428,3 @@ def _effects_text(r: FeatureResult) -> str:
 
 def _p(p: float | None) -> str:
     return "n/a" if p is None else f"{p:.2g}"
-
-
-def clean(value: Any) -> Any:
-    """Make a structure strictly JSON-ready: numpy scalars to Python, NaN and inf to None."""
-    if isinstance(value, dict):
-        return {str(k): clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [clean(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

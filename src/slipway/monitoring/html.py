@@ -67,6 +67,10 @@ def render_html(report: DriftReport) -> str:
     labels = [_label(w) for w in timeline]
     parts += ["<h2>Statistics over time</h2>", _statistics(timeline, labels)]
     parts += ["<h2>Performance over time</h2>", _performance(timeline, labels, report.version)]
+    parts += [
+        "<h2>Estimated performance over time</h2>",
+        _estimated(timeline, labels, report.version),
+    ]
     parts += ["<h2>Data quality over time</h2>", _quality(timeline, labels)]
     parts.append("</body></html>")
     return "\n".join(parts)
@@ -181,6 +185,44 @@ def _performance(timeline: list[dict[str, Any]], labels: list[str], version: int
         )
         + f"<figcaption>{escape(name)} with its 95% interval (version {version})"
         + "</figcaption></figure>"
+        for name, e in metrics.items()
+    ]
+    return f'<div class="grid">{"".join(charts)}</div>'
+
+
+def _estimated(timeline: list[dict[str, Any]], labels: list[str], version: int | None) -> str:
+    """Each estimated metric with its band, the realized value where labels exist, and the
+    value on validation dashed."""
+    metrics: dict[str, dict[str, Any]] = {}
+    n = len(timeline)
+    for i, w in enumerate(timeline):
+        est = w.get("estimation") or {}
+        if est.get("version") != version or est.get("status") != "ok":
+            continue
+        realized = est.get("labeled", {}).get("metrics", {})
+        for name, m in est.get("metrics", {}).items():
+            e = metrics.setdefault(
+                name, {"est": [None] * n, "real": [None] * n, "band": [(None, None)] * n}
+            )
+            e["est"][i], e["band"][i] = m.get("value"), (m.get("low"), m.get("high"))
+            e["reference"] = m.get("reference")
+            if name in realized:
+                e["real"][i] = realized[name].get("realized")
+    if not metrics:
+        return (
+            "<p>No estimate: the version has no estimator (registered without validation data).</p>"
+        )
+    charts = [
+        "<figure>"
+        + svg.lines(
+            {"estimated": e["est"], "realized": e["real"]},
+            labels,
+            bands={"estimated": e["band"]},
+            guide=e.get("reference"),
+            guide_label="on validation",
+        )
+        + f"<figcaption>{escape(name)}: estimated without labels (95% band) and realized where "
+        f"labels arrived (version {version})</figcaption></figure>"
         for name, e in metrics.items()
     ]
     return f'<div class="grid">{"".join(charts)}</div>'

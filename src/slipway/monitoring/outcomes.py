@@ -15,6 +15,7 @@ from slipway.monitoring.columns import Column
 from slipway.monitoring.performance import classification_performance, regression_performance
 from slipway.monitoring.policy import Policy
 from slipway.monitoring.traffic import Traffic
+from slipway.predict import Predictions
 from slipway.versions import ModelVersion
 
 
@@ -38,8 +39,8 @@ def prediction_columns(source: Traffic | pd.DataFrame, mv: ModelVersion) -> dict
     if isinstance(source, pd.DataFrame):
         out["label"] = cols.categorical(source["label"].astype(object).map(str))
         proba = (
-            source[[f"proba:{k}" for k in keys]].to_numpy(dtype=float)
-            if all(f"proba:{k}" in source for k in keys)
+            source[[Predictions.proba_column(k) for k in keys]].to_numpy(dtype=float)
+            if all(Predictions.proba_column(k) in source for k in keys)
             else None
         )
     else:
@@ -48,7 +49,7 @@ def prediction_columns(source: Traffic | pd.DataFrame, mv: ModelVersion) -> dict
     if proba is not None and len(keys) >= 2:
         shown = keys[1:] if len(keys) == 2 else keys
         for k in shown:
-            out[f"proba:{k}"] = cols.numeric(proba[:, keys.index(k)])
+            out[Predictions.proba_column(k)] = cols.numeric(proba[:, keys.index(k)])
     return out
 
 
@@ -72,7 +73,8 @@ def performance_by_version(
 def _one_version(
     part: Traffic, feedback: pd.DataFrame, mv: ModelVersion, policy: Policy
 ) -> dict[str, Any]:
-    labeled = np.isin(part.ids, feedback.index.to_numpy(dtype=object))
+    known = set(feedback.index.tolist())  # a set: np.isin sorts objects, arrow isin is slow
+    labeled = np.fromiter((i in known for i in part.ids), dtype=bool, count=len(part.ids))
     n_labeled = int(labeled.sum())
     entry: dict[str, Any] = {
         "version": mv.version,

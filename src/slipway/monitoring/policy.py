@@ -73,6 +73,7 @@ class Policy:
     performance_tolerance: float = 0.02
     bootstrap: int = 200
     seed: int = 0
+    on_alert: str | None = None  # a command `slipway monitor` runs after an ALERT
 
     def __post_init__(self) -> None:
         problems = []

@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from slipway.monitoring import drift
-from slipway.monitoring.drift import FeatureResult, clean
+from slipway.monitoring.drift import FeatureResult
+from slipway.problems import jsonable
 
 OK, WARN, ALERT = "OK", "WARN", "ALERT"
 _RANK = {OK: 0, WARN: 1, ALERT: 2}
@@ -46,6 +47,7 @@ class WindowReport:
     performance: list[dict[str, Any]] = field(default_factory=list)
     quality: dict[str, Any] = field(default_factory=dict)
     reasons: list[Reason] = field(default_factory=list)
+    estimation: dict[str, Any] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
@@ -87,11 +89,12 @@ class WindowReport:
                             "at registration",
                         )
                     )
+        reasons.extend(_estimation_reasons(self.estimation))
         self.reasons = reasons
 
     def to_dict(self, *, histograms: bool = True) -> dict[str, Any]:
         """JSON-ready view; ``histograms=False`` keeps only the numbers plotted over time."""
-        return clean(
+        return jsonable(
             {
                 "start": _iso(self.start),
                 "end": _iso(self.end),
@@ -102,6 +105,7 @@ class WindowReport:
                 "prediction": [f.to_dict(histogram=histograms) for f in self.prediction],
                 "performance": self.performance,
                 "quality": self.quality,
+                "estimation": self.estimation,
             }
         )
 
@@ -117,6 +121,7 @@ class WindowReport:
             performance=list(data.get("performance", [])),
             quality=dict(data.get("quality", {})),
             reasons=[Reason(**r) for r in data.get("reasons", [])],
+            estimation=dict(data.get("estimation", {})),
         )
 
 
@@ -173,7 +178,7 @@ class DriftReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready view: the latest window in full, earlier ones without histograms."""
-        return clean(
+        return jsonable(
             {
                 "schema": SCHEMA,
                 "model": self.model,
@@ -228,6 +233,37 @@ class DriftReport:
             run_id=data.get("run_id"),
             skew=data.get("skew"),
         )
+
+
+def _estimation_reasons(est: dict[str, Any]) -> list[Reason]:
+    """Estimated performance below the reference (ALERT); labels disagreeing with the estimate
+    beyond its band (WARN: concept drift)."""
+    out = []
+    version = est.get("version")
+    for name, m in est.get("metrics", {}).items():
+        if m.get("drop"):
+            out.append(
+                Reason(
+                    ALERT,
+                    "estimated_performance_drop",
+                    f"version {version}: estimated {name} {m['value']:.3g} (95% band "
+                    f"{m['low']:.3g}-{m['high']:.3g}) vs {m['reference']:.3g} on validation, "
+                    "before any label",
+                )
+            )
+    for name, m in est.get("labeled", {}).get("metrics", {}).items():
+        if not m.get("agrees", True):
+            e = m["estimated"]
+            out.append(
+                Reason(
+                    WARN,
+                    "estimate_disagrees",
+                    f"version {version}: realized {name} {m['realized']:.3g} is outside the "
+                    f"estimate's band {e['low']:.3g}-{e['high']:.3g}: the labels no longer "
+                    "follow the model's probabilities (concept drift)",
+                )
+            )
+    return out
 
 
 def worst(statuses: Sequence[str]) -> str:

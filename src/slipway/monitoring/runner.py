@@ -8,7 +8,7 @@ in ``monitoring_runs`` and hands the verdict to the alert sinks.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -18,7 +18,8 @@ from slipway.exceptions import ConfigError, ModelNotFound
 from slipway.monitoring import columns as cols
 from slipway.monitoring.checks import feature_checks
 from slipway.monitoring.columns import Column, Kind
-from slipway.monitoring.drift import FeatureResult, decide
+from slipway.monitoring.drift import FeatureResult, StatisticSpec, decide
+from slipway.monitoring.estimated import estimate_window
 from slipway.monitoring.outcomes import performance_by_version, prediction_columns
 from slipway.monitoring.policy import Policy
 from slipway.monitoring.quality import Expectation, check_quality
@@ -105,6 +106,7 @@ class Monitor:
 
     ``sinks`` defaults to what settings ask for (a log line, and the webhook when
     ``SLIPWAY_ALERT_WEBHOOK_URL`` is set). ``clock`` returns the current UTC time.
+    ``statistics`` adds drift statistics to every feature check, as :func:`monitor` takes them.
     """
 
     def __init__(
@@ -115,8 +117,10 @@ class Monitor:
         sinks: Sequence[Route] | None = None,
         clock: Callable[[], datetime] = utcnow,
         sleep: Callable[[float], None] | None = None,
+        statistics: Mapping[str, StatisticSpec] | None = None,
     ) -> None:
         self.registry = registry
+        self.statistics = dict(statistics or {})
         self.policy = policy or Policy()
         self.sinks = list(routes(registry.settings) if sinks is None else sinks)
         self.clock = clock
@@ -147,6 +151,7 @@ class Monitor:
         expected = _expectations(mv, self.registry.profile(mv), reference)
         ref_preds = prediction_columns(self.registry.reference_predictions(mv), mv)
         versions: dict[int, ModelVersion] = {mv.version: mv}
+        estimator = self.registry.estimator(mv)
         windows = []
         for start, end in bounds:
             current, previous = traffic.between(start, end), traffic.between(start - step, start)
@@ -163,6 +168,7 @@ class Monitor:
             window_report.performance = performance_by_version(
                 current, labels, lambda v: self._version(mv.name, v, versions), self.policy
             )
+            window_report.estimation = estimate_window(mv, current, labels, estimator, self.policy)
             window_report.judge()
             windows.append(window_report)
         skew = self._skew(mv, windows[-1]) if "features" in mv.meta else None
@@ -222,7 +228,9 @@ class Monitor:
     ) -> WindowReport:
         cur_cols = _prepare(current.inputs, kinds)
         base_cols = reference if baseline == "reference" else _prepare(previous.inputs, kinds)
-        features = feature_checks(base_cols, cur_cols, self.policy, baseline=baseline)
+        features = feature_checks(
+            base_cols, cur_cols, self.policy, baseline=baseline, statistics=self.statistics
+        )
         mine, before = (
             current.where(current.versions == mv.version),
             previous.where(previous.versions == mv.version),

@@ -56,6 +56,8 @@ def render_terminal(report: DriftReport) -> RenderableType:
         parts.append(_results_table("Predictions", latest.prediction))
     for perf in latest.performance:
         parts.append(_performance_table(perf))
+    if latest.estimation:
+        parts.append(_estimation_table(latest.estimation))
     violations = latest.quality.get("violations")
     if violations:
         codes = ", ".join(f"{k} {v}" for k, v in violations.get("codes", {}).items()) or "-"
@@ -129,6 +131,39 @@ def _performance_table(perf: dict[str, Any]) -> RenderableType:
             _num(m["registered"]),
             "-" if m["delta"] is None else f"{m['delta']:+.3g}",
             Text("degraded", style="bold red") if m["degraded"] else "",
+        )
+    return table
+
+
+def _estimation_table(est: dict[str, Any]) -> RenderableType:
+    """Estimated performance (no labels needed) beside realized performance where labels are."""
+    version = est.get("version")
+    if est.get("status") != "ok":
+        why = est.get("reason") or est.get("status")
+        return Text(f"Estimated performance of version {version}: {why}")
+    labeled = est.get("labeled", {})
+    realized = labeled.get("metrics", {})
+    table = Table(
+        title=f"Estimated performance of version {version} ({est.get('method', '').upper()}, "
+        f"{est['rows']:,} rows, no labels needed)",
+        caption=f"realized: on the {labeled.get('rows', 0):,} labeled rows, against the "
+        "estimate for those rows",
+        title_justify="left",
+    )
+    for col in ("metric", "estimated", "95% band", "on validation", "realized", ""):
+        table.add_column(col)
+    for name, m in est["metrics"].items():
+        r = realized.get(name)
+        note = Text("below validation", style="bold red") if m["drop"] else Text("")
+        if r is not None and not r["agrees"]:
+            note.append(" realized outside the band", style="yellow")
+        table.add_row(
+            name,
+            _num(m["value"]),
+            f"{_num(m['low'])} – {_num(m['high'])}",
+            _num(m["reference"]),
+            "-" if r is None else _num(r["realized"]),
+            note,
         )
     return table
 

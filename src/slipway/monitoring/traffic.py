@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from slipway.predict import Predictions
 from slipway.store import Store, predictions
 
 
@@ -61,7 +62,7 @@ class Traffic:
         """Class probabilities in ``classes`` order, or None when the log holds none."""
         if len(self) == 0:
             return np.empty((0, len(classes)))
-        names = [f"proba:{c}" for c in classes]
+        names = [Predictions.proba_column(c) for c in classes]
         if not all(n in self.outputs for n in names):
             return None
         return self.outputs[names].to_numpy(dtype=np.float64, na_value=np.nan)
@@ -122,7 +123,7 @@ def _outputs(outputs: list[dict[str, Any]]) -> pd.DataFrame:
         probs = [p if isinstance(p, dict) else {} for p in raw["probabilities"].tolist()]
         proba = pd.DataFrame.from_records(probs)
         for col in proba.columns:
-            out[f"proba:{col}"] = pd.to_numeric(proba[col], errors="coerce")
+            out[Predictions.proba_column(col)] = pd.to_numeric(proba[col], errors="coerce")
     return out
 
 

@@ -1,4 +1,7 @@
-"""``create_app(settings) -> FastAPI``: the whole service, everything passed in through here.
+"""``create_app(settings) -> FastAPI``: the serving capability, everything passed in through here.
+
+Other capabilities' routes (``routers``) and policies (``routing``) are passed in too, by the
+composition root (:mod:`slipway.app`), which builds the full service ``slipway serve`` runs.
 
 The app's lifespan is the service's life: on startup it reads the API keys (refusing to start
 without any unless auth is off), loads and verifies every model to serve, and starts the key
@@ -9,8 +12,8 @@ accepting and lets in-flight requests finish first) it stops them and drains the
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -18,13 +21,13 @@ from fastapi import APIRouter, FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import PlainTextResponse, Response
 
-import slipway
+from slipway._version import __version__
 from slipway.config import Settings
 from slipway.exceptions import ConfigError
 from slipway.keys import KeyStore
 from slipway.registry import Registry
 from slipway.serving import errors, mlflow, openapi, v1, v2
-from slipway.serving.accesslog import lean_log_records
+from slipway.serving.answering import Answerer
 from slipway.serving.auth import KeyCache
 from slipway.serving.fastpath import FastPredict, ServiceApp
 from slipway.serving.feedback import FeedbackDesk
@@ -32,9 +35,9 @@ from slipway.serving.gate import Gate
 from slipway.serving.limits import ConcurrencyCap, TokenBuckets
 from slipway.serving.log import PredictionLog
 from slipway.serving.metrics import Metrics
+from slipway.serving.routing import Production, RoutingFactory
 from slipway.serving.runtime import Runtime
 from slipway.serving.schemas import ErrorOut, HealthOut, ReadyOut
-from slipway.serving.scoring import Scorer
 from slipway.serving.service import GUARDED, RouterFactory, Service, json_response
 
 logger = logging.getLogger("slipway.serving")
@@ -51,11 +54,16 @@ def create_app(
     *,
     registry: Registry | None = None,
     routers: Sequence[RouterFactory] = (),
+    routing: RoutingFactory = Production,
     multiprocess_dir: str | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> FastAPI:
     """Build the service for ``settings``; ``routers`` add more ``(service) -> APIRouter``s.
 
-    ``multiprocess_dir`` is prometheus-client's shared directory when several workers serve.
+    ``routing`` builds the policy that picks the version answering each request (see
+    ``routing.py``; by default the production alias's). ``multiprocess_dir`` is
+    prometheus-client's shared directory when several workers serve; ``clock`` is the
+    monotonic clock the rate limiter refills by (tests pass a fake one).
     """
     registry = registry or Registry(settings)
     store = registry.store
@@ -73,6 +81,7 @@ def create_app(
         poll_seconds=settings.serve_poll_seconds,
         metrics=metrics,
         backend=settings.serve_backend,
+        routing=routing,
     )
     keys = KeyCache(KeyStore(store), settings.serve_poll_seconds) if settings.serve_auth else None
     service = Service(
@@ -82,7 +91,7 @@ def create_app(
         log=log,
         metrics=metrics,
         keys=keys,
-        scorer=Scorer(log, metrics, max_rows=settings.serve_max_rows),
+        answerer=Answerer(log, metrics, max_rows=settings.serve_max_rows),
         feedback=FeedbackDesk(store, log, settle_seconds=settings.serve_log_flush_seconds * 2 + 1),
     )
 
@@ -96,7 +105,7 @@ def create_app(
 
     app = ServiceApp(
         title="Slipway",
-        version=slipway.__version__,
+        version=__version__,
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
@@ -111,7 +120,7 @@ def create_app(
     # One set of keys, buckets and cap for both ways in, so limits count every request.
     guard: dict[str, Any] = {
         "keys": keys,
-        "buckets": TokenBuckets(rate, burst),
+        "buckets": TokenBuckets(rate, burst, clock),
         "cap": ConcurrencyCap(settings.serve_max_concurrency),
         "max_body_bytes": settings.serve_max_body_bytes,
         "metrics": metrics,
@@ -126,18 +135,6 @@ def create_app(
         app.lane = Gate(FastPredict(service, route), **guard)
     openapi.install(app, service)
     return app
-
-
-def app_from_env() -> FastAPI:
-    """The app uvicorn workers build (``--factory``): settings from ``SLIPWAY_*`` variables."""
-    from slipway.serving import events
-
-    lean_log_records()
-    return create_app(
-        Settings.from_env(),
-        routers=[events.router],
-        multiprocess_dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None,
-    )
 
 
 def start(service: Service) -> None:

@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
-from slipway.contract import Problem
 from slipway.exceptions import InvalidRequest, MalformedRequest
+from slipway.problems import Problem
 from slipway.serving.limits import check_depth, check_rows
 
 PREDICT_FIELDS = ("instances", "features", "unit_id", "unit_ids")
@@ -90,10 +90,15 @@ def object_body(value: Any, example: str) -> dict[str, Any]:
 
 @dataclass
 class PredictRequest:
-    """A ``/v1/models/{name}/predict`` body: rows (records or one positional row) and unit ids."""
+    """A ``/v1/models/{name}/predict`` body: rows (records or one positional row) and unit ids.
+
+    ``unit_id`` is the unit the request is routed for: the body's ``unit_id``, or the one
+    ``unit_ids`` value every row carries; None when rows carry different units (or none).
+    """
 
     rows: list[Any]
     unit_ids: list[str | None] | None = None
+    unit_id: str | None = None
 
 
 def predict_request(value: Any) -> PredictRequest:
@@ -130,7 +135,28 @@ def predict_request(value: Any) -> PredictRequest:
             rows = [features]
     unit_ids = _unit_ids(body, len(rows), problems)
     refuse(problems)
-    return PredictRequest(rows, unit_ids)
+    if "unit_id" in body:
+        return PredictRequest(rows, unit_ids, body["unit_id"])
+    return PredictRequest(rows, unit_ids, common_unit(unit_ids))
+
+
+def common_unit(unit_ids: list[str | None] | None) -> str | None:
+    """The unit id every row carries, or None when they differ (or none is given)."""
+    if not unit_ids:
+        return None
+    first = unit_ids[0]
+    return first if all(u == first for u in unit_ids) else None
+
+
+def unit_id_parameter(params: dict[str, Any], problems: list[Problem]) -> str | None:
+    """V2's ``parameters.unit_id``: the unit a request is routed (and logged) for."""
+    uid = params.get("unit_id")
+    if uid is not None and (not isinstance(uid, str) or not uid or len(uid) > _UNIT_ID_MAX):
+        problems.append(
+            wrong("parameters.unit_id", f"a string of 1 to {_UNIT_ID_MAX} characters", uid)
+        )
+        return None
+    return uid
 
 
 def _unit_ids(body: dict[str, Any], n: int, problems: list[Problem]) -> list[str | None] | None:

@@ -39,6 +39,7 @@ from slipway.exceptions import (
     Unauthorized,
     Unavailable,
 )
+from slipway.serving import scope as scopes
 
 logger = logging.getLogger("slipway.serving")
 
@@ -96,7 +97,7 @@ def body(
     if is_v2(scope):
         return orjson.dumps({"error": message})
     out: dict[str, Any] = {"error": message, "code": code}
-    request_id = scope.get("slipway.request_id")
+    request_id = scope.get(scopes.REQUEST_ID)
     if request_id:
         out["request_id"] = request_id
     if problems is not None:
@@ -119,7 +120,7 @@ def render(scope: Scope, exc: BaseException) -> Response:
 
 def internal_error(scope: Scope, exc: BaseException) -> Response:
     """A 500 that names the request id; the traceback goes to the server log only."""
-    request_id = scope.get("slipway.request_id", "-")
+    request_id = scope.get(scopes.REQUEST_ID, "-")
     logger.error("unhandled error in request %s", request_id, exc_info=exc)
     message = (
         f"Internal server error; the server log has the details under request id {request_id}."

@@ -16,11 +16,11 @@ from fastapi import APIRouter, Depends
 from starlette.requests import Request
 from starlette.responses import Response
 
-from slipway.contract import Problem
 from slipway.exceptions import FeatureDefinitionError
 from slipway.features.definitions import EventSource
 from slipway.features.engine import times_us
 from slipway.features.ingest import ingest_records, source_of
+from slipway.problems import Problem
 from slipway.serving import bodies
 from slipway.serving.limits import check_rows
 from slipway.serving.schemas import ErrorOut, EventsOut

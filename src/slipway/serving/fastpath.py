@@ -40,14 +40,21 @@ def predict_name(path: str) -> str | None:
 async def predict(
     service: Service, name: str, read: Callable[[], Awaitable[bytes]], scope: Scope
 ) -> bytes:
-    """The JSON answer to a predict request: the model first (404), then the body, then scoring."""
-    served = service.runtime.get(name)
-    body = bodies.predict_request(
-        bodies.parse_json(await read(), service.settings.serve_max_json_depth)
-    )
-    scored = await service.batcher.score(served, body.rows, scope=scope, unit_ids=body.unit_ids)
+    """The JSON answer to a predict request: the model first (404), then the body, then the
+    version its route picks (:meth:`Runtime.route`, by the body's unit id) answers."""
+    runtime = service.runtime
+    try:
+        body = bodies.predict_request(
+            bodies.parse_json(await read(), service.settings.serve_max_json_depth)
+        )
+    except SlipwayError:
+        runtime.get(name)  # an unserved model is a 404 whatever the body
+        raise
+    route = runtime.route(name, body.unit_id)
+    answer = await service.batcher.answer(route, body.rows, scope=scope, unit_ids=body.unit_ids)
+    served = route.served
     return orjson.dumps(
-        {"model": served.name, "version": served.version, "predictions": scored.items()}
+        {"model": served.name, "version": served.version, "predictions": answer.items()}
     )
 
 

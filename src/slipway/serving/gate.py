@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from slipway.exceptions import SlipwayError
 from slipway.keys import ApiKey
 from slipway.serving import errors
+from slipway.serving import scope as scopes
 from slipway.serving.accesslog import AccessLog
 from slipway.serving.auth import ANONYMOUS, KeyCache
 from slipway.serving.limits import (
@@ -86,8 +87,8 @@ class Gate:
         started = time.perf_counter()
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         request_id = self._ids.get(headers)
-        scope["slipway.request_id"] = request_id
-        scope["slipway.started"] = started
+        scope[scopes.REQUEST_ID] = request_id
+        scope[scopes.STARTED] = started
         rid = request_id.encode()
         status = 500
         response_started = False
@@ -112,7 +113,7 @@ class Gate:
                     key = self.keys.authenticate(headers)
                 else:
                     key = ANONYMOUS
-                scope["slipway.key"] = key
+                scope[scopes.KEY] = key
                 declared = check_content_length(headers, self.max_body_bytes)
                 client = (
                     f"key {key.name!r}"
@@ -167,10 +168,10 @@ class Gate:
             self._histograms[(template, method)] = histogram
         histogram.observe(seconds)
         if self.access.enabled:
-            key = scope.get("slipway.key")
+            key = scope.get(scopes.KEY)
             line: dict[str, Any] = {
                 "ts": None,
-                "request_id": scope["slipway.request_id"],
+                "request_id": scope[scopes.REQUEST_ID],
                 "key": None if key is None else key.name,
                 "method": method,
                 "route": template if route is not None else None,
@@ -179,7 +180,7 @@ class Gate:
                 "latency_ms": round(seconds * 1000, 3),
                 "pid": None,
             }
-            served = scope.get("slipway.served")
+            served = scope.get(scopes.SERVED)
             if served is not None:
                 line["model"], line["version"], line["rows"] = served
             self.access.write(line)

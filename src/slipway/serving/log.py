@@ -22,7 +22,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from slipway.serving.metrics import Metrics
@@ -35,9 +35,13 @@ logger = logging.getLogger("slipway.serving.log")
 
 
 class IdGenerator:
-    """Time-sortable unique ids (UUIDv7 with a 12-bit sequence for order within a millisecond)."""
+    """Time-sortable unique ids (UUIDv7 with a 12-bit sequence for order within a millisecond).
 
-    def __init__(self) -> None:
+    ``clock`` gives Unix time in nanoseconds (tests pass a fake one).
+    """
+
+    def __init__(self, clock: Callable[[], int] = time.time_ns) -> None:
+        self._clock = clock
         self._lock = threading.Lock()
         self._ms = 0
         self._seq = 0
@@ -47,7 +51,7 @@ class IdGenerator:
         rand = os.urandom(8 * n)
         out = []
         with self._lock:
-            now = time.time_ns() // 1_000_000
+            now = self._clock() // 1_000_000
             if now > self._ms:
                 self._ms, self._seq = now, -1
             for i in range(n):

@@ -16,10 +16,9 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from slipway.contract import Problem
 from slipway.exceptions import InvalidRequest, ModelNotFound
+from slipway.problems import Problem
 from slipway.serving import bodies
-from slipway.serving.runtime import Served
 from slipway.serving.schemas import ErrorOut, HealthOut, InvocationsOut
 from slipway.serving.service import GUARDED, Service, json_response
 
@@ -48,21 +47,23 @@ def router(service: Service) -> APIRouter:
     )
     async def invocations(request: Request, model: str | None = None) -> Response:
         """Score an MLflow body with the model named by ``?model=`` (or the only one served)."""
-        served = _pick(service, model)
+        # MLflow bodies name no unit: the request is routed for unit None.
+        route = service.runtime.route(_pick(service, model), None)
         rows = parse(await service.body(request))
-        scored = await service.batcher.score(served, rows, scope=request.scope)
-        predictions = [out.get("value", out.get("label")) for out in scored.outputs]
-        return json_response({"predictions": predictions, "prediction_ids": scored.ids})
+        answer = await service.batcher.answer(route, rows, scope=request.scope)
+        predictions = [out.get("value", out.get("label")) for out in answer.outputs]
+        return json_response({"predictions": predictions, "prediction_ids": answer.ids})
 
     return api
 
 
-def _pick(service: Service, name: str | None) -> Served:
+def _pick(service: Service, name: str | None) -> str:
+    """The model a request is for: ``?model=``, else the only one served."""
     if name is not None:
-        return service.runtime.get(name)
+        return name
     served = service.runtime.served
     if len(served) == 1:
-        return next(iter(served.values()))
+        return next(iter(served))
     listed = ", ".join(sorted(served)) or "none"
     raise ModelNotFound(
         f"This server serves {len(served)} models ({listed}); name one with "

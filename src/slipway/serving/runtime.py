@@ -5,8 +5,9 @@ each through :meth:`Registry.load`, which checks the artifact's sha256 before de
 and then smoke-tested on a few rows of its reference sample. A background thread re-reads the
 aliases every ``poll_seconds``; when one moved it loads and checks the new version in that
 thread while the old one keeps serving, then swaps the served set in one assignment. A request
-looks its model up once, so it is answered by exactly one version. A version that fails to
-load or to predict never replaces the one serving; it is retried with backoff.
+asks :meth:`Runtime.route` once, so it is answered by exactly one version: the one its routing
+policy picks (see ``routing.py``; by default the alias's). A version that fails to load or to
+predict never replaces the one serving; it is retried with backoff.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from slipway.exceptions import ModelNotFound, ReloadFailed
 from slipway.predict import Model
 from slipway.registry import Registry
 from slipway.serving.metrics import Metrics
+from slipway.serving.routing import Production, Route, RoutingFactory, RoutingPolicy
 from slipway.versions import DEFAULT_ALIAS
 
 logger = logging.getLogger("slipway.serving.runtime")
@@ -85,26 +87,45 @@ class Runtime:
     poll_seconds: float = 1.0
     metrics: Metrics | None = None
     backend: Literal["auto", "sklearn"] = "auto"
+    routing: RoutingFactory = Production
     failures: dict[str, LoadFailure] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._served: dict[str, Served] = {}
+        # The production Route of each served model; swapped in one assignment, never mutated.
+        self.routes: Mapping[str, Route] = {}
         self._lock = threading.Lock()  # one load at a time
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.policy: RoutingPolicy = self.routing(self)
 
     # -- what requests see -----------------------------------------------------------------
+
+    def route(self, name: str, unit_id: str | None = None) -> Route:
+        """The version that answers a request for ``name`` from ``unit_id``: the routing
+        policy's choice. Every prediction route of every protocol asks here, and only here."""
+        return self.policy.route(name, unit_id)
+
+    def production_route(self, name: str) -> Route:
+        """The Route to the version the alias points at (what :class:`Production` answers)."""
+        route = self.routes.get(name)
+        if route is None:
+            raise self._not_served(name)
+        return route
 
     def get(self, name: str) -> Served:
         """The served version of ``name``; ModelNotFound names the models that are served."""
         served = self._served.get(name)
         if served is None:
-            listed = ", ".join(sorted(self._served)) or "none"
-            raise ModelNotFound(
-                f"Model {name!r} is not served here (serving: {listed}). A model is served "
-                f"when it has a {self.alias!r} alias: slipway models promote {name} VERSION."
-            )
+            raise self._not_served(name)
         return served
+
+    def _not_served(self, name: str) -> ModelNotFound:
+        listed = ", ".join(sorted(self._served)) or "none"
+        return ModelNotFound(
+            f"Model {name!r} is not served here (serving: {listed}). A model is served "
+            f"when it has a {self.alias!r} alias: slipway models promote {name} VERSION."
+        )
 
     @property
     def served(self) -> Mapping[str, Served]:
@@ -189,7 +210,9 @@ class Runtime:
                 keeps = "" if current is None else f"; still serving {name}:{current.version}"
                 raise ReloadFailed(f"Could not load {ref}: {exc}{keeps}") from exc
             served = Served(model, utcnow())
-            self._served = {**self._served, name: served}  # one assignment: the swap
+            # One assignment each: the swap. A request reads one of them once.
+            self.routes = {**self.routes, name: Route(served)}
+            self._served = {**self._served, name: served}
             self.failures.pop(name, None)
             # A loaded model is tens of thousands of long-lived objects; moving them out of the
             # collector's generations keeps full collections from stalling requests (measured:
@@ -209,7 +232,7 @@ class Runtime:
             return
         sample = self.registry.reference_sample(model.version).head(_SMOKE_ROWS)
         if model.enricher is not None:  # the sample holds computed features: test the pipeline
-            model = Model(model.pipeline, model.version, model.onnx)
+            model = Model(model.pipeline, model.version, model.engine)
         if len(sample):
             model.score(sample, on_error="split")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 
 class ProblemOut(BaseModel):
@@ -114,27 +114,6 @@ class EventsOut(BaseModel):
     received: int
     inserted: int
     duplicates: int
-
-
-class MonitoringOut(BaseModel):
-    """The latest monitoring report of a model, as `slipway monitor --format json` prints it."""
-
-    model_config = ConfigDict(extra="allow")
-
-    status: str = Field(description="OK, WARN or ALERT.")
-
-
-class BatchPredictionOut(BaseModel):
-    """The latest precomputed batch prediction for one key."""
-
-    model: str
-    key: str
-    version: int
-    run_id: str
-    scored_at: str
-    label: Any = None
-    probabilities: dict[str, float] | None = None
-    value: float | None = None
 
 
 class HealthOut(BaseModel):

@@ -1,10 +1,11 @@
 """Running the service under uvicorn: checks first, then one process or N workers.
 
-Workers are separate processes started by uvicorn from an import string and a factory
-(:func:`slipway.serving.app_from_env`), so everything they need travels in ``SLIPWAY_*``
-environment variables. With several workers, prometheus-client's multiprocess mode gets a fresh
-directory for the run. SIGTERM (or Ctrl-C) stops accepting connections, lets in-flight requests
-finish (up to ``graceful_timeout`` seconds), drains each worker's prediction log, then exits.
+Workers are separate processes started by uvicorn from an import string naming an app
+factory (the composition root's, ``slipway.app:app_from_env``, passed in by ``slipway serve``),
+so everything they need travels in ``SLIPWAY_*`` environment variables. With several workers,
+prometheus-client's multiprocess mode gets a fresh directory for the run. SIGTERM (or Ctrl-C)
+stops accepting connections, lets in-flight requests finish (up to ``graceful_timeout``
+seconds), drains each worker's prediction log, then exits.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from slipway.serving.app import NO_KEYS
 from slipway.versions import DEFAULT_ALIAS
 
 logger = logging.getLogger("slipway.serving")
-APP = "slipway.serving.app:app_from_env"
 
 
 def log_config(level: str = "info", access_log: bool = True) -> dict[str, Any]:
@@ -124,10 +124,10 @@ def run(
     graceful_timeout: int = 30,
     log_level: str = "info",
     access_log: bool = True,
-    app: str = APP,
+    app: str,
 ) -> None:
     """Serve until SIGTERM or Ctrl-C (blocks); ``app`` is the import string of the factory
-    each worker calls to build its app."""
+    each worker calls to build its app (``module:function``; the composition root's)."""
     import uvicorn
 
     os.environ.update(environment(settings))

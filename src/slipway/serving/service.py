@@ -18,6 +18,8 @@ from starlette.responses import Response
 from slipway.config import Settings
 from slipway.exceptions import Forbidden
 from slipway.registry import Registry
+from slipway.serving import scope as scopes
+from slipway.serving.answering import Answerer
 from slipway.serving.auth import KeyCache
 from slipway.serving.batching import MicroBatcher
 from slipway.serving.bodies import parse_json
@@ -27,7 +29,6 @@ from slipway.serving.log import PredictionLog
 from slipway.serving.metrics import Metrics
 from slipway.serving.runtime import Runtime
 from slipway.serving.schemas import ErrorOut
-from slipway.serving.scoring import Scorer
 
 JSON = "application/json"
 Responses = dict[int | str, dict[str, Any]]
@@ -43,6 +44,16 @@ GUARDED: Responses = {
 ADMIN: Responses = {403: {"model": ErrorOut, "description": "The key's role is not admin."}}
 
 
+def not_found(description: str) -> Responses:
+    """The documented 404 of a route, saying when it happens."""
+    return {404: {"model": ErrorOut, "description": description}}
+
+
+def v1_router() -> APIRouter:
+    """An empty router for ``/v1`` routes guarded by a key (serving's own or a capability's)."""
+    return APIRouter(prefix="/v1", tags=["v1"], responses=GUARDED)
+
+
 @dataclass
 class Service:
     """One running service: settings, registry, served models, log, metrics, keys."""
@@ -53,21 +64,20 @@ class Service:
     log: PredictionLog
     metrics: Metrics
     keys: KeyCache | None
-    scorer: Scorer
+    answerer: Answerer
     feedback: FeedbackDesk
-    batcher: MicroBatcher = field(default=None)  # type: ignore[assignment]  # set below
+    batcher: MicroBatcher = field(init=False)  # built from the settings, below
     # Path prefix -> how requests under it authenticate instead of by API key. A capability
     # serving browser pages (the console) registers its session check here from its router
     # factory; create_app hands the result to the gate.
     sessions: dict[str, SessionAuth] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.batcher is None:
-            self.batcher = MicroBatcher(
-                self.scorer,
-                max_rows=self.settings.serve_batch_rows,
-                max_wait=self.settings.serve_batch_wait_ms / 1000,
-            )
+        self.batcher = MicroBatcher(
+            self.answerer,
+            max_rows=self.settings.serve_batch_rows,
+            max_wait=self.settings.serve_batch_wait_ms / 1000,
+        )
 
     async def body(self, request: Request) -> Any:
         """The request body as JSON, within the size and depth limits."""
@@ -87,7 +97,7 @@ def json_response(
 
 def require_admin(request: Request) -> None:
     """Refuse (403) a request whose key is not an admin key."""
-    key = request.scope.get("slipway.key")
+    key = request.scope.get(scopes.KEY)
     if key is None or key.role != "admin":
         name = "this key" if key is None else f"key {key.name!r}"
         raise Forbidden(

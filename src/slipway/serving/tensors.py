@@ -16,11 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from slipway.contract import Contract, FieldSpec, Problem, jsonable
+from slipway.contract import Contract, FieldSpec
 from slipway.exceptions import MalformedRequest
 from slipway.predict import Model
+from slipway.problems import Problem, display, jsonable
+from slipway.serving.answering import Answer
 from slipway.serving.bodies import refuse, unknown_fields, wrong
-from slipway.serving.scoring import Scored
 
 NUMPY = {
     "BOOL": "?",
@@ -124,7 +125,7 @@ def decode_inputs(inputs: Any, blob: bytes) -> list[Tensor]:
                     f"one of {', '.join(DATATYPES)}",
                     i,
                     "datatype",
-                    jsonable(datatype),
+                    display(datatype),
                 )
             )
         if not isinstance(params, dict):
@@ -220,7 +221,7 @@ def requested_outputs(
                     f"one of the outputs {', '.join(names)}",
                     i,
                     "outputs",
-                    jsonable(name),
+                    display(name),
                 )
             )
         elif not isinstance(binary, bool):
@@ -232,15 +233,15 @@ def requested_outputs(
 
 
 def output_tensors(
-    scored: Scored, wanted: list[tuple[str, bool]]
+    answer: Answer, wanted: list[tuple[str, bool]]
 ) -> list[tuple[str, bool, Tensor]]:
-    """The requested output tensors of a scored request."""
-    p = scored.predictions
-    n = len(scored.ids)
+    """The requested output tensors of an answered request."""
+    p = answer.predictions
+    n = len(answer.ids)
     out = []
     for name, binary in wanted:
         if name == "prediction_id":
-            t = Tensor(name, "BYTES", [n], list(scored.ids))
+            t = Tensor(name, "BYTES", [n], list(answer.ids))
         elif name == "value":
             assert p.values is not None
             t = Tensor(name, "FP64", [n], np.asarray(p.values, dtype=np.float64))

@@ -1,4 +1,8 @@
-"""The ``/v1`` JSON API: models, predictions, reloads, feedback, precomputed batch predictions."""
+"""The ``/v1`` JSON API of serving: models, predictions, reloads, feedback.
+
+Other capabilities add their own ``/v1`` routes through ``create_app(routers=...)``: batch
+(``batch/http.py``: precomputed predictions) and monitoring (``monitoring/http.py``: reports).
+"""
 
 from __future__ import annotations
 
@@ -8,18 +12,13 @@ from fastapi import APIRouter, Depends
 from starlette.requests import Request
 from starlette.responses import Response
 
-from slipway.batch.runs import latest_prediction
-from slipway.exceptions import NotFound
-from slipway.monitoring import latest_report
 from slipway.serving import bodies, fastpath
 from slipway.serving.runtime import Served
 from slipway.serving.schemas import (
-    BatchPredictionOut,
     ErrorOut,
     FeedbackOut,
     ModelOut,
     ModelsOut,
-    MonitoringOut,
     PredictOut,
     ReloadOut,
 )
@@ -104,32 +103,6 @@ def router(service: Service) -> APIRouter:
         result = runtime.reload(name)
         return json_response(result.__dict__)
 
-    @api.get(
-        "/models/{name}/predictions/{key}",
-        operation_id="get_batch_prediction",
-        response_model=BatchPredictionOut,
-        responses={404: {"model": ErrorOut, "description": "No batch prediction for that key."}},
-    )
-    def get_batch_prediction(name: str, key: str) -> Response:
-        """The latest precomputed prediction for ``key`` from `slipway batch` runs."""
-        return json_response(latest_batch_prediction(service, name, key))
-
-    @api.get(
-        "/models/{name}/monitoring",
-        operation_id="get_monitoring_report",
-        response_model=MonitoringOut,
-        responses={404: {"model": ErrorOut, "description": "No such model, or no run yet."}},
-    )
-    def get_monitoring_report(name: str) -> Response:
-        """The latest stored `slipway monitor` report of a model (status, reasons, checks)."""
-        report = latest_report(service.registry, name)
-        if report is None:
-            raise NotFound(
-                f"Model {name!r} has no monitoring report yet; run `slipway monitor {name}` "
-                "(or schedule it) to produce one."
-            )
-        return json_response(report)
-
     @api.post(
         "/feedback",
         operation_id="feedback",
@@ -170,22 +143,3 @@ def describe(served: Served) -> dict[str, Any]:
         "input_schema": served.model.contract.json_schema(),
         "example": served.model.contract.example(),
     }
-
-
-def latest_batch_prediction(service: Service, name: str, key: str) -> dict[str, Any]:
-    """The ``GET /v1/models/{name}/predictions/{key}`` answer (PredictionNotFound is a 404)."""
-    stored = latest_prediction(service.registry.store, name, key)
-    out: dict[str, Any] = {
-        "model": stored.model_name,
-        "key": stored.key,
-        "version": stored.version,
-        "run_id": stored.run_id,
-        "scored_at": stored.scored_at.isoformat(),
-    }
-    if stored.value is not None:
-        out["value"] = stored.value
-    else:
-        out["label"] = stored.label
-        if stored.probabilities is not None:
-            out["probabilities"] = stored.probabilities
-    return out

@@ -14,14 +14,14 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-import slipway
-from slipway.contract import Problem
+from slipway._version import __version__
 from slipway.exceptions import MalformedRequest, ModelNotFound
+from slipway.problems import Problem
 from slipway.serving import bodies, tensors
+from slipway.serving.routing import Route
 from slipway.serving.runtime import Served
 from slipway.serving.schemas import (
     ErrorOut,
@@ -58,7 +58,7 @@ def router(service: Service) -> APIRouter:
         return json_response(
             {
                 "name": "slipway",
-                "version": slipway.__version__,
+                "version": __version__,
                 "extensions": ["binary_tensor_data"],
             }
         )
@@ -137,8 +137,8 @@ def router(service: Service) -> APIRouter:
     )
     async def infer(name: str, request: Request) -> Response:
         """Inference on JSON or binary tensors, by the version serving."""
-        s = served(name)
-        return await _answer(service, s, await request.body(), request)
+        served(name)  # an unserved model is a 404 before the body is read
+        return await _infer(service, name, None, await request.body(), request)
 
     @api.post(
         "/models/{name}/versions/{version}/infer",
@@ -148,8 +148,8 @@ def router(service: Service) -> APIRouter:
     )
     async def version_infer(name: str, version: str, request: Request) -> Response:
         """Inference on JSON or binary tensors, by that version (404 unless it is serving)."""
-        s = served(name, version)
-        return await _answer(service, s, await request.body(), request)
+        served(name, version)
+        return await _infer(service, name, version, await request.body(), request)
 
     return api
 
@@ -185,14 +185,24 @@ def metadata(s: Served) -> dict[str, Any]:
     }
 
 
-async def _answer(service: Service, s: Served, raw: bytes, request: Request) -> Response:
-    """The inference answer; in a worker thread for a version whose features read the store."""
-    if s.model.enricher is None:
-        return _infer(service, s, raw, request)
-    return await run_in_threadpool(_infer, service, s, raw, request)
+def _route(service: Service, name: str, version: str | None, unit_id: str | None) -> Route:
+    """The Route of a V2 request: :meth:`Runtime.route`'s choice; a request naming a version
+    is answered by that version (the production one), outside any experiment."""
+    route = service.runtime.route(name, unit_id)
+    if version is None or str(route.served.version) == version:
+        return route
+    route = service.runtime.production_route(name)
+    if str(route.served.version) != version:  # the alias moved since the request came in
+        raise ModelNotFound(
+            f"Model {name!r} version {version!r} is not served here; "
+            f"version {route.served.version} is."
+        )
+    return route
 
 
-def _infer(service: Service, s: Served, raw: bytes, request: Request) -> Response:
+async def _infer(
+    service: Service, name: str, version: str | None, raw: bytes, request: Request
+) -> Response:
     header_length = request.headers.get(HEADER)
     if header_length is not None:
         try:
@@ -217,16 +227,23 @@ def _infer(service: Service, s: Served, raw: bytes, request: Request) -> Respons
     if not isinstance(params, dict):
         problems.append(bodies.wrong("parameters", "an object", params))
         params = {}
+    unit_id = bodies.unit_id_parameter(params, problems)
     bodies.refuse(problems)
+    route = _route(service, name, version, unit_id)
+    s = route.served
     decoded = tensors.decode_inputs(body.get("inputs"), blob)
     rows, log_rows = tensors.to_rows(decoded, s.model.contract)
     wanted = tensors.requested_outputs(body.get("outputs"), params, metadata(s)["outputs"])
-    scored = service.scorer.score(s, rows, scope=request.scope, log_rows=log_rows)
-    outputs = tensors.output_tensors(scored, wanted)
+    unit_ids = None if unit_id is None else [unit_id] * len(rows)
+    # A version with features reads the event store: answered off the event loop.
+    answer = await service.answerer.answer_off_loop(
+        route, rows, scope=request.scope, log_rows=log_rows, unit_ids=unit_ids
+    )
+    outputs = tensors.output_tensors(answer, wanted)
     response: dict[str, Any] = {"model_name": s.name, "model_version": str(s.version)}
     if request_id is not None:
         response["id"] = request_id
-    warnings = [w for out in scored.outputs for w in out.get("warnings", ())]
+    warnings = [w for out in answer.outputs for w in out.get("warnings", ())]
     if warnings:
         response["parameters"] = {"warnings": orjson.dumps(warnings).decode()}
     json_outputs: list[dict[str, Any]] = []

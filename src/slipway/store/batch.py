@@ -252,9 +252,16 @@ def write_chunk(
                     ],
                 )
             _record_chunk(conn, ctx.run_id, ctx.owner, rec)
-    except sa.exc.IntegrityError:
+    except (sa.exc.IntegrityError, _driver_integrity_error(store)):
+        # The bulk loads go through the driver's own cursor (executemany, COPY), so a repeated
+        # key surfaces as the driver's IntegrityError (sqlite3's, psycopg's), not SQLAlchemy's.
         return False
     return True
+
+
+def _driver_integrity_error(store: Store) -> type[Exception]:
+    dbapi = store.engine.dialect.dbapi
+    return sa.exc.IntegrityError if dbapi is None else dbapi.IntegrityError
 
 
 def _record_chunk(conn: sa.Connection, run_id: str, owner: str, rec: ChunkRecord) -> None:

@@ -63,7 +63,8 @@ class Entry:
     outputs: list[dict[str, Any]]
     latency_ms: float
     unit_ids: Sequence[str | None] | None = None
-    variant: str | None = None
+    variant: str | None = None  # the experiment arm that answered (Route.arm)
+    experiment: str | None = None
     # Computed features (models with features): name -> one value per prediction, kept in
     # the log's inputs beside the raw fields.
     features: Mapping[str, Sequence[Any]] | None = None
@@ -106,8 +107,8 @@ class LogTable:
         at = entry.created_at
         created = at.replace(tzinfo=None) if at.tzinfo is UTC else self._created(at, None)
         names, unit_ids, outputs = entry.names, entry.unit_ids, entry.outputs
-        model, version, variant = entry.model, entry.version, entry.variant
-        latency = entry.latency_ms
+        model, version, latency = entry.model, entry.version, entry.latency_ms
+        variant, experiment = entry.variant, entry.experiment
         features = entry.features
         out = []
         for i, pid in enumerate(entry.ids):
@@ -126,7 +127,7 @@ class LogTable:
                     model,
                     version,
                     variant,
-                    None,
+                    experiment,
                     None if unit_ids is None else unit_ids[i],
                     to_json(inputs),
                     to_json(outputs[i]),

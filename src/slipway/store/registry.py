@@ -14,7 +14,7 @@ promotions of one alias apply one after the other.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 
@@ -22,6 +22,7 @@ from slipway.clock import utcnow
 from slipway.exceptions import ModelNotFound, RegistryConflict
 from slipway.store.audit import record_event
 from slipway.store.engine import Store, upsert
+from slipway.store.lifecycle import passing_check
 from slipway.store.schema import alias_history, aliases, model_versions, models
 
 Record = dict[str, Any]
@@ -168,8 +169,13 @@ def promote(
     actor: str,
     *,
     detail: Mapping[str, Any] | None = None,
+    checks: Literal["off", "warn", "refuse"] = "off",
 ) -> None:
-    """Point ``alias`` at active version ``number`` and record the move (if it is one)."""
+    """Point ``alias`` at active version ``number`` and record the move (if it is one).
+
+    With ``checks`` on, a move from another version records the newest passing gate check of
+    ``number`` (``check_id``) or ``checked: false``, and ``"refuse"`` refuses it without one.
+    """
     with store.write() as conn:
         status = _status(conn, name, number)
         if status != "active":
@@ -177,6 +183,15 @@ def promote(
                 f"Version {number} of {name!r} is {status}; only active versions can be promoted."
             )
         current = _alias_target(conn, name, alias, lock=True)
+        if checks != "off" and current is not None and current != number:
+            check_id = passing_check(conn, name, number)
+            if check_id is None and checks == "refuse":
+                raise RegistryConflict(
+                    f"Version {number} of {name!r} has no passing check; run `slipway check "
+                    f"{name}:{number}` first (SLIPWAY_PROMOTE_UNCHECKED=refuse)."
+                )
+            gate = {"checked": False} if check_id is None else {"check_id": check_id}
+            detail = {**(detail or {}), **gate}
         if current != number:
             _set_alias(conn, name, alias, number)
             conn.execute(

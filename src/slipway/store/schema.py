@@ -270,6 +270,25 @@ monitoring_runs = sa.Table(
     sa.Index(None, "model_name", "created_at"),
 )
 
+# --- lifecycle ----------------------------------------------------------------------------
+
+# One row per `slipway check` run: the candidate version, the version it was compared with
+# (None without a champion), the verdict, and the whole result (CheckResult.to_dict()).
+check_results = sa.Table(
+    "check_results",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("model_name", sa.String(200), nullable=False),
+    sa.Column("version", sa.Integer(), nullable=False),
+    sa.Column("against_version", sa.Integer(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("passed", sa.Boolean(), nullable=False),
+    sa.Column("summary", JSON, nullable=False),
+    sa.Column("result", JSON, nullable=False),
+    sa.Index(None, "model_name", "version", "id"),
+)
+
 # --- console ------------------------------------------------------------------------------
 
 # Logins to the web console (/ui), shared by every worker and replica. A session is a random

@@ -1,7 +1,7 @@
 """Features: event sources and their events.
 
 Revision ID: 0003_features
-Revises: 0005_console (chained after the console's revision when main was merged)
+Revises: 0004_lifecycle (chained after the head of main when it was merged)
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ def _bytewise(length: int) -> sa.types.TypeEngine[str]:
 
 
 revision = "0003_features"
-down_revision = "0005_console"
+down_revision = "0004_lifecycle"
 branch_labels = None
 depends_on = None
 

@@ -1,9 +1,10 @@
 """The hot path every prediction route shares: validate, predict, name, log, count.
 
-Routes parse their own body format into rows and hand them here; :class:`Scorer` validates them
-against the served version's contract (numpy, every problem at once), predicts through the one
-prediction core (:meth:`Model.infer`), gives each row a time-sortable ``prediction_id``, queues
-the predictions for the log and counts them. Nothing here touches the database.
+Routes parse their own body format into rows, ask :meth:`Runtime.route` which version answers,
+and hand both here; :class:`Answerer` validates the rows against that version's contract
+(numpy, every problem at once), predicts through the one prediction core (:meth:`Model.infer`),
+gives each row a time-sortable ``prediction_id``, queues the predictions for the log (with the
+route's arm and experiment) and counts them. Nothing here touches the database.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from starlette.concurrency import run_in_threadpool
 from slipway.clock import utcnow
 from slipway.exceptions import ContractViolation
 from slipway.predict import Predictions
+from slipway.serving import scope as scopes
 from slipway.serving.limits import check_rows
 from slipway.serving.log import Entry, Failure, IdGenerator, PredictionLog
 from slipway.serving.metrics import Metrics
+from slipway.serving.routing import Route
 from slipway.serving.runtime import Served
 
 UnitIds = Sequence[str | None] | None
@@ -29,7 +32,7 @@ _LOGGED_PROBLEMS = 100
 
 
 @dataclass
-class Scored:
+class Answer:
     """The outcome of one request: the version that answered, ids, and one output per row.
 
     ``outputs[i]`` is what the log stores for row ``i``: one item of
@@ -55,7 +58,7 @@ def loggable(predictions: Predictions) -> dict[str, list[Any]] | None:
     return {k: v.tolist() for k, v in predictions.features.items()}
 
 
-class Scorer:
+class Answerer:
     """Validates, predicts, logs and counts; shared by the V1, V2 and MLflow routes."""
 
     def __init__(
@@ -64,23 +67,24 @@ class Scorer:
         self.log, self.metrics, self.max_rows = log, metrics, max_rows
         self.ids = ids or IdGenerator()
 
-    def score(
+    def answer(
         self,
-        served: Served,
+        route: Route,
         rows: Any,
         *,
         scope: MutableMapping[str, Any],
         log_rows: Sequence[Any] | None = None,
         unit_ids: Sequence[str | None] | None = None,
-    ) -> Scored:
-        """Score ``rows`` (records, positional rows or a 2-D array) with one served version.
+    ) -> Answer:
+        """Predict ``rows`` (records, positional rows or a 2-D array) with the routed version.
 
         A version with features reads the event store here: call it off the event loop
-        (:meth:`score_off_loop`).
+        (:meth:`answer_off_loop`).
 
         ``log_rows`` are the rows as the log should keep them when ``rows`` is not a list of
         JSON values (e.g. a tensor). Raises ContractViolation listing every problem.
         """
+        served = route.served
         model = served.model
         n = len(rows)
         check_rows(n, self.max_rows)
@@ -94,7 +98,7 @@ class Scorer:
             if problem.row is not None:
                 outputs[problem.row].setdefault("warnings", []).append(problem.to_dict())
         return self.finish(
-            served,
+            route,
             rows if log_rows is None else log_rows,
             predictions,
             outputs,
@@ -102,25 +106,25 @@ class Scorer:
             unit_ids=unit_ids,
         )
 
-    async def score_off_loop(
+    async def answer_off_loop(
         self,
-        served: Served,
+        route: Route,
         rows: Any,
         *,
         scope: MutableMapping[str, Any],
         log_rows: Sequence[Any] | None = None,
         unit_ids: Sequence[str | None] | None = None,
-    ) -> Scored:
-        """:meth:`score`, in a worker thread when the version computes features (it reads the
-        event store), on the event loop otherwise."""
+    ) -> Answer:
+        """:meth:`answer`, in a worker thread when the routed version computes features (it
+        reads the event store), on the event loop otherwise."""
         kw: dict[str, Any] = {"scope": scope, "log_rows": log_rows, "unit_ids": unit_ids}
-        if served.model.enricher is None:
-            return self.score(served, rows, **kw)
-        return await run_in_threadpool(self.score, served, rows, **kw)
+        if route.served.model.enricher is None:
+            return self.answer(route, rows, **kw)
+        return await run_in_threadpool(self.answer, route, rows, **kw)
 
     def finish(
         self,
-        served: Served,
+        route: Route,
         rows: Sequence[Any],
         predictions: Predictions,
         outputs: list[dict[str, Any]],
@@ -128,11 +132,12 @@ class Scorer:
         scope: MutableMapping[str, Any],
         unit_ids: Sequence[str | None] | None = None,
         ids: list[str] | None = None,
-    ) -> Scored:
+    ) -> Answer:
         """Name, log and count the predictions of one request (``rows`` as the log keeps them)."""
+        served = route.served
         n = len(outputs)
         ids = self.ids.new(n) if ids is None else ids
-        started = scope.get("slipway.started")
+        started = scope.get(scopes.STARTED)
         seconds = time.perf_counter() - started if started is not None else 0.0
         self.log.put(
             Entry(
@@ -145,6 +150,8 @@ class Scorer:
                 outputs,
                 round(seconds * 1000, 3),
                 unit_ids,
+                route.arm,
+                route.experiment,
                 features=loggable(predictions),
             )
         )
@@ -152,26 +159,27 @@ class Scorer:
         ok.inc()
         latency.observe(seconds)
         counted.inc(n)
-        scope["slipway.served"] = (served.name, served.version, n)
-        return Scored(served, ids, predictions, outputs)
+        scope[scopes.SERVED] = (served.name, served.version, n)
+        return Answer(served, ids, predictions, outputs)
 
     def finish_many(
         self,
         served: Served,
-        requests: Sequence[tuple[Sequence[Any], MutableMapping[str, Any], UnitIds]],
+        requests: Sequence[tuple[Route, Sequence[Any], MutableMapping[str, Any], UnitIds]],
         predictions: Sequence[Predictions],
         outputs: Sequence[list[dict[str, Any]]],
         ids: Sequence[list[str]],
-    ) -> list[Scored]:
-        """:meth:`finish` for the requests of one merged call: ``requests[i]`` is (rows, scope,
-        unit_ids) of request ``i``. One timestamp, one queue lock, counters bumped once."""
+    ) -> list[Answer]:
+        """:meth:`finish` for the requests of one merged call, all answered by ``served``:
+        ``requests[i]`` is (route, rows, scope, unit_ids) of request ``i``. One timestamp, one
+        queue lock, counters bumped once."""
         now, created = time.perf_counter(), utcnow()
         ok, latency, counted = self.metrics.served(served.name, served.version)
         entries: list[Entry | Failure] = []
-        for (rows, scope, unit_ids), out, pids, p in zip(
+        for (route, rows, scope, unit_ids), out, pids, p in zip(
             requests, outputs, ids, predictions, strict=True
         ):
-            started = scope.get("slipway.started")
+            started = scope.get(scopes.STARTED)
             seconds = now - started if started is not None else 0.0
             latency.observe(seconds)
             ms = round(seconds * 1000, 3)
@@ -186,15 +194,17 @@ class Scorer:
                     out,
                     ms,
                     unit_ids,
+                    route.arm,
+                    route.experiment,
                     features=loggable(p),
                 )
             )
-            scope["slipway.served"] = (served.name, served.version, len(out))
+            scope[scopes.SERVED] = (served.name, served.version, len(out))
         self.log.put_many(entries)
         ok.inc(len(entries))
         counted.inc(sum(len(out) for out in outputs))
         return [
-            Scored(served, pids, p, out)
+            Answer(served, pids, p, out)
             for pids, p, out in zip(ids, predictions, outputs, strict=True)
         ]
 
