@@ -3,8 +3,10 @@
 The convention (see docs/design.md, "Docs that run"):
 
 - Blocks run in file order, each against its own copy of one fixture home, where
-  ``slipway quickstart``'s model ``fraud`` is trained (smaller), registered three times and
-  promoted, and of a working directory holding
+  ``slipway quickstart``'s model ``fraud`` is trained (smaller; the quickstart's job made flat by
+  ``quickstart.prepare``), registered three times and promoted, and the quickstart's lifecycle
+  step has run (model ``loans``: production, a retrained candidate, served traffic with late
+  labels; ``quickstart/loans.toml``), and of a working directory holding
   ``fraud.toml``, ``transactions.csv``, ``transactions.parquet`` (keyed by ``txn_id``), ``data/``
   (CSV parts) and ``big/``; the database also has a ``transactions`` table for ``--query``.
 - ``sh`` blocks run in bash with the venv's ``slipway`` first on PATH and ``SLIPWAY_HOME`` set;
@@ -105,6 +107,7 @@ def docs_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     from slipway import quickstart
     from slipway.config import Settings
     from slipway.keys import KeyStore
+    from slipway.lifecycle.demo import lifecycle_demo
     from slipway.registry import Registry
     from slipway.train import train
 
@@ -137,6 +140,7 @@ def docs_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     with registry.store.engine.begin() as conn:
         table.to_sql("transactions", conn, index=False)
     key = KeyStore(registry.store).create("docs", "predict")[1]
+    lifecycle_demo(registry, work / "quickstart")  # the quickstart's lifecycle step: `loans`
     registry.store.dispose()
     shifted = X.iloc[cut:].assign(amount=X.iloc[cut:]["amount"] * 1.5)
     names = {

@@ -71,6 +71,31 @@ INPUTS = [
 ]  # fmt: skip
 CATEGORICAL = ["merchant_category", "country"]
 REQUEST = ["card_id", "ts", *RAW]
+FEATURES = INPUTS  # the pipeline's input, the columns of the flat job (see prepare)
+
+CONFIG = """\
+# Written by slipway.quickstart.prepare: the quickstart's job, flat. transactions.csv holds the
+# point-in-time features computed offline; edit this and run `slipway train {config}`.
+name = "fraud"
+description = "Quickstart fraud model: gradient boosting on point-in-time card features"
+tags = {{ team = "risk", source = "quickstart" }}
+alias = "production"
+
+[data]
+path = "transactions.csv"
+target = "is_fraud"
+time_column = "ts"
+features = {features}
+
+[estimator]
+class = "sklearn.ensemble.GradientBoostingClassifier"
+params = {{ n_estimators = 100, max_depth = 3, learning_rate = 0.1, random_state = 0 }}
+
+[validation]
+fraction = 0.2
+cv = 3
+seed = 0
+"""
 
 FEATURES_PY = '''\
 """Feature definitions of the quickstart's fraud model (written by `slipway quickstart`).
@@ -216,6 +241,27 @@ def features_module(workdir: Path, window: str = "7d", fillna: str = "0.0") -> A
     sys.modules["features"] = module
     spec.loader.exec_module(module)
     return module
+
+
+def prepare(workdir: Path, rows: int = 20_000, seed: int = 0) -> Path:
+    """The quickstart's job for `slipway train`: write ``features.py``, the history with its
+    point-in-time features computed offline (``transactions.csv``, days after the warm-up) and
+    a train config (``fraud.toml``) into ``workdir``; return the config's path."""
+    import slipway.features as sf
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    history = make_history(rows, seed)
+    module = features_module(workdir)
+    frame = sf.training_frame(history, module.FEATURES, at="ts", events={"transactions": history})
+    frame = frame[frame.ts >= pd.Timestamp(START) + pd.Timedelta(days=WARM_UP)]
+    frame = frame.assign(ts=frame.ts.dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    frame[["transaction_id", "card_id", "ts", *FEATURES, "is_fraud"]].to_csv(
+        workdir / "transactions.csv", index=False
+    )
+    config = workdir / "fraud.toml"
+    features = "[" + ", ".join(f'"{f}"' for f in FEATURES) + "]"
+    config.write_text(CONFIG.format(config=config, features=features))
+    return config
 
 
 def split(history: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
