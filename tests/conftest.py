@@ -22,6 +22,13 @@ from slipway.registry import Registry
 from slipway.testing import Fitted, fit_reference_model, transactions
 from tests.helpers import NO_PG, PG_URL, pg_schema_url
 
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under CI (`.ci/run` exports CI=1) the PostgreSQL tests must run, never skip."""
+    if os.environ.get("CI") and not PG_URL:
+        raise pytest.UsageError(NO_PG + "; CI=1 is set, so this is an error, not a skip")
+
+
 BACKENDS = [
     pytest.param("sqlite", id="sqlite"),
     pytest.param(

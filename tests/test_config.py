@@ -41,3 +41,32 @@ def test_bad_values_name_the_variable(monkeypatch):
         "SLIPWAY_ON_VERSION_MISMATCH",
         "SLIPWAY_PROFILE_SAMPLE_ROWS",
     ]
+
+
+@pytest.mark.parametrize("value", ["1e308", "inf", "nan", "-1"])
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "SLIPWAY_SERVE_LOG_FLUSH_SECONDS",
+        "SLIPWAY_SERVE_POLL_SECONDS",
+        "SLIPWAY_SERVE_HEADER_TIMEOUT_SECONDS",
+        "SLIPWAY_SERVE_BODY_TIMEOUT_SECONDS",
+        "SLIPWAY_SERVE_BATCH_WAIT_MS",
+        "SLIPWAY_ALERT_WEBHOOK_TIMEOUT",
+        "SLIPWAY_ALERT_WEBHOOK_BACKOFF",
+    ],
+)
+def test_every_duration_is_bounded(monkeypatch, variable, value):
+    """Durations that would overflow a thread's wait (1e308, inf) or mean nothing are refused."""
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env()
+    assert info.value.problems[0].startswith(variable)
+
+
+def test_every_float_setting_is_bounded_above():
+    """No float field can be set to a value a thread's wait or a deadline cannot take."""
+    for name, field in Settings.model_fields.items():
+        if field.annotation is float:
+            bounded = [m for m in field.metadata if hasattr(m, "le") or hasattr(m, "lt")]
+            assert bounded, f"{name} has no upper bound"

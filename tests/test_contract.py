@@ -236,6 +236,18 @@ def test_json_schema_describes_types_bounds_enums_and_nullability(contract: Cont
     assert contract.validate([contract.example()]).ok
 
 
+def test_json_schema_of_non_text_categories_accepts_what_validation_accepts():
+    """Integer categories are an enum of integers (not strings); mixed flagged ones any scalar."""
+    frame = pd.DataFrame({"level": pd.Categorical([1, 2, 3, 1]), "tag": ["a", 1, "b", 2]})
+    refusing = Contract.learn(frame)
+    props = refusing.json_schema()["properties"]
+    assert props["level"] == {"enum": [1, 2, 3]}
+    assert refusing.validate([{"level": 2, "tag": 1}]).ok
+    flagging = Contract.learn(frame, unseen="flag")
+    assert flagging.json_schema()["properties"]["tag"] == {"type": ["string", "number", "boolean"]}
+    assert flagging.validate([{"level": 2, "tag": 7.5}]).ok
+
+
 def test_high_cardinality_text_is_not_category_checked():
     """A column with more unique values than the cap accepts any string."""
     ids = pd.DataFrame({"id": [f"u{i}" for i in range(10_001)]})

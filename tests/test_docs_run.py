@@ -140,7 +140,9 @@ def docs_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     with registry.store.engine.begin() as conn:
         table.to_sql("transactions", conn, index=False)
     key = KeyStore(registry.store).create("docs", "predict")[1]
-    lifecycle_demo(registry, work / "quickstart")  # the quickstart's lifecycle step: `loans`
+    # the quickstart's lifecycle step: `loans` with served, partly labeled traffic, a retrained
+    # candidate, and quickstart/loans.toml
+    lifecycle_demo(registry, work / "quickstart")
     registry.store.dispose()
     shifted = X.iloc[cut:].assign(amount=X.iloc[cut:]["amount"] * 1.5)
     names = {

@@ -69,6 +69,11 @@ def rollback(name: str, *, alias: str = "production") -> ModelVersion:
     return Registry(Settings.from_env()).rollback(name, alias=alias)
 
 
+def unalias(name: str, alias: str) -> int:
+    """Remove ``alias`` from ``name``; the version it pointed at. See :meth:`Registry.unalias`."""
+    return Registry(Settings.from_env()).unalias(name, alias)
+
+
 def score(model: Model | str, frame: _Any, *, key_column: str | None = None) -> Scores:
     """Score a DataFrame in memory as a batch run would; see :func:`slipway.batch.score`.
 
@@ -135,4 +140,5 @@ __all__ = [
     "rollback",
     "score",
     "score_file",
+    "unalias",
 ]

@@ -46,9 +46,19 @@ class Settings(BaseSettings):
     )
     alert_webhook_attempts: int = Field(3, ge=1, le=10, description="Tries per webhook alert.")
     alert_webhook_backoff: float = Field(
-        1.0, ge=0, description="Seconds before the second try; doubled before each later one."
+        1.0,
+        ge=0,
+        le=300,
+        allow_inf_nan=False,
+        description="Seconds before the second try; doubled before each later one.",
     )
-    alert_webhook_timeout: float = Field(5.0, gt=0, description="Seconds per webhook request.")
+    alert_webhook_timeout: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        allow_inf_nan=False,
+        description="Seconds one webhook request may take in all (connect, send, answer).",
+    )
     promote_unchecked: Literal["warn", "refuse"] = Field(
         "warn",
         description="Promoting a version to production over another one when the new version "
@@ -80,7 +90,11 @@ class Settings(BaseSettings):
     serve_max_rows: int = Field(1000, ge=1, description="Most rows in one request.")
     serve_max_json_depth: int = Field(32, ge=4, description="Deepest JSON nesting accepted.")
     serve_rate_limit: float = Field(
-        100.0, ge=0, description="Requests per second per API key (0: unlimited)."
+        100.0,
+        ge=0,
+        le=1_000_000,
+        allow_inf_nan=False,
+        description="Requests per second per API key (0: unlimited).",
     )
     serve_rate_burst: int = Field(200, ge=1, description="Requests a key may send at once.")
     serve_max_concurrency: int = Field(
@@ -91,7 +105,11 @@ class Settings(BaseSettings):
     )
     serve_log_batch_rows: int = Field(2000, ge=1, description="Rows per prediction-log write.")
     serve_log_flush_seconds: float = Field(
-        0.2, gt=0, description="Longest a logged prediction waits before it is written."
+        0.2,
+        gt=0,
+        le=60,
+        allow_inf_nan=False,
+        description="Longest a logged prediction waits before it is written.",
     )
     serve_fast_path: bool = Field(
         True,
@@ -108,11 +126,43 @@ class Settings(BaseSettings):
         0.0,
         ge=0,
         le=100,
+        allow_inf_nan=False,
         description="Longest a prediction waits for concurrent ones to share its model call "
         "(0: only those already in flight).",
     )
     serve_poll_seconds: float = Field(
-        1.0, gt=0, description="How often workers re-read API keys and production aliases."
+        1.0,
+        gt=0,
+        le=300,
+        allow_inf_nan=False,
+        description="How often workers re-read API keys and production aliases.",
+    )
+    serve_header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        allow_inf_nan=False,
+        description="Longest a client may take to send a request's headers (from connecting, "
+        "or from the request's first byte); then 408 and the connection is closed.",
+    )
+    serve_body_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        allow_inf_nan=False,
+        description="Longest a request may take to send its body after its headers; then 408 "
+        "and the connection is closed.",
+    )
+    serve_max_connections_per_peer: int = Field(
+        256,
+        ge=0,
+        description="Open connections one client address may hold per worker; more are "
+        "refused with 503 (0: no limit).",
+    )
+    serve_require_all: bool = Field(
+        False,
+        description="Ready only when every model to serve is loaded (default: when at least "
+        "one is; the others are listed as not ready).",
     )
     serve_console: bool = Field(True, description="Serve the web console at /ui.")
     serve_console_session_hours: float = Field(

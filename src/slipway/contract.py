@@ -157,10 +157,14 @@ class Contract:
                 s = {"type": "boolean"}
             elif f.kind == "datetime":
                 s = {"type": "string", "format": "date-time"}
-            else:
+            elif f.categories is not None and self.unseen == "reject":
+                s = {"enum": [jsonable(c) for c in f.categories]}
+                if all(isinstance(c, str) for c in f.categories):
+                    s = {"type": "string", **s}
+            elif f.categories is None or all(isinstance(c, str) for c in f.categories):
                 s = {"type": "string"}
-                if f.categories is not None and self.unseen == "reject":
-                    s["enum"] = [jsonable(c) for c in f.categories]
+            else:  # mixed categories, unseen ones flagged: any scalar of the training kinds
+                s = {"type": ["string", "number", "boolean"]}
             if f.nullable:
                 s = {"anyOf": [s, {"type": "null"}]}
             props[f.name] = s

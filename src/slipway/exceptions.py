@@ -36,8 +36,10 @@ Each leaf also inherits the builtin a caller would naturally catch, so
     ├── Unavailable (RuntimeError)            try again after ``retry_after`` seconds
     │   ├── RateLimited                       the key used up its request budget (429)
     │   ├── Overloaded                        too many requests in flight (503)
-    │   └── FeaturesUnavailable               the event store cannot be read (503)
-    └── ReloadFailed (RuntimeError)           a new version failed to load; the old one serves
+    │   ├── FeaturesUnavailable               the event store cannot be read (503)
+    │   └── ModelNotReady                     the model's production version failed to load (503)
+    ├── ReloadFailed (RuntimeError)           a new version failed to load; the old one serves
+    └── DeliveryFailed (RuntimeError)         an alert sink could not deliver (no secrets shown)
 
 Warnings derive from ``SlipwayWarning`` (a ``UserWarning``).
 """
@@ -158,12 +160,19 @@ class ArtifactMissing(ArtifactError, FileNotFoundError):
 
 
 class ArtifactCorrupted(ArtifactError, ValueError):
-    """The artifact's bytes do not hash to the sha256 recorded at registration."""
+    """The artifact's bytes do not hash to the sha256 recorded at registration.
 
-    def __init__(self, path: str, expected: str, actual: str) -> None:
+    Also raised, before any hashing, for a path that is not a regular file (a symlink to a
+    device, a FIFO, a directory) or whose size differs from the size recorded at registration;
+    ``reason`` says which.
+    """
+
+    def __init__(self, path: str, expected: str, actual: str = "", reason: str = "") -> None:
         self.path, self.expected, self.actual = path, expected, actual
+        self.reason = reason or f"expected sha256 {expected}, found {actual}"
+        what = f"{reason} (sha256 {expected})" if reason else self.reason
         super().__init__(
-            f"Artifact {path} is corrupted: expected sha256 {expected}, found {actual}. "
+            f"Artifact {path} is corrupted: {what}. "
             "It was not deserialized; restore the file or register the model again."
         )
 
@@ -173,13 +182,22 @@ class InvalidDigest(ArtifactError, ValueError):
 
 
 class UntrustedArtifact(ArtifactError, ValueError):
-    """A skops artifact contains types outside the trusted list."""
+    """A skops artifact contains types outside the trusted list.
 
-    def __init__(self, path: str, types: Sequence[str]) -> None:
+    ``what`` replaces "Artifact PATH" at the start of the message (registration names the
+    model instead); ``hint`` replaces the default advice.
+    """
+
+    def __init__(
+        self, path: str, types: Sequence[str], hint: str = "", *, what: str | None = None
+    ) -> None:
         self.path, self.types = path, list(types)
         super().__init__(
-            f"Artifact {path} contains untrusted types: {', '.join(self.types)}. "
-            "Add them to SLIPWAY_TRUSTED_TYPES only if you trust where this model came from."
+            f"{what or f'Artifact {path}'} contains untrusted types: {', '.join(self.types)}. "
+            + (
+                hint
+                or "Add them to SLIPWAY_TRUSTED_TYPES only if you trust where this model came from."
+            )
         )
 
 
@@ -257,5 +275,20 @@ class FeaturesUnavailable(Unavailable):
     """The events behind a model's features cannot be read right now (the store is down)."""
 
 
+class ModelNotReady(Unavailable):
+    """A model this server should serve is not loaded: its version failed to load or verify.
+
+    The server retries the load with backoff; ``retry_after`` says when it tries next.
+    """
+
+
 class ReloadFailed(SlipwayError, RuntimeError):
     """A new model version failed to load or verify; the version serving keeps serving."""
+
+
+class DeliveryFailed(SlipwayError, RuntimeError):
+    """An alert sink could not deliver a monitoring verdict.
+
+    The message names the sink by scheme, host and port only: credentials, paths and query
+    strings of webhook URLs (where services put their secrets) never appear in it.
+    """

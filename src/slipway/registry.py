@@ -1,4 +1,5 @@
-"""The model registry: register, look up, load, promote, roll back, archive, audit, verify.
+"""The model registry: register, look up, load, promote, roll back, unalias, archive, audit,
+verify.
 
 A version is one fitted pipeline saved as an immutable content-addressed artifact, plus a row
 of metadata. Versions are numbered per model, never reused and never overwritten; aliases
@@ -19,10 +20,11 @@ from slipway import backends, estimation
 from slipway.config import Settings
 from slipway.contract import Unseen
 from slipway.exceptions import (
+    ConfigError,
     IncompatibleEnvironment,
     InvalidModel,
     RegistryConflict,
-    SlipwayWarning,
+    UntrustedArtifact,
     VersionMismatchWarning,
 )
 from slipway.predict import Model
@@ -52,7 +54,15 @@ class Registry:
 
     def __init__(self, settings: Settings | None = None, *, store: Store | None = None) -> None:
         self.settings = settings or Settings.from_env()
-        self.store = store or Store(self.settings.resolved_database_url)
+        home = self.settings.home
+        if home.exists() and not home.is_dir():
+            raise ConfigError(
+                f"SLIPWAY_HOME={home} is a file, not a directory; point SLIPWAY_HOME at a "
+                "directory (it is created on first use if missing)."
+            )
+        self.store = store or Store(
+            self.settings.resolved_database_url, create_dirs=not self.settings.database_url
+        )
         self.artifacts = art.ArtifactStore(self.settings.artifacts_dir)
 
     # -- registration ----------------------------------------------------------------------
@@ -80,6 +90,7 @@ class Registry:
         features: Sequence[Any] | None = None,
         at: str | None = None,
         record_events: bool | str = False,
+        trusted: Sequence[str] = (),
     ) -> ModelVersion:
         """Save a fitted pipeline as the next version of ``name`` and return that version.
 
@@ -94,6 +105,13 @@ class Registry:
         input, which carries raw fields, entity keys and the time field ``at`` (default: the
         sources' time column). ``record_events`` makes served requests events of their source
         (``True`` for the only source, or its name).
+
+        With ``format="skops"``, every type the artifact needs beyond skops' own defaults must
+        be trusted here, by name, in ``trusted`` (or ``SLIPWAY_TRUSTED_TYPES``); otherwise
+        UntrustedArtifact names them and nothing is registered. The list is recorded with the
+        version and used to load it. Tree ensembles need ``"sklearn.tree._tree.Tree"``: skops
+        leaves it untrusted on purpose (a crafted tree can crash the process that runs it), so
+        trusting it says that this artifact comes from a pipeline you fitted.
         """
         check_name(name)
         if format not in art.FORMATS:
@@ -122,28 +140,31 @@ class Registry:
         if format == "skops":
             meta["env"] = library_versions("skops")
         payload = art.dump_model(pipeline, format)
-        untrusted = art.untrusted_types(payload, format, self.settings.trusted_types)
-        if untrusted:
-            meta["untrusted_types"] = untrusted
-            warnings.warn(
-                f"{name}: the skops artifact holds types outside the trusted list "
-                f"({', '.join(untrusted)}); loading will refuse them until they are listed in "
-                "SLIPWAY_TRUSTED_TYPES.",
-                SlipwayWarning,
-                stacklevel=2,
+        if format == "skops":
+            meta["trusted_types"] = _skops_trust(name, payload, trusted, self.settings)
+        elif trusted:
+            raise InvalidModel(
+                f"trusted={list(trusted)!r} applies to format='skops' only; joblib artifacts "
+                "load any type (see docs/serving.md, Security model)."
             )
-        sha = self.artifacts.put(payload)
-        meta["artifacts"] = {
-            "model": sha,
-            "profile": self.artifacts.put(json.dumps(desc.profile, sort_keys=True).encode()),
-            "sample": self.artifacts.put(to_parquet_bytes(desc.sample)),
-            "reference_predictions": self.artifacts.put(to_parquet_bytes(desc.reference)),
+        blobs = {
+            "model": payload,
+            "profile": json.dumps(desc.profile, sort_keys=True).encode(),
+            "sample": to_parquet_bytes(desc.sample),
+            "reference_predictions": to_parquet_bytes(desc.reference),
         }
         if desc.onnx is not None:
-            meta["artifacts"]["onnx"] = self.artifacts.put(desc.onnx)
+            blobs["onnx"] = desc.onnx
         if desc.estimator is not None:
-            estimator_bytes = estimation.dump_estimator(desc.estimator, format)
-            meta["artifacts"]["estimator"] = self.artifacts.put(estimator_bytes)
+            blobs["estimator"] = estimation.dump_estimator(desc.estimator, format)
+            if format == "skops":
+                # Slipway fitted the estimator itself (a DLE loss model), so the types it needs
+                # are trusted here, recorded with the version like the user's trusted list.
+                meta["estimator_trusted_types"] = art.untrusted_types(blobs["estimator"], "skops")
+        meta["artifacts"] = {role: self.artifacts.put(blob) for role, blob in blobs.items()}
+        # Checked before every read: a file of another size is refused before it is hashed.
+        meta["artifact_sizes"] = {meta["artifacts"][r]: len(b) for r, b in blobs.items()}
+        sha = meta["artifacts"]["model"]
         version = tables.add_version(
             self.store,
             name,
@@ -203,33 +224,38 @@ class Registry:
             enricher = make_enricher(
                 mv, self.store, skew=self.settings.feature_skew, record=record_events
             )
-        data = self.artifacts.get(mv.sha256)  # raises before any deserialization
+        data = self._read(mv, mv.sha256)  # raises before any deserialization
         pipeline = art.load_model(
             data,
             mv.format,  # type: ignore[arg-type]
-            trusted=self.settings.trusted_types,
+            # What the registering user trusted (recorded with the version), plus the settings'
+            # list, which versions registered before trust was recorded rely on.
+            trusted=[*mv.meta.get("trusted_types", ()), *self.settings.trusted_types],
             source=str(self.artifacts.path(mv.sha256)),
         )
         graph = mv.meta.get("artifacts", {}).get("onnx")
         if backend == "auto" and graph and backends.runtime_available():
-            session = backends.OnnxSession(self.artifacts.get(graph), mv.contract)
+            session = backends.OnnxSession(self._read(mv, graph), mv.contract)
             engine = backends.OnnxBackend(session, backends.SklearnBackend.of(pipeline, mv))
             return Model(pipeline, mv, engine, enricher)
         return Model(pipeline, mv, enricher=enricher)
 
     def profile(self, mv: ModelVersion) -> dict[str, Any]:
         """The reference profile stored with a version."""
-        result: dict[str, Any] = json.loads(self.artifacts.get(mv.meta["artifacts"]["profile"]))
+        result: dict[str, Any] = json.loads(self._read(mv, mv.meta["artifacts"]["profile"]))
         return result
 
     def reference_sample(self, mv: ModelVersion) -> pd.DataFrame:
         """The bounded random sample of training rows stored with a version."""
-        return from_parquet_bytes(self.artifacts.get(mv.meta["artifacts"]["sample"]))
+        return from_parquet_bytes(self._read(mv, mv.meta["artifacts"]["sample"]))
 
     def reference_predictions(self, mv: ModelVersion) -> pd.DataFrame:
         """The version's predictions on its validation data (label, ``proba:<class>`` / value)."""
-        sha = mv.meta["artifacts"]["reference_predictions"]
-        return from_parquet_bytes(self.artifacts.get(sha))
+        return from_parquet_bytes(self._read(mv, mv.meta["artifacts"]["reference_predictions"]))
+
+    def _read(self, mv: ModelVersion, sha256: str) -> bytes:
+        """One artifact of ``mv``: its type, recorded size and hash checked before use."""
+        return self.artifacts.get(sha256, mv.artifact_size(sha256))
 
     def estimator(self, mv: ModelVersion) -> estimation.Calibration | estimation.LossModel | None:
         """The performance estimator fitted at registration (a CBPE calibration or a DLE loss
@@ -239,10 +265,10 @@ class Registry:
         if sha is None:
             return None
         return estimation.load_estimator(
-            self.artifacts.get(sha),
+            self._read(mv, sha),
             mv.meta["estimation"],
             mv.format,
-            trusted=self.settings.trusted_types,
+            trusted=[*mv.meta.get("estimator_trusted_types", ()), *self.settings.trusted_types],
             source=str(self.artifacts.path(sha)),
         )
 
@@ -285,6 +311,18 @@ class Registry:
         check_alias(alias)
         target = tables.rollback(self.store, name, alias, self._actor(actor), detail=_via(via))
         return self.get(f"{name}:{target}")
+
+    def unalias(
+        self, name: str, alias: str, *, actor: str | None = None, via: str | None = None
+    ) -> int:
+        """Remove ``alias`` from model ``name`` and record it; the version it pointed at.
+
+        The version itself is untouched (archive it separately). Removing ``production``
+        makes servers stop serving the model within a poll interval; promote a version to
+        serve it again. A later ``rollback`` of the alias has nothing to go back from.
+        """
+        check_alias(alias)
+        return tables.remove_alias(self.store, name, alias, self._actor(actor), detail=_via(via))
 
     def archive(
         self, name: str, version: int, *, actor: str | None = None, via: str | None = None
@@ -340,9 +378,8 @@ class Registry:
         for model_name in names:
             for mv in self.versions(model_name):
                 for role, sha in mv.meta.get("artifacts", {"model": mv.sha256}).items():
-                    checks.append(
-                        ArtifactCheck(model_name, mv.version, role, sha, self.artifacts.check(sha))
-                    )
+                    status, detail = self.artifacts.diagnose(sha, mv.artifact_size(sha))
+                    checks.append(ArtifactCheck(model_name, mv.version, role, sha, status, detail))
         return checks
 
     # -- internals -------------------------------------------------------------------------
@@ -381,3 +418,24 @@ class Registry:
 
 def _via(via: str | None) -> dict[str, str]:
     return {"via": via} if via else {}
+
+
+def _skops_trust(
+    name: str, payload: bytes, trusted: Sequence[str], settings: Settings
+) -> list[str]:
+    """The types beyond skops' defaults a skops artifact needs, all of them trusted, or raise."""
+    needed = art.untrusted_types(payload, "skops")
+    allowed = {*trusted, *settings.trusted_types}
+    refused = [t for t in needed if t not in allowed]
+    if refused:
+        listed = ", ".join(repr(t) for t in refused)
+        raise UntrustedArtifact(
+            "",
+            refused,
+            f"Nothing was registered. If you trust this pipeline (you fitted it), register it "
+            f"with trusted=[{listed}]: the list is recorded with the version and used to load "
+            "it. skops refuses these by default because loading them runs their code (a "
+            "custom function) or trusts their content (a crafted tree can crash the process).",
+            what=f"The skops artifact of {name!r}",
+        )
+    return sorted(needed)

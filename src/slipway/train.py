@@ -77,6 +77,7 @@ class TrainConfig(_Strict):
     tags: dict[str, str] = Field(default_factory=dict)
     alias: str | None = None
     format: Literal["joblib", "skops"] = "joblib"
+    trusted: list[str] = Field(default_factory=list)
     data: DataConfig
     estimator: EstimatorConfig
     validation: ValidationConfig = Field(default_factory=lambda: ValidationConfig())
@@ -86,9 +87,15 @@ class TrainConfig(_Strict):
 def load_config(path: Path) -> TrainConfig:
     """Parse and check a TOML config; raise ConfigError listing every problem."""
     try:
-        raw = tomllib.loads(Path(path).read_text())
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"Config file {path} does not exist.") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"Config file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8."
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"Cannot read config file {path}: {exc.strerror}.") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"Config file {path} is not valid TOML: {exc}") from None
     try:
@@ -197,6 +204,7 @@ def register_trained(
         description=config.description,
         tags=config.tags,
         format=config.format,
+        trusted=config.trusted,
         cv=config.validation.cv,
         unseen=config.contract.unseen,
         band=config.contract.band,

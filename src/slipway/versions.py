@@ -60,6 +60,12 @@ class ModelVersion:
         """Input fields in training order."""
         return list(self.meta["feature_names"])
 
+    def artifact_size(self, sha256: str) -> int | None:
+        """The byte size of one of the version's artifacts, as recorded at registration (None
+        for versions registered before sizes were recorded)."""
+        size = self.meta.get("artifact_sizes", {}).get(sha256)
+        return None if size is None else int(size)
+
     @property
     def contract(self) -> Contract:
         """The input contract learned from the training data."""
@@ -141,6 +147,7 @@ class ArtifactCheck:
     role: str
     sha256: str
     status: str  # "ok" | "missing" | "corrupted"
+    detail: str = ""  # what is wrong, when it is not ok
 
 
 def parse_ref(ref: str) -> tuple[str, int | None, str | None]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -147,3 +148,138 @@ def test_webhook_against_a_real_local_server(alert):
     assert record["delivered"]
     content_type, body = _Hook.received[-1]
     assert content_type == "application/json" and body["status"] == "ALERT"
+
+
+SECRET_URL = (
+    "https://alice:s3cr3t-pass@hooks.example.com/services/T0001/B0002/XXsecretXX?token=tok-9876"
+)
+SECRETS = ("alice", "s3cr3t-pass", "XXsecretXX", "tok-9876", "T0001/B0002")
+
+
+def test_webhook_errors_never_show_credentials_or_secret_parts(alert):
+    """A 500 and a connection error: recorded as scheme://host/… only, whatever the error says."""
+    answers = iter([httpx.Response(500), httpx.ConnectError(f"cannot reach {SECRET_URL}")])
+
+    def handler(request):
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    sink = WebhookSink(SECRET_URL, transport=httpx.MockTransport(handler))
+    [record] = deliver(alert, [Route("webhook", sink)], attempts=2, sleep=lambda s: None)
+    text = json.dumps(record) + repr(sink)
+    assert not [s for s in SECRETS if s in text], text
+    assert "https://hooks.example.com/…" in record["errors"][0]
+    assert "500" in record["errors"][0] and "ConnectError" in record["errors"][1]
+
+
+def test_monitor_output_and_stored_runs_never_show_the_webhook_secrets(
+    capsys, env, registry, fraud, monkeypatch
+):
+    """`slipway monitor --format json`: stdout, stderr and the stored run (what GET
+    /v1/models/{name}/monitoring returns) name the failing webhook without its secrets."""
+    from tests.cli_helpers import run_cli
+
+    server = HTTPServer(("127.0.0.1", 0), _Failing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    port = server.server_address[1]
+    url = (
+        f"http://alice:s3cr3t-pass@127.0.0.1:{port}/services/T0001/B0002/XXsecretXX?token=tok-9876"
+    )
+    monkeypatch.setenv("SLIPWAY_ALERT_WEBHOOK_URL", url)
+    monkeypatch.setenv("SLIPWAY_ALERT_MIN_STATUS", "OK")
+    monkeypatch.setenv("SLIPWAY_ALERT_WEBHOOK_ATTEMPTS", "2")
+    monkeypatch.setenv("SLIPWAY_ALERT_WEBHOOK_BACKOFF", "0")
+    try:
+        result = run_cli(capsys, "monitor", "fraud", "--format", "json")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _Failing.hits >= 2
+    stored = json.dumps(Monitor(registry, sinks=[]).latest("fraud"))
+    alerts = json.loads(result.out)["alerts"]
+    assert (
+        alerts[-1]["delivered"] is False and f"http://127.0.0.1:{port}/…" in alerts[-1]["errors"][0]
+    )
+    for text in (result.out, result.err, stored):
+        assert not [s for s in SECRETS if s in text], text
+
+
+class _Failing(BaseHTTPRequestHandler):
+    hits: ClassVar[int] = 0
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        _Failing.hits += 1
+        self.send_response(500)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+class Trickler:
+    """A socket server that answers every request one byte every 0.2 s, for ever."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.stop = threading.Event()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/hook"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        self.sock.settimeout(0.2)
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            if self.what == "body":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+            else:
+                conn.sendall(b"HTTP/1.1 200 OK\r\n")
+            while not self.stop.wait(0.2):
+                try:
+                    conn.sendall(b"x" if self.what == "body" else b"X-Slow: y\r\n"[:1])
+                except OSError:
+                    return
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.sock.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("what", ["headers", "body"])
+def test_a_trickling_receiver_cannot_stretch_an_attempt_and_the_run_is_stored(
+    registry, fraud, what
+):
+    """Headers or body arriving a byte at a time: each attempt ends at its deadline, the run
+    is stored with the failure, and monitoring returns."""
+    trickler = Trickler(what)
+    sink = WebhookSink(trickler.url, timeout=1.0)
+    m = Monitor(registry, clock=lambda: NOW, sinks=[Route("webhook", sink, "OK")],
+                sleep=lambda s: None)  # fmt: skip
+    done: list = []
+    runner = threading.Thread(target=lambda: done.append(m.run("fraud", since=timedelta(hours=1))))
+    runner.start()
+    runner.join(timeout=60)  # each attempt takes 1 s; before the fix this never returned
+    finished = not runner.is_alive()
+    trickler.close()
+    runner.join()
+    assert finished, "a trickling webhook held the monitoring run"
+    [record] = done[0].alerts
+    assert record["delivered"] is False
+    assert all("did not answer in full within 1 s" in e for e in record["errors"])
+    [run] = m.history("fraud")
+    assert run.alerts == done[0].alerts

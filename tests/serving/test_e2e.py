@@ -265,3 +265,59 @@ def test_a_server_that_cannot_start_says_why(tmp_path):
     s = Settings(home=tmp_path / "home", user="tester")
     with pytest.raises(ServerFailed, match="No API keys exist"):
         ServerProcess(env=subprocess_env(s), log_dir=tmp_path / "server").start()
+
+
+def test_a_broken_production_model_leaves_the_healthy_one_served_and_ready(
+    tmp_path, register, make_fitted
+):
+    """One production version that cannot load: the server starts and is ready, serves the
+    healthy model, says why the other is not ready (no paths), `slipway models unalias`
+    removes it; with --require-all the same server is not ready."""
+    import os
+    import subprocess
+    import sys
+
+    from slipway.serving.process import ServerFailed
+
+    s, registry, token, _ = prepare(tmp_path, register, models=("fraud",))
+    fitted = make_fitted("regressor")
+    registry.register(fitted.pipeline, "prices", fitted.X_train, fitted.y_train)
+    path = registry.artifacts.path(registry.get("prices:1").sha256)
+    os.chmod(path, 0o644)
+    path.write_bytes(b"damaged")
+    registry.promote("prices", 1)
+    headers = {"Authorization": f"Bearer {token}"}
+    env = subprocess_env(s)
+    with ServerProcess(env=env, log_dir=tmp_path / "server", ready_timeout=60) as server:
+        ready = httpx.get(server.url + "/ready", timeout=10)
+        body = ready.json()
+        assert ready.status_code == 200 and body["models"] == {"fraud": 1}
+        assert body["readiness"]["prices"]["ready"] is False
+        assert "integrity check" in body["readiness"]["prices"]["reason"]
+        assert str(path) not in ready.text and str(tmp_path) not in ready.text
+        rows = fitted.X_val.iloc[:1].to_dict("records")
+        fraud = httpx.post(server.url + "/v1/models/fraud/predict", headers=headers,
+                           json={"instances": [{"amount": 10.0, "hour": 3, "merchant": "travel",
+                                                "country": "US"}]}, timeout=10)  # fmt: skip
+        assert fraud.status_code == 200
+        prices = httpx.post(server.url + "/v1/models/prices/predict", headers=headers,
+                            json={"instances": rows}, timeout=10)  # fmt: skip
+        assert prices.status_code == 503 and prices.json()["code"] == "model_not_ready"
+        assert "production version 1 failed to load" in prices.json()["error"]
+        cli = subprocess.run(
+            [sys.executable, "-m", "slipway", "models", "unalias", "prices", "production"],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert cli.returncode == 0 and "production of prices removed" in cli.stdout, cli.stderr
+        deadline = time.monotonic() + 30
+        while "prices" in httpx.get(server.url + "/ready", timeout=10).json()["readiness"]:
+            assert time.monotonic() < deadline, "the unaliased model is still expected"
+            time.sleep(0.2)
+    registry.promote("prices", 1)
+    strict = ServerProcess(["--require-all"], env=env, log_dir=tmp_path / "strict",
+                           ready_timeout=15)  # fmt: skip
+    with pytest.raises(ServerFailed, match="not ready after"):
+        strict.start()

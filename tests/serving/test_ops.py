@@ -22,24 +22,6 @@ def test_models_list_and_describe_with_contract_schema(serve):
     assert body["example"] == mv.contract.example() and body["classes"] == [0, 1]
 
 
-def test_health_never_touches_the_database_and_ready_does(harness):
-    """/health stays 200 with the database gone; /ready turns 503 naming the reason."""
-    store = harness.registry.store
-
-    def broken():
-        raise ConnectionError("no database")
-
-    ping = store.ping
-    store.ping = broken
-    try:
-        assert harness.client.get("/health").json() == {"status": "ok"}
-        r = harness.client.get("/ready")
-        assert r.status_code == 503 and "database unreachable" in r.json()["error"]
-    finally:
-        store.ping = ping
-    assert harness.client.get("/ready").json()["models"] == {"fraud": 1}
-
-
 def test_ready_is_503_while_no_model_serves(serve):
     """A server with nothing to serve is live but not ready."""
     h = serve(models=())
@@ -179,7 +161,9 @@ def test_batch_prediction_lookup_returns_the_latest_row(serve, settings):
         "label": 1,
         "probabilities": {"0": 0.2, "1": 0.8},
     }
-    assert harness.get("/v1/models/other/predictions/c1").json()["value"] == 3.5
+    # "other" has batch rows but is not served here: answered as if it did not exist.
+    other = harness.get("/v1/models/other/predictions/c1")
+    assert other.status_code == 404 and "not served here" in other.json()["error"]
     missing = harness.get("/v1/models/fraud/predictions/zz")
     assert missing.status_code == 404 and "'zz'" in missing.json()["error"]
 
@@ -256,3 +240,42 @@ def test_sklearn_backend_setting_serves_without_onnx(serve):
     """SLIPWAY_SERVE_BACKEND=sklearn keeps scikit-learn answering."""
     h = serve(serve_backend="sklearn")
     assert h.get("/v1/models/fraud").json()["backend"] == "sklearn"
+
+
+def test_model_scoped_routes_answer_only_for_the_served_models(serve, settings, make_fitted):
+    """With serve_models=("fraud",), another registered model's stored monitoring report and
+    batch predictions are not served, and its name answers exactly like a missing one."""
+    from slipway.monitoring.runner import Monitor
+
+    harness = serve(settings=settings.model_copy(update={"serve_models": ("fraud",)}))
+    fitted = make_fitted("regressor")
+    harness.registry.register(fitted.pipeline, "internal", fitted.X_train, fitted.y_train)
+    harness.registry.promote("internal", 1)
+    Monitor(harness.registry, sinks=[]).run("internal", since=timedelta(hours=1))
+    assert Monitor(harness.registry, sinks=[]).latest("internal") is not None
+    with harness.registry.store.write() as conn:
+        conn.execute(
+            batch_predictions.insert(),
+            [
+                dict(
+                    run_id="r1",
+                    key="k1",
+                    model_name="internal",
+                    version=1,
+                    sha256="c" * 64,
+                    label=None,
+                    probabilities=None,
+                    value=3.5,
+                    scored_at=utcnow(),
+                )
+            ],
+        )
+
+    def answer(name: str, route: str) -> tuple[int, str, str]:
+        r = harness.get(route.format(name))
+        return r.status_code, r.json()["code"], r.json()["error"].replace(name, "NAME")
+
+    for route in ("/v1/models/{}/monitoring", "/v1/models/{}/predictions/k1"):
+        internal = answer("internal", route)
+        assert internal[0] == 404 and "not served here" in internal[2]
+        assert internal == answer("ghost", route)

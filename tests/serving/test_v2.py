@@ -64,6 +64,25 @@ def test_json_tensors_per_field_match_the_v1_answer(harness):
     assert harness.post("/v1/feedback", body).json()["accepted"] == 4
 
 
+def test_integer_tensors_take_integral_json_numbers(serve):
+    """72.0 in an INT64 tensor is the integer 72 (JSON has one number type); 72.5 is refused."""
+    h = serve(models=("prices",))
+    row = h.rows("prices", 1)[0]
+
+    def infer(hour):
+        tensors = [
+            {"name": "amount", "datatype": "FP64", "shape": [1], "data": [row["amount"]]},
+            {"name": "hour", "datatype": "INT64", "shape": [1], "data": [hour]},
+        ]
+        return h.post("/v2/models/prices/infer", {"inputs": tensors})
+
+    as_int, as_float = infer(int(row["hour"])), infer(float(row["hour"]))
+    assert as_int.status_code == as_float.status_code == 200, as_float.text
+    value = next(o for o in as_float.json()["outputs"] if o["name"] == "value")["data"]
+    assert value == next(o for o in as_int.json()["outputs"] if o["name"] == "value")["data"]
+    assert infer(float(row["hour"]) + 0.5).status_code == 422
+
+
 def test_binary_tensors_in_and_out(serve):
     """A binary [N, 20] FP32 input and binary outputs, framed by Inference-Header-Content-Length."""
     h = serve(models=("grid",))

@@ -33,7 +33,7 @@ class BatchPredictionOut(BaseModel):
 def router(service: Service) -> APIRouter:
     """``GET /v1/models/{name}/predictions/{key}``."""
     api = v1_router()
-    answers = not_found("No batch prediction for that key.")
+    answers = not_found("The model is not served here, or has no batch prediction for that key.")
 
     @api.get(
         "/models/{name}/predictions/{key}",
@@ -43,6 +43,7 @@ def router(service: Service) -> APIRouter:
     )
     def get_batch_prediction(name: str, key: str) -> Response:
         """The latest precomputed prediction for ``key`` from `slipway batch` runs."""
+        service.runtime.in_scope(name)  # served models only; others answer as unknown ones
         return json_response(latest_batch_prediction(service.registry.store, name, key))
 
     return api

@@ -64,9 +64,18 @@ class FileSource:
     def columns(self) -> list[str]:
         """Column names of the first file (every file must have the contract's columns)."""
         first = self.paths[0]
-        if self.format == "parquet":
-            return list(pq.read_schema(first).names)
-        return [str(c) for c in pd.read_csv(first, nrows=0).columns]
+        try:
+            if self.format == "parquet":
+                return list(pq.read_schema(first).names)
+            return [str(c) for c in pd.read_csv(first, nrows=0).columns]
+        except pd.errors.EmptyDataError:
+            raise BatchInputError(
+                f"CSV file {str(first)!r} is empty: it has no header row, so there is nothing "
+                "to score."
+            ) from None
+        except (ValueError, OSError) as exc:  # not CSV/Parquet, not UTF-8, unreadable
+            kind = "Parquet" if self.format == "parquet" else "CSV"
+            raise BatchInputError(f"Cannot read {kind} file {str(first)!r}: {exc}") from None
 
     def total_rows(self) -> int | None:
         """Row count from Parquet footers; None for CSV, which would need a full read."""

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Group, RenderableType
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -116,12 +117,12 @@ def versions_table(versions: Sequence[ModelVersion]) -> Table:
 def checks_table(checks: Sequence[ArtifactCheck]) -> Table:
     """The outcome of `slipway models verify`."""
     table = Table(title="Artifact integrity", title_justify="left")
-    for col in ("model", "version", "artifact", "sha256", "status"):
+    for col in ("model", "version", "artifact", "sha256", "status", "detail"):
         table.add_column(col)
     style = {"ok": "green", "missing": "red", "corrupted": "bold red"}
     for c in checks:
         status = f"[{style[c.status]}]{c.status}[/]"
-        table.add_row(c.model, str(c.version), c.role, c.sha256[:16], status)
+        table.add_row(c.model, str(c.version), c.role, c.sha256[:16], status, escape(c.detail))
     return table
 
 

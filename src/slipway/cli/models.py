@@ -1,4 +1,4 @@
-"""`slipway models ...`: list, show, promote, rollback, archive, audit, verify."""
+"""`slipway models ...`: list, show, promote, rollback, unalias, archive, audit, verify."""
 
 from __future__ import annotations
 
@@ -85,6 +85,16 @@ def rollback(
     """Move an alias back to the version it held before."""
     mv = registry().rollback(name, alias=alias)
     console.print(f"{alias} of {name} rolled back → version {mv.version}")
+
+
+@app.command("unalias")
+def unalias(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    alias: Annotated[str, typer.Argument(help="The alias to remove, e.g. production.")],
+) -> None:
+    """Remove an alias (a server stops serving a model that loses its production alias)."""
+    version = registry().unalias(name, alias)
+    console.print(f"{alias} of {name} removed (it pointed at version {version})")
 
 
 @app.command("archive")

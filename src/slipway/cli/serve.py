@@ -25,6 +25,13 @@ def serve_command(
     no_auth: Annotated[
         bool, typer.Option("--no-auth", help="Serve without API keys (trusted networks only).")
     ] = False,
+    require_all: Annotated[
+        bool,
+        typer.Option(
+            "--require-all",
+            help="Ready only while every model to serve is loaded (default: at least one).",
+        ),
+    ] = False,
     graceful_timeout: Annotated[
         int, typer.Option(help="Seconds in-flight requests get to finish on SIGTERM.", min=1)
     ] = 30,
@@ -46,7 +53,12 @@ def serve_command(
     from slipway.serving import server
 
     config = server.settings_for(
-        settings(), models=model or (), auth=not no_auth, workers=workers, console=console
+        settings(),
+        models=model or (),
+        auth=not no_auth,
+        workers=workers,
+        console=console,
+        require_all=require_all,
     )
     served = server.preflight(config)
     if no_auth:

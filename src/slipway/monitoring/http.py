@@ -32,10 +32,11 @@ def router(service: Service) -> APIRouter:
         "/models/{name}/monitoring",
         operation_id="get_monitoring_report",
         response_model=MonitoringOut,
-        responses=not_found("No such model, or no run yet."),
+        responses=not_found("The model is not served here, or has no run yet."),
     )
     def get_monitoring_report(name: str) -> Response:
         """The latest stored `slipway monitor` report of a model (status, reasons, checks)."""
+        service.runtime.in_scope(name)  # served models only; others answer as unknown ones
         report = latest_report(service.registry, name)
         if report is None:
             raise NotFound(

@@ -125,9 +125,13 @@ def make_policy(
 def load_policy(path: Path) -> Policy:
     """Read a TOML policy file: top-level options, ``[thresholds]`` and ``[features.NAME]``."""
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"Cannot read monitoring config {path}: {exc.strerror}.") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"Monitoring config {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8."
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"Monitoring config {path} is not valid TOML: {exc}.") from None
     floors = {"*": data.pop("thresholds", {}), **data.pop("features", {})}

@@ -18,7 +18,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import PlainTextResponse, Response
 
 from slipway._version import __version__
@@ -29,15 +28,17 @@ from slipway.registry import Registry
 from slipway.serving import errors, mlflow, openapi, v1, v2
 from slipway.serving.answering import Answerer
 from slipway.serving.auth import KeyCache
+from slipway.serving.connections import STATE_KEY, ConnectionLimits
 from slipway.serving.fastpath import FastPredict, ServiceApp
 from slipway.serving.feedback import FeedbackDesk
 from slipway.serving.gate import Gate
 from slipway.serving.limits import ConcurrencyCap, TokenBuckets
 from slipway.serving.log import PredictionLog
 from slipway.serving.metrics import Metrics
+from slipway.serving.readiness import assess
 from slipway.serving.routing import Production, RoutingFactory
 from slipway.serving.runtime import Runtime
-from slipway.serving.schemas import ErrorOut, HealthOut, ReadyOut
+from slipway.serving.schemas import HealthOut, NotReadyOut, ReadyOut
 from slipway.serving.service import GUARDED, RouterFactory, Service, json_response
 
 logger = logging.getLogger("slipway.serving")
@@ -83,7 +84,12 @@ def create_app(
         backend=settings.serve_backend,
         routing=routing,
     )
-    keys = KeyCache(KeyStore(store), settings.serve_poll_seconds) if settings.serve_auth else None
+    cap = ConcurrencyCap(settings.serve_max_concurrency)
+    keys = (
+        KeyCache(KeyStore(store), settings.serve_poll_seconds, metrics)
+        if settings.serve_auth
+        else None
+    )
     service = Service(
         settings=settings,
         registry=registry,
@@ -92,14 +98,23 @@ def create_app(
         metrics=metrics,
         keys=keys,
         answerer=Answerer(log, metrics, max_rows=settings.serve_max_rows),
-        feedback=FeedbackDesk(store, log, settle_seconds=settings.serve_log_flush_seconds * 2 + 1),
+        feedback=FeedbackDesk(
+            store, log, settle_seconds=settings.serve_log_flush_seconds * 2 + 1, cap=cap
+        ),
+    )
+
+    limits = ConnectionLimits(
+        settings.serve_header_timeout_seconds,
+        settings.serve_body_timeout_seconds,
+        settings.serve_max_connections_per_peer,
     )
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         start(service)
         try:
-            yield
+            # The lifespan state reaches uvicorn's protocol (connections.py) as its app_state.
+            yield {STATE_KEY: limits}
         finally:
             stop(service)
 
@@ -121,7 +136,7 @@ def create_app(
     guard: dict[str, Any] = {
         "keys": keys,
         "buckets": TokenBuckets(rate, burst, clock),
-        "cap": ConcurrencyCap(settings.serve_max_concurrency),
+        "cap": cap,
         "max_body_bytes": settings.serve_max_body_bytes,
         "metrics": metrics,
         "public_docs": settings.serve_public_docs,
@@ -132,7 +147,7 @@ def create_app(
     if settings.serve_fast_path:
         routes = (r for a in apis for r in a.routes)
         route = next(r for r in routes if getattr(r, "operation_id", "") == "predict")
-        app.lane = Gate(FastPredict(service, route), **guard)
+        app.lane = Gate(FastPredict(service, route), **guard, replay_body=False)
     openapi.install(app, service)
     return app
 
@@ -177,26 +192,12 @@ def health_router(service: Service) -> APIRouter:
         "/ready",
         operation_id="ready",
         response_model=ReadyOut,
-        responses={503: {"model": ErrorOut, "description": "Not ready, with the reasons."}},
+        responses={503: {"model": NotReadyOut, "description": "Not ready, with the reasons."}},
     )
     async def ready() -> Response:
-        """Readiness: models loaded and verified, database reachable (no key needed)."""
-        reasons = list(service.runtime.readiness())
-        try:
-            await run_in_threadpool(service.registry.store.ping)
-        except Exception as exc:
-            reasons.append(f"database unreachable: {type(exc).__name__}")
-        served = {n: s.version for n, s in sorted(service.runtime.served.items())}
-        if reasons:
-            message = "Not ready: " + "; ".join(reasons)
-            return json_response({"error": message, "code": "not_ready"}, 503)
-        warnings = [
-            f"{n}: version {f.version} failed to load ({f.error}); still serving version "
-            f"{served[n]}"
-            for n, f in sorted(service.runtime.failures.items())
-            if n in served
-        ]
-        return json_response({"status": "ready", "models": served, "warnings": warnings})
+        """Readiness, per model (no key needed): see docs/serving.md for what it means."""
+        verdict = assess(service)
+        return json_response(verdict.to_dict(), 200 if verdict.ready else 503)
 
     @api.get(
         "/metrics",

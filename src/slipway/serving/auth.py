@@ -13,6 +13,7 @@ import threading
 from slipway.clock import utcnow
 from slipway.exceptions import Unauthorized
 from slipway.keys import ApiKey, KeyStore, hash_token
+from slipway.serving.metrics import Metrics
 
 logger = logging.getLogger("slipway.serving.auth")
 
@@ -22,13 +23,22 @@ ANONYMOUS = ApiKey("anonymous", "admin", "-", utcnow())
 class KeyCache:
     """The active keys by sha256, and the thread that keeps them current."""
 
-    def __init__(self, keys: KeyStore, poll_seconds: float = 1.0) -> None:
+    def __init__(
+        self, keys: KeyStore, poll_seconds: float = 1.0, metrics: Metrics | None = None
+    ) -> None:
         self.keys = keys
         self.poll_seconds = poll_seconds
+        self.metrics = metrics
+        self.died: str | None = None  # why the refresher thread stopped, if it did
         self._by_hash: dict[str, ApiKey] = {}
         self._by_name: dict[str, ApiKey] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @property
+    def alive(self) -> bool:
+        """Whether the refresher runs (True before it is started)."""
+        return self.died is None
 
     def __len__(self) -> int:
         return len(self._by_hash)
@@ -71,6 +81,9 @@ class KeyCache:
         """Start refreshing in the background."""
         if self._thread is None:
             self._stop.clear()
+            self.died = None
+            if self.metrics is not None:
+                self.metrics.thread_alive.labels("key_refresher").set(1)
             self._thread = threading.Thread(target=self._run, name="slipway-keys", daemon=True)
             self._thread.start()
 
@@ -82,8 +95,20 @@ class KeyCache:
             self._thread = None
 
     def _run(self) -> None:
-        while not self._stop.wait(self.poll_seconds):
-            try:
-                self.refresh()
-            except Exception as exc:
-                logger.warning("could not refresh API keys (keeping the last copy): %s", exc)
+        try:
+            while not self._stop.wait(self.poll_seconds):
+                try:
+                    self.refresh()
+                except Exception as exc:
+                    logger.warning("could not refresh API keys (keeping the last copy): %s", exc)
+        except BaseException as exc:
+            # Revoked keys would keep working unnoticed: say so loudly, and stop being ready.
+            self.died = f"{type(exc).__name__}: {exc}"
+            logger.critical(
+                "the API key refresher stopped (%s); this worker is not ready",
+                self.died,
+                exc_info=True,
+            )
+            if self.metrics is not None:
+                self.metrics.thread_alive.labels("key_refresher").set(0)
+            # Not re-raised: the traceback is in the log above, and readiness reports it.

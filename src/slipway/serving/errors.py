@@ -4,7 +4,9 @@ Every error body is JSON naming the problem, never a stack trace. ``/v1`` and th
 routes answer ``{"error": message, "code": ..., "request_id": ...}`` (plus ``problems`` for
 422s); the Open Inference Protocol routes under ``/v2`` answer ``{"error": message}`` as that
 protocol requires. An unexpected exception is logged with its traceback under the request id
-and answered with a 500 that names only the request id.
+and answered with a 500 that names only the request id. The database being unreachable is not
+a bug: it is answered 503 with ``Retry-After`` and logged as one line, without a traceback or
+the driver's message (which names hosts and ports) in the body.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from slipway.exceptions import (
     InvalidReference,
     InvalidRequest,
     MalformedRequest,
+    ModelNotReady,
     NotFound,
     Overloaded,
     RateLimited,
@@ -40,8 +43,12 @@ from slipway.exceptions import (
     Unavailable,
 )
 from slipway.serving import scope as scopes
+from slipway.store import TRANSIENT
 
 logger = logging.getLogger("slipway.serving")
+
+DATABASE_UNAVAILABLE = "database_unavailable"
+DATABASE_RETRY_AFTER = 5
 
 # Exception class -> (HTTP status, machine-readable code). The most specific class wins:
 # an exception's MRO is walked and the first class found here decides.
@@ -60,8 +67,11 @@ STATUS: Mapping[type[BaseException], tuple[int, str]] = {
     InvalidRequest: (422, "invalid_request"),
     RateLimited: (429, "rate_limited"),
     Overloaded: (503, "overloaded"),
+    ModelNotReady: (503, "model_not_ready"),
     Unavailable: (503, "unavailable"),
     SlipwayError: (500, "internal_error"),
+    # The database is down, restarting, unreachable or out of connections: retry later.
+    **dict.fromkeys(TRANSIENT, (503, DATABASE_UNAVAILABLE)),
 }
 _HTTP_CODES = {
     400: "bad_request",
@@ -108,6 +118,8 @@ def body(
 def render(scope: Scope, exc: BaseException) -> Response:
     """The response an exception becomes."""
     status, code = status_of(exc)
+    if code == DATABASE_UNAVAILABLE:
+        return database_unavailable(scope, exc)
     if status >= 500 and not isinstance(exc, Unavailable):
         return internal_error(scope, exc)
     problems = None
@@ -126,6 +138,25 @@ def internal_error(scope: Scope, exc: BaseException) -> Response:
         f"Internal server error; the server log has the details under request id {request_id}."
     )
     return Response(body(scope, message, "internal_error"), 500, None, "application/json")
+
+
+def database_unavailable(scope: Scope, exc: BaseException) -> Response:
+    """A 503 with Retry-After; one warning line in the log (the driver's message stays there)."""
+    request_id = scope.get("slipway.request_id", "-")
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    logger.warning(
+        "database unavailable in request %s: %s: %s",
+        request_id,
+        type(exc).__name__,
+        detail[0] if detail else "",
+    )
+    message = (
+        f"The database is unavailable right now; retry in {DATABASE_RETRY_AFTER} s. "
+        "Predictions are still answered meanwhile."
+    )
+    content = body(scope, message, DATABASE_UNAVAILABLE)
+    headers = {"Retry-After": str(DATABASE_RETRY_AFTER)}
+    return Response(content, 503, headers, "application/json")
 
 
 async def send(scope: Scope, send_: Send, exc: BaseException) -> int:
@@ -185,7 +216,7 @@ def install(app: FastAPI) -> None:
         return Response(content, 422, None, "application/json")
 
     async def unexpected(request: Request, exc: Exception) -> Response:
-        return internal_error(request.scope, exc)
+        return render(request.scope, exc)  # the table still decides (database errors: 503)
 
     app.add_exception_handler(SlipwayError, slipway_error)
     app.add_exception_handler(HTTPException, http_error)

@@ -72,7 +72,8 @@ class FastPredict:
         scope["path_params"] = {"name": name}
 
         async def read() -> bytes:
-            return await read_body(receive)
+            body: bytes | None = scope.get("slipway.body")  # the gate read it first
+            return body if body is not None else await read_body(receive)
 
         try:
             content = await predict(self.service, name, read, scope)

@@ -2,9 +2,16 @@
 
 A raw ASGI middleware (no per-request objects beyond what it needs), in this order: assign a
 request id; authenticate (401); refuse a declared body above the limit before reading it (413);
-spend a rate token of the key (429); admit under the concurrency cap (503); call the app with
-a ``receive`` that stops a body streaming past the limit (413); then write one JSON access-log
-line and count the request. Liveness and readiness pass without a key or a limit.
+spend a rate token of the key (429); read the whole body (413 as soon as it streams past the
+limit); admit under the concurrency cap (503); call the app, which gets the body already read;
+then write one JSON access-log line and count the request. Liveness and readiness pass without
+a key or a limit.
+
+The body is read *before* the concurrency slot is taken, so a client sending its body slowly
+holds no slot: slots are for work, and slow bodies have their own bound (the body deadline of
+``connections.py``, which closes the connection; the gate then records a 408). A body that
+arrived with its headers, the usual case, is one ``receive`` that the app would have made
+anyway.
 
 Browser pages cannot send an API key with every request. A capability that serves them (the
 web console under ``/ui``) hands the gate a :class:`SessionAuth` for its path prefix; requests
@@ -36,6 +43,7 @@ from slipway.serving.limits import (
     TokenBuckets,
     check_content_length,
     limited_receive,
+    read_body_first,
 )
 from slipway.serving.metrics import Metrics
 
@@ -43,6 +51,7 @@ OPEN_PATHS = frozenset({"/health", "/ready", "/ping", "/v2/health/live", "/v2/he
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_BODILESS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class SessionAuth(Protocol):
@@ -67,6 +76,7 @@ class Gate:
         metrics: Metrics,
         public_docs: bool = False,
         sessions: Mapping[str, SessionAuth] | None = None,
+        replay_body: bool = True,
     ) -> None:
         self.app = app
         self.keys, self.buckets, self.cap = keys, buckets, cap
@@ -75,6 +85,9 @@ class Gate:
         self.open_paths = OPEN_PATHS | DOCS_PATHS if public_docs else OPEN_PATHS
         # (prefix, prefix + "/", auth) per prefix; empty on the prediction lane.
         self.sessions = tuple((p, p + "/", a) for p, a in (sessions or {}).items())
+        # False when the app reads the body from scope["slipway.body"] (the direct lane), so
+        # no replaying ``receive`` is made for it.
+        self.replay_body = replay_body
         self.access = AccessLog()
         self._ids = _RequestIds()
         self._counters: dict[tuple[str, str, int], Any] = {}
@@ -121,10 +134,14 @@ class Gate:
                     else _client(scope)
                 )
                 self.buckets.take(client)
+                if scope["method"] not in _BODILESS:
+                    receive = await read_body_first(
+                        scope, receive, declared, self.max_body_bytes, self.replay_body
+                    )
+                elif declared is None:
+                    receive = limited_receive(receive, self.max_body_bytes)
                 self.cap.enter()
                 admitted = True
-                if declared is None:
-                    receive = limited_receive(receive, self.max_body_bytes)
             await self.app(scope, receive, send_wrapper)
         except SlipwayError as exc:
             if response_started:
@@ -132,11 +149,13 @@ class Gate:
             self._reject(exc)
             status = await errors.send(scope, send_wrapper, exc)
         except ClientDisconnect:
-            status = 499  # the client left before sending its whole body: nobody to answer
+            # The client left before sending its whole body, or its connection was closed for
+            # sending it too slowly (connections.py answered 408 then): nobody to answer now.
+            status = 408 if scope.get("slipway.timed_out") else 499
         except Exception as exc:
             if response_started:
                 raise
-            response = errors.internal_error(scope, exc)
+            response = errors.render(scope, exc)  # a 500, or a 503 for a database outage
             await response(scope, receive, send_wrapper)
         finally:
             if admitted:

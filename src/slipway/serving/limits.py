@@ -10,10 +10,12 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from starlette.types import Message, Receive
+from starlette.requests import ClientDisconnect
+from starlette.types import Message, Receive, Scope
 
 from slipway.exceptions import MalformedRequest, Overloaded, RateLimited, RequestTooLarge
 
@@ -88,6 +90,19 @@ class ConcurrencyCap:
         """Mark one admitted request as finished."""
         self.in_flight -= 1
 
+    @contextmanager
+    def lent(self) -> Iterator[None]:
+        """Give an admitted request's slot back while it waits (on the event loop, not working).
+
+        The request takes it back afterwards without being refused (it was admitted once), so
+        the count may pass ``limit`` by the number of requests just back from waiting.
+        """
+        self.in_flight -= 1
+        try:
+            yield
+        finally:
+            self.in_flight += 1
+
 
 def check_content_length(headers: list[tuple[bytes, bytes]], limit: int) -> int | None:
     """Refuse a declared body above ``limit`` bytes before reading any of it; the declared size.
@@ -121,6 +136,53 @@ def limited_receive(receive: Receive, limit: int) -> Receive:
         return message
 
     return wrapped
+
+
+async def read_body_first(
+    scope: Scope, receive: Receive, declared: int | None, limit: int, replay: bool = True
+) -> Receive:
+    """Read the whole request body now; a ``receive`` that hands it to the app, then goes on.
+
+    The body is also left in ``scope["slipway.body"]``; with ``replay=False`` (an app that
+    reads it there: the direct lane) the original ``receive`` is returned. A body without a
+    declared length stops with RequestTooLarge as soon as it passes ``limit`` bytes; one
+    with a declared length cannot (the HTTP parser delivers no more than declared).
+    """
+    message = await receive()
+    if message["type"] != "http.request":
+        raise ClientDisconnect()
+    body: bytes = message.get("body", b"")
+    whole = message
+    if message.get("more_body", False):
+        chunks, seen = [body], len(body)
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                raise ClientDisconnect()
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if declared is None and seen > limit:
+                raise RequestTooLarge(_too_large(limit, f"sent more than {limit:,} bytes"))
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        whole = {"type": "http.request", "body": body, "more_body": False}
+    elif declared is None and len(body) > limit:
+        raise RequestTooLarge(_too_large(limit, f"sent more than {limit:,} bytes"))
+    scope["slipway.body"] = body
+    if not replay:
+        return receive
+    given = False
+
+    async def replayed() -> Message:
+        nonlocal given
+        if given:
+            return await receive()  # after the body: a disconnect, when it comes
+        given = True
+        return whole
+
+    return replayed
 
 
 def _too_large(limit: int, what: str) -> str:

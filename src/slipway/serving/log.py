@@ -110,16 +110,28 @@ class PredictionLog:
         self._flush_now = False
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self.died: str | None = None  # why the writer thread stopped, if it did
+        self.database_error: str | None = None  # why the last write failed, while it retries
 
     @property
     def depth(self) -> int:
         """Rows waiting to be written."""
         return self._rows
 
+    @property
+    def alive(self) -> bool:
+        """Whether the writer runs (True before it is started)."""
+        return self.died is None
+
     def start(self) -> None:
         """Start the writer thread."""
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="slipway-log", daemon=True)
+            self.died = None
+            if self.metrics is not None:
+                self.metrics.thread_alive.labels("prediction_log").set(1)
+            self._thread = threading.Thread(
+                target=self._guarded_run, name="slipway-log", daemon=True
+            )
             self._thread.start()
 
     def put(self, item: Entry | Failure) -> bool:
@@ -168,7 +180,7 @@ class PredictionLog:
             self._cond.notify_all()
             while self._written < target:
                 left = deadline - time.monotonic()
-                if left <= 0 or self._thread is None or not self._thread.is_alive():
+                if left <= 0 or self.died or self._thread is None or not self._thread.is_alive():
                     return False
                 self._cond.wait(left)
         return True
@@ -190,6 +202,24 @@ class PredictionLog:
         self._thread = None
 
     # -- writer thread ---------------------------------------------------------------------
+
+    def _guarded_run(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:
+            # Answered predictions would silently stop being logged: say so loudly, stop being
+            # ready, and wake anyone waiting in flush().
+            self.died = f"{type(exc).__name__}: {exc}"
+            logger.critical(
+                "the prediction-log writer stopped (%s); this worker is not ready",
+                self.died,
+                exc_info=True,
+            )
+            if self.metrics is not None:
+                self.metrics.thread_alive.labels("prediction_log").set(0)
+            with self._cond:
+                self._cond.notify_all()
+            # Not re-raised: the traceback is in the log above, and readiness reports it.
 
     def _run(self) -> None:
         while True:
@@ -225,8 +255,10 @@ class PredictionLog:
         while True:
             try:
                 self._write(batch)
+                self.database_error = None
                 return
             except TRANSIENT as exc:
+                self.database_error = type(exc).__name__
                 if self._stopping and delay > 4:
                     self._drop(sum(len(i) for i in batch), "database_unavailable")
                     logger.error("prediction log: giving up on a batch at shutdown: %s", exc)

@@ -4,8 +4,9 @@ With one worker the metrics live in a registry of their own (so several apps in 
 as in tests, never collide). With ``--workers N`` the CLI points ``PROMETHEUS_MULTIPROC_DIR`` at
 a fresh directory before the workers start; prometheus-client then keeps each worker's values
 in memory-mapped files there, and ``/metrics`` on any worker merges every worker's files:
-counters and histograms are summed, the log queue depth is summed over live workers, and the
-serving version is the highest any live worker reports.
+counters and histograms are summed, the log queue depth is summed over live workers, the
+serving version is the highest any live worker reports, and a background thread counts as
+alive only if it is alive in every live worker.
 """
 
 from __future__ import annotations
@@ -125,6 +126,14 @@ class Metrics:
             ["model", "version"],
             buckets=BATCH_BUCKETS,
             registry=r,
+        )
+        self.thread_alive = Gauge(
+            "slipway_background_thread_alive",
+            "1 while a background thread of the worker runs (prediction_log, key_refresher, "
+            "alias_watcher), 0 once it died (the worker then reports not ready).",
+            ["thread"],
+            registry=r,
+            multiprocess_mode="livemin",
         )
         self.rejected = Counter(
             "slipway_rejected_requests_total",

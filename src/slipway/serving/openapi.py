@@ -4,8 +4,11 @@ Routes read raw bodies (so nothing is coerced and tritonclient's Content-Type-le
 work), so FastAPI cannot see their request bodies; this module describes them. The generic
 ``/v1/models/{name}/predict`` gets one example per served model, and each served model also
 gets a concrete path (``/v1/models/fraud/predict``) whose body schema is exactly its contract,
-so ``/docs`` offers a ready-to-send example per model. The document is rebuilt when the set of
-served versions changes.
+so ``/docs`` offers a ready-to-send example per model; so do the Open Inference Protocol's
+inference routes. The schemas say what the server accepts (``bodyschemas.py``), so generated
+valid requests are answered 2xx: the per-model operations exactly; the generic ``{name}``
+operations can only say "the body of the model named in the path", which JSON Schema cannot
+tie to a path parameter. The document is rebuilt when the set of served versions changes.
 """
 
 from __future__ import annotations
@@ -16,8 +19,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from slipway.contract import Contract
-from slipway.serving import tensors
+from slipway.serving import bodyschemas, tensors, v2
 from slipway.serving.gate import DOCS_PATHS, OPEN_PATHS
 from slipway.serving.runtime import Served
 from slipway.serving.service import Service
@@ -64,21 +66,23 @@ def build(app: FastAPI, service: Service) -> dict[str, Any]:
     served = sorted(service.runtime.served.items())
     max_rows = service.settings.serve_max_rows
     paths = doc["paths"]
+    per_model = "The body must fit the model named in the path; its own operation "
     _body(
         paths,
         "/v1/models/{name}/predict",
         "post",
-        predict_schema({"type": "object"}, None, max_rows),
+        bodyschemas.predict_body(None, max_rows),
         {
             n: {"summary": f"{n}:{s.version}", "value": {"instances": [example_row(s)]}}
             for n, s in served
         },
+        per_model + "(`predict_NAME`) has its exact schema.",
     )
     _body(
         paths,
         "/v1/feedback",
         "post",
-        feedback_schema(max_rows),
+        bodyschemas.feedback_body(max_rows),
         {"feedback": {"value": {"feedback": [{"prediction_id": "0190a3c4-...", "label": 1}]}}},
     )
     _body(
@@ -94,23 +98,56 @@ def build(app: FastAPI, service: Service) -> dict[str, Any]:
         paths,
         "/invocations",
         "post",
-        invocations_schema(max_rows),
+        bodyschemas.invocations_body([s.model.contract for _, s in served], max_rows),
         {
             n: {"summary": f"{n}:{s.version}", "value": {"dataframe_records": [example_row(s)]}}
             for n, s in served
         },
+        None if len(served) < 2 else "The body must fit the model named by `?model=`.",
     )
     infer_examples = {
         n: {"summary": f"{n}:{s.version}", "value": infer_example(s)} for n, s in served
     }
     for path in ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"):
-        _body(paths, path, "post", infer_schema(), infer_examples, binary=True)
+        _body(
+            paths,
+            path,
+            "post",
+            bodyschemas.infer_body(None, None, max_rows),
+            infer_examples,
+            per_model + "(`v2_infer_NAME`) has its exact schema. Binary tensors "
+            "(`Inference-Header-Content-Length`) are accepted as well.",
+        )
     _served_names(paths, served)
-    generic = paths.get("/v1/models/{name}/predict", {}).get("post")
-    if generic is not None:
-        for name, s in served:
-            paths[f"/v1/models/{name}/predict"] = {"post": _concrete(generic, s, max_rows)}
+    _per_model(paths, served, max_rows)
     return doc
+
+
+def _per_model(paths: dict[str, Any], served: list[tuple[str, Served]], max_rows: int) -> None:
+    """An operation of its own per served model where the body depends on the model."""
+    predict = paths.get("/v1/models/{name}/predict", {}).get("post")
+    infer = paths.get("/v2/models/{name}/infer", {}).get("post")
+    version_infer = paths.get("/v2/models/{name}/versions/{version}/infer", {}).get("post")
+    for name, s in served:
+        contract = s.model.contract
+        if predict is not None:
+            op = _concrete(predict, s, "predict", f"Predict with {name} (version {s.version})")
+            _set_body(
+                op,
+                bodyschemas.predict_body(contract, max_rows),
+                {"instances": [example_row(s)]},
+            )
+            paths[f"/v1/models/{name}/predict"] = {"post": op}
+        outputs = [o["name"] for o in v2.metadata(s)["outputs"]]
+        schema = bodyschemas.infer_body(contract, outputs, max_rows)
+        for generic, path, prefix in (
+            (infer, f"/v2/models/{name}/infer", "v2_infer"),
+            (version_infer, f"/v2/models/{name}/versions/{s.version}/infer", "v2_version_infer"),
+        ):
+            if generic is not None:
+                op = _concrete(generic, s, prefix, f"Inference with {name} (version {s.version})")
+                _set_body(op, schema, infer_example(s))
+                paths[path] = {"post": op}
 
 
 def _served_names(paths: dict[str, Any], served: list[tuple[str, Served]]) -> None:
@@ -136,7 +173,7 @@ def _body(
     method: str,
     schema: dict[str, Any],
     examples: dict[str, Any],
-    binary: bool = False,
+    note: str | None = None,
 ) -> None:
     op = paths.get(path, {}).get(method)
     if op is None:
@@ -144,94 +181,20 @@ def _body(
     media: dict[str, Any] = {"schema": schema}
     if examples:
         media["examples"] = examples
-    content = {"application/json": media}
-    if binary:
-        content["application/octet-stream"] = {
-            "schema": {"type": "string", "format": "binary"},
-        }
-    op["requestBody"] = {"required": True, "content": content}
+    op["requestBody"] = {"required": True, "content": {"application/json": media}}
+    if note:
+        op["requestBody"]["description"] = note
 
 
-def _concrete(generic: dict[str, Any], s: Served, max_rows: int) -> dict[str, Any]:
+def _concrete(generic: dict[str, Any], s: Served, prefix: str, summary: str) -> dict[str, Any]:
     op = copy.deepcopy(generic)
-    op["operationId"] = f"predict_{s.name}"
-    op["summary"] = f"Predict with {s.name} (version {s.version})"
+    op["operationId"] = f"{prefix}_{s.name}"
+    op["summary"] = summary
     op["tags"] = [f"model {s.name}"]
-    op["parameters"] = [p for p in op.get("parameters", []) if p.get("name") != "name"]
-    row = s.model.contract.json_schema()
-    op["requestBody"] = {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": predict_schema(row, s.model.contract, max_rows),
-                "example": {"instances": [example_row(s)]},
-            }
-        },
-    }
+    op["parameters"] = [
+        p for p in op.get("parameters", []) if p.get("name") not in ("name", "version")
+    ]
     return op
-
-
-def predict_schema(row: dict[str, Any], contract: Contract | None, max_rows: int) -> dict[str, Any]:
-    """``{"instances": [row, ...]}`` or ``{"features": row | [values]}``, with unit ids."""
-    unit_id = {"type": "string", "minLength": 1, "maxLength": 200}
-    width = (
-        {}
-        if contract is None
-        else {"minItems": len(contract.names), "maxItems": len(contract.names)}
-    )
-    return {
-        "oneOf": [
-            {
-                "type": "object",
-                "properties": {
-                    "instances": {
-                        "type": "array",
-                        "items": row,
-                        "minItems": 1,
-                        "maxItems": max_rows,
-                    },
-                    "unit_id": unit_id,
-                    "unit_ids": {
-                        "type": "array",
-                        "items": {"anyOf": [unit_id, {"type": "null"}]},
-                        "description": "One unit id per instance (same length).",
-                    },
-                },
-                "required": ["instances"],
-                "additionalProperties": False,
-            },
-            {
-                "type": "object",
-                "properties": {
-                    "features": {"oneOf": [row, {"type": "array", **width}]},
-                    "unit_id": unit_id,
-                },
-                "required": ["features"],
-                "additionalProperties": False,
-            },
-        ]
-    }
-
-
-def feedback_schema(max_rows: int) -> dict[str, Any]:
-    """``{"feedback": [{"prediction_id", "label"}, ...]}``."""
-    item = {
-        "type": "object",
-        "properties": {
-            "prediction_id": {"type": "string", "minLength": 1, "maxLength": 64},
-            "label": {"type": ["string", "number", "boolean"]},
-        },
-        "required": ["prediction_id", "label"],
-        "additionalProperties": False,
-    }
-    return {
-        "type": "object",
-        "properties": {
-            "feedback": {"type": "array", "items": item, "minItems": 1, "maxItems": max_rows}
-        },
-        "required": ["feedback"],
-        "additionalProperties": False,
-    }
 
 
 def events_schema(max_rows: int) -> dict[str, Any]:
@@ -252,71 +215,10 @@ def events_schema(max_rows: int) -> dict[str, Any]:
     }
 
 
-def invocations_schema(max_rows: int) -> dict[str, Any]:
-    """MLflow's scoring bodies."""
-    rows = {
-        "type": "array",
-        "minItems": 1,
-        "maxItems": max_rows,
-        "items": {"type": ["object", "array"]},
-    }
-    split = {
-        "type": "object",
-        "properties": {
-            "columns": {"type": "array", "items": {"type": "string"}},
-            "data": {"type": "array", "items": {"type": "array"}},
-            "index": {"type": "array"},
-        },
-        "required": ["columns", "data"],
-        "additionalProperties": False,
-    }
-    one_of = []
-    for name, schema in (
-        ("dataframe_split", split),
-        ("dataframe_records", rows),
-        ("instances", rows),
-        ("inputs", {"type": ["array", "object"]}),
-    ):
-        one_of.append(
-            {
-                "type": "object",
-                "properties": {name: schema, "params": {"type": "object", "maxProperties": 0}},
-                "required": [name],
-                "additionalProperties": False,
-            }
-        )
-    return {"oneOf": one_of}
-
-
-def infer_schema() -> dict[str, Any]:
-    """An Open Inference Protocol inference request (JSON part)."""
-    tensor = {
-        "type": "object",
-        "properties": {
-            "name": {"type": "string", "minLength": 1},
-            "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
-            "datatype": {"enum": list(tensors.DATATYPES)},
-            "parameters": {"type": "object"},
-            "data": {"type": "array"},
-        },
-        "required": ["name", "shape", "datatype"],
-        "additionalProperties": False,
-    }
-    output = {
-        "type": "object",
-        "properties": {"name": {"type": "string"}, "parameters": {"type": "object"}},
-        "required": ["name"],
-    }
-    return {
-        "type": "object",
-        "properties": {
-            "id": {"type": "string"},
-            "parameters": {"type": "object"},
-            "inputs": {"type": "array", "items": tensor, "minItems": 1},
-            "outputs": {"type": "array", "items": output},
-        },
-        "required": ["inputs"],
-        "additionalProperties": False,
+def _set_body(op: dict[str, Any], schema: dict[str, Any], example: Any) -> None:
+    op["requestBody"] = {
+        "required": True,
+        "content": {"application/json": {"schema": schema, "example": example}},
     }
 
 

@@ -8,6 +8,12 @@ thread while the old one keeps serving, then swaps the served set in one assignm
 asks :meth:`Runtime.route` once, so it is answered by exactly one version: the one its routing
 policy picks (see ``routing.py``; by default the alias's). A version that fails to load or to
 predict never replaces the one serving; it is retried with backoff.
+
+Readiness is per model (:meth:`Runtime.status`): a model is *expected* when it was named with
+``--model`` or has a ``production`` alias, and *ready* when a verified version of it serves. A
+model whose alias is removed (``slipway models unalias``) stops being expected and served.
+Why a load failed is kept twice: in full for the server log, and as a short reason without
+file paths (:func:`short_reason`) for unauthenticated readiness probes and error bodies.
 """
 
 from __future__ import annotations
@@ -22,7 +28,15 @@ from datetime import datetime
 from typing import Literal
 
 from slipway.clock import utcnow
-from slipway.exceptions import ModelNotFound, ReloadFailed
+from slipway.exceptions import (
+    ArtifactCorrupted,
+    ArtifactMissing,
+    IncompatibleEnvironment,
+    ModelNotFound,
+    ModelNotReady,
+    ReloadFailed,
+    UntrustedArtifact,
+)
 from slipway.predict import Model
 from slipway.registry import Registry
 from slipway.serving.metrics import Metrics
@@ -58,13 +72,56 @@ class Served:
 
 @dataclass
 class LoadFailure:
-    """A version that could not be loaded, and when to try it again."""
+    """A version that could not be loaded, and when to try it again.
+
+    ``error`` is the full message (for the server log); ``reason`` a short one without file
+    paths, safe to show to anyone who can reach ``/ready``.
+    """
 
     version: int
     error: str
     at: datetime
     retry_at: float
     attempts: int = 1
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """Whether one expected model serves, which version, and why not (a short reason)."""
+
+    name: str
+    ready: bool
+    version: int | None
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready view (``/ready``)."""
+        out: dict[str, object] = {"ready": self.ready, "version": self.version}
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+
+def short_reason(exc: BaseException) -> str:
+    """Why a load failed, in a few words and without file paths or other server details."""
+    if isinstance(exc, ArtifactMissing):
+        return "its artifact file is missing"
+    if isinstance(exc, ArtifactCorrupted):
+        return "its artifact failed the integrity check"
+    if isinstance(exc, UntrustedArtifact):
+        return f"its skops artifact holds untrusted types ({', '.join(exc.types)})"
+    if isinstance(exc, IncompatibleEnvironment):
+        return "it was saved under another scikit-learn version (SLIPWAY_ON_VERSION_MISMATCH)"
+    if isinstance(exc, _SmokeTestFailed):
+        return f"it failed to predict its reference rows ({type(exc.__cause__).__name__})"
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        return f"it needs module {exc.name!r}, which cannot be imported here"
+    return f"loading it raised {type(exc).__name__}"
+
+
+class _SmokeTestFailed(RuntimeError):
+    """The loaded version could not predict a few rows of its own reference sample."""
 
 
 @dataclass
@@ -94,9 +151,12 @@ class Runtime:
         self._served: dict[str, Served] = {}
         # The production Route of each served model; swapped in one assignment, never mutated.
         self.routes: Mapping[str, Route] = {}
+        self._expected: dict[str, int] = {}  # name -> version its alias points at (last read)
         self._lock = threading.Lock()  # one load at a time
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.database_error: str | None = None  # why the last alias poll failed, if it did
+        self.died: str | None = None  # why the watcher thread stopped, if it did
         self.policy: RoutingPolicy = self.routing(self)
 
     # -- what requests see -----------------------------------------------------------------
@@ -110,15 +170,43 @@ class Runtime:
         """The Route to the version the alias points at (what :class:`Production` answers)."""
         route = self.routes.get(name)
         if route is None:
-            raise self._not_served(name)
+            raise self._missing(name)
         return route
 
     def get(self, name: str) -> Served:
-        """The served version of ``name``; ModelNotFound names the models that are served."""
+        """The served version of ``name``.
+
+        ModelNotReady (503) when the model should serve but its version failed to load, with
+        the short reason; ModelNotFound (404) naming the served models otherwise.
+        """
         served = self._served.get(name)
         if served is None:
-            raise self._not_served(name)
+            raise self._missing(name)
         return served
+
+    def _missing(self, name: str) -> ModelNotReady | ModelNotFound:
+        """Why ``name`` has no served version: it failed to load, or it is not served here."""
+        failed = self.failures.get(name)
+        if failed is None or name not in self._expected:
+            return self._not_served(name)
+        wait = max(1, int(failed.retry_at - time.monotonic()) + 1)
+        return ModelNotReady(
+            f"Model {name!r} is not ready: its {self.alias} version {failed.version} failed to "
+            f"load ({failed.reason}); the server log has the details and the load is retried in "
+            f"{wait} s. Fix it, or point {self.alias} elsewhere: slipway models promote {name} "
+            f"VERSION (or slipway models unalias {name} {self.alias}).",
+            retry_after=wait,
+        )
+
+    def in_scope(self, name: str) -> None:
+        """Raise ModelNotFound unless ``name`` is a model this server serves or should serve.
+
+        Model-scoped routes that read stored data (batch predictions, monitoring reports) call
+        it first, so they answer only for the served models, and answer a name that is not
+        served exactly as one that does not exist (names cannot be enumerated).
+        """
+        if name not in self._served and name not in self._expected:
+            raise self._not_served(name)
 
     def _not_served(self, name: str) -> ModelNotFound:
         listed = ", ".join(sorted(self._served)) or "none"
@@ -132,22 +220,37 @@ class Runtime:
         """Every served model by name (a snapshot)."""
         return self._served
 
-    def readiness(self) -> list[str]:
-        """Reasons this worker is not ready; empty when every expected model serves."""
-        reasons = [
-            f"{name}: version {f.version} failed to load: {f.error}"
-            for name, f in sorted(self.failures.items())
-            if name not in self._served
-        ]
-        if not self._served and not reasons:
-            reasons.append(f"no model has a {self.alias!r} alias yet")
-        return reasons
+    @property
+    def alive(self) -> bool:
+        """Whether the alias watcher runs (True before it is started)."""
+        return self.died is None
+
+    def status(self) -> list[ModelStatus]:
+        """Each expected (or served) model: serving or not, which version, and why not."""
+        out = []
+        for name in sorted({*self._expected, *self._served}):
+            served, failed = self._served.get(name), self.failures.get(name)
+            if served is not None:
+                reason = None
+                if failed is not None:
+                    reason = (
+                        f"version {failed.version} failed to load ({failed.reason}); still "
+                        f"serving version {served.version}"
+                    )
+                out.append(ModelStatus(name, True, served.version, reason))
+            elif failed is not None:
+                reason = f"{self.alias} version {failed.version} failed to load ({failed.reason})"
+                out.append(ModelStatus(name, False, None, reason))
+            else:
+                out.append(ModelStatus(name, False, None, "not loaded yet"))
+        return out
 
     # -- loading ---------------------------------------------------------------------------
 
     def load_all(self) -> None:
         """Load every model to serve; a ``--model`` name that cannot be served raises."""
         targets = self._targets()
+        self._expected = targets
         for name in self.names:
             if name not in targets:
                 raise ModelNotFound(
@@ -177,9 +280,23 @@ class Runtime:
         return ReloadResult(name, target, previous, True)
 
     def check(self) -> None:
-        """One pass of the watcher: load every alias that moved (failed ones after backoff)."""
+        """One pass of the watcher: load every alias that moved (failed ones after backoff).
+
+        A model whose alias is gone stops being served (and its load failure is forgotten).
+        """
         now = time.monotonic()
-        for name, version in sorted(self._targets().items()):
+        targets = self._targets()
+        self._expected = targets
+        gone = [n for n in {*self._served, *self.failures} if n not in targets]
+        if gone:
+            with self._lock:
+                self.routes = {n: r for n, r in self.routes.items() if n in targets}
+                self._served = {n: s for n, s in self._served.items() if n in targets}
+                for name in gone:
+                    self.failures.pop(name, None)
+            for name in sorted(gone):
+                logger.warning("stopped serving %s: it has no %r alias any more", name, self.alias)
+        for name, version in sorted(targets.items()):
             served = self._served.get(name)
             if served is not None and served.version == version:
                 continue
@@ -202,7 +319,12 @@ class Runtime:
             ref = f"{name}:{version}"
             try:
                 model = self.registry.load(ref, backend=self.backend, record_events=True)
-                self._smoke_test(model)
+                try:
+                    self._smoke_test(model)
+                except Exception as exc:
+                    raise _SmokeTestFailed(
+                        f"{ref} failed to predict its reference rows: {exc}"
+                    ) from exc
                 if model.enricher is not None and self.metrics is not None:
                     model.enricher.observer = self.metrics.features_observer  # type: ignore[attr-defined]
             except Exception as exc:
@@ -241,7 +363,7 @@ class Runtime:
         attempts = before.attempts + 1 if before and before.version == version else 1
         delay = min(_RETRY_FIRST * 2 ** (attempts - 1), _RETRY_MAX)
         self.failures[name] = LoadFailure(
-            version, str(exc), utcnow(), time.monotonic() + delay, attempts
+            version, str(exc), utcnow(), time.monotonic() + delay, attempts, short_reason(exc)
         )
         if self.metrics is not None:
             self.metrics.model_loads.labels(name, str(version), "failed").inc()
@@ -252,6 +374,9 @@ class Runtime:
         """Start following alias moves in a background thread."""
         if self._thread is None:
             self._stop.clear()
+            self.died = None
+            if self.metrics is not None:
+                self.metrics.thread_alive.labels("alias_watcher").set(1)
             self._thread = threading.Thread(target=self._watch, name="slipway-models", daemon=True)
             self._thread.start()
 
@@ -263,8 +388,23 @@ class Runtime:
             self._thread = None
 
     def _watch(self) -> None:
-        while not self._stop.wait(self.poll_seconds):
-            try:
-                self.check()
-            except Exception as exc:  # the database may be briefly unreachable: keep serving
-                logger.warning("could not check model aliases: %s", exc)
+        try:
+            while not self._stop.wait(self.poll_seconds):
+                try:
+                    self.check()
+                except Exception as exc:  # the database may be briefly unreachable: keep serving
+                    if self.database_error is None:
+                        logger.warning("could not check model aliases: %s", exc)
+                    self.database_error = type(exc).__name__
+                else:
+                    if self.database_error is not None:
+                        logger.info("model aliases readable again")
+                    self.database_error = None
+        except BaseException as exc:
+            self.died = f"{type(exc).__name__}: {exc}"
+            logger.critical(
+                "the alias watcher stopped (%s); this worker is not ready", self.died, exc_info=True
+            )
+            if self.metrics is not None:
+                self.metrics.thread_alive.labels("alias_watcher").set(0)
+            # Not re-raised: the traceback is in the log above, and readiness reports it.

@@ -122,12 +122,34 @@ class HealthOut(BaseModel):
     status: str
 
 
-class ReadyOut(BaseModel):
-    """Readiness: the served versions, and failed reloads while an older version serves."""
+class ModelReadinessOut(BaseModel):
+    """One expected model: serving or not, which version, and why not (a short reason)."""
 
-    status: str
-    models: dict[str, int]
+    ready: bool
+    version: int | None
+    reason: str | None = Field(None, description="Why not ready, or why a newer one is not.")
+
+
+class ReadyOut(BaseModel):
+    """Readiness: the served versions, each expected model, the database, warnings."""
+
+    status: str = Field(description="ready or not_ready.")
+    models: dict[str, int] = Field(description="Each model serving, with its version.")
+    readiness: dict[str, ModelReadinessOut] = Field(
+        description="Each model this worker serves or should serve (--model, or a production "
+        "alias)."
+    )
+    database: str = Field(
+        description="ok, or unreachable (predictions are still answered; the log buffers)."
+    )
     warnings: list[str] = []
+
+
+class NotReadyOut(ReadyOut):
+    """Not ready: the reasons in one line, and the same details as when ready."""
+
+    error: str
+    code: str
 
 
 class TensorMetadataOut(BaseModel):

@@ -22,6 +22,7 @@ from slipway.exceptions import ConfigError, ModelNotFound
 from slipway.keys import KeyStore
 from slipway.registry import Registry
 from slipway.serving.app import NO_KEYS
+from slipway.serving.connections import PROTOCOL
 from slipway.versions import DEFAULT_ALIAS
 
 logger = logging.getLogger("slipway.serving")
@@ -74,6 +75,7 @@ def settings_for(
     auth: bool = True,
     workers: int = 1,
     console: bool | None = None,
+    require_all: bool = False,
 ) -> Settings:
     """``base`` with the command line's choices applied (``console`` None keeps the setting)."""
     overrides: dict[str, Any] = {"serve_workers": workers}
@@ -83,6 +85,8 @@ def settings_for(
         overrides["serve_models"] = tuple(models)
     if not auth:
         overrides["serve_auth"] = False
+    if require_all:
+        overrides["serve_require_all"] = True
     return base.model_copy(update=overrides)
 
 
@@ -112,6 +116,7 @@ def environment(settings: Settings) -> dict[str, str]:
         "SLIPWAY_SERVE_WORKERS": str(settings.serve_workers),
         "SLIPWAY_SERVE_MODELS": ",".join(settings.serve_models),
         "SLIPWAY_SERVE_CONSOLE": "true" if settings.serve_console else "false",
+        "SLIPWAY_SERVE_REQUIRE_ALL": "true" if settings.serve_require_all else "false",
     }
     return env
 
@@ -148,6 +153,7 @@ def run(
             timeout_graceful_shutdown=graceful_timeout,
             timeout_worker_healthcheck=30,
             server_header=False,
+            http=PROTOCOL,  # header and body deadlines, connections per peer
         )
     finally:
         if metrics_dir is not None:

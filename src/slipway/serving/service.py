@@ -38,7 +38,11 @@ GUARDED: Responses = {
     401: {"model": ErrorOut, "description": "No API key, or an unknown or revoked one."},
     413: {"model": ErrorOut, "description": "The body exceeds the size limit."},
     429: {"model": ErrorOut, "description": "Rate limit exceeded; see Retry-After."},
-    503: {"model": ErrorOut, "description": "At capacity; see Retry-After."},
+    503: {
+        "model": ErrorOut,
+        "description": "At capacity, the model is not ready, or the database is unavailable; "
+        "see Retry-After.",
+    },
     "default": {"model": ErrorOut, "description": "Any other error, as JSON."},
 }
 ADMIN: Responses = {403: {"model": ErrorOut, "description": "The key's role is not admin."}}

@@ -3,7 +3,8 @@ model's contract, and encoding outputs.
 
 Binary tensors are little-endian, row-major; a ``BYTES`` element is a 4-byte little-endian
 length followed by that many bytes. JSON ``data`` may be flat or nested, and its elements must
-already have the tensor's type (``true`` is not a number, ``"1.5"`` is not a float).
+already have the tensor's type (``true`` is not a number, ``"1.5"`` is not a float; ``72.0``
+is an integer, JSON having one number type).
 """
 
 from __future__ import annotations
@@ -314,7 +315,10 @@ def _from_json(
     elif datatype.startswith("FP"):
         ok = all(isinstance(v, int | float) and not isinstance(v, bool) for v in flat)
     else:
-        ok = all(_is_int(v) for v in flat)
+        # JSON has one number type: 72.0 is the integer 72 here, as it is in a JSON row.
+        ok = all(_is_int(v) or (isinstance(v, float) and v.is_integer()) for v in flat)
+        if ok:
+            flat = [int(v) if isinstance(v, float) else v for v in flat]
     if not ok:
         problems.append(
             Problem("wrong_type", f"{datatype} elements only (no coercion)", i, name, "mixed")

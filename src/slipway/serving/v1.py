@@ -109,18 +109,14 @@ def router(service: Service) -> APIRouter:
         response_model=FeedbackOut,
         responses=INVALID,
     )
-    def post_feedback(request: Request, raw: bytes = Depends(_raw_body)) -> Response:
+    async def post_feedback(request: Request) -> Response:
         """Record true labels for earlier predictions; idempotent per prediction_id."""
-        value = bodies.parse_json(raw, settings.serve_max_json_depth)
+        value = bodies.parse_json(await request.body(), settings.serve_max_json_depth)
         items = bodies.feedback_request(value, settings.serve_max_rows)
-        return json_response(service.feedback.record(items).to_dict())
+        result = await service.feedback.record(items)
+        return json_response(result.to_dict())
 
     return api
-
-
-async def _raw_body(request: Request) -> bytes:
-    # Read on the event loop, so the size limit applies before the thread pool is involved.
-    return await request.body()
 
 
 def describe(served: Served) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from slipway._version import __version__
 from slipway.exceptions import MalformedRequest, ModelNotFound
 from slipway.problems import Problem
 from slipway.serving import bodies, tensors
+from slipway.serving.readiness import assess
 from slipway.serving.routing import Route
 from slipway.serving.runtime import Served
 from slipway.serving.schemas import (
@@ -75,10 +76,10 @@ def router(service: Service) -> APIRouter:
         responses={503: {"model": ErrorOut, "description": "Not ready."}},
     )
     async def ready() -> Response:
-        """Readiness: every expected model is loaded and verified (no key needed)."""
-        reasons = runtime.readiness()
-        if reasons:
-            return json_response({"error": "not ready: " + "; ".join(reasons)}, 503)
+        """Readiness, the same verdict as ``/ready`` (no key needed)."""
+        verdict = assess(service)
+        if not verdict.ready:
+            return json_response({"error": verdict.message()}, 503)
         return json_response({"ready": True})
 
     def served(name: str, version: str | None = None) -> Served:
@@ -90,7 +91,24 @@ def router(service: Service) -> APIRouter:
         return s
 
     found: Responses = {**GUARDED, **NOT_SERVED}
-    usable: Responses = {**found, **INVALID}
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    usable: Responses = {
+        **found,
+        **INVALID,
+        200: {
+            "description": "The outputs: JSON, or with binary outputs requested, the JSON "
+            "header (Inference-Header-Content-Length bytes) followed by the tensors' bytes.",
+            "content": {"application/octet-stream": binary},
+        },
+    }
+    readiness: Responses = {
+        **found,
+        503: {
+            "model": ErrorOut,
+            "description": "The model should serve but is not loaded (why, and Retry-After); "
+            "or the server is at capacity.",
+        },
+    }
 
     @api.get(
         "/models/{name}",
@@ -116,17 +134,18 @@ def router(service: Service) -> APIRouter:
         "/models/{name}/ready",
         operation_id="v2_model_ready",
         response_model=ModelReadyOut,
-        responses=found,
+        responses=readiness,
     )
     async def model_ready(name: str) -> Response:
-        """Whether the model is loaded and serving."""
+        """Whether the model is loaded and serving: 200 if so; 503 saying why not when it
+        should serve (its version failed to load); 404 when it is not served here."""
         return json_response({"name": served(name).name, "ready": True})
 
     @api.get(
         "/models/{name}/versions/{version}/ready",
         operation_id="v2_version_ready",
         response_model=ModelReadyOut,
-        responses=found,
+        responses=readiness,
     )
     async def version_ready(name: str, version: str) -> Response:
         """Whether the model version is loaded and serving."""

@@ -14,7 +14,12 @@ from slipway.exceptions import ConfigError, MissingDependency
 
 # Errors that mean "the database could not be reached", worth retrying, as opposed to "the
 # database refused this statement".
-TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError)
+TRANSIENT = (
+    sa.exc.OperationalError,
+    sa.exc.InterfaceError,
+    sa.exc.DisconnectionError,
+    sa.exc.TimeoutError,  # no pooled connection came free in time
+)
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _WRITE = "slipway_write"
 # Any constant works; it only has to be the same for every Slipway process on a server.
@@ -29,9 +34,16 @@ class Store:
     PostgreSQL is used when the URL says so.
     """
 
-    def __init__(self, url: str, *, migrate: bool = True) -> None:
+    def __init__(self, url: str, *, migrate: bool = True, create_dirs: bool = True) -> None:
+        """Open (and migrate) the database at ``url``.
+
+        ``create_dirs=False`` refuses a SQLite file whose directory does not exist, instead of
+        creating it: the registry passes it for a URL the user typed (a typo must not silently
+        create directories and an empty registry elsewhere), and keeps it for the default
+        database under ``SLIPWAY_HOME``, which is created on first use.
+        """
         self.url = sa.make_url(url)
-        self.engine = _create_engine(self.url)
+        self.engine = _create_engine(self.url, create_dirs)
         if migrate:
             upgrade(self)
 
@@ -67,10 +79,10 @@ class Store:
         return f"Store({self.url.render_as_string(hide_password=True)!r})"
 
 
-def _create_engine(url: sa.URL) -> Engine:
+def _create_engine(url: sa.URL, create_dirs: bool = True) -> Engine:
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            _sqlite_directory(url, Path(url.database).parent, create_dirs)
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         sa.event.listen(engine, "connect", _sqlite_connect)
         sa.event.listen(engine, "begin", _sqlite_begin)
@@ -87,6 +99,33 @@ def _create_engine(url: sa.URL) -> Engine:
         f"SLIPWAY_DATABASE_URL uses {url.get_backend_name()!r}; "
         "Slipway supports sqlite:/// and postgresql+psycopg:// URLs."
     )
+
+
+def _sqlite_directory(url: sa.URL, folder: Path, create: bool) -> None:
+    shown = url.render_as_string(hide_password=True)
+    if folder.is_dir():
+        return
+    blocker = _file_above(folder)
+    if blocker is not None:
+        raise ConfigError(
+            f"The SQLite database {shown} cannot be opened: {blocker} is a file, not a "
+            "directory. Point SLIPWAY_HOME (or SLIPWAY_DATABASE_URL) at a directory."
+        )
+    if not create:
+        raise ConfigError(
+            f"The SQLite database {shown} is in {folder}, which does not exist. Create the "
+            "directory first, or fix SLIPWAY_DATABASE_URL (only the default database under "
+            "SLIPWAY_HOME is created automatically)."
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+
+
+def _file_above(folder: Path) -> Path | None:
+    """The nearest existing path at or above ``folder`` when it is not a directory."""
+    for path in (folder, *folder.parents):
+        if path.exists():
+            return None if path.is_dir() else path
+    return None
 
 
 def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:

@@ -26,6 +26,7 @@ from slipway.store.lifecycle import passing_check
 from slipway.store.schema import alias_history, aliases, model_versions, models
 
 Record = dict[str, Any]
+MAX_VERSION = 2**31 - 1  # the largest number the INTEGER version column holds
 
 
 def add_version(
@@ -93,11 +94,7 @@ def resolve(
 def version(store: Store, name: str, number: int) -> Record:
     """Version ``number`` of ``name``, with the aliases that point at it."""
     with store.read() as conn:
-        row = conn.execute(
-            sa.select(model_versions).where(
-                model_versions.c.model_name == name, model_versions.c.version == number
-            )
-        ).first()
+        row = _version_row(conn, sa.select(model_versions), name, number)
         if row is None:
             raise ModelNotFound(
                 f"Model {name!r} has no version {number} (latest is {_latest(conn, name)})."
@@ -263,6 +260,32 @@ def rollback(
     return target
 
 
+def remove_alias(
+    store: Store, name: str, alias: str, actor: str, *, detail: Mapping[str, Any] | None = None
+) -> int:
+    """Delete ``alias`` of ``name`` and record it; the version it pointed at."""
+    with store.write() as conn:
+        _check_model(conn, name)
+        current = _alias_target(conn, name, alias, lock=True)
+        if current is None:
+            have = _alias_map(conn, name)
+            listed = ", ".join(f"{a} -> {v}" for a, v in have.items())
+            hint = f"it has {listed}" if have else "it has no aliases"
+            raise ModelNotFound(f"Model {name!r} has no alias {alias!r} ({hint}).")
+        conn.execute(aliases.delete().where(aliases.c.model_name == name, aliases.c.alias == alias))
+        record_event(
+            conn,
+            actor,
+            "unalias",
+            name,
+            version=current,
+            alias=alias,
+            from_version=current,
+            detail=detail,
+        )
+    return current
+
+
 def archive(
     store: Store, name: str, number: int, actor: str, *, detail: Mapping[str, Any] | None = None
 ) -> None:
@@ -294,16 +317,22 @@ def _check_model(conn: sa.Connection, name: str) -> None:
 
 def _status(conn: sa.Connection, name: str, number: int) -> str:
     _check_model(conn, name)
-    row = conn.execute(
-        sa.select(model_versions.c.status).where(
-            model_versions.c.model_name == name, model_versions.c.version == number
-        )
-    ).first()
+    row = _version_row(conn, sa.select(model_versions.c.status), name, number)
     if row is None:
         raise ModelNotFound(
             f"Model {name!r} has no version {number} (latest is {_latest(conn, name)})."
         )
     return str(row.status)
+
+
+def _version_row(conn: sa.Connection, query: sa.Select[Any], name: str, number: int) -> Any:
+    """The row of version ``number``, or None; a number no version can have (it would
+    overflow the column) is simply not found."""
+    if number > MAX_VERSION:
+        return None
+    return conn.execute(
+        query.where(model_versions.c.model_name == name, model_versions.c.version == number)
+    ).first()
 
 
 def _latest(conn: sa.Connection, name: str) -> int | None:
