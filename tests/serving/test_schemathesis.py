@@ -32,7 +32,8 @@ CONFIG = SchemathesisConfig.from_str(
 expected-statuses = [400, 401, 403, 404, 405, 409, 413, 415, 422, 429]
 
 [[operations]]
-include-operation-id = ["predict", "v2_infer", "v2_version_infer", "invocations"]
+include-operation-id = ["predict", "v2_infer", "v2_version_infer", "invocations",
+                        "post_events"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422",
                                                      "429"]
 """
