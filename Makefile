@@ -43,4 +43,4 @@ mutation: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python tools/mutation.py $(MUTATE)
 
 clean:
-	rm -rf $(VENV) .slipway quickstart .pytest_cache .ruff_cache .mypy_cache test-artifacts .mutation
+	rm -rf $(VENV) .slipway quickstart-output .pytest_cache .ruff_cache .mypy_cache test-artifacts .mutation

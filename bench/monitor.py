@@ -17,12 +17,23 @@ calibrated expected accuracy, precision, recall, F1 and ROC-AUC with their bands
 number of served rows, in its own worker, against Slipway's drift run of the same run: the
 ratio says what estimating performance adds to a monitoring run. ``--quick`` runs 50,000 rows
 (seconds). Evidently is skipped when its virtualenv is absent.
+
+``--volume`` is the other table (issue 16, goal 1): ``slipway monitor`` over prediction logs
+of 1M, 3M and 10M rows with a tenth of them labeled (``--quick``: 20k, 60k, 200k), on SQLite
+and, when SLIPWAY_BENCH_DATABASE_URL (or SLIPWAY_TEST_DATABASE_URL) is set, PostgreSQL; each
+run in a child process of its own, with its peak memory (ru_maxrss). ``--dask`` adds the same
+run over the log exported to Parquet on a local Dask cluster (the client's memory only). The
+logs are generated once and cached (see ``bench/monitor_log.py``); seconds per million rows
+across the sizes show whether the run is linear in rows:
+
+    .venv/bin/python bench/monitor.py --volume [--quick] [--dask] [--rows 1000000 ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -190,6 +201,94 @@ def store_run(folder: Path, rows: int, phase: str) -> dict:
     return {"write_seconds": time.perf_counter() - started}
 
 
+def peak_mb() -> float:
+    """This process's peak resident memory: VmHWM, which (unlike ru_maxrss) starts afresh at
+    exec, so a child does not inherit the high-water mark of the parent it was forked from."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def volume_worker(facts: dict, engine: str) -> dict:
+    """One ``Monitor.run`` over a cached log (this process's time and peak memory)."""
+    from datetime import datetime, timedelta
+
+    from slipway.config import Settings
+    from slipway.monitoring.exported import export_log
+    from slipway.monitoring.log import LogSchema
+    from slipway.monitoring.runner import Monitor
+    from slipway.registry import Registry
+
+    settings = Settings(home=facts["home"], database_url=facts["database_url"], user="bench")
+    registry = Registry(settings)
+    end = datetime.fromisoformat(facts["end"])
+    monitor = Monitor(registry, clock=lambda: end, sinks=[])
+    out: dict = {}
+    source = "log"
+    if engine == "dask":
+        folder = Path(facts["home"]) / "export.parquet"
+        if not folder.with_suffix(".done").exists():
+            started = time.perf_counter()
+            mv = registry.get("fraud")
+            schema = LogSchema.of(mv, registry.versions("fraud"))
+            since = end - timedelta(hours=24)
+            export_log(registry.store, schema, "fraud", fmt="parquet", out=folder, start=since)
+            folder.with_suffix(".done").write_text("")
+            out["export_seconds"] = time.perf_counter() - started
+        source = str(folder)
+    started = time.perf_counter()
+    report = monitor.run(
+        "fraud", since=timedelta(hours=24), store=False, source=source, engine=engine
+    )
+    out["seconds"] = time.perf_counter() - started
+    out["verdict"] = report.status
+    out["rows"] = sum(w.rows for w in report.windows)
+    out["labeled"] = sum(p["labeled"] for w in report.windows for p in w.performance)
+    return out
+
+
+def volume(args: argparse.Namespace) -> None:
+    """The monitoring-at-volume table: sizes x backends, seconds and peak memory."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import monitor_log
+
+    sizes = args.sizes or (
+        [20_000, 60_000, 200_000] if args.quick else [1_000_000, 3_000_000, 10_000_000]
+    )
+    pg_base = os.environ.get("SLIPWAY_BENCH_DATABASE_URL") or os.environ.get(
+        "SLIPWAY_TEST_DATABASE_URL"
+    )
+    backends = ["sqlite"] + (["postgresql"] if pg_base else [])
+    results = []
+    for backend in backends:
+        for n in sizes:
+            facts = monitor_log.ensure_log(backend, n, pg_base)
+            engines = ["local"] + (["dask"] if args.dask else [])
+            for engine in engines:
+                cmd = [sys.executable, __file__, "--worker", "volume", "--facts", json.dumps(facts)]
+                cmd += ["--engine", engine]
+                done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                if done.returncode != 0:
+                    sys.exit(f"{backend} {n:,} {engine} failed:\n{done.stderr[-3000:]}")
+                results.append(
+                    (backend, n, engine, facts, json.loads(done.stdout.strip().splitlines()[-1]))
+                )
+    print(
+        "\nslipway monitor over the prediction log (fraud model, 7 inputs, a tenth labeled, "
+        f"one 24h window); cpus={os.cpu_count()}" + (" [--quick]" if args.quick else "")
+    )
+    print("goal (issue 16): 10M rows + 1M labels under 60 s and 2 GB, linear in rows\n")
+    print("| store | rows | labels | engine | seconds | s per 1M rows | peak RSS (MB) | verdict |")
+    print("|---|---:|---:|---|---:|---:|---:|---|")
+    for backend, n, engine, facts, r in results:
+        extra = f" (+{r['export_seconds']:.1f} s export)" if "export_seconds" in r else ""
+        print(
+            f"| {backend} | {n:,} | {facts['labels']:,} | {engine} | {r['seconds']:.1f}{extra} | "
+            f"{r['seconds'] / n * 1e6:.1f} | {r['peak_mb']:,.0f} | {r['verdict']} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -198,13 +297,26 @@ def main() -> None:
     parser.add_argument("--evidently-python", default=".venv-evidently/bin/python")
     parser.add_argument("--store", action="store_true", help="also time a store-backed run")
     parser.add_argument("--quick", action="store_true", help="50,000 rows: a check in seconds")
+    parser.add_argument("--volume", action="store_true", help="monitoring at 1M/3M/10M rows")
+    parser.add_argument("--sizes", type=int, action="append", help="--volume: log sizes")
+    parser.add_argument("--dask", action="store_true", help="--volume: also on Dask (export)")
     parser.add_argument(
-        "--worker", choices=["slipway", "evidently", "cbpe"], help=argparse.SUPPRESS
+        "--worker", choices=["slipway", "evidently", "cbpe", "volume"], help=argparse.SUPPRESS
     )
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--facts", help=argparse.SUPPRESS)
+    parser.add_argument("--engine", default="local", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker == "volume":
+        result = volume_worker(json.loads(args.facts), args.engine)
+        result["peak_mb"] = peak_mb()
+        print(json.dumps(result))
+        return
     if args.worker:
         worker(args.worker, args.folder)
+        return
+    if args.volume:
+        volume(args)
         return
     if args.quick:
         args.rows, args.reference_rows = 50_000, 2_000

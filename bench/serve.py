@@ -1,7 +1,9 @@
-"""Load-test `slipway serve` against a naive FastAPI server and a bare echo server, in one run.
+"""Load-test `slipway serve` against a naive FastAPI server and two echo servers, in one run.
 
-All three serve the reference model (a 100-tree GradientBoostingClassifier on 20 features
-behind a StandardScaler) or, for the echo server, nothing at all; wrk drives each at 1 and 32
+The real ceiling is a bare ASGI app under uvicorn that reads the body, parses the JSON and
+answers (``bench/servers/raw.py``, "% raw"); a FastAPI echo (``echo.py``) is the older one.
+All of them serve the reference model (a 100-tree GradientBoostingClassifier on 20 features
+behind a StandardScaler) or, for the echo servers, nothing at all; wrk drives each at 1 and 32
 concurrent connections (two workers at 32 too). `slipway serve` runs as in production: API
 key auth, rate limiting (a limit high enough not to refuse), metrics, the JSON access log and
 the prediction log. Then, on the one-worker server: rows per second for requests of 8, 32 and
@@ -96,10 +98,12 @@ def reference_model(tmp: Path, trees: int = 100) -> tuple[Registry, Path, list[f
     return registry, path, [round(float(v), 4) for v in X[0]]
 
 
-def wrk(url: str, body: str, headers: dict[str, str], clients: int, seconds: int) -> Result:
+def wrk(
+    url: str, body: str, headers: dict[str, str], clients: int, seconds: int, method: str = "POST"
+) -> Result:
     """Run wrk once and parse requests/s, p50, p99, responses and non-2xx counts."""
     lines = [
-        'wrk.method = "POST"',
+        f'wrk.method = "{method}"',
         f"wrk.body = {json.dumps(body)}",
         'wrk.headers["Content-Type"] = "application/json"',
     ]
@@ -290,6 +294,7 @@ def main() -> None:
     exact: tuple[int, int, int, int] | None = None
     for workers, clients in setups:
         for app, name, path, log in (
+            ("raw:app", "raw ASGI echo", "/echo", False),
             ("echo:app", "echo (ceiling)", "/echo", False),
             ("naive:app", "naive FastAPI", "/predict", True),
         ):
@@ -349,7 +354,7 @@ def report(
     )
     header = (
         f"{'server':<16} {'workers':>7} {'clients':>7} {'req/s':>8} {'p50 ms':>8} "
-        f"{'p99 ms':>8} {'errors':>6} {'x naive':>8} {'% echo':>7} {'batch':>6}"
+        f"{'p99 ms':>8} {'errors':>6} {'x naive':>8} {'% echo':>7} {'% raw':>6} {'batch':>6}"
     )
     print(header)
     print("-" * len(header))
@@ -360,10 +365,12 @@ def report(
         echo = by.get(("echo (ceiling)", r.workers, r.clients))
         x_naive = f"{r.rps / naive.rps:8.1f}" if naive else ""
         of_echo = f"{100 * r.rps / echo.rps:6.0f}%" if echo else ""
+        raw = by.get(("raw ASGI echo", r.workers, r.clients))
+        of_raw = f"{100 * r.rps / raw.rps:5.0f}%" if raw else ""
         batch = f"{r.batch:6.1f}" if r.batch is not None else ""
         print(
             f"{r.server:<16} {r.workers:>7} {r.clients:>7} {r.rps:>8.0f} {r.p50_ms:>8.2f} "
-            f"{r.p99_ms:>8.2f} {r.errors:>6} {x_naive:>8} {of_echo:>7} {batch:>6}"
+            f"{r.p99_ms:>8.2f} {r.errors:>6} {x_naive:>8} {of_echo:>7} {of_raw:>6} {batch:>6}"
         )
     s1, e1 = by[("slipway serve", 1, 1)], by[("echo (ceiling)", 1, 1)]
     print(

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 # Two test workers on two cores: OpenMP pools in each (HistGradientBoosting) would spin
 # against each other and run ~20x slower. Set before scikit-learn loads its runtime.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Tests register pipelines with classes defined in tests/ (importable here because pytest puts
+# the repository on sys.path); registration checks they load in a fresh interpreter, so that
+# interpreter must find them too, as a user's PYTHONPATH would let it.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")) if p
+)
 from collections.abc import Iterator
 from typing import Any
 

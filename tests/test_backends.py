@@ -182,3 +182,36 @@ def test_any_engine_with_the_backend_method_plugs_into_the_core(registry, make_f
     expected = fitted.pipeline.predict_proba(fitted.X_val.iloc[:5]) / 2
     np.testing.assert_array_equal(result.probabilities, expected)
     np.testing.assert_array_equal(result.labels, fitted.pipeline.predict(fitted.X_val.iloc[:5]))
+
+
+def test_register_says_which_backend_serves_and_why(registry, caplog):
+    """A refused graph is a warning naming the version and the reason; an accepted one, info."""
+    X = np.random.default_rng(2).normal(size=(100, 2))
+    custom = make_pipeline(FunctionTransformer(_double), Ridge()).fit(X, X[:, 0])
+    with caplog.at_level("INFO", logger="slipway.registry"):
+        registry.register(custom, "custom", X)
+        registry.register(make_pipeline(StandardScaler(), Ridge()).fit(X, X[:, 0]), "plain", X)
+    refused, accepted = caplog.records
+    assert refused.levelname == "WARNING"
+    assert "custom:1 will be served by scikit-learn, not ONNX Runtime: conversion failed" in (
+        refused.getMessage()
+    )
+    assert accepted.levelname == "INFO"
+    assert accepted.getMessage().startswith("plain:1 serves with ONNX Runtime: matches")
+
+
+def test_model_card_shows_the_backend_near_the_top(registry):
+    """The serving backend is the third line of the card, right after version and aliases."""
+    from rich.console import Console
+
+    from slipway.cli._render import model_card
+
+    X = np.random.default_rng(2).normal(size=(100, 2))
+    mv = registry.register(
+        make_pipeline(FunctionTransformer(_double), Ridge()).fit(X, X[:, 0]), "c", X
+    )
+    console = Console(width=200, record=True)
+    console.print(model_card(mv))
+    lines = [line.strip("│ ") for line in console.export_text().splitlines()[1:4]]
+    assert lines[0].startswith("version") and lines[1].startswith("aliases")
+    assert lines[2].startswith("serving backend  sklearn (conversion failed")

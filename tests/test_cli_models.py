@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
 
 import pytest
 
+import slipway
 from slipway.registry import Registry
 from slipway.testing import register_reference_model
 from tests.cli_helpers import run_cli
@@ -77,6 +79,39 @@ def test_archive(capsys, populated):
     )
 
 
+def test_delete_asks_first_and_says_what_it_removed(capsys, populated, monkeypatch):
+    """delete asks before deleting (no is no), --yes skips the question, and the answer
+    counts the files removed and kept."""
+    monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
+    refused = run_cli(capsys, "models", "delete", "fraud:1")
+    assert refused.code == 1 and "Delete fraud:1?" in refused.out
+    assert populated.get("fraud:1").version == 1
+    done = run_cli(capsys, "models", "delete", "fraud:1", "--yes")
+    # Both versions share their data files; the model and its predictions differ in C.
+    assert done.code == 0 and done.out.startswith("deleted fraud:1; ")
+    assert "kept (other versions use them)" in done.out
+    listed = json.loads(run_cli(capsys, "models", "list", "fraud", "--json").out)
+    assert [v["version"] for v in listed] == [2]
+    audit = json.loads(run_cli(capsys, "models", "audit", "fraud", "--json").out)
+    assert (audit[0]["action"], audit[0]["version"]) == ("delete", 1)
+
+
+def test_delete_refuses_aliases_and_aliased_versions(capsys, populated):
+    """NAME@ALIAS is not a delete target, and an aliased version is refused with the way out."""
+    run_cli(capsys, "models", "promote", "fraud", "2")
+    by_alias = run_cli(capsys, "models", "delete", "fraud@production", "--yes")
+    assert by_alias.code == 1 and "delete takes NAME or NAME:VERSION" in by_alias.err
+    held = run_cli(capsys, "models", "delete", "fraud", "--yes")
+    assert held.code == 1 and "production -> 2" in held.err
+    assert [v.version for v in populated.versions("fraud")] == [1, 2]
+
+
+def test_version_flag(capsys):
+    """`slipway --version` prints the package version and exits 0."""
+    result = run_cli(capsys, "--version")
+    assert (result.code, result.out) == (0, f"slipway {slipway.__version__}\n")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -84,6 +119,7 @@ def test_archive(capsys, populated):
         (["models", "show", "fraud:7"], "has no version 7 (latest is 2)"),
         (["models", "rollback", "fraud"], "no alias 'production' to roll back"),
         (["models", "show", "a:b:c"], "is not a model reference"),
+        (["models", "delete", "fraud:7", "--yes"], "has no version 7 (latest is 2)"),
     ],
 )
 def test_known_errors_are_one_line_and_exit_1(capsys, populated, args, message):

@@ -356,3 +356,90 @@ def test_integers_beyond_float_range_are_out_of_range_not_a_crash(contract: Cont
     """10**400 cannot become a float: it is reported, not raised."""
     checked = contract.validate([{"amount": 10**400, "hour": 1, "country": "US", "is_new": True}])
     assert codes(checked) == [(0, "amount", "out_of_range")]
+
+
+# -- what the pipeline handles, and per-field overrides ------------------------------------
+
+
+ROW = {"amount": 20.0, "hour": 1, "country": "US", "is_new": True}
+
+
+def test_nullable_override_lets_nulls_through_and_can_refuse_them(frame: pd.DataFrame):
+    """nullable=[...] allows nulls training never had; {field: False} refuses ones it had."""
+    c = Contract.learn(frame, nullable={"hour": True, "amount": False})
+    f = {s.name: s for s in c.fields}
+    assert f["hour"].nullable and f["hour"].null_reason == "set at registration (nullable=)"
+    assert not f["amount"].nullable and f["amount"].null_reason is None
+    checked = c.validate([{**ROW, "hour": None, "amount": None}])
+    assert codes(checked) == [(0, "amount", "null")]
+    assert Contract.learn(frame, nullable=["hour"]).validate([{**ROW, "hour": None}]).ok
+
+
+def test_unseen_per_field_flags_one_field_and_keeps_the_default_elsewhere():
+    """unseen={"country": "flag"}: country warns, merchant still refuses."""
+    frame = pd.DataFrame({"country": ["US", "GB"], "merchant": ["a", "b"]})
+    c = Contract.learn(frame, unseen={"country": "flag"})
+    checked = c.validate([{"country": "FR", "merchant": "z"}])
+    assert codes(checked) == [(0, "merchant", "unseen_category")]
+    assert [(w.field, w.code) for w in checked.warnings] == [("country", "unseen_category")]
+    schema = c.json_schema()["properties"]
+    assert "enum" not in schema["country"] and schema["merchant"]["enum"] == ["a", "b"]
+    assert Contract.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+
+
+def test_ranges_replace_the_band_and_may_leave_a_side_open():
+    """ranges={"x": (0, None)}: below 0 is refused, any size above is fine (up to abs_limit)."""
+    c = Contract.learn(pd.DataFrame({"x": [1.0, 2.0]}), ranges={"x": (0.0, None)})
+    assert c.validate([{"x": 1e9}]).ok
+    assert codes(c.validate([{"x": -0.5}])) == [(0, "x", "out_of_range")]
+    assert c.fields[0].range_reason == "set at registration (ranges=)"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"nullable": ["ghost"]}, r"nullable names columns not in X_train: \['ghost'\]"),
+        ({"unseen": {"country": "maybe"}}, r"unseen\['country'\] must be 'reject' or 'flag'"),
+        ({"ranges": {"amount": (5, 1)}}, r"ranges\['amount'\] has low 5 above high 1"),
+        (
+            {"ranges": {"amount": (0, 1)}, "bounds": {"amount": (0, 2)}},
+            r"bounds and ranges both set \['amount'\]",
+        ),
+    ],
+)
+def test_overrides_naming_nothing_or_nonsense_are_refused(frame, options, message):
+    """A typo in an override is an error naming it, never silently ignored."""
+    with pytest.raises(ValueError, match=message):
+        Contract.learn(frame, **options)
+
+
+def test_what_the_pipeline_handles_is_allowed_with_its_reason(frame: pd.DataFrame):
+    """tolerated= (from the fitted pipeline) allows nulls and flags unseen, unless overridden."""
+    handled = {
+        "hour": {"null": "SimpleImputer (step pre__num)"},
+        "country": {"unseen": "OneHotEncoder(handle_unknown='ignore') (step pre__cat)"},
+    }
+    c = Contract.learn(frame, unseen=None, tolerated=handled)
+    f = {s.name: s for s in c.fields}
+    assert (
+        f["hour"].nullable and f["hour"].null_reason == "handled by SimpleImputer (step pre__num)"
+    )
+    assert c.unseen_for(f["country"]) == "flag"
+    assert f["country"].unseen_reason.startswith("handled by OneHotEncoder")
+    assert f["amount"].null_reason == "in the training data"
+    checked = c.validate([{**ROW, "hour": None, "country": "FR"}])
+    assert checked.ok and checked.warnings[0].field == "country"
+    strict = Contract.learn(frame, unseen="reject", tolerated=handled)
+    assert codes(strict.validate([{**ROW, "country": "FR"}])) == [(0, "country", "unseen_category")]
+    refused = Contract.learn(frame, unseen=None, nullable={"hour": False}, tolerated=handled)
+    assert codes(refused.validate([{**ROW, "hour": None}])) == [(0, "hour", "null")]
+
+
+def test_refusals_say_how_to_allow_a_null_or_an_unseen_category(contract: Contract):
+    """The problem's expectation names the register option that would let the value in."""
+    checked = contract.validate([{**ROW, "hour": None, "country": "FR"}])
+    null, unseen = checked.errors
+    assert "register the model with nullable=['hour']" in null.expected
+    assert "SimpleImputer" in null.describe()
+    assert "register the model with unseen={'country': 'flag'}" in unseen.expected
+    assert "OneHotEncoder(handle_unknown='ignore')" in unseen.describe()

@@ -141,8 +141,8 @@ def docs_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         table.to_sql("transactions", conn, index=False)
     key = KeyStore(registry.store).create("docs", "predict")[1]
     # the quickstart's lifecycle step: `loans` with served, partly labeled traffic, a retrained
-    # candidate, and quickstart/loans.toml
-    lifecycle_demo(registry, work / "quickstart")
+    # candidate, and quickstart-output/loans.toml (the default --workdir)
+    lifecycle_demo(registry, work / "quickstart-output")
     registry.store.dispose()
     shifted = X.iloc[cut:].assign(amount=X.iloc[cut:]["amount"] * 1.5)
     names = {

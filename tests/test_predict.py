@@ -152,7 +152,9 @@ def test_multiclass_ties_are_resolved_by_predict_only_for_tied_rows(registry):
 def test_split_mode_scores_good_rows_and_returns_problems_for_the_rest(registry, make_fitted):
     """on_error='split' keeps going: bad rows are reported, good rows scored."""
     fitted = make_fitted("frame")
-    model = registry.load(registry.register(fitted.pipeline, "m", fitted.X_train).ref)
+    # unseen="reject": the pipeline ignores unknown categories, which would only flag row 3.
+    mv = registry.register(fitted.pipeline, "m", fitted.X_train, unseen="reject")
+    model = registry.load(mv.ref)
     rows = fitted.X_val.head(4).to_dict(orient="records")
     rows[1]["amount"] = "lots"
     rows[3]["country"] = "XX"
@@ -201,6 +203,27 @@ def test_a_long_class_label_comes_back_whole_in_records_and_column_names(registr
     assert long in result.records()[0]["probabilities"]
     scored = slipway.score(model, X.iloc[:1])
     assert f"proba:{long}" in scored.predictions.columns
+
+
+def test_predict_equals_the_pipeline_bit_for_bit_on_its_own_frame_or_array(registry):
+    """A frame or array already shaped like the training data reaches the pipeline as given,
+    so a linear model's dot products sum in the same order: identical to the last bit."""
+    from sklearn.linear_model import Ridge
+
+    rng = np.random.default_rng(3)
+    matrix = rng.normal(size=(300, 10)) * 1000
+    X = pd.DataFrame(matrix, columns=[f"x{i}" for i in range(10)])
+    y = matrix @ rng.normal(size=10)
+    pipe = Ridge().fit(X, y)
+    registry.register(pipe, "ridge", X, y)
+    model = registry.load("ridge")
+    for frame in (X, pd.DataFrame({c: X[c].to_numpy() for c in X.columns})):  # C and F layouts
+        np.testing.assert_array_equal(model.predict(frame), pipe.predict(frame))
+    fitted = Ridge().fit(matrix, y)
+    registry.register(fitted, "array", matrix, y)
+    loaded = registry.load("array")
+    for arr in (matrix, np.asfortranarray(matrix)):
+        np.testing.assert_array_equal(loaded.predict(arr), fitted.predict(arr))
 
 
 def test_near_and_exact_ties_seen_only_at_predict_time_follow_predict(registry):

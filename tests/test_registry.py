@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 
 from slipway.config import Settings
@@ -20,6 +21,7 @@ from slipway.exceptions import (
     VersionMismatchWarning,
 )
 from slipway.registry import Registry
+from slipway.store import registry as registry_tables
 
 
 def test_register_records_the_whole_story(registry, make_fitted):
@@ -217,6 +219,91 @@ def test_alias_versions_answer_for_every_model_with_the_alias_or_only_those_name
     assert registry.alias_versions("candidate") == {"c": 2}
     registry.promote("a", 1)
     assert registry.alias_versions("production", ["a"]) == {"a": 1}
+
+
+def test_delete_removes_a_version_and_only_the_artifacts_nothing_else_uses(registry, make_fitted):
+    """A deleted version is gone, its own files too; files another version uses stay."""
+    fitted = make_fitted("frame")
+    other = clone(fitted.pipeline).set_params(model__C=0.01).fit(fitted.X_train, fitted.y_train)
+    first = registry.register(fitted.pipeline, "m", fitted.X_train, fitted.y_train)
+    second = registry.register(other, "m", fitted.X_train, fitted.y_train, onnx=False)
+    own = {first.meta["artifacts"][r] for r in ("model", "reference_predictions", "onnx")}
+    shared = {first.meta["artifacts"][r] for r in ("profile", "sample")}
+    assert shared == {second.meta["artifacts"][r] for r in ("profile", "sample")}
+    done = registry.delete("m", 1)
+    assert done.versions == (1,) and set(done.removed) == own and set(done.kept) == shared
+    assert not any(registry.artifacts.path(sha).exists() for sha in own)
+    assert all(registry.artifacts.path(sha).exists() for sha in shared)
+    with pytest.raises(ModelNotFound, match="no version 1"):
+        registry.get("m:1")
+    assert [v.version for v in registry.versions("m")] == [2]
+    assert {c.status for c in registry.verify()} == {"ok"}
+    event = registry.audit("m", limit=1)[0]
+    assert (event.action, event.version, event.actor) == ("delete", 1, "tester")
+    assert set(event.detail["removed"]) == own and set(event.detail["kept"]) == shared
+
+
+def test_delete_refuses_a_version_an_alias_points_at(registry, make_fitted):
+    """An aliased version stays, and the message names the alias and both ways out."""
+    fitted = make_fitted("frame")
+    registry.register(fitted.pipeline, "m", fitted.X_train, onnx=False, alias="production")
+    with pytest.raises(RegistryConflict, match=r"production -> 1.*promote.*unalias m production"):
+        registry.delete("m", 1)
+    with pytest.raises(RegistryConflict, match="production -> 1"):
+        registry.delete("m")
+    assert registry.get("m:1").version == 1
+    assert {c.status for c in registry.verify()} == {"ok"}
+
+
+def test_rollback_skips_a_deleted_version(registry, make_fitted):
+    """The alias history forgets a deleted version: rollback lands on the one before it."""
+    fitted = make_fitted("frame")
+    for _ in range(3):
+        registry.register(fitted.pipeline, "m", fitted.X_train, onnx=False)
+    for v in (1, 2, 3):
+        registry.promote("m", v)
+    registry.delete("m", 2)
+    assert registry.rollback("m").version == 1
+
+
+def test_deleting_every_version_hides_the_model_but_never_reuses_numbers(registry, make_fitted):
+    """NAME alone deletes every version; registering the name again continues the numbering,
+    and artifacts another model shares are kept."""
+    fitted = make_fitted("frame")
+    for _ in range(2):
+        registry.register(fitted.pipeline, "gone", fitted.X_train, onnx=False)
+    kept = registry.register(fitted.pipeline, "kept", fitted.X_train, onnx=False)
+    done = registry.delete("gone")
+    assert done.versions == (1, 2) and done.removed == ()
+    assert set(done.kept) == set(kept.meta["artifacts"].values())
+    assert [m.name for m in registry.models()] == ["kept"]
+    with pytest.raises(ModelNotFound, match="No model named 'gone'. Known models: kept."):
+        registry.versions("gone")
+    with pytest.raises(ModelNotFound, match="no versions left"):
+        registry.delete("gone")
+    again = registry.register(fitted.pipeline, "gone", fitted.X_train, onnx=False)
+    assert again.version == 3
+    assert registry.load("kept").predict(fitted.X_val).shape == (len(fitted.X_val),)
+
+
+def test_a_registration_puts_back_a_file_a_delete_removed_meanwhile(
+    registry, make_fitted, monkeypatch
+):
+    """A delete between writing the files and recording the version cannot leave it without
+    its artifacts: the registration writes them again."""
+    fitted = make_fitted("frame")
+    old = registry.register(fitted.pipeline, "m", fitted.X_train, onnx=False)
+    record = registry_tables.add_version
+
+    def delete_first(*args, **kwargs):
+        registry.delete("m", old.version)  # removes the files the new version has just put
+        return record(*args, **kwargs)
+
+    monkeypatch.setattr(registry_tables, "add_version", delete_first)
+    new = registry.register(fitted.pipeline, "m", fitted.X_train, onnx=False)
+    assert new.meta["artifacts"] == old.meta["artifacts"]
+    assert {c.status for c in registry.verify("m")} == {"ok"}
+    assert registry.load("m:2").predict(fitted.X_val).shape == (len(fitted.X_val),)
 
 
 def test_verify_rehashes_every_artifact(registry, make_fitted):

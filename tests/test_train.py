@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,7 +18,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from slipway import quickstart
 from slipway.evaluation import classification_metrics
-from slipway.exceptions import ConfigError
+from slipway.exceptions import ConfigError, SlipwayWarning
 from slipway.testing import transactions
 from slipway.train import train
 from tests.cli_helpers import run_cli
@@ -111,9 +114,10 @@ def test_train_builds_preprocessing_registers_and_promotes(registry, tmp_path, d
 
 
 def test_every_config_problem_is_reported_at_once(registry, tmp_path, data):
-    """Unknown keys, wrong types and bad columns and classes: one line each."""
+    """Unknown keys, wrong values, bad names, columns and classes: one run, one line each."""
     body = """
-name = "fraud"
+name = "fraud model"
+alias = "Prod"
 colour = "blue"
 [data]
 path = "data.csv"
@@ -127,25 +131,53 @@ fraction = 1.5
     path = write_config(tmp_path, body, data)
     with pytest.raises(ConfigError) as info:
         train(path, registry)
-    assert any("colour" in p for p in info.value.problems)
-    assert any(p.startswith("validation.fraction") for p in info.value.problems)
-    fixed = body.replace('colour = "blue"\n', "").replace("1.5", "0.2")
-    write_config(tmp_path, fixed)
-    with pytest.raises(ConfigError) as info:
-        train(path, registry)
+    cols = "(columns: amount, hour, merchant, country, label, ts)"
     assert sorted(info.value.problems) == [
-        "data.features: column 'ghost' is not in the data (columns: amount, hour, merchant, "
-        "country, label, ts)",
-        "data.target: column 'nope' is not in the data (columns: amount, hour, merchant, "
-        "country, label, ts)",
+        "alias: 'Prod' is not a valid alias: use lower-case letters, digits, '_' or '-', "
+        "starting with a letter.",
+        "colour: Extra inputs are not permitted",
+        f"data.features: column 'ghost' is not in the data {cols}",
+        f"data.target: column 'nope' is not in the data {cols}",
         "estimator.class: cannot import 'sklearn.linear_model.NoSuchModel'",
+        "name: 'fraud model' is not a valid model name: use letters, digits, '.', '_' or '-', "
+        "starting with a letter or digit, at most 100 characters.",
+        "validation.fraction: Input should be less than 1",
     ]
+    assert registry.models() == []
+
+
+def test_every_bad_param_and_target_problem_is_found_before_training(registry, tmp_path, data):
+    """Each bad estimator param, a target with gaps and too few rows of a class for the folds."""
+    body = GOOD.format(path="data.csv").replace(
+        "max_iter = 300, C = 0.5", 'max_iter = -5, C = -1.0, penalty = "l3", colour = 1'
+    )
+    data = data.assign(label=data.label.astype(float))
+    data.loc[[0, 1], "label"] = np.nan
+    data.loc[2:4, "label"] = 7.0  # a class with three rows: too few for cv = 3 after the split
+    path = write_config(tmp_path, body.replace("fraction = 0.25", "fraction = 0.5"), data)
+    fitted = []
+    with pytest.raises(ConfigError) as info:
+        train(path, registry, progress=fitted.append)
+    problems = sorted(info.value.problems)
+    assert (
+        problems[0]
+        == "data.target: column 'label' has 2 missing value(s); drop those rows from the data"
+    )
+    assert problems[1].startswith("estimator.params.C: The 'C' parameter of LogisticRegression")
+    assert problems[2].startswith("estimator.params.max_iter: The 'max_iter' parameter")
+    assert problems[3].startswith("estimator.params.penalty: The 'penalty' parameter")
+    assert problems[4].startswith("estimator.params: LogisticRegression rejects 'colour'")
+    assert problems[5] == (
+        "validation.cv: 3 folds need at least 3 training rows of each class; class 7.0 has about 1"
+    )
+    assert len(problems) == 6
+    assert fitted == ["checking the config and the data"]  # nothing was trained
 
 
 def test_bad_params_and_missing_files(registry, tmp_path, data):
     """Unknown estimator params and absent data files are config errors."""
     body = GOOD.format(path="data.csv").replace("C = 0.5", "Cee = 0.5")
-    with pytest.raises(ConfigError, match="estimator.params: LogisticRegression rejects"):
+    with pytest.raises(ConfigError, match="estimator.params: LogisticRegression rejects 'Cee'"):
         train(write_config(tmp_path, body, data), registry)
     body = GOOD.format(path="missing.csv")
     with pytest.raises(ConfigError, match="missing.csv does not exist"):
@@ -189,17 +221,28 @@ def test_quickstart_history_is_deterministic_and_learnable_from_point_in_time_fe
     assert roc_auc_score(a.is_fraud[4000:], model.predict_proba(X[4000:])[:, 1]) > 0.8
 
 
-def test_quickstart_trains_on_features_serves_raw_requests_and_audits_skew(capsys, env, tmp_path):
+def test_quickstart_trains_on_features_serves_raw_requests_and_audits_skew(
+    capsys, env, tmp_path, monkeypatch
+):
     """`slipway quickstart`: features, a production model, raw requests, a clean audit, a
     planted skew refused by the guard and caught by the audit, batch, monitoring, lifecycle."""
+    # The skew guard adds the recorded features.py directory to sys.path; a quickstart of an
+    # earlier test (another --workdir, its features.py restored) must not be found first.
+    monkeypatch.setattr(sys, "path", list(sys.path))
     result = run_cli(capsys, "quickstart", "--workdir", str(tmp_path / "qs"), "--rows", "8000")
     assert result.code == 0, result.err
     out = result.out
     assert "Model card: fraud" in out and "roc_auc" in out
     assert "registered fraud:1 with features txn_count_30d, avg_amount_7d" in out
     assert "/v1/models/fraud/predict -> version 1" in out
-    assert '{"accepted": 3, "duplicates": 0, "unknown": []}' in out
-    assert '{"accepted": 0, "duplicates": 3, "unknown": []}' in out
+    assert (
+        '{"accepted": 3, "duplicates": 0, "unknown": [], "normalized": 0, "unmatched": [], '
+        '"unknown_units": []}' in out
+    )
+    assert (
+        '{"accepted": 0, "duplicates": 3, "unknown": [], "normalized": 0, "unmatched": [], '
+        '"unknown_units": []}' in out
+    )
     assert "3 of 3 predictions are in the prediction log" in out
     assert "no skew" in out and "SKEW: 2 feature(s) differ" in out
     assert "avg_amount_7d (window '7d' -> '3d')" in out and "(exit 2)" in out
@@ -263,3 +306,157 @@ def test_quickstart_trains_on_features_serves_raw_requests_and_audits_skew(capsy
     assert "estimated accuracy of the latest 5 days (no outcome yet)" in result.out
     assert "passed" in result.out and registry.get("loans@production").version == 1
     registry.store.dispose()
+
+
+DEFAULTS = """
+name = "visits"
+[data]
+path = "data.csv"
+target = "label"
+[estimator]
+class = "sklearn.linear_model.LogisticRegression"
+params = { max_iter = 300 }
+"""
+
+
+@pytest.fixture
+def visits(data) -> pd.DataFrame:
+    """The transactions with the columns an export drags along: an id, a timestamp, a code
+    unique per row, and a copy of another model's verdict."""
+    n = len(data)
+    return data.drop(columns="ts").assign(
+        visit_id=np.arange(10_000, 10_000 + n),
+        visited_at=pd.date_range("2026-01-01", periods=n, freq="37min").astype(str),
+        code=[f"C{i:05d}" for i in range(n)],
+        old_score=data.label,
+    )
+
+
+def test_default_features_warn_about_ids_codes_and_leaks_and_leave_dates_out(
+    registry, tmp_path, visits
+):
+    """With features omitted: ids, high-cardinality codes and target copies warn; dates go."""
+    path = write_config(tmp_path, DEFAULTS, visits)
+    with pytest.warns(SlipwayWarning) as caught:
+        mv = train(path, registry)
+    notes = [str(w.message) for w in caught]
+    assert len(notes) == 4, notes
+    assert notes[0].startswith("column 'visited_at' holds dates (e.g. '2026-01-01 00:00:00')")
+    assert "left out of the features" in notes[0]
+    assert notes[1].startswith("column 'visit_id' looks like an identifier (400 distinct values")
+    assert notes[2].startswith("column 'code' looks like an identifier")
+    assert notes[3].startswith("column 'old_score' matches the target 'label' almost exactly")
+    assert all("data.exclude" in n for n in notes[1:])
+    assert "visited_at" not in mv.feature_names and "visit_id" in mv.feature_names
+
+
+def test_exclude_leaves_columns_out_without_a_warning(registry, tmp_path, visits):
+    """data.exclude removes the columns the warnings named; nothing more is said."""
+    body = DEFAULTS.replace(
+        'target = "label"', 'target = "label"\nexclude = ["visit_id", "code", "old_score"]'
+    )
+    path = write_config(tmp_path, body, visits.drop(columns="visited_at"))
+    mv = train(path, registry)  # warnings are errors here: none may be emitted
+    assert mv.feature_names == ["amount", "hour", "merchant", "country"]
+
+
+def test_a_listed_date_column_is_refused_not_one_hot_encoded(registry, tmp_path, visits):
+    """Naming a date column as a feature is a config problem saying what to do instead."""
+    body = DEFAULTS.replace(
+        'target = "label"', 'target = "label"\nfeatures = ["amount", "visited_at"]'
+    )
+    with pytest.raises(ConfigError) as info:
+        train(write_config(tmp_path, body, visits), registry)
+    (problem,) = info.value.problems
+    assert problem.startswith("data.features: column 'visited_at' holds dates")
+    assert "Derive numeric columns from it" in problem
+
+
+def test_a_one_hot_encoding_beyond_the_budget_is_refused_naming_the_column(
+    registry, tmp_path, visits
+):
+    """The dense one-hot matrix is estimated before training; over budget, the widest
+    categorical columns are named."""
+    body = DEFAULTS.replace(
+        'target = "label"',
+        'target = "label"\nfeatures = ["amount", "merchant", "code"]\nonehot_budget_mb = 0.5',
+    )
+    with pytest.raises(ConfigError) as info:
+        train(write_config(tmp_path, body, visits), registry)
+    (problem,) = info.value.problems
+    assert problem.startswith(
+        "data: one-hot encoding would build a 1,010.0 KiB matrix (320 rows x 404 columns"
+    )
+    assert "'code' has 400 distinct values, 'merchant' has 3 distinct values" in problem
+    assert "over the 512.0 KiB budget (data.onehot_budget_mb)" in problem
+
+
+def test_train_reports_each_step(registry, tmp_path, data):
+    """progress= gets each step as it starts."""
+    steps: list[str] = []
+    path = write_config(tmp_path, GOOD.format(path="data.csv"), data)
+    train(path, registry, progress=steps.append)
+    assert steps == [
+        "checking the config and the data",
+        "fitting LogisticRegression on 300 rows",
+        "registering fraud: validation metrics, 3-fold cross-validation, contract, profile",
+    ]
+
+
+def test_cli_train_shows_steps_with_durations_and_the_data_notes(capsys, env, tmp_path, visits):
+    """`slipway train` prints each finished step with its time and each note as a warning."""
+    result = run_cli(capsys, "train", str(write_config(tmp_path, DEFAULTS, visits)))
+    assert result.code == 0, result.err
+    assert re.search(r"checking the config and the data \(\d+\.\ds\)", result.out)
+    assert re.search(r"fitting LogisticRegression on 320 rows \(\d+\.\ds\)", result.out)
+    assert "warning: column 'visit_id' looks like an identifier" in result.err
+    assert "warning: column 'visited_at' holds dates" in result.err
+
+
+def test_cli_retrain_prints_the_data_notes_as_train_does(capsys, env, tmp_path, visits):
+    """`slipway retrain` fits through the same checks: each note is one warning line."""
+    body = 'alias = "production"\n' + DEFAULTS.replace("[data]", '[data]\nexclude = ["code"]')
+    path = write_config(tmp_path, body, visits)
+    assert run_cli(capsys, "train", str(path)).code == 0
+    result = run_cli(capsys, "retrain", "visits", "--config", str(path))
+    assert result.code in (0, 1, 3), result.err  # the gate may lack a holdout this small
+    assert "warning: column 'visit_id' looks like an identifier" in result.err
+    assert "SlipwayWarning" not in result.err
+
+
+def test_the_data_window_is_checked_with_everything_else(tmp_path, data):
+    """A bad data.since, or one without a time column, is listed beside the other problems;
+    a window holding too few rows is named with its start; a good one keeps the recent rows."""
+    from datetime import UTC, datetime, timedelta
+
+    from slipway.train import check, fit
+
+    bad = (
+        GOOD.format(path="data.csv")
+        .replace('time_column = "ts"', 'since = "soon"')
+        .replace("C = 0.5", "C = -1")
+    )
+    with pytest.raises(ConfigError) as info:
+        check(write_config(tmp_path, bad, data))
+    assert info.value.problems == [
+        "estimator.params.C: The 'C' parameter of LogisticRegression must be a float in the "
+        "range (0.0, inf]. Got -1 instead.",
+        "data.since: 'soon' is not a duration like 90d, 12w or 36h",
+    ]
+    no_time = GOOD.format(path="data.csv").replace('time_column = "ts"', 'since = "2d"')
+    with pytest.raises(ConfigError) as info:
+        check(write_config(tmp_path, no_time, data))
+    assert info.value.problems == ["data.since: a data window needs data.time_column"]
+    path = write_config(tmp_path, GOOD.format(path="data.csv"), data)
+    now = datetime(2026, 1, 17, 16, tzinfo=UTC)  # the last row is 2026-01-17 15:00
+    with pytest.raises(ConfigError) as info:
+        check(path, since=timedelta(hours=5), now=now)
+    problem, folds = info.value.problems  # the class counts are checked on the window too
+    assert folds.startswith("validation.cv: 3 folds need at least 3 training rows of each class")
+    assert (
+        problem.startswith("data.since: only 5 rows of ")
+        and "newer than 2026-01-17 11:00" in problem
+    )
+    trained = fit(path, since=timedelta(days=4), now=now)
+    assert trained.data["rows_read"] == 400 and trained.data["rows"] == 96
+    assert len(trained.X_train) + len(trained.X_val) == 96

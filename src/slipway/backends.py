@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from slipway import conversion
 from slipway.exceptions import MissingDependency
 
 if TYPE_CHECKING:
@@ -169,6 +170,7 @@ class Verdict:
     reason: str
     max_abs_diff: float | None = None
     rows: int = 0
+    precision: str | None = None  # the graph's number type: "double" or "float"
 
     def to_meta(self) -> dict[str, Any]:
         """The record kept in the version's metadata."""
@@ -178,6 +180,7 @@ class Verdict:
             "max_abs_diff": self.max_abs_diff,
             "rows_checked": self.rows,
             "tolerance": TOLERANCE,
+            "precision": self.precision,
         }
 
 
@@ -201,35 +204,14 @@ def runtime_available() -> bool:
     return True
 
 
-def convert(pipeline: Any, contract: Contract, task: str) -> bytes:
-    """The pipeline as a serialized ONNX graph taking the contract's fields as inputs."""
-    from skl2onnx import to_onnx
-    from skl2onnx.common.data_types import FloatTensorType, Int64TensorType, StringTensorType
-
-    if contract.input_kind == "array":
-        types: list[tuple[str, Any]] = [("X", FloatTensorType([None, len(contract.fields)]))]
-    else:
-        types = []
-        for f in contract.fields:
-            if f.kind == "number":
-                types.append((f.name, FloatTensorType([None, 1])))
-            elif f.kind == "integer":
-                types.append((f.name, Int64TensorType([None, 1])))
-            elif f.kind == "category" and (
-                f.categories is not None and all(isinstance(c, str) for c in f.categories)
-            ):
-                types.append((f.name, StringTensorType([None, 1])))
-            else:
-                raise ValueError(f"field {f.name!r} of kind {f.kind} has no ONNX input type")
-    final = pipeline.steps[-1][1] if hasattr(pipeline, "steps") else pipeline
-    options = {id(final): {"zipmap": False}} if task == "classification" else None
-    graph = to_onnx(pipeline, initial_types=types, options=options)
-    data: bytes = graph.SerializeToString()
-    return data
-
-
 class OnnxSession:
-    """An onnxruntime session fed from validated columns."""
+    """An onnxruntime session fed from validated columns.
+
+    The graph's inputs are the contract's fields in order (ONNX may have renamed them, e.g. a
+    ``/`` in a column name), each fed as the type the graph declares: float64 (numbers,
+    integers, booleans as 0/1, nulls as NaN), float32 or int64 (graphs converted in float32),
+    or strings.
+    """
 
     def __init__(self, data: bytes, contract: Contract) -> None:
         try:
@@ -243,37 +225,68 @@ class OnnxSession:
         self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         self.contract = contract
         self.outputs = [o.name for o in self.session.get_outputs()]
-        self._int_fields = {f.name for f in contract.fields if f.kind == "integer"}
-        self._str_fields = {f.name for f in contract.fields if f.kind == "category"}
+        inputs = self.session.get_inputs()
+        # One [N, F] input: an array-trained model, or a frame read as one matrix.
+        self.matrix = len(inputs) == 1 and (
+            contract.input_kind == "array" or inputs[0].shape[1] != 1
+        )
+        fields = ["X"] if self.matrix else contract.names
+        if len(inputs) != len(fields):
+            raise ValueError(
+                f"the ONNX graph takes {len(inputs)} inputs but the contract has {len(fields)} "
+                "fields"
+            )
+        self._feeds = [
+            (i.name, f, _ONNX_TYPES.get(i.type, object))
+            for i, f in zip(inputs, fields, strict=True)
+        ]
 
     def feed(self, checked: Validated, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """ONNX inputs for the validated rows."""
-        if self.contract.input_kind == "array":
-            return {"X": np.asarray(checked.model_input(rows), dtype=np.float32)}
+        if self.matrix:
+            name, _, dtype = self._feeds[0]
+            if self.contract.input_kind == "array":
+                return {name: np.asarray(checked.model_input(rows), dtype=dtype)}
+            cols = [checked.columns[f] for f in self.contract.names]
+            stacked = np.column_stack([c if c.dtype.kind != "O" else _numbers(c) for c in cols])
+            return {name: (stacked if rows is None else stacked[rows]).astype(dtype, copy=False)}
         out = {}
-        for name, col in checked.columns.items():
+        columns = checked.columns
+        for name, field, dtype in self._feeds:
+            col = columns[field]
             values = col if rows is None else col[rows]
-            if name in self._str_fields:
-                arr = values.astype(object)
-            elif name in self._int_fields:
-                arr = values.astype(np.int64)
-            else:
-                arr = values.astype(np.float32)
-            out[name] = arr.reshape(-1, 1)
+            if values.dtype.kind == "O" and dtype is not object:
+                values = _numbers(values)
+            out[name] = values.astype(dtype, copy=False).reshape(-1, 1)
         return out
 
     def run(self, checked: Validated, rows: np.ndarray | None = None) -> np.ndarray:
         """Class probabilities (classifiers) or values (regressors), as float64."""
-        result = self.session.run(None, self.feed(checked, rows))
+        result = self.session.run(self.outputs[-1:], self.feed(checked, rows))
         # Classifiers answer (label, probabilities); regressors answer (variable,).
         return np.asarray(result[-1], dtype=np.float64)
+
+
+_ONNX_TYPES = {
+    "tensor(double)": np.float64,
+    "tensor(float)": np.float32,
+    "tensor(int64)": np.int64,
+    "tensor(string)": object,
+}
+
+
+def _numbers(values: np.ndarray) -> np.ndarray:
+    """Nullable booleans or numbers held as objects, as float64 with NaN for nulls."""
+    return np.array([np.nan if v is None else float(v) for v in values.tolist()])
 
 
 def assess(pipeline: Any, contract: Contract, rows: Any, task: str) -> tuple[bytes | None, Verdict]:
     """Convert the pipeline and check it on ``rows`` (the reference sample).
 
-    Returns the ONNX bytes when accepted. Never raises for a pipeline ONNX cannot express:
-    that pipeline is simply served by scikit-learn, and the verdict says why.
+    The graph is built in float64 first (:mod:`slipway.conversion`), then, if that cannot be
+    built or does not match, as skl2onnx's float32 graph. Returns the ONNX bytes of the first
+    accepted. Never raises for a pipeline ONNX cannot express: that pipeline is simply served
+    by scikit-learn, and the verdict says why.
     """
     if not available():
         return None, Verdict(
@@ -282,17 +295,10 @@ def assess(pipeline: Any, contract: Contract, rows: Any, task: str) -> tuple[byt
     checked = contract.validate(rows)
     if not checked.ok or checked.n_rows == 0:
         return None, Verdict(False, "no clean reference rows to check the conversion on")
-    # skl2onnx and onnxruntime raise a wide range of types (NotImplementedError, RuntimeError,
-    # their own) for pipelines they cannot express; any of them means "serve with sklearn".
-    try:
-        data = convert(pipeline, contract, task)
-        got = OnnxSession(data, contract).run(checked)
-    except Exception as exc:
-        return None, Verdict(False, f"conversion failed: {type(exc).__name__}: {exc}"[:500])
     x = checked.model_input()
     if task == "regression":
         expected = np.asarray(pipeline.predict(x), dtype=np.float64)
-        verdict = _compare(got, expected, lambda _: True)
+        labels_ok: Callable[[np.ndarray], bool] = lambda _: True  # noqa: E731
     else:
         expected = np.asarray(pipeline.predict_proba(x), dtype=np.float64)
         truth = np.asarray(pipeline.predict(x))
@@ -301,17 +307,40 @@ def assess(pipeline: Any, contract: Contract, rows: Any, task: str) -> tuple[byt
             derived = derive_labels(pipeline.classes_, proba, 2 * TOLERANCE, lambda t: truth[t])
             return bool(np.array_equal(derived, truth))
 
-        verdict = _compare(got, expected, labels_ok)
-    return (data if verdict.accepted else None), verdict
+    verdicts = []
+    for precision in conversion.PRECISIONS:
+        # skl2onnx and onnxruntime raise a wide range of types (NotImplementedError,
+        # RuntimeError, their own) for pipelines they cannot express; any of them means "try
+        # the next precision, else serve with sklearn".
+        try:
+            data = conversion.convert(pipeline, contract, task, precision)
+            got = OnnxSession(data, contract).run(checked)
+        except Exception as exc:
+            reason = f"conversion failed: {type(exc).__name__}: {exc}"[:500]
+            verdicts.append(Verdict(False, reason, precision=precision))
+            continue
+        verdict = _compare(got, expected, labels_ok, precision)
+        if verdict.accepted:
+            return data, verdict
+        verdicts.append(verdict)
+    return None, verdicts[0]
 
 
-def _compare(got: np.ndarray, expected: np.ndarray, labels_ok: Any) -> Verdict:
+def _compare(
+    got: np.ndarray, expected: np.ndarray, labels_ok: Any, precision: str = "double"
+) -> Verdict:
     expected = expected.reshape(got.shape)
     scale = np.maximum(1.0, np.abs(expected))
     diff = float(np.max(np.abs(got - expected) / scale)) if got.size else 0.0
     n = len(got)
     if not np.isfinite(diff) or diff > TOLERANCE:
-        return Verdict(False, f"differs from scikit-learn by {diff:.3g} > {TOLERANCE}", diff, n)
+        reason = f"differs from scikit-learn by {diff:.3g} > {TOLERANCE}"
+        return Verdict(False, reason, diff, n, precision)
     if not labels_ok(got):
-        return Verdict(False, "labels differ from scikit-learn's on the reference rows", diff, n)
-    return Verdict(True, f"matches scikit-learn within {TOLERANCE} on {n} rows", diff, n)
+        reason = "labels differ from scikit-learn's on the reference rows"
+        return Verdict(False, reason, diff, n, precision)
+    reason = f"matches scikit-learn within {TOLERANCE} on {n} rows ({_WIDTH[precision]})"
+    return Verdict(True, reason, diff, n, precision)
+
+
+_WIDTH = {"double": "float64", "float": "float32"}

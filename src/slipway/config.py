@@ -6,6 +6,7 @@ functions build one :class:`Settings` and hand it to the objects they create.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -129,6 +130,18 @@ class Settings(BaseSettings):
         allow_inf_nan=False,
         description="Longest a prediction waits for concurrent ones to share its model call "
         "(0: only those already in flight).",
+    )
+    serve_inference_threads: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=0,
+        description="Threads per worker that run long model calls off the event loop (0: "
+        "every model call on the event loop).",
+    )
+    serve_offload_rows: int = Field(
+        64,
+        ge=1,
+        description="ONNX-served model calls of at least this many rows run in the inference "
+        "threads (scikit-learn-served calls always do).",
     )
     serve_poll_seconds: float = Field(
         1.0,

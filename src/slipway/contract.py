@@ -8,7 +8,7 @@ expected, the way a reviewer would write it on the request.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Any, Literal
@@ -40,6 +40,13 @@ class FieldSpec:
     # unless set explicitly.
     low: float | None = None
     high: float | None = None
+    # What an unseen category of this field gets (None: the contract's ``unseen``).
+    unseen: Unseen | None = None
+    # Why nulls are allowed (None: they are not) and why unseen categories are flagged, in
+    # words for the model card: "in the training data", "SimpleImputer (step pre__num)", ...
+    null_reason: str | None = None
+    unseen_reason: str | None = None
+    range_reason: str | None = None
 
     def expectation(self) -> str:
         """How this field's valid values are described in error messages."""
@@ -58,6 +65,21 @@ class FieldSpec:
         more = f", ... ({len(self.categories)} in all)" if len(self.categories) > 10 else ""
         return f"one of {shown}{more}"
 
+    def how_to_allow(self, code: str) -> str:
+        """What the model's owner can do about a refused null or unseen category."""
+        if code == "null":
+            return (
+                f"; nulls are refused for this field: if the pipeline handles them (e.g. with a "
+                f"SimpleImputer), register the model with nullable=[{self.name!r}]"
+            )
+        if code == "unseen_category":
+            return (
+                f"; unseen categories are refused: if the pipeline tolerates them (e.g. "
+                f"OneHotEncoder(handle_unknown='ignore')), register the model with "
+                f"unseen={{{self.name!r}: 'flag'}}"
+            )
+        return ""
+
 
 @dataclass(frozen=True)
 class Contract:
@@ -65,9 +87,9 @@ class Contract:
 
     ``unseen`` decides what happens to a category never seen in training: ``"reject"`` makes it
     an error, ``"flag"`` lets it through with a warning (the pipeline must then tolerate it,
-    e.g. ``OneHotEncoder(handle_unknown="ignore")``). The plausibility band of a numeric field
-    is its training range widened by ``band`` times its width on each side; any value with
-    magnitude above ``abs_limit`` is rejected regardless.
+    e.g. ``OneHotEncoder(handle_unknown="ignore")``); a field's own ``unseen`` overrides it.
+    The plausibility band of a numeric field is its training range widened by ``band`` times
+    its width on each side; any value with magnitude above ``abs_limit`` is rejected regardless.
     """
 
     fields: tuple[FieldSpec, ...]
@@ -84,17 +106,34 @@ class Contract:
         cls,
         X: Any,
         *,
-        unseen: Unseen = "reject",
+        unseen: Unseen | Mapping[str, Unseen] | None = "reject",
         band: float = 10.0,
         abs_limit: float = 1e12,
-        bounds: Mapping[str, tuple[float, float]] | None = None,
+        bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+        nullable: Iterable[str] | Mapping[str, bool] = (),
+        ranges: Mapping[str, tuple[float | None, float | None]] | None = None,
+        tolerated: Mapping[str, Mapping[str, str]] | None = None,
     ) -> Contract:
         """Learn the contract from training data (a DataFrame or a 2-D array).
 
-        ``bounds`` overrides the plausibility band of chosen numeric fields with explicit
-        ``(low, high)`` limits.
+        What the data shows can be overridden per field:
+
+        - ``nullable``: fields that accept nulls although training had none (a list), or a
+          mapping ``{field: False}`` to refuse nulls a pipeline step would handle;
+        - ``unseen``: ``"reject"`` or ``"flag"`` for every category field, or a mapping
+          ``{field: "flag"}`` for chosen fields (the others keep the default, ``"reject"``);
+        - ``ranges`` (``bounds`` is the older name): explicit ``(low, high)`` limits of numeric
+          fields instead of the plausibility band; None leaves that side open.
+
+        ``tolerated`` is what the fitted pipeline handles (see :mod:`slipway.tolerance`):
+        ``{field: {"null": why, "unseen": why}}``. It allows nulls and flags unseen categories of
+        those fields unless an override says otherwise (``unseen`` given as one string applies
+        to every field and overrides it too). The reason for each decision is recorded.
         """
-        if unseen not in ("reject", "flag"):
+        per_field_unseen: Mapping[str, Unseen] = {}
+        if isinstance(unseen, Mapping):
+            per_field_unseen, unseen = dict(unseen), None
+        if unseen not in ("reject", "flag", None):
             raise ConfigError(f"unseen must be 'reject' or 'flag', not {unseen!r}.")
         if isinstance(X, pd.DataFrame):
             frame, kind, array_dtype = X, "frame", "float64"
@@ -104,21 +143,49 @@ class Contract:
                 raise InvalidModel(f"X_train must be 2-D; got an array of shape {arr.shape}.")
             names = [f"feature_{i}" for i in range(arr.shape[1])]
             frame, kind, array_dtype = pd.DataFrame(arr, columns=names), "array", str(arr.dtype)
-        bounds = dict(bounds or {})
-        unknown = set(bounds) - {str(c) for c in frame.columns}
+        columns = [str(c) for c in frame.columns]
+        unknown = sorted(set(bounds or {}) - set(columns))
         if unknown:
             raise InvalidModel(
-                f"bounds name columns that X_train does not have: {sorted(unknown)}; "
-                f"its columns are {[str(c) for c in frame.columns][:20]}."
+                f"bounds name columns that X_train does not have: {unknown}; "
+                f"its columns are {columns[:20]}."
             )
+        nulls = dict(nullable) if isinstance(nullable, Mapping) else dict.fromkeys(nullable, True)
+        limits = _merge_ranges(bounds, ranges)
+        _check_names("nullable", nulls, columns)
+        _check_names("unseen", per_field_unseen, columns)
+        _check_names("ranges", limits, columns)
+        for name, policy in per_field_unseen.items():
+            if policy not in ("reject", "flag"):
+                raise ConfigError(f"unseen[{name!r}] must be 'reject' or 'flag', not {policy!r}.")
+        handled = tolerated or {}
         specs = []
         for col in frame.columns:
             spec = _learn_field(str(col), frame[col])
+            changes: dict[str, Any] = {}
             if spec.kind in ("number", "integer"):
-                low, high = bounds.get(spec.name) or _band(spec.min, spec.max, band)
-                spec = FieldSpec(**{**asdict(spec), "low": low, "high": high})
-            specs.append(spec)
-        return cls(tuple(specs), kind, array_dtype, unseen, band, abs_limit)  # type: ignore[arg-type]
+                if spec.name in limits:
+                    changes["low"], changes["high"] = limits[spec.name]
+                    changes["range_reason"] = "set at registration (ranges=)"
+                else:
+                    changes["low"], changes["high"] = _band(spec.min, spec.max, band)
+            changes.update(_null_decision(spec, nulls, handled.get(spec.name, {})))
+            if spec.kind == "category":
+                tolerates = handled.get(spec.name, {})
+                changes.update(_unseen_decision(spec.name, unseen, per_field_unseen, tolerates))
+            specs.append(FieldSpec(**{**asdict(spec), **changes}))
+        return cls(
+            tuple(specs),
+            kind,  # type: ignore[arg-type]
+            array_dtype,
+            unseen or "reject",
+            band,
+            abs_limit,
+        )
+
+    def unseen_for(self, spec: FieldSpec) -> Unseen:
+        """What an unseen category of ``spec`` gets: its own policy, else the contract's."""
+        return spec.unseen or self.unseen
 
     # -- (de)serialization -----------------------------------------------------------------
 
@@ -157,7 +224,7 @@ class Contract:
                 s = {"type": "boolean"}
             elif f.kind == "datetime":
                 s = {"type": "string", "format": "date-time"}
-            elif f.categories is not None and self.unseen == "reject":
+            elif f.categories is not None and self.unseen_for(f) == "reject":
                 s = {"enum": [jsonable(c) for c in f.categories]}
                 if all(isinstance(c, str) for c in f.categories):
                     s = {"type": "string", **s}
@@ -237,6 +304,68 @@ def _learn_field(name: str, col: pd.Series) -> FieldSpec:
     if kinds == {"boolean"}:
         return FieldSpec(name, "boolean", "bool", nullable)
     return FieldSpec(name, "category", str(dtype), nullable, categories=_category_set(values))
+
+
+def _merge_ranges(
+    bounds: Mapping[str, tuple[float | None, float | None]] | None,
+    ranges: Mapping[str, tuple[float | None, float | None]] | None,
+) -> dict[str, tuple[float | None, float | None]]:
+    both = set(bounds or {}) & set(ranges or {})
+    if both:
+        raise ConfigError(
+            f"bounds and ranges both set {sorted(both)}; ranges replaces bounds: give only ranges"
+        )
+    out = {**(bounds or {}), **(ranges or {})}
+    for name, limits in out.items():
+        try:
+            low, high = limits
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"ranges[{name!r}] must be a (low, high) pair, got {limits!r}"
+            ) from None
+        if low is not None and high is not None and low > high:
+            raise ConfigError(f"ranges[{name!r}] has low {low} above high {high}")
+    return {name: (lo, hi) for name, (lo, hi) in out.items()}
+
+
+def _check_names(option: str, given: Mapping[str, Any], columns: list[str]) -> None:
+    unknown = sorted(set(given) - set(columns))
+    if unknown:
+        shown = ", ".join(columns[:10]) + (", ..." if len(columns) > 10 else "")
+        raise InvalidModel(
+            f"{option} names columns not in X_train: {unknown} (columns: {shown}); "
+            "fix the name or drop it."
+        )
+
+
+def _null_decision(
+    spec: FieldSpec, nulls: Mapping[str, bool], handled: Mapping[str, str]
+) -> dict[str, Any]:
+    """Whether a field takes nulls, and why: an override, the data, or the pipeline."""
+    if spec.name in nulls:
+        allowed = bool(nulls[spec.name])
+        why = "set at registration (nullable=)" if allowed else None
+        return {"nullable": allowed, "null_reason": why}
+    if spec.nullable:
+        return {"null_reason": "in the training data"}
+    if "null" in handled:
+        return {"nullable": True, "null_reason": f"handled by {handled['null']}"}
+    return {}
+
+
+def _unseen_decision(
+    name: str, default: Unseen | None, per_field: Mapping[str, Unseen], handled: Mapping[str, str]
+) -> dict[str, Any]:
+    """What an unseen category of a field gets, and why."""
+    if name in per_field:
+        policy = per_field[name]
+        why = "set at registration (unseen=)" if policy == "flag" else None
+        return {"unseen": policy, "unseen_reason": why}
+    if default is not None:
+        return {"unseen_reason": "set at registration (unseen=)" if default == "flag" else None}
+    if "unseen" in handled:
+        return {"unseen": "flag", "unseen_reason": f"handled by {handled['unseen']}"}
+    return {}
 
 
 def _category_set(values: Any) -> tuple[Any, ...] | None:

@@ -24,7 +24,8 @@ Each leaf also inherits the builtin a caller would naturally catch, so
     │   ├── ArtifactMissing (FileNotFoundError)
     │   ├── ArtifactCorrupted (ValueError)    bytes on disk do not match the recorded sha256
     │   ├── InvalidDigest (ValueError)        a recorded sha256 is not a sha256 at all
-    │   └── UntrustedArtifact (ValueError)    a skops file holds types nobody trusted
+    │   ├── UntrustedArtifact (ValueError)    a skops file holds types nobody trusted
+    │   └── UnloadableArtifact (ImportError)  it refers to code this process cannot import
     ├── IncompatibleEnvironment (RuntimeError) library versions differ and settings refuse
     ├── MissingDependency (ImportError)       an optional extra is not installed
     ├── InvalidRequest (ValueError)           an HTTP body is not what the route takes (422)
@@ -199,6 +200,11 @@ class UntrustedArtifact(ArtifactError, ValueError):
                 or "Add them to SLIPWAY_TRUSTED_TYPES only if you trust where this model came from."
             )
         )
+
+
+class UnloadableArtifact(ArtifactError, ImportError):
+    """The artifact refers to code (a module, a function in ``__main__``) that this process
+    cannot import; the message names it and how to make it importable."""
 
 
 class IncompatibleEnvironment(SlipwayError, RuntimeError):

@@ -9,7 +9,7 @@ model for regressors; see ``slipway.estimation``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ from slipway.predict import Predictions
 from slipway.problems import display, jsonable
 from slipway.profile import as_frame, build_profile, sample_rows
 from slipway.provenance import fingerprint, git_commit, library_versions
+from slipway.tolerance import tolerated
 
 
 @dataclass
@@ -50,10 +51,12 @@ def describe(
     X_val: Any = None,
     y_val: Any = None,
     cv: int | None = None,
-    unseen: Unseen = "reject",
+    unseen: Unseen | Mapping[str, Unseen] | None = None,
     band: float = 10.0,
     abs_limit: float = 1e12,
-    bounds: Mapping[str, tuple[float, float]] | None = None,
+    bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+    nullable: Iterable[str] | Mapping[str, bool] = (),
+    ranges: Mapping[str, tuple[float | None, float | None]] | None = None,
     sample_size: int = 10_000,
     seed: int = 0,
     onnx: bool = True,
@@ -63,6 +66,8 @@ def describe(
 ) -> Description:
     """Learn the contract and profile, score the validation data, record provenance.
 
+    The contract lets through what the fitted pipeline handles (:mod:`slipway.tolerance`)
+    unless ``nullable``, ``unseen`` or ``ranges`` say otherwise.
     With ``features`` the pipeline's input is X_train's columns the pipeline was fitted on;
     the request contract (raw fields, entity keys, time) is recorded with the definitions.
     """
@@ -76,7 +81,14 @@ def describe(
     if features is not None:
         from slipway.features.versions import describe as describe_features
 
-        options = {"unseen": unseen, "band": band, "abs_limit": abs_limit}
+        options = {
+            "unseen": unseen,
+            "band": band,
+            "abs_limit": abs_limit,
+            "bounds": bounds,
+            "nullable": nullable,
+            "ranges": ranges,
+        }
         inputs, feature_meta = describe_features(
             features, pipeline, X_train, at=at, record_events=record_events,
             contract_options=options,
@@ -85,7 +97,22 @@ def describe(
         if X_val is not None and hasattr(X_val, "columns"):
             X_val = X_val[inputs]
 
-    contract = Contract.learn(X_train, unseen=unseen, band=band, abs_limit=abs_limit, bounds=bounds)
+    names = _input_names(X_train)
+    try:
+        contract = Contract.learn(
+            X_train,
+            unseen=unseen,
+            band=band,
+            abs_limit=abs_limit,
+            bounds=bounds,
+            nullable=nullable,
+            ranges=ranges,
+            tolerated=tolerated(pipeline, names),
+        )
+    except ValueError as exc:
+        if isinstance(exc, InvalidModel):
+            raise
+        raise InvalidModel(str(exc)) from None
     frame = as_frame(X_train, contract)
     sample = sample_rows(frame, sample_size, seed)
     classes = list(pipeline.classes_) if task == "classification" else None
@@ -126,6 +153,14 @@ def describe(
         meta["onnx"] = verdict.to_meta()
     meta["backend"] = "onnx" if graph is not None else "sklearn"
     return Description(meta, build_profile(frame, contract), sample, reference, graph, estimator)
+
+
+def _input_names(X: Any) -> list[str]:
+    """The input columns as the contract names them (``feature_i`` for arrays)."""
+    if isinstance(X, pd.DataFrame):
+        return [str(c) for c in X.columns]
+    shape = np.shape(X)
+    return [f"feature_{i}" for i in range(shape[1])] if len(shape) == 2 else []
 
 
 def _task_of(pipeline: Any) -> str:

@@ -1,5 +1,5 @@
-"""The model registry: register, look up, load, promote, roll back, unalias, archive, audit,
-verify.
+"""The model registry: register, look up, load, promote, roll back, unalias, archive, delete,
+audit, verify.
 
 A version is one fitted pipeline saved as an immutable content-addressed artifact, plus a row
 of metadata. Versions are numbered per model, never reused and never overwritten; aliases
@@ -9,14 +9,16 @@ of metadata. Versions are numbered per model, never reused and never overwritten
 from __future__ import annotations
 
 import json
+import logging
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Literal
 
 import pandas as pd
 
 from slipway import artifacts as art
-from slipway import backends, estimation
+from slipway import backends, estimation, portability
 from slipway.config import Settings
 from slipway.contract import Unseen
 from slipway.exceptions import (
@@ -24,6 +26,7 @@ from slipway.exceptions import (
     IncompatibleEnvironment,
     InvalidModel,
     RegistryConflict,
+    SlipwayError,
     UntrustedArtifact,
     VersionMismatchWarning,
 )
@@ -33,6 +36,7 @@ from slipway.provenance import current_user, library_versions, minor
 from slipway.registration import describe
 from slipway.store import Store, audit
 from slipway.store import registry as tables
+from slipway.store.registry import Deleted
 from slipway.versions import (
     DEFAULT_ALIAS,
     ArtifactCheck,
@@ -43,6 +47,8 @@ from slipway.versions import (
     check_name,
     parse_ref,
 )
+
+logger = logging.getLogger("slipway.registry")
 
 
 class Registry:
@@ -80,10 +86,12 @@ class Registry:
         tags: Mapping[str, str] | None = None,
         format: art.Format = "joblib",
         cv: int | None = None,
-        unseen: Unseen = "reject",
+        unseen: Unseen | Mapping[str, Unseen] | None = None,
         band: float = 10.0,
         abs_limit: float = 1e12,
-        bounds: Mapping[str, tuple[float, float]] | None = None,
+        bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+        nullable: Iterable[str] | Mapping[str, bool] = (),
+        ranges: Mapping[str, tuple[float | None, float | None]] | None = None,
         alias: str | None = None,
         seed: int = 0,
         onnx: bool = True,
@@ -99,6 +107,17 @@ class Registry:
         records provenance. ``alias`` promotes the new version straight away. With ``onnx``
         (and the ``onnx`` extra installed) the pipeline is also converted to ONNX and kept as
         the fast serving backend when it matches scikit-learn on the reference sample.
+
+        The contract lets through what the pipeline handles (an imputer: nulls; a
+        ``OneHotEncoder(handle_unknown="ignore")``: unseen categories, flagged) unless
+        ``nullable`` (fields that take nulls), ``unseen`` (``"reject"``/``"flag"`` for all
+        category fields, or ``{field: "flag"}``) or ``ranges`` (``{field: (low, high)}``;
+        ``bounds`` is the older name) say otherwise; ``band`` and ``abs_limit`` set the
+        plausibility band of numeric fields.
+
+        A pipeline that refers to code outside the installed packages (a function in
+        ``__main__`` or in a local module) is refused unless it loads in a fresh Python
+        process of this environment, as ``slipway serve`` would load it.
 
         ``features`` (feature sets and row features of :mod:`slipway.features`) records the
         definitions and their code hash: loading the version then computes them for every
@@ -116,37 +135,47 @@ class Registry:
         check_name(name)
         if format not in art.FORMATS:
             raise InvalidModel(f"format must be one of {', '.join(art.FORMATS)}, not {format!r}")
-        desc = describe(
-            pipeline,
-            X_train,
-            y_train,
-            X_val=X_val,
-            y_val=y_val,
-            cv=cv,
-            unseen=unseen,
-            band=band,
-            abs_limit=abs_limit,
-            bounds=bounds,
-            sample_size=self.settings.profile_sample_rows,
-            seed=seed,
-            onnx=onnx,
-            features=features,
-            at=at,
-            record_events=record_events,
-        )
-        meta = desc.meta
-        if "features" in meta:
-            self._save_sources(meta["features"]["definitions"]["sources"])
-        if format == "skops":
-            meta["env"] = library_versions("skops")
+        code = art.code_of(pipeline)  # raises for a pipeline pickle cannot save
+        portability.refuse_main(code)
         payload = art.dump_model(pipeline, format)
-        if format == "skops":
-            meta["trusted_types"] = _skops_trust(name, payload, trusted, self.settings)
+        trusted_types: list[str] = []
+        if format == "skops":  # refused before anything loads it, even in a fresh process
+            trusted_types = _skops_trust(name, payload, trusted, self.settings)
         elif trusted:
             raise InvalidModel(
                 f"trusted={list(trusted)!r} applies to format='skops' only; joblib artifacts "
                 "load any type (see docs/serving.md, Security model)."
             )
+        with portability.LoadCheck(code, payload, format, trusted_types) as check:
+            desc = describe(
+                pipeline,
+                X_train,
+                y_train,
+                X_val=X_val,
+                y_val=y_val,
+                cv=cv,
+                unseen=unseen,
+                band=band,
+                abs_limit=abs_limit,
+                bounds=bounds,
+                nullable=nullable,
+                ranges=ranges,
+                sample_size=self.settings.profile_sample_rows,
+                seed=seed,
+                onnx=onnx,
+                features=features,
+                at=at,
+                record_events=record_events,
+            )
+            check.raise_for_failure()
+        meta = desc.meta
+        if "features" in meta:
+            self._save_sources(meta["features"]["definitions"]["sources"])
+        meta["modules"] = code.modules
+        meta["local_modules"] = portability.local_roots(code)
+        if format == "skops":
+            meta["env"] = library_versions("skops")
+            meta["trusted_types"] = trusted_types
         blobs = {
             "model": payload,
             "profile": json.dumps(desc.profile, sort_keys=True).encode(),
@@ -175,6 +204,13 @@ class Registry:
             tags=dict(tags or {}),
             meta=meta,
         )
+        # A delete between the puts and the record may have removed a file with the same bytes
+        # (no version referred to it yet); deletes and records are serialized, so looking now
+        # is enough.
+        for role, blob in blobs.items():
+            if not self.artifacts.path(meta["artifacts"][role]).exists():
+                self.artifacts.put(blob)
+        _log_backend(f"{name}:{version}", meta.get("onnx"))
         if alias:
             self.promote(name, version, alias=alias)
         return self.get(f"{name}:{version}")
@@ -225,14 +261,22 @@ class Registry:
                 mv, self.store, skew=self.settings.feature_skew, record=record_events
             )
         data = self._read(mv, mv.sha256)  # raises before any deserialization
-        pipeline = art.load_model(
-            data,
-            mv.format,  # type: ignore[arg-type]
-            # What the registering user trusted (recorded with the version), plus the settings'
-            # list, which versions registered before trust was recorded rely on.
-            trusted=[*mv.meta.get("trusted_types", ()), *self.settings.trusted_types],
-            source=str(self.artifacts.path(mv.sha256)),
+        portability.check_importable(
+            mv.ref, mv.meta.get("modules", []), mv.meta.get("local_modules", {})
         )
+        try:
+            pipeline = art.load_model(
+                data,
+                mv.format,  # type: ignore[arg-type]
+                # What the registering user trusted (recorded with the version), plus the
+                # settings' list, which versions registered before trust was recorded rely on.
+                trusted=self._trusted(mv),
+                source=str(self.artifacts.path(mv.sha256)),
+            )
+        except (ImportError, AttributeError) as exc:
+            if isinstance(exc, SlipwayError) or not portability.is_lookup_failure(exc):
+                raise
+            raise portability.unloadable(mv.ref, exc) from exc
         graph = mv.meta.get("artifacts", {}).get("onnx")
         if backend == "auto" and graph and backends.runtime_available():
             session = backends.OnnxSession(self._read(mv, graph), mv.contract)
@@ -332,6 +376,32 @@ class Registry:
         tables.archive(self.store, name, version, self._actor(actor), detail=_via(via))
         return self.get(f"{name}:{version}")
 
+    def delete(
+        self,
+        name: str,
+        version: int | None = None,
+        *,
+        actor: str | None = None,
+        via: str | None = None,
+    ) -> Deleted:
+        """Delete version ``version`` of ``name`` (every version when None) for good.
+
+        Refused while an alias points at a version being deleted. Artifact files are removed
+        only when no remaining version (of any model) refers to them. Version numbers are never
+        reused. One ``delete`` audit event per version, naming ``actor`` and ``via`` as
+        :meth:`promote` does. The prediction log, batch results and monitoring runs of the
+        version are history and stay.
+        """
+        check_name(name)
+
+        def remove(hashes: Sequence[str]) -> None:
+            for sha in hashes:
+                self.artifacts.remove(sha)
+
+        return tables.delete_versions(
+            self.store, name, version, self._actor(actor), remove=remove, detail=_via(via)
+        )
+
     def aliases(self, name: str) -> dict[str, int]:
         """Alias -> version for one model."""
         return tables.alias_map(self.store, name)
@@ -371,15 +441,31 @@ class Registry:
         """Registry changes, newest first."""
         return [AuditEvent(**event) for event in audit.audit_log(self.store, name, limit=limit)]
 
-    def verify(self, name: str | None = None) -> list[ArtifactCheck]:
-        """Re-hash every artifact of every version (of one model, or all)."""
+    def verify(self, name: str | None = None, *, load: bool = True) -> list[ArtifactCheck]:
+        """Re-hash every artifact of every version (of one model, or all).
+
+        With ``load`` (the default), each model artifact whose hash matches is also loaded in a
+        fresh Python process of this environment, as ``slipway serve`` would load it; one that
+        fails is reported ``"unloadable"`` with the error as ``detail``.
+        """
         names = [name] if name else [m.name for m in self.models()]
-        checks = []
+        checks: list[ArtifactCheck] = []
+        loads: list[tuple[int, art.Loadable]] = []  # model artifacts to load, by index in checks
         for model_name in names:
             for mv in self.versions(model_name):
                 for role, sha in mv.meta.get("artifacts", {"model": mv.sha256}).items():
-                    status, detail = self.artifacts.diagnose(sha, mv.artifact_size(sha))
-                    checks.append(ArtifactCheck(model_name, mv.version, role, sha, status, detail))
+                    size = mv.artifact_size(sha)
+                    status, detail = self.artifacts.diagnose(sha, size)
+                    check = ArtifactCheck(model_name, mv.version, role, sha, status, detail)
+                    if load and role == "model" and status == "ok":
+                        path = self.artifacts.path(sha)
+                        item = art.Loadable(mv.format, path, sha, size, self._trusted(mv))  # type: ignore[arg-type]
+                        loads.append((len(checks), item))
+                    checks.append(check)
+        errors = art.load_errors([item for _, item in loads])
+        for (i, _), error in zip(loads, errors, strict=True):
+            if error is not None:
+                checks[i] = replace(checks[i], status="unloadable", detail=error)
         return checks
 
     # -- internals -------------------------------------------------------------------------
@@ -395,6 +481,10 @@ class Registry:
                     f"Cannot register these features: {exc}. Rename the source or use the "
                     "recorded columns."
                 ) from None
+
+    def _trusted(self, mv: ModelVersion) -> tuple[str, ...]:
+        """The skops types trusted to load ``mv``'s model: as recorded, plus the settings'."""
+        return (*mv.meta.get("trusted_types", ()), *self.settings.trusted_types)
 
     def _actor(self, actor: str | None) -> str:
         return actor or current_user(self.settings.user)
@@ -439,3 +529,15 @@ def _skops_trust(
             what=f"The skops artifact of {name!r}",
         )
     return sorted(needed)
+
+
+def _log_backend(ref: str, verdict: Mapping[str, Any] | None) -> None:
+    """Say which engine will serve a new version and why (a warning when ONNX was refused)."""
+    if verdict is None:
+        return
+    if verdict["accepted"]:
+        logger.info("%s serves with ONNX Runtime: %s", ref, verdict["reason"])
+    else:
+        logger.warning(
+            "%s will be served by scikit-learn, not ONNX Runtime: %s", ref, verdict["reason"]
+        )

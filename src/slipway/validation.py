@@ -36,6 +36,10 @@ class Validated:
     bad_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     # The all-numeric fast path keeps the row-major matrix it built the columns from.
     matrix: np.ndarray | None = None
+    # The caller's own DataFrame or array when it already is exactly what the pipeline was
+    # fitted on (names, order, dtypes): handed over as given, so the pipeline sees the same
+    # memory layout and answers bit for bit what it answers when called directly.
+    source: pd.DataFrame | np.ndarray | None = None
 
     @property
     def ok(self) -> bool:
@@ -49,6 +53,8 @@ class Validated:
 
     def frame(self, rows: np.ndarray | None = None) -> pd.DataFrame:
         """The rows as a DataFrame with the training column order and dtypes."""
+        if isinstance(self.source, pd.DataFrame):
+            return self.source if rows is None else self.source.iloc[rows]
         cols = self.columns if rows is None else {k: v[rows] for k, v in self.columns.items()}
         out = pd.DataFrame(cols, copy=False)
         for spec in self.contract.fields:
@@ -63,6 +69,8 @@ class Validated:
         if self.contract.input_kind == "frame":
             return self.frame(rows)
         dtype = self.contract.array_dtype
+        if isinstance(self.source, np.ndarray):
+            return self.source if rows is None else self.source[rows]
         if self.matrix is not None:
             chosen = self.matrix if rows is None else self.matrix[rows]
             return chosen.astype(dtype, copy=False)
@@ -143,7 +151,7 @@ def _check_numeric(
         if not spec.nullable:
             for i in np.flatnonzero(nan).tolist():
                 if values[i] is not _MISSING:
-                    _error(out, Problem("null", spec.expectation(), i, spec.name, values[i]))
+                    _error(out, Problem("null", _null_expected(spec), i, spec.name, values[i]))
         for i in np.flatnonzero(np.isinf(arr)).tolist():
             _error(out, Problem("not_finite", spec.expectation(), i, spec.name, arr[i]))
         issues = _range_issues(contract, spec, np.where(finite, arr, 0.0))
@@ -181,7 +189,7 @@ def _check_boolean(
         elif v is None or v is _MISSING or (isinstance(v, float) and math.isnan(v)):
             result[i] = None
             if not spec.nullable and v is not _MISSING:
-                _error(out, Problem("null", spec.expectation(), i, spec.name, v))
+                _error(out, Problem("null", _null_expected(spec), i, spec.name, v))
         else:
             _error(out, Problem("wrong_type", spec.expectation(), i, spec.name, v))
     if not spec.nullable:
@@ -203,7 +211,7 @@ def _check_category(
         if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
             result[i] = None
             if not spec.nullable:
-                _error(out, Problem("null", spec.expectation(), i, spec.name, v))
+                _error(out, Problem("null", _null_expected(spec), i, spec.name, v))
             continue
         if isinstance(v, np.generic):
             v = v.item()
@@ -213,11 +221,11 @@ def _check_category(
             continue
         result[i] = v
         if cats is not None and v not in cats:
-            problem = Problem("unseen_category", spec.expectation(), i, spec.name, v)
-            if contract.unseen == "reject":
-                _error(out, problem)
+            if contract.unseen_for(spec) == "reject":
+                expected = spec.expectation() + spec.how_to_allow("unseen_category")
+                _error(out, Problem("unseen_category", expected, i, spec.name, v))
             else:
-                out.warnings.append(problem)
+                out.warnings.append(Problem("unseen_category", spec.expectation(), i, spec.name, v))
     return result
 
 
@@ -232,7 +240,7 @@ def _check_datetime(
         if v is None or v is _MISSING:
             result[i] = np.datetime64("NaT")
             if not spec.nullable and v is None:
-                _error(out, Problem("null", spec.expectation(), i, spec.name, v))
+                _error(out, Problem("null", _null_expected(spec), i, spec.name, v))
             continue
         try:
             if not isinstance(v, str | pd.Timestamp | np.datetime64) and not hasattr(v, "year"):
@@ -253,6 +261,10 @@ _CHECKS = {
 }
 
 
+def _null_expected(spec: FieldSpec) -> str:
+    return spec.expectation() + spec.how_to_allow("null")
+
+
 def _error(out: Validated, problem: Problem) -> None:
     out.errors.append(problem)
     if problem.row is not None:
@@ -262,7 +274,27 @@ def _error(out: Validated, problem: Problem) -> None:
 def validate(contract: Contract, rows: Any) -> Validated:
     """Check rows (records, one mapping, a DataFrame or a 2-D array) against ``contract``."""
     fast = contract.plan.try_fast(contract, rows)
-    return fast if fast is not None else _validate_general(contract, rows)
+    if fast is not None:
+        return fast
+    result = _validate_general(contract, rows)
+    if result.ok and isinstance(rows, pd.DataFrame | np.ndarray):
+        result.source = _as_fitted(contract, rows)
+    return result
+
+
+def _as_fitted(contract: Contract, rows: pd.DataFrame | np.ndarray) -> Any:
+    """``rows`` itself when it has exactly the names, order and dtypes of the training data."""
+    if isinstance(rows, np.ndarray):
+        fits = contract.input_kind == "array" and str(rows.dtype) == contract.array_dtype
+        return rows if fits and rows.ndim == 2 else None
+    if contract.input_kind != "frame" or list(rows.columns) != contract.names:
+        return None
+    for spec, dtype in zip(contract.fields, rows.dtypes, strict=True):
+        if str(dtype) != spec.dtype:
+            return None
+        if spec.dtype == "category" and tuple(dtype.categories) != spec.categories:
+            return None
+    return rows
 
 
 _NUMBER_TYPES = frozenset({int, float})

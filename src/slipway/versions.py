@@ -140,13 +140,14 @@ class AuditEvent:
 
 @dataclass(frozen=True)
 class ArtifactCheck:
-    """The result of re-hashing one artifact of one version."""
+    """The result of checking one artifact of one version: re-hashed, and for the model also
+    loaded in a fresh interpreter."""
 
     model: str
     version: int
     role: str
     sha256: str
-    status: str  # "ok" | "missing" | "corrupted"
+    status: str  # "ok" | "missing" | "corrupted" | "unloadable"
     detail: str = ""  # what is wrong, when it is not ok
 
 

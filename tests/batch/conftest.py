@@ -28,7 +28,11 @@ def make_model(make_fitted: Any):
 
     def make(registry: Registry, kind: str = "frame", name: str = "fraud") -> Any:
         fitted = make_fitted(kind)
-        mv = registry.register(fitted.pipeline, name, fitted.X_train, fitted.y_train)
+        # unseen="reject": the planted unseen merchant must be a reject, although the
+        # pipeline ignores unknown categories (registration would otherwise flag them).
+        mv = registry.register(
+            fitted.pipeline, name, fitted.X_train, fitted.y_train, unseen="reject"
+        )
         return registry.load(mv.ref)
 
     return make

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ from slipway.batch import RunLog, score_file
 from slipway.batch.outputs import DatabaseOutput, ParquetOutput
 from slipway.batch.runs import current_owner
 from slipway.exceptions import BatchFailed, RunConflict
-from slipway.store.schema import batch_chunks
+from slipway.store.schema import batch_chunks, batch_inputs
 from tests.batch.helpers import parquet_rejects, stored_predictions, stored_rejects
 
 OUTPUTS = ["db", "file", "directory"]
@@ -208,3 +209,31 @@ def test_sigterm_records_the_run_as_interrupted(local_registry, make_model, make
     run = RunLog(local_registry.store).get("stopped")
     assert run.status == "failed" and "interrupted" in (run.error or "")
     assert 3 <= run.chunks_done < 120
+
+
+def test_kept_inputs_resume_exactly_once_as_the_run_started(
+    registry, make_model, make_input, monkeypatch
+):
+    """A run keeping inputs that fails, resumed without the flag, keeps each row's inputs once."""
+    model = make_model(registry)
+    path, frame = make_input("parquet", 1_000)
+    written: list[int] = []
+    monkeypatch.setattr(DatabaseOutput, "write", failing_on(DatabaseOutput.write, 3, written))
+    options = dict(key_column="txn_id", chunk_size=150)
+    with pytest.raises(BatchFailed) as err:
+        score_file(model, path, registry=registry, keep_inputs=True, **options)
+    run_id = err.value.run_id
+    resumed = score_file(model, path, run_id=run_id, registry=registry, **options)
+    assert resumed.status == "succeeded" and sorted(written) == list(range(7))
+    with registry.store.read() as conn:
+        kept = conn.execute(
+            sa.select(batch_inputs.c.key, batch_inputs.c.inputs).where(
+                batch_inputs.c.run_id == run_id
+            )
+        ).all()
+    keys = [k for k, _ in kept]
+    scored = stored_predictions(registry.store, run_id)["key"].tolist()
+    assert sorted(keys) == sorted(scored) and len(keys) == len(set(keys)) == 998
+    by_key = frame.set_index("txn_id")
+    for key, inputs in kept[::97]:
+        assert json.loads(inputs)["amount"] == by_key.loc[key, "amount"]

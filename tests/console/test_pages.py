@@ -99,6 +99,9 @@ def test_version_page_is_the_model_card(ui):
     assert mv.meta["training"]["fingerprint"] in html and mv.sha256 in html
     assert f"scikit-learn {mv.meta['env']['scikit-learn']}" in html
     assert "Alias history" in html and "promote" in html
+    # what the pipeline handles, and why: the encoder ignores unknown categories
+    assert "listed values; others flagged: handled by OneHotEncoder(handle_unknown=" in html
+    assert "<td>refused</td>" in html  # nulls: no imputer, none in training
 
 
 def test_descriptions_are_escaped(make_console, make_fitted):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 from fastapi.testclient import TestClient
@@ -9,6 +11,7 @@ from fastapi.testclient import TestClient
 from slipway.app import create_app
 from slipway.keys import KeyStore
 from slipway.serving.process import ServerProcess
+from slipway.store.features import logged_inputs
 from tests.features.helpers import START, requests
 from tests.serving.helpers import subprocess_env
 
@@ -93,6 +96,45 @@ def test_v2_and_invocations_enrich_like_v1(client):
     p2 = next(o for o in v2["outputs"] if o["name"] == "probabilities")["data"][1]
     assert mlflow["predictions"][0] == v1["predictions"][0]["label"]
     assert abs(p1 - p2) < 1e-12
+
+
+@pytest.mark.parametrize("threads", [2, 0])
+def test_enrichment_never_runs_on_the_event_loop(registry, feature_model, monkeypatch, threads):
+    """Every protocol enriches in the inference threads (asyncio's default executor when
+    SERVE_INFERENCE_THREADS is 0), a one-row request too, and the log keeps the features."""
+    from slipway.features.online import OnlineFeatures
+
+    feature_model(registry, n=1500)
+    on_loop: list[bool] = []
+    enrich = OnlineFeatures.enrich
+
+    def watched(self, checked):
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return enrich(self, checked)
+
+    monkeypatch.setattr(OnlineFeatures, "enrich", watched)
+    token = KeyStore(registry.store).create("k", "predict")[1]
+    settings = registry.settings.model_copy(update={"serve_inference_threads": threads})
+    row = {"card_id": "c001", "ts": "2026-02-20T08:00:00Z", "amount": 55.5}
+    with TestClient(create_app(settings, registry=registry)) as c:
+        c.headers["Authorization"] = f"Bearer {token}"
+        one = c.post("/v1/models/fraud/predict", json={"instances": [row]})
+        many = c.post("/v1/models/fraud/predict", json={"instances": [row] * 300})
+        mlflow = c.post("/invocations", json={"dataframe_records": [row]})
+        v2 = c.post("/v2/models/fraud/infer", json={"inputs": [
+            {"name": "amount", "shape": [1], "datatype": "FP64", "data": [55.5]},
+            {"name": "card_id", "shape": [1], "datatype": "BYTES", "data": ["c001"]},
+            {"name": "ts", "shape": [1], "datatype": "BYTES", "data": [row["ts"]]},
+        ]})  # fmt: skip
+    assert [r.status_code for r in (one, many, mlflow, v2)] == [200] * 4
+    assert on_loop and not any(on_loop), on_loop
+    pid = one.json()["predictions"][0]["prediction_id"]
+    logged = logged_inputs(registry.store, [pid])[pid]
+    assert logged["amount"] == 55.5 and "txn_count_30d" in logged
 
 
 @pytest.mark.slow

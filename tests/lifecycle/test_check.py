@@ -179,6 +179,22 @@ def test_contract_problems_allow_widening_and_name_each_narrowing():
     ]
 
 
+def test_contract_problems_follow_each_fields_unseen_policy():
+    """A field whose unseen categories the pipeline flags drops no client; one that now
+    refuses them, after the champion flagged them, is named."""
+    pd = __import__("pandas")
+    frame = pd.DataFrame({"b": ["x", "y", "x"], "e": ["p", "q", "p"]})
+    champion = Contract.learn(frame, unseen={"e": "flag"})
+    narrower = frame.assign(b="x", e="p")
+    flagged = Contract.learn(narrower, unseen={"b": "flag", "e": "flag"})
+    assert contract_problems(champion, flagged) == []
+    refused = Contract.learn(narrower, unseen={"b": "flag"})
+    assert contract_problems(champion, refused) == [
+        "field 'e': categories no longer accepted: 'q'",
+        "field 'e': unseen categories were let through and would be refused",
+    ]
+
+
 def test_invariance_fails_on_a_perturbation_the_model_cares_about(models):
     """Amount ± 1 cent leaves predictions alone; swapping merchants does not."""
     cand = models.register()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -87,6 +87,20 @@ def test_history_lists_runs_newest_first(capsys, served):
     assert result.code == 0 and "Monitoring runs of fraud" in result.out and "WARN" in result.out
 
 
+def test_until_checks_a_span_that_ended_earlier(capsys, served):
+    """--until 2h --since 1h sees none of the traffic of the last 50 minutes; a bad --until
+    exits 3 naming the accepted forms."""
+    result = run_cli(
+        capsys, "monitor", "fraud", "--since", "1h", "--until", "2h", "--format", "json"
+    )
+    data = json.loads(result.out)
+    assert result.code == 1 and data["windows"][-1]["rows"] == 0
+    end = datetime.fromisoformat(data["decided_by"]["end"])
+    assert abs(end - (utcnow() - timedelta(hours=2))) < timedelta(minutes=1)
+    bad = run_cli(capsys, "monitor", "fraud", "--until", "yesterday")
+    assert bad.code == 3 and "--until 'yesterday' is neither a time nor a duration" in bad.err
+
+
 def test_errors_exit_3_never_1_or_2(capsys, env, registry, fraud):
     """Unknown model, bad duration or option, missing name: exit 3, never a verdict's code."""
     unknown = run_cli(capsys, "monitor", "nobody")
@@ -136,3 +150,23 @@ def test_every_survives_a_failed_run(capsys, served, monkeypatch):
     )
     assert result.code == 0 and len(calls) == 3
     assert "error: database unreachable\nretrying in 0.01s" in result.err
+
+
+def test_progress_shows_on_a_terminal_only(capsys, served, monkeypatch):
+    """On an interactive stderr the run shows what it is doing (rows read, windows checked);
+    piped, stderr stays quiet."""
+    import io
+
+    from rich.console import Console
+
+    from slipway.cli import monitor as cli_monitor
+
+    quiet = run_cli(capsys, "monitor", "fraud", "--window", "1h", "--since", "2h")
+    assert "checking windows" not in quiet.err and "reading the log" not in quiet.err
+    stream = io.StringIO()
+    terminal = Console(file=stream, force_terminal=True, force_interactive=True, width=100)
+    monkeypatch.setattr(cli_monitor, "err_console", terminal)
+    result = run_cli(capsys, "monitor", "fraud", "--window", "1h", "--since", "2h")
+    assert result.code == 0, result.out + result.err
+    shown = stream.getvalue()
+    assert "checking windows" in shown and "2/2 windows" in shown

@@ -163,3 +163,11 @@ def test_bootstrap_is_reproducible():
     """The fixed seed gives the same interval twice."""
     args = (*binary(500, 6), CLASSES, {}, Policy())
     assert classification_performance(*args)["f1"] == classification_performance(*args)["f1"]
+
+
+def test_weighted_calibration_error_equals_the_registration_definition():
+    """The bootstrap's calibration error (runs of score-sorted rows) equals evaluation's."""
+    y, labels, proba = binary(3_000, 8)
+    w = np.random.default_rng(1).integers(0, 3, size=(4, 3_000)).astype(float)
+    got = _weighted_classification(w, y, labels, proba, CLASSES)["calibration_error"]
+    assert got == pytest.approx(calibration_error(y, proba, CLASSES, w), rel=1e-9)

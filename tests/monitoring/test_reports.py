@@ -98,3 +98,26 @@ def test_json_round_trip_keeps_the_verdict():
     again = DriftReport.from_dict(report.to_dict())
     assert again.status == report.status and again.reasons == report.reasons
     assert again.features["x"].effects == report.features["x"].effects
+
+
+def test_terminal_contract_violations_line_ends_cleanly():
+    """No refusal reads "no request refused" (never "; -"); refusals list their codes."""
+
+    def text(report: DriftReport) -> str:
+        console = Console(record=True, width=200)
+        console.print(report)
+        return console.export_text()
+
+    report = drifted()
+    report.latest.quality["violations"] = {"requests": 0, "rows": 0, "rate": 0.0, "codes": {}}
+    shown = text(report)
+    assert "Contract violations: no request refused" in shown and "; -" not in shown
+    report.latest.quality["violations"] = {
+        "requests": 2,
+        "rows": 3,
+        "rate": 0.01,
+        "codes": {"unseen_category": 2},
+    }
+    assert "Contract violations: 2 request(s), 3 row(s) refused (1.00%); unseen_category 2" in text(
+        report
+    )

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import itertools
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 
 from slipway.exceptions import ConfigError, ModelNotFound
-from slipway.monitoring.runner import Monitor, latest_report, parse_duration, window_bounds
+from slipway.monitoring.runner import (
+    CHECKING,
+    READING,
+    Monitor,
+    latest_report,
+    parse_duration,
+    parse_until,
+    window_bounds,
+)
 from slipway.testing import register_reference_model, transactions
 from tests.monitoring.helpers import NOW
 
@@ -202,3 +210,101 @@ def test_monitor_runs_user_statistics_on_the_log_too(registry, fraud, log):
     assert features["amount"].extra["max"] == pytest.approx(X["amount"].max())
     assert "max" in features["amount"].effects and "max" not in features["merchant"].extra
     assert features["merchant"].extra["categories"] == 3.0
+
+
+def test_parse_until_takes_times_dates_and_durations_ago():
+    """--until reads ISO times (UTC without a zone), dates, and how long ago; else says how."""
+    assert parse_until("2026-02-27T08:30:15Z", NOW) == datetime(2026, 2, 27, 8, 30, 15, tzinfo=UTC)
+    assert parse_until("2026-02-27T08:30:15", NOW) == datetime(2026, 2, 27, 8, 30, 15, tzinfo=UTC)
+    assert parse_until("2026-02-27T10:30:15+02:00", NOW) == datetime(
+        2026, 2, 27, 8, 30, 15, tzinfo=UTC
+    )
+    assert parse_until("2026-02-27", NOW) == datetime(2026, 2, 27, tzinfo=UTC)
+    assert parse_until("2h", NOW) == NOW - timedelta(hours=2)
+    with pytest.raises(ConfigError, match="neither a time nor a duration"):
+        parse_until("yesterday", NOW)
+
+
+def test_until_ends_the_span_there(registry, fraud, log):
+    """--since counts back from --until: yesterday's traffic is checked, today's left out."""
+    X, _ = transactions(600, seed=21)
+    log.predictions("fraud", X[:400], NOW - timedelta(hours=30), spread=timedelta(hours=4))
+    log.predictions("fraud", X[400:], NOW - timedelta(hours=2))
+    until = NOW - timedelta(hours=24)
+    report = monitor(registry).run("fraud", since=timedelta(hours=12), until=until)
+    assert report.latest.rows == 400 and report.latest.end == until
+    assert report.latest.start == until - timedelta(hours=12)
+    with pytest.raises(ConfigError, match="no time zone"):
+        monitor(registry).run("fraud", until=until.replace(tzinfo=None))
+
+
+def test_a_run_ending_on_an_empty_window_keeps_the_alert_and_names_its_window(registry, fraud, log):
+    """Traffic stopped an hour ago: the verdict is the worst window with enough rows (ALERT),
+    not the empty latest one, and the report says which window decided."""
+    X, _ = transactions(2_000, seed=22)
+    X["amount"] = X["amount"] * 3
+    log.predictions("fraud", X, NOW - timedelta(hours=5), spread=timedelta(hours=4))
+    report = monitor(registry).run("fraud", since=timedelta(hours=5), window=timedelta(hours=1))
+    assert [w.rows for w in report.windows] == [500, 500, 500, 500, 0]
+    assert [w.status for w in report.windows][-1] == "WARN"  # the empty window alone would WARN
+    assert report.status == "ALERT" and report.exit_code == 2 and report.decided_by == 3
+    assert report.reasons == report.windows[3].reasons and "amount" in report.flagged
+    assert report.decision == (
+        "verdict from window 4 of 5 (2026-03-01 10:00:00 → 2026-03-01 11:00:00 UTC), the worst "
+        "with at least 50 rows; the latest window has 0 rows, too few to judge"
+    )
+    data = report.to_dict()
+    assert data["status"] == "ALERT" and data["decided_by"]["window"] == 3
+    assert data["windows"][3]["features"][0]["histogram"] is not None  # plotted in full
+    [run] = monitor(registry).history("fraud")
+    assert (run.status, run.window_end, run.rows) == ("ALERT", NOW - timedelta(hours=1), 500)
+
+
+def test_windows_too_small_to_judge_do_not_decide(registry, fraud, log):
+    """A busy OK window decides over a later one with 20 rows (which alone WARNs)."""
+    X, _ = transactions(820, seed=23)
+    log.predictions("fraud", X[:800], NOW - timedelta(hours=23), spread=timedelta(hours=10))
+    log.predictions("fraud", X[800:], NOW - timedelta(hours=2))
+    small = monitor(registry).run("fraud", since=timedelta(hours=4), window=timedelta(hours=2))
+    assert [w.rows for w in small.windows] == [0, 20] and small.status == "WARN"
+    assert small.decision.startswith("verdict from the latest window 2 of 2")
+    mixed = monitor(registry).run("fraud", since=timedelta(hours=24), window=timedelta(hours=12))
+    assert [w.rows for w in mixed.windows] == [800, 20]
+    assert mixed.windows[1].status == "WARN" and mixed.status == "OK"
+    assert mixed.decided_by == 0
+
+
+def test_progress_hears_rows_read_and_windows_checked(registry, fraud, log):
+    """The progress callback hears the rows read (the last count is every row) and each window."""
+    X, _ = transactions(300, seed=24)
+    log.predictions("fraud", X, NOW - timedelta(hours=3), spread=timedelta(hours=2))
+    heard = []
+    monitor(registry).run(
+        "fraud",
+        since=timedelta(hours=4),
+        window=timedelta(hours=1),
+        progress=lambda *call: heard.append(call),
+    )
+    reading = [c for c in heard if c[0] == READING]
+    assert reading and reading[-1] == (READING, 300, None)
+    assert [c for c in heard if c[0] == CHECKING] == [(CHECKING, i, 4) for i in range(5)]
+
+
+@pytest.mark.parametrize(
+    ("labels", "shown"), [(["0.0", "1.0"], "'0.0', '1.0'"), (["no", "yes"], "'no', 'yes'")]
+)
+def test_labels_that_are_not_the_classes_are_a_problem_in_the_headline(
+    registry, fraud, log, labels, shown
+):
+    """Feedback whose labels are not the version's classes WARNs, naming both, instead of an
+    OK with 'insufficient labels'."""
+    X, y = transactions(300, seed=25)
+    ids, _ = log.predictions("fraud", X, NOW - timedelta(hours=3))
+    log.feedback(ids, [labels[int(v)] for v in y], NOW)
+    report = monitor(registry).run("fraud")
+    [perf] = report.latest.performance
+    assert perf["status"] == "insufficient_labels" and perf["unknown_labels"] == 300
+    assert report.status == "WARN"
+    [reason] = [r for r in report.reasons if r.code == "unknown_labels"]
+    assert reason.message.startswith("version 1: 300 of 300 feedback labels are not its classes")
+    assert "'0', '1'" in reason.message and f"(got {shown})" in reason.message

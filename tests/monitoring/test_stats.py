@@ -116,3 +116,15 @@ def test_detectable_shift_shrinks_with_the_sample_and_is_detected_at_its_size():
     assert small > large > 0
     d = 2 * sps.norm.cdf(small / 2) - 1  # KS distance between N(0,1) and N(small,1)
     assert stats.ks_pvalue(d, 100, 10_000) == pytest.approx(0.05 / 20, rel=1e-6)
+
+
+@pytest.mark.parametrize("block", [3, 64, 1 << 20])
+def test_ks_and_wasserstein_in_blocks_equal_scipy(block):
+    """Merged a range at a time (ties across ranges included), the distances equal scipy's."""
+    rng = np.random.default_rng(7)
+    a = np.sort(np.round(rng.normal(0, 1, 700), 1))
+    b = np.sort(np.round(rng.normal(0.2, 1.3, 2_000), 1))
+    for x, y in ((a, b), (b, a), (a[:5], b)):
+        d, w = stats.ks_wasserstein(x, y, block=block)
+        assert d == pytest.approx(sps.ks_2samp(x, y).statistic, rel=1e-12)
+        assert w == pytest.approx(sps.wasserstein_distance(x, y), rel=1e-12)

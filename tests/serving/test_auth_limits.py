@@ -29,6 +29,8 @@ GUARDED = [
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
     ("GET", "/docs"),
+    ("GET", "/redoc"),
+    ("GET", "/docs/static/swagger-ui-bundle.js"),
     ("GET", "/v2"),
     ("GET", "/v2/models/fraud"),
     ("POST", "/v2/models/fraud/infer"),

@@ -321,3 +321,20 @@ def test_a_broken_production_model_leaves_the_healthy_one_served_and_ready(
                            ready_timeout=15)  # fmt: skip
     with pytest.raises(ServerFailed, match="not ready after"):
         strict.start()
+
+
+def test_docs_open_in_a_browser_with_no_internet(tmp_path, register):
+    """A real `slipway serve` says how to open /docs; with public docs, the page and every asset
+    it needs come from the server (no CDN), without a key."""
+    s, registry, _, _ = prepare(tmp_path, register)
+    env = subprocess_env(s, SLIPWAY_SERVE_PUBLIC_DOCS="true")
+    with ServerProcess(env=env, log_dir=tmp_path / "server") as server:
+        page = httpx.get(server.url + "/docs").text
+        assert "cdn" not in page and "https://" not in page
+        for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+            assert f"/docs/static/{asset}" in page
+            assert httpx.get(f"{server.url}/docs/static/{asset}").status_code == 200
+        assert httpx.get(server.url + "/openapi.json").json()["info"]["title"] == "Slipway"
+        assert httpx.get(server.url + "/v1/models").status_code == 401
+    assert f"API docs on {server.url}/docs" in server.stderr()
+    registry.store.dispose()

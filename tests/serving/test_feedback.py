@@ -35,7 +35,13 @@ def test_feedback_is_accepted_once_and_labels_are_kept_as_sent(serve, settings):
     }
     r = h.post("/v1/feedback", body)
     assert r.status_code == 200, r.text
-    assert r.json() == {"accepted": 2, "duplicates": 0, "unknown": [stranger, "not-an-id"]}
+    assert {k: v for k, v in r.json().items() if k != "unmatched"} == {
+        "accepted": 2,
+        "duplicates": 0,
+        "unknown": [stranger, "not-an-id"],
+        "normalized": 0,
+        "unknown_units": [],
+    }
     again = h.post("/v1/feedback", body).json()
     assert (again["accepted"], again["duplicates"]) == (0, 2)
     body = {"feedback": [{"prediction_id": ids[0], "label": 0}]}
@@ -59,6 +65,9 @@ def test_the_same_id_twice_in_one_request_counts_once(harness):
         "accepted": 1,
         "duplicates": 1,
         "unknown": [],
+        "normalized": 0,
+        "unmatched": [],
+        "unknown_units": [],
     }
     assert stored(harness) == {pid: 1}
 
@@ -76,5 +85,66 @@ def test_bad_feedback_bodies_list_every_problem(harness):
     assert r.status_code == 422
     got = {(p["row"], p["field"]) for p in r.json()["problems"]}
     assert got == {(0, "prediction_id"), (0, "label"), (1, "feedback"), (2, "label")}
+    mixed = {"feedback": [{"model": "fraud", "unit_id": "", "label": 1, "prediction_id": "x"}]}
+    assert harness.post("/v1/feedback", mixed).status_code == 422
+    bad_unit = {"feedback": [{"model": 3, "unit_id": "", "label": 1}]}
+    got = {
+        (p["row"], p["field"]) for p in harness.post("/v1/feedback", bad_unit).json()["problems"]
+    }
+    assert got == {(0, "model"), (0, "unit_id")}
     assert harness.post("/v1/feedback", {"feedback": []}).status_code == 422
     assert harness.post("/v1/feedback", {"labels": []}).status_code == 422
+
+
+def test_labels_are_compared_with_the_versions_classes(harness):
+    """1.0 and "1" are stored as the class 1 (normalized); "yes" is stored as sent and reported
+    as unmatched with the classes expected."""
+    classes = harness.registry.get("fraud").classes
+    assert classes == [0, 1]
+    ids = predict(harness, 4)
+    body = {
+        "feedback": [
+            {"prediction_id": ids[0], "label": 1.0},
+            {"prediction_id": ids[1], "label": " 1 "},
+            {"prediction_id": ids[2], "label": 0},
+            {"prediction_id": ids[3], "label": "yes"},
+        ]
+    }
+    got = harness.post("/v1/feedback", body).json()
+    assert (got["accepted"], got["normalized"]) == (4, 2)
+    assert got["unmatched"] == [
+        {"prediction_id": ids[3], "label": "yes", "model": "fraud:1", "expected": [0, 1]}
+    ]
+    labels = stored(harness)
+    assert [labels[i] for i in ids] == [1, 1, 0, "yes"]
+    assert type(labels[ids[0]]) is int
+
+
+def test_feedback_by_unit_id_labels_the_units_latest_prediction(harness):
+    """{model, unit_id, label} labels the unit's most recent prediction (a resend is a
+    duplicate), and a unit with no prediction is listed in unknown_units."""
+    first = harness.post(
+        "/v1/models/fraud/predict", {"instances": harness.rows("fraud", 2), "unit_id": "acct-7"}
+    ).json()["predictions"]
+    later = harness.post(
+        "/v1/models/fraud/predict",
+        {"instances": harness.rows("fraud", 2), "unit_ids": ["acct-7", "acct-8"]},
+    ).json()["predictions"]
+    body = {
+        "feedback": [
+            {"model": "fraud", "unit_id": "acct-7", "label": 1},
+            {"model": "fraud", "unit_id": "acct-8", "label": 0},
+            {"model": "fraud", "unit_id": "acct-9", "label": 0},
+            {"model": "churn", "unit_id": "acct-7", "label": 0},
+        ]
+    }
+    got = harness.post("/v1/feedback", body).json()
+    assert (got["accepted"], got["unknown"]) == (2, [])
+    assert got["unknown_units"] == [
+        {"model": "fraud", "unit_id": "acct-9"},
+        {"model": "churn", "unit_id": "acct-7"},
+    ]
+    assert stored(harness) == {later[0]["prediction_id"]: 1, later[1]["prediction_id"]: 0}
+    assert not {p["prediction_id"] for p in first} & set(stored(harness))
+    again = harness.post("/v1/feedback", {"feedback": body["feedback"][:1]}).json()
+    assert (again["accepted"], again["duplicates"]) == (0, 1)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
 
 from slipway.clock import utcnow
+from slipway.serving.docs import docs_hint
 from slipway.store.schema import batch_predictions
 
 
@@ -104,10 +106,40 @@ def test_openapi_documents_bodies_with_examples_from_each_contract(serve):
 
 
 def test_public_docs_setting_opens_docs_only(serve):
-    """serve_public_docs opens /docs and /openapi.json, nothing else."""
+    """serve_public_docs opens /docs, /redoc, their assets and /openapi.json, nothing else."""
     h = serve(serve_public_docs=True)
     assert h.client.get("/openapi.json").status_code == 200
     assert h.client.get("/v1/models").status_code == 401
+    for path in ("/docs", "/redoc", "/docs/oauth2-redirect", "/docs/static/swagger-ui.css"):
+        assert h.client.get(path).status_code == 200, path
+
+
+def test_docs_pages_load_every_asset_from_the_server_itself(serve):
+    """/docs and /redoc reference no other host (no CDN, no Google Fonts), and every asset
+    they reference is served, with its content type."""
+    h = serve(serve_public_docs=True)
+    for page in ("/docs", "/redoc"):
+        html = h.client.get(page).text
+        assert "http://" not in html.replace("http://www.w3.org", "")
+        assert "https://" not in html and "//cdn" not in html, page
+        refs = re.findall(r'(?:src|href)="(/[^"]+)"', html)
+        assert refs and all(r.startswith("/docs/static/") for r in refs), refs
+        for ref in refs:
+            r = h.client.get(ref)
+            assert r.status_code == 200 and len(r.content) > 1000, ref
+    css = h.client.get("/docs/static/swagger-ui.css")
+    assert css.headers["content-type"].startswith("text/css")
+    assert h.client.get("/docs/static/nothing.js").status_code == 401  # only the assets open
+    assert h.get("/docs/static/nothing.js").status_code == 404
+
+
+def test_serve_says_where_the_docs_are_and_how_to_open_them():
+    """The start line names /docs; with keys on and docs not public it names the setting."""
+    open_ = docs_hint("http://h:1", auth=True, public_docs=True)
+    assert open_.startswith("API docs on http://h:1/docs and http://h:1/redoc")
+    assert docs_hint("http://h:1", auth=False, public_docs=False) == open_
+    closed = docs_hint("http://h:1", auth=True, public_docs=False)
+    assert "SLIPWAY_SERVE_PUBLIC_DOCS=true" in closed and "X-API-Key" in closed
 
 
 def test_batch_prediction_lookup_returns_the_latest_row(serve, settings):

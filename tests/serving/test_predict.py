@@ -186,3 +186,29 @@ def test_nesting_limit_counts_levels_exactly(harness, levels, refused):
     r = harness.client.post("/v1/models/fraud/predict", content=body, headers=harness.auth())
     assert (r.status_code == 400 and "nested" in r.json()["error"]) == refused
     assert r.status_code < 500
+
+
+def test_a_422_for_a_null_or_an_unseen_category_says_how_to_allow_it(harness):
+    """The problem's message names the register option that would accept the value."""
+    rows = harness.rows("fraud", 2)
+    rows[0]["amount"] = None
+    rows[1]["country"] = "XX"
+    r = harness.post("/v1/models/fraud/predict", {"instances": rows})
+    assert r.status_code == 422
+    by_field = {p["field"]: p for p in r.json()["problems"]}
+    assert "register the model with nullable=['amount']" in by_field["amount"]["message"]
+    assert "unseen={'country': 'flag'}" in by_field["country"]["message"]
+    assert "unseen={'country': 'flag'}" in by_field["country"]["expected"]
+
+
+def test_an_onnx_served_regressor_answers_float64_values(serve):
+    """Over HTTP an ONNX-served regressor's values are scikit-learn's float64 values (to 1e-12),
+    not float32-rounded ones."""
+    h = serve(models=("prices",))
+    assert h.registry.load("prices", backend="auto").engine.name == "onnx"
+    rows = h.rows("prices", 20)
+    r = h.post("/v1/models/prices/predict", {"instances": rows})
+    got = np.array([i["value"] for i in r.json()["predictions"]])
+    expected = h.fitted["prices"].pipeline.predict(pd.DataFrame(rows))
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    assert not np.array_equal(got, expected.astype(np.float32).astype(np.float64))

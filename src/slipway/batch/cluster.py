@@ -150,6 +150,7 @@ def predict_partition(
         first_row=task.offsets[index],
         key_column=task.key_column,
         run_id=task.ctx.run_id,
+        keep_inputs=task.ctx.keep_inputs,
     )
     task.output.write(registry.store, chunk, task.ctx)
     counts = [index, chunk.rows_in, chunk.rows_scored, chunk.rows_rejected]

@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from slipway.batch.runs import ChunkRecord, RunLog
-from slipway.batch.scoring import PredictedChunk
+from slipway.batch.scoring import INPUT_PREFIX, PredictedChunk
 from slipway.exceptions import BatchInputError
 from slipway.files import atomic_write
 from slipway.predict import Predictions
@@ -278,7 +278,23 @@ def db_columns(chunk: PredictedChunk) -> dict[str, pa.Array]:
     out["probabilities"] = _proba_json(table, proba) if proba else pa.nulls(n, pa.string())
     value = table["value"].combine_chunks() if "value" in names else pa.nulls(n, pa.float64())
     out["value"] = value
+    inputs = [c for c in names if c.startswith(INPUT_PREFIX)]
+    if inputs:
+        out["inputs"] = _inputs_json(table, inputs)
     return out
+
+
+def _inputs_json(table: pa.Table, columns: list[str]) -> pa.Array:
+    """Each row's kept inputs as one JSON object {field: value}, as the prediction log holds
+    a request's row: numbers with every digit, NaN as null."""
+    names = [c[len(INPUT_PREFIX) :] for c in columns]
+    values = [table[c].to_pylist() for c in columns]
+    options = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+    texts = [
+        orjson.dumps(dict(zip(names, row, strict=True)), option=options).decode()
+        for row in zip(*values, strict=True)
+    ]
+    return pa.array(texts, pa.string())
 
 
 def _label_json(labels: pa.ChunkedArray) -> pa.Array:

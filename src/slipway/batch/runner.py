@@ -82,13 +82,17 @@ def score_file(
     overwrite: bool = False,
     progress: bool | ProgressCallback = False,
     registry: Registry | None = None,
+    keep_inputs: bool = False,
 ) -> BatchRun:
     """Score a file, directory, glob or query in chunks, record the run, return it.
 
     ``output`` is ``"db"`` (the store's ``batch_predictions``), a ``.parquet`` file, or a
     directory. ``run_id`` names the run; giving the id of a run that died resumes it, and a
     run that already succeeded is returned as it is. Failures raise :class:`BatchFailed`
-    after recording them; the run can then be resumed with the same id.
+    after recording them; the run can then be resumed with the same id. ``keep_inputs``
+    stores each scored row's contract fields beside its prediction (``input:<field>``
+    columns in Parquet, the ``batch_inputs`` table in the database), for
+    ``slipway monitor --source batch``.
     """
     from slipway.registry import Registry
 
@@ -104,7 +108,9 @@ def score_file(
     out = open_output(output)
     if run_id is not None:
         check_run_id(run_id)
-    job = _start(reg, loaded, source, out, key_column, chunk_size, engine, run_id, overwrite)
+    job = _start(
+        reg, loaded, source, out, key_column, chunk_size, engine, run_id, overwrite, keep_inputs
+    )
     if job.run.status == "succeeded":
         return job.run
     report = _progress(progress)
@@ -116,7 +122,7 @@ def score_file(
                 run_on_dask(job, scheduler, on_progress)
             else:
                 _run_local(job, on_progress)
-        job.output.finish(job.ctx.run_id, _empty_schema(job.model))
+        job.output.finish(job.ctx.run_id, _empty_schema(job.model, job.ctx.keep_inputs))
     except KeyboardInterrupt as stop:
         note = f"Batch run {job.ctx.run_id} interrupted; resume it with --run-id {job.ctx.run_id}."
         job.runs.finish(job.ctx.run_id, "failed", note)
@@ -145,6 +151,7 @@ def _start(
     engine: Engine,
     run_id: str | None,
     overwrite: bool,
+    keep_inputs: bool = False,
 ) -> Job:
     """Create the run, or check that an existing one can be resumed as asked and claim it.
 
@@ -169,17 +176,26 @@ def _start(
             source=described,
             fingerprint=fingerprint,
             output=output.describe(),
-            progress={"engine": engine, "chunk_size": size, "chunks_total": None},
+            progress={
+                "engine": engine,
+                "chunk_size": size,
+                "chunks_total": None,
+                "keep_inputs": keep_inputs,
+            },
             owner=owner,
         )
     else:
         _check_resumable(existing, model, described, fingerprint, output, engine, chunk_size)
         size = int(existing.progress["chunk_size"])
+        # A resumed run keeps (or not) the inputs as it started: its chunks must agree.
+        keep_inputs = bool(existing.progress.get("keep_inputs", False))
         run = existing
         if existing.status != "succeeded":
             output.prepare(run_id, resume=True, overwrite=overwrite)
             runs.claim(run_id, owner)
-    ctx = RunContext(run_id, owner, model.name, model.version.version, model.version.sha256)
+    ctx = RunContext(
+        run_id, owner, model.name, model.version.version, model.version.sha256, keep_inputs
+    )
     job = Job(reg, model, source, output, run, ctx, key_column, size)
     if run.status != "succeeded":
         try:
@@ -270,6 +286,7 @@ def _run_local(job: Job, on_progress: ProgressCallback) -> None:
                 first_row=chunk.first_row,
                 key_column=job.key_column,
                 run_id=job.ctx.run_id,
+                keep_inputs=job.ctx.keep_inputs,
             )
             while len(pending) >= depth:
                 rows_done += _wait(pending.popleft())
@@ -297,9 +314,9 @@ def _fail(job: Job, exc: Exception) -> Any:
     ) from exc
 
 
-def _empty_schema(model: Model) -> pa.Schema:
+def _empty_schema(model: Model, keep_inputs: bool = False) -> pa.Schema:
     frame = pd.DataFrame({name: pd.Series([], dtype=object) for name in model.contract.names})
-    return predict_chunk(model, frame).predictions.schema
+    return predict_chunk(model, frame, keep_inputs=keep_inputs).predictions.schema
 
 
 def _name(source: Source) -> str:

@@ -27,6 +27,7 @@ from slipway.problems import Problem, display, jsonable
 if TYPE_CHECKING:
     from slipway.predict import Model
 
+INPUT_PREFIX = "input:"  # with keep_inputs, each contract field's column: input:<field>
 KEY_MAX = 200  # batch_predictions.key is VARCHAR(200)
 
 
@@ -108,8 +109,13 @@ def predict_chunk(
     first_row: int = 0,
     key_column: str | None = None,
     run_id: str | None = None,
+    keep_inputs: bool = False,
 ) -> PredictedChunk:
-    """Validate and predict one chunk; rows that fail go to rejects with their reasons."""
+    """Validate and predict one chunk; rows that fail go to rejects with their reasons.
+
+    ``keep_inputs`` adds each scored row's contract fields as read, as ``input:<field>``
+    columns (what ``slipway monitor --source batch`` checks).
+    """
     n = len(frame)
     scored_at = utcnow()
     keys, key_problems = chunk_keys(frame, key_column, first_row)
@@ -142,9 +148,25 @@ def predict_chunk(
     columns["run_id"] = _constant(run_id, m)
     stamp = np.full(m, np.datetime64(scored_at.replace(tzinfo=None), "us"))
     columns["scored_at"] = pa.array(stamp, type=pa.timestamp("us", tz="UTC"))
+    if keep_inputs:
+        kept = frame[model.contract.names]
+        if bad.any():
+            kept = kept.iloc[np.flatnonzero(~bad)]
+        for name in model.contract.names:
+            columns[INPUT_PREFIX + name] = input_array(kept[name])
     problems = checked.errors + key_problems
     rejects = _rejects(frame, bad, problems, all_keys, first_row) if bad.any() else []
     return PredictedChunk(index, first_row, n, pa.table(columns), rejects, scored_at)
+
+
+def input_array(values: pd.Series) -> pa.Array:
+    """An input column as Arrow stores it: its own type, or JSON text of each value when its
+    values mix types Arrow cannot hold in one column."""
+    try:
+        return pa.array(values, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        texts = [None if v is None else orjson.dumps(jsonable(v)).decode() for v in values]
+        return pa.array(texts, pa.string())
 
 
 def label_array(labels: np.ndarray) -> pa.Array:

@@ -6,19 +6,38 @@ import json
 import os
 import sys
 import traceback
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from slipway.config import Settings
-from slipway.exceptions import SlipwayError
+from slipway.exceptions import SlipwayError, SlipwayWarning
 from slipway.registry import Registry
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 JsonOption = typer.Option(False, "--json", help="Print JSON for scripts instead of a table.")
+# Help is plain text wrapped within 80 columns, whatever the terminal's width.
+HELP_WIDTH = 80
+
+
+def typer_app(**options: Any) -> typer.Typer:
+    """A Typer app (the CLI or one of its groups) with Slipway's help style.
+
+    Help is click's plain layout wrapped within 80 columns (Typer's rich panels stretch to the
+    terminal's width and squeeze option descriptions at 80), and no group offers Typer's
+    shell-completion options.
+    """
+    context = {"max_content_width": HELP_WIDTH, **options.pop("context_settings", {})}
+    return typer.Typer(
+        rich_markup_mode=None, add_completion=False, context_settings=context, **options
+    )
 
 
 def settings() -> Settings:
@@ -53,3 +72,19 @@ def print_json(data: Any) -> None:
     """Write JSON to stdout, unwrapped, one document per call."""
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
     sys.stdout.flush()
+
+
+@contextmanager
+def warnings_printed() -> Iterator[None]:
+    """Warnings (Slipway's notes about the data, every time; the libraries' own) print as one
+    ``warning:`` line on stderr as they happen, not as Python's file:line report."""
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        warnings.simplefilter("always", SlipwayWarning)
+        yield
+
+
+def _show_warning(
+    message: Warning | str, category: type[Warning], *_: object, **__: object
+) -> None:
+    err_console.print(f"[bold yellow]warning:[/] {escape(str(message))}", soft_wrap=True)

@@ -9,6 +9,7 @@ from rich.console import Group, RenderableType
 from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from slipway.versions import ArtifactCheck, AuditEvent, ModelSummary, ModelVersion
 
@@ -21,6 +22,10 @@ def model_card(mv: ModelVersion) -> RenderableType:
     facts.add_column()
     facts.add_row("version", f"{mv.ref}  [dim]({mv.status})[/]")
     facts.add_row("aliases", ", ".join(mv.aliases) or "-")
+    # Which engine answers, and why, near the top: a refused ONNX graph is a slower service.
+    onnx = meta.get("onnx")
+    backend = meta.get("backend", "sklearn")
+    facts.add_row("serving backend", f"{backend}" + (f" ({onnx['reason']})" if onnx else ""))
     facts.add_row("description", mv.description or "-")
     facts.add_row("created", f"{mv.created_at:%Y-%m-%d %H:%M:%S} UTC by {mv.created_by}")
     task = mv.task
@@ -35,21 +40,25 @@ def model_card(mv: ModelVersion) -> RenderableType:
     if "validation" in meta:
         facts.add_row("validation data", f"{meta['validation']['rows']:,} rows")
     facts.add_row("artifact", f"{mv.format}, sha256 {mv.sha256}")
-    onnx = meta.get("onnx")
-    backend = meta.get("backend", "sklearn")
-    facts.add_row("serving backend", f"{backend}" + (f" ({onnx['reason']})" if onnx else ""))
     if meta.get("git"):
         dirty = " (uncommitted changes)" if meta["git"]["dirty"] else ""
         facts.add_row("git commit", meta["git"]["commit"][:12] + dirty)
     env = meta.get("env", {})
     facts.add_row("libraries", ", ".join(f"{k} {v}" for k, v in env.items()))
+    local = meta.get("local_modules") or {}
+    if local:
+        own = ", ".join(f"{m} (from {d})" if d else m for m, d in local.items())
+        facts.add_row("own code", own + " [dim]must be importable where it is served[/]")
     if mv.tags:
         facts.add_row("tags", ", ".join(f"{k}={v}" for k, v in mv.tags.items()))
 
     parts: list[RenderableType] = [facts]
     if mv.metrics or meta.get("cv"):
         parts.append(_metrics_table(mv.metrics, meta.get("cv", {})))
-    parts.append(_features_table(meta["contract"]["fields"]))
+    parts.append(_features_table(meta["contract"]))
+    allowances = _allowances(meta["contract"]["fields"])
+    if allowances:
+        parts.append(allowances)
     return Panel(Group(*parts), title=f"[bold]Model card: {mv.name}[/]", expand=False)
 
 
@@ -65,13 +74,14 @@ def _metrics_table(metrics: dict[str, float], cv: dict[str, dict[str, float]]) -
     return table
 
 
-def _features_table(fields: Sequence[dict[str, Any]]) -> Table:
+def _features_table(contract: dict[str, Any]) -> Table:
     table = Table(title="Input contract", title_justify="left")
     table.add_column("field")
     table.add_column("kind")
     table.add_column("training values")
     table.add_column("nulls")
-    for f in fields:
+    table.add_column("unseen")
+    for f in contract["fields"]:
         if f["min"] is not None:
             seen = f"{f['min']:.6g} … {f['max']:.6g}"
         elif f["categories"] is not None:
@@ -79,8 +89,29 @@ def _features_table(fields: Sequence[dict[str, Any]]) -> Table:
             seen = ", ".join(cats[:6]) + (f" (+{len(cats) - 6})" if len(cats) > 6 else "")
         else:
             seen = "-"
-        table.add_row(f["name"], f["kind"], seen, "seen" if f["nullable"] else "none")
+        unseen = "-"
+        if f["kind"] == "category" and f["categories"] is not None:
+            unseen = f.get("unseen") or contract.get("unseen", "reject")
+        nulls = "allowed" if f["nullable"] else "refused"
+        table.add_row(f["name"], f["kind"], seen, nulls, unseen)
     return table
+
+
+def _allowances(fields: Sequence[dict[str, Any]]) -> RenderableType | None:
+    """Why fields take nulls, flag unseen categories or have explicit limits, grouped."""
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for f in fields:
+        for what, key in (
+            ("nulls allowed", "null_reason"),
+            ("unseen categories flagged", "unseen_reason"),
+            ("explicit range", "range_reason"),
+        ):
+            if f.get(key):
+                grouped.setdefault((what, f[key]), []).append(f["name"])
+    if not grouped:
+        return None
+    lines = [f"{what} in {', '.join(names)}: {why}" for (what, why), names in grouped.items()]
+    return Text("\n".join(lines))
 
 
 def models_table(models: Sequence[ModelSummary]) -> Table:
@@ -119,7 +150,7 @@ def checks_table(checks: Sequence[ArtifactCheck]) -> Table:
     table = Table(title="Artifact integrity", title_justify="left")
     for col in ("model", "version", "artifact", "sha256", "status", "detail"):
         table.add_column(col)
-    style = {"ok": "green", "missing": "red", "corrupted": "bold red"}
+    style = {"ok": "green", "missing": "red", "corrupted": "bold red", "unloadable": "bold red"}
     for c in checks:
         status = f"[{style[c.status]}]{c.status}[/]"
         table.add_row(c.model, str(c.version), c.role, c.sha256[:16], status, escape(c.detail))

@@ -17,7 +17,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from slipway.batch import DEFAULT_CHUNK_SIZE, EXIT_FAILED, BatchRun, RunLog, score_file
-from slipway.cli._common import JsonOption, console, err_console, print_json, registry
+from slipway.cli._common import JsonOption, console, err_console, print_json, registry, typer_app
 
 T = TypeVar("T")
 _SCORE_ARGS = "slipway.batch.score_args"
@@ -53,18 +53,18 @@ class EngineChoice(StrEnum):
     dask = "dask"
 
 
-app = typer.Typer(
+app = typer_app(
     cls=BatchGroup,
     invoke_without_command=True,
     help="Score files or a query in chunks into the database or Parquet "
     "(slipway batch MODEL_REF INPUT [OPTIONS]; see slipway batch --help); list and show runs.",
     no_args_is_help=True,
 )
-runs_app = typer.Typer(help="History and status of batch runs.", no_args_is_help=True)
+runs_app = typer_app(help="History and status of batch runs.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 
 
-score_app = typer.Typer()
+score_app = typer_app()
 
 
 @score_app.command()
@@ -103,6 +103,12 @@ def score_command(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing Parquet output.")
     ] = False,
+    keep_inputs: Annotated[
+        bool,
+        typer.Option(
+            "--keep-inputs", help="Store each row's inputs too (for monitor --source batch)."
+        ),
+    ] = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar or summary (for cron).")
     ] = False,
@@ -130,6 +136,7 @@ def score_command(
             overwrite=overwrite,
             progress=not (quiet or as_json),
             registry=reg,
+            keep_inputs=keep_inputs,
         )
     except KeyboardInterrupt as stop:
         for note in getattr(stop, "__notes__", ["Interrupted."]):
@@ -149,7 +156,7 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-@runs_app.command("list")
+@runs_app.command("list", short_help="Recent batch runs, newest first.")
 def list_runs(
     model: Annotated[str | None, typer.Option("--model", help="Only this model's runs.")] = None,
     limit: Annotated[int, typer.Option(help="How many runs, newest first.", min=1)] = 20,
@@ -165,7 +172,7 @@ def list_runs(
         console.print(runs_table(runs))
 
 
-@runs_app.command("show")
+@runs_app.command("show", short_help="One run in full: lineage, counts, chunks, timing.")
 def show_run(
     run_id: Annotated[str, typer.Argument(help="The run id (see `slipway batch runs list`).")],
     as_json: bool = JsonOption,

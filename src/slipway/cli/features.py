@@ -11,14 +11,21 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from slipway.cli._common import JsonOption, console, print_error, print_json, registry
+from slipway.cli._common import (
+    JsonOption,
+    console,
+    print_error,
+    print_json,
+    registry,
+    typer_app,
+)
 from slipway.features.audit import EXIT_NOTHING, AuditReport, audit
 from slipway.features.ingest import ingest, materialize
 from slipway.features.versions import definitions
 from slipway.monitoring.runner import parse_duration
 from slipway.store import features as feature_store
 
-app = typer.Typer(help="Feature events and the training/serving skew audit.", no_args_is_help=True)
+app = typer_app(help="Feature events and the training/serving skew audit.", no_args_is_help=True)
 
 
 @app.command("ingest")

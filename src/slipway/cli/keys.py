@@ -8,12 +8,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from slipway.cli._common import JsonOption, console, err_console, print_json, settings
+from slipway.cli._common import JsonOption, console, err_console, print_json, settings, typer_app
 from slipway.keys import KeyStore
 from slipway.provenance import current_user
 from slipway.store import Store
 
-app = typer.Typer(help="API keys for `slipway serve`: create, list, revoke.", no_args_is_help=True)
+app = typer_app(help="API keys for `slipway serve`: create, list, revoke.", no_args_is_help=True)
 
 
 class RoleChoice(StrEnum):
@@ -66,7 +66,7 @@ def list_keys(as_json: bool = JsonOption) -> None:
     console.print(table)
 
 
-@app.command("revoke")
+@app.command("revoke", short_help="Revoke a key; servers refuse it within seconds.")
 def revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
     """Revoke a key; running servers refuse it within a few seconds, without a restart."""
     keys, actor = _keys()

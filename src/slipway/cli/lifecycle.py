@@ -22,7 +22,14 @@ from typer._click.core import Context
 from typer._click.exceptions import UsageError
 from typer.core import TyperCommand
 
-from slipway.cli._common import console, err_console, print_error, print_json, registry
+from slipway.cli._common import (
+    console,
+    err_console,
+    print_error,
+    print_json,
+    registry,
+    warnings_printed,
+)
 from slipway.lifecycle.check import CheckResult, check
 from slipway.lifecycle.policy import load_check_policy, parse_duration
 from slipway.lifecycle.retrain import RetrainResult, retrain
@@ -156,18 +163,19 @@ def retrain_command(
             runs += 1
             text = reason or (f"every {every} (run {runs})" if interval else "")
             try:
-                result = retrain(
-                    reg,
-                    name,
-                    config,
-                    since=window,
-                    data=data,
-                    trigger=why,
-                    reason=text,
-                    then=then.value,
-                    against=against,
-                    policy=gate,
-                )
+                with warnings_printed():  # the notes about the data, as `slipway train`
+                    result = retrain(
+                        reg,
+                        name,
+                        config,
+                        since=window,
+                        data=data,
+                        trigger=why,
+                        reason=text,
+                        then=then.value,
+                        against=against,
+                        policy=gate,
+                    )
                 _print_retrain(result, as_json)
                 code = result.exit_code
             except Exception as exc:

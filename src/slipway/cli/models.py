@@ -1,4 +1,5 @@
-"""`slipway models ...`: list, show, promote, rollback, unalias, archive, audit, verify."""
+"""`slipway models ...`: list, show, promote, rollback, unalias, archive, delete, audit,
+verify."""
 
 from __future__ import annotations
 
@@ -7,10 +8,18 @@ from typing import Annotated
 import typer
 
 from slipway.cli import _render
-from slipway.cli._common import JsonOption, console, err_console, print_json, registry
-from slipway.versions import DEFAULT_ALIAS
+from slipway.cli._common import (
+    JsonOption,
+    console,
+    err_console,
+    print_json,
+    registry,
+    typer_app,
+)
+from slipway.exceptions import InvalidReference
+from slipway.versions import DEFAULT_ALIAS, parse_ref
 
-app = typer.Typer(
+app = typer_app(
     help="Registered models: inspect, promote, roll back, verify.", no_args_is_help=True
 )
 
@@ -107,7 +116,36 @@ def archive(
     console.print(f"{mv.ref} archived")
 
 
-@app.command("audit")
+@app.command("delete", short_help="Delete versions no alias points at.")
+def delete(
+    ref: Annotated[str, typer.Argument(help="NAME (every version) or NAME:VERSION.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a version (or all of a model's) that no alias points at."""
+    name, version, alias = parse_ref(ref)
+    if alias is not None:
+        raise InvalidReference(
+            f"{ref!r}: delete takes NAME or NAME:VERSION; a version an alias points at cannot "
+            "be deleted."
+        )
+    reg = registry()
+    what = f"{name}:{version}" if version is not None else f"every version of {name}"
+    if version is None:
+        what += f" ({len(reg.versions(name))})"
+    else:
+        reg.get(ref)  # an unknown version is reported before asking
+    if not yes:
+        typer.confirm(f"Delete {what}? This cannot be undone", abort=True)
+    done = reg.delete(name, version)
+    versions = ", ".join(f"{name}:{v}" for v in done.versions)
+    console.print(
+        f"deleted {versions}; {len(done.removed)} artifact file(s) removed"
+        + (f", {len(done.kept)} kept (other versions use them)" if done.kept else ""),
+        soft_wrap=True,
+    )
+
+
+@app.command("audit", short_help="Who registered, promoted, rolled back what, when.")
 def audit(
     name: Annotated[str | None, typer.Argument(help="Only this model.")] = None,
     limit: Annotated[int, typer.Option(help="How many events, newest first.", min=1)] = 50,
@@ -121,13 +159,16 @@ def audit(
         console.print(_render.audit_table(events))
 
 
-@app.command("verify")
+@app.command("verify", short_help="Re-hash artifacts, load each model afresh; exit 1 if bad.")
 def verify(
     name: Annotated[str | None, typer.Argument(help="Only this model.")] = None,
+    load: Annotated[
+        bool, typer.Option("--load/--no-load", help="Also load each model in a fresh process.")
+    ] = True,
     as_json: bool = JsonOption,
 ) -> None:
-    """Re-hash every artifact; exit 1 if any is missing or corrupted."""
-    checks = registry().verify(name)
+    """Re-hash every artifact and load each model in a fresh process; exit 1 on any failure."""
+    checks = registry().verify(name, load=load)
     if as_json:
         print_json([c.__dict__ for c in checks])
     else:
@@ -135,6 +176,9 @@ def verify(
     bad = [c for c in checks if c.status != "ok"]
     if bad:
         if not as_json:
+            for c in bad:
+                if c.detail:
+                    console.print(f"{c.model}:{c.version} {c.role}: {c.detail}", soft_wrap=True)
             console.print(f"[bold red]{len(bad)} of {len(checks)} artifacts failed[/]")
         raise typer.Exit(1)
     if not as_json:

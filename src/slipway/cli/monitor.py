@@ -22,14 +22,17 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as RichProgress
 from rich.table import Table
 from typer._click.core import Context
 from typer._click.exceptions import UsageError
 from typer.core import TyperGroup
 
-from slipway.cli._common import console, err_console, print_error, print_json, registry
+from slipway.cli._common import console, err_console, print_error, print_json, registry, typer_app
+from slipway.clock import utcnow
 from slipway.monitoring import DriftReport, Policy, load_policy
-from slipway.monitoring.runner import Monitor, RunSummary, parse_duration
+from slipway.monitoring.runner import Monitor, Progress, RunSummary, parse_duration, parse_until
 
 CANNOT_RUN = 3
 
@@ -83,7 +86,7 @@ class MonitorGroup(TyperGroup):
             raise
 
 
-app = typer.Typer(
+app = typer_app(
     cls=MonitorGroup,
     invoke_without_command=True,
     no_args_is_help=True,
@@ -101,6 +104,10 @@ def check(
         typer.Argument(help="Model: NAME (production, else latest), NAME:VERSION or NAME@ALIAS."),
     ] = None,
     since: Annotated[str, typer.Option(help="How far back to look, e.g. 24h, 30d.")] = "24h",
+    until: Annotated[
+        str | None,
+        typer.Option(help="End the span here, not now: 2026-11-05T14:00:00Z, a date, or 2h ago."),
+    ] = None,
     window: Annotated[
         str | None, typer.Option(help="Split --since into windows of this length, e.g. 1d.")
     ] = None,
@@ -123,6 +130,18 @@ def check(
     ] = None,
     alpha: Annotated[
         float | None, typer.Option(help="Significance level after correction.")
+    ] = None,
+    source: Annotated[
+        str,
+        typer.Option(
+            help="What to read: log, batch, batch:RUN_ID, or an exported log (.parquet or dir)."
+        ),
+    ] = "log",
+    engine: Annotated[
+        str, typer.Option(help="local, or dask to read an exported log on a Dask cluster.")
+    ] = "local",
+    scheduler: Annotated[
+        str | None, typer.Option(help="With --engine dask: the cluster's scheduler address.")
     ] = None,
     on_alert: Annotated[
         str | None,
@@ -147,8 +166,26 @@ def check(
         )
         interval = parse_duration(every, "--every") if every else None
         monitor = Monitor(registry(), policy)
+        if until:
+            parse_until(until, utcnow())  # a bad --until fails before the first run
+
+        reading: dict[str, Any] = {"source": source, "engine": engine, "scheduler": scheduler}
+
+        def run() -> DriftReport:
+            end = parse_until(until, utcnow()) if until else None  # "2h" ago moves with --every
+            with _progress() as progress:
+                return monitor.run(
+                    name,
+                    since=span,
+                    window=step,
+                    baseline=baseline.value,
+                    until=end,
+                    progress=progress,
+                    **reading,
+                )
+
         started = time.monotonic()
-        report = monitor.run(name, since=span, window=step, baseline=baseline.value)
+        report = run()
         on_alert = on_alert or policy.on_alert
         _emit(report, fmt, out)
         _on_alert(report, on_alert)
@@ -158,7 +195,7 @@ def check(
             time.sleep(max(0.0, interval.total_seconds() - (time.monotonic() - started)))
             started = time.monotonic()
             try:
-                report = monitor.run(name, since=span, window=step, baseline=baseline.value)
+                report = run()
             except Exception as exc:  # a watcher outlives a database hiccup; it says so
                 print_error(exc)
                 err_console.print(f"retrying in {every}")
@@ -236,14 +273,14 @@ def _history_table(name: str, runs: list[RunSummary]) -> Table:
     style = {"OK": "green", "WARN": "yellow", "ALERT": "bold red"}
     for r in runs:
         window = (
-            f"{r.window_start:%m-%d %H:%M} → {r.window_end:%m-%d %H:%M}"
+            f"{r.window_start:%m-%d %H:%M:%S} → {r.window_end:%m-%d %H:%M:%S}"
             if r.window_start and r.window_end
             else "-"
         )
         failed = [a["sink"] for a in r.alerts if not a.get("delivered")]
         table.add_row(
             str(r.id),
-            f"{r.created_at:%Y-%m-%d %H:%M}",
+            f"{r.created_at:%Y-%m-%d %H:%M:%S}",
             str(r.version),
             window,
             f"{r.rows:,}",
@@ -254,6 +291,35 @@ def _history_table(name: str, runs: list[RunSummary]) -> Table:
             else ", ".join(a["sink"] for a in r.alerts) or "-",
         )
     return table
+
+
+@contextmanager
+def _progress() -> Iterator[Progress | None]:
+    """A progress display on stderr while a run reads the log and checks its windows, only
+    when stderr is an interactive terminal (cron and pipes get nothing); it vanishes at the end.
+    """
+    if not err_console.is_interactive:
+        yield None
+        return
+    bar = RichProgress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[count]}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
+    tasks: dict[str, TaskID] = {}
+
+    def show(step: str, done: int, total: int | None) -> None:
+        count = f"{done:,} rows" if total is None else f"{done:,}/{total:,} windows"
+        if step not in tasks:
+            tasks[step] = bar.add_task(step, total=total, completed=done, count=count)
+        else:
+            bar.update(tasks[step], total=total, completed=done, count=count)
+
+    with bar:
+        yield show
 
 
 @contextmanager

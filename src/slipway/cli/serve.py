@@ -51,6 +51,7 @@ def serve_command(
     """Serve predictions over HTTP (and the web console at /ui) until SIGTERM or Ctrl-C."""
     from slipway import app
     from slipway.serving import server
+    from slipway.serving.docs import docs_hint
 
     config = server.settings_for(
         settings(),
@@ -75,6 +76,12 @@ def serve_command(
         err_console.print(f"serving {', '.join(served)} on http://{host}:{port}")
     if config.serve_console:
         err_console.print(f"console on http://{host}:{port}/ui (log in with an admin key)")
+    for problem in server.missing_code(config):
+        err_console.print(f"[bold yellow]warning:[/] {problem}", soft_wrap=True)
+    hint = docs_hint(
+        f"http://{host}:{port}", auth=config.serve_auth, public_docs=config.serve_public_docs
+    )
+    err_console.print(hint, soft_wrap=True)
     app.serve(
         config,
         host=host,

@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.status import Status
 
 from slipway import quickstart
 from slipway.cli import _render
 from slipway.cli import features as features_cli
-from slipway.cli._common import console, registry
+from slipway.cli._common import console, registry, warnings_printed
 from slipway.monitoring.terminal import render_terminal
 from slipway.train import train
 
@@ -21,16 +22,42 @@ from slipway.train import train
 def train_command(
     config: Annotated[Path, typer.Argument(help="A TOML train config.", dir_okay=False)],
 ) -> None:
-    """Train a pipeline from a config file, register it, and show its model card."""
-    with console.status("training…"):
-        mv = train(config, registry())
+    """Train a pipeline from a config file, register it, and show its model card.
+
+    Every problem with the config is reported before training starts; each step is shown
+    with the time it took.
+    """
+    with console.status("starting…") as status, warnings_printed():
+        steps = _Steps(status)
+        mv = train(config, registry(), progress=steps)
+        steps.finish()
     console.print(_render.model_card(mv))
 
 
+class _Steps:
+    """Shows the running step by the spinner and each finished one with its duration."""
+
+    def __init__(self, status: Status) -> None:
+        self.status = status
+        self.step: str | None = None
+        self.started = time.perf_counter()
+
+    def __call__(self, step: str) -> None:
+        self.finish()
+        self.step, self.started = step, time.perf_counter()
+        self.status.update(f"{step}…")
+
+    def finish(self) -> None:
+        if self.step is not None:
+            took = time.perf_counter() - self.started
+            console.print(f"{self.step} [dim]({took:.1f}s)[/]", soft_wrap=True)
+            self.step = None
+
+
 def quickstart_command(
-    workdir: Annotated[Path, typer.Option(help="Where the generated data and config go.")] = Path(
-        "quickstart"
-    ),
+    workdir: Annotated[
+        Path, typer.Option(help="Where the generated data, configs and reports go.")
+    ] = Path("quickstart-output"),  # the repository's .gitignore leaves it out
     rows: Annotated[int, typer.Option(help="Transactions to generate.", min=1000)] = 20_000,
 ) -> None:
     """The main job: transactions and features, train a fraud model, serve, audit, monitor."""

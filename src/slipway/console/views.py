@@ -142,7 +142,10 @@ def card(mv: ModelVersion) -> dict[str, Any]:
         "tags": mv.tags,
         "metrics": metrics,
         "folds": folds,
-        "contract": [_field(f) for f in meta.get("contract", {}).get("fields", [])],
+        "contract": [
+            _field(f, meta.get("contract", {}).get("unseen", "reject"))
+            for f in meta.get("contract", {}).get("fields", [])
+        ],
         "params": sorted((k, _short(v)) for k, v in (meta.get("params") or {}).items()),
         "libraries": sorted((meta.get("env") or {}).items()),
         "artifacts": sorted((meta.get("artifacts") or {}).items()),
@@ -153,7 +156,7 @@ def _onnx_note(onnx: dict[str, Any] | None) -> str:
     return f" ({onnx['reason']})" if onnx and onnx.get("reason") else ""
 
 
-def _field(f: dict[str, Any]) -> dict[str, str]:
+def _field(f: dict[str, Any], unseen: str = "reject") -> dict[str, str]:
     if f.get("min") is not None:
         seen = f"{f['min']:.6g} … {f['max']:.6g}"
         limits = f"{f['low']:.6g} … {f['high']:.6g}" if f.get("low") is not None else "-"
@@ -161,15 +164,21 @@ def _field(f: dict[str, Any]) -> dict[str, str]:
         cats = [str(c) for c in f["categories"]]
         seen = ", ".join(cats[:8]) + (f" (+{len(cats) - 8} more)" if len(cats) > 8 else "")
         limits = "listed values"
+        if (f.get("unseen") or unseen) == "flag":
+            limits += "; others flagged: " + (f.get("unseen_reason") or "set at registration")
     else:
         seen, limits = "-", "-"
+    if f.get("nullable"):
+        nulls = "allowed: " + (f.get("null_reason") or "in the training data")
+    else:
+        nulls = "refused"
     return {
         "name": str(f["name"]),
         "kind": str(f["kind"]),
         "dtype": str(f.get("dtype", "-")),
         "seen": seen,
         "accepted": limits,
-        "nulls": "seen in training" if f.get("nullable") else "none in training",
+        "nulls": nulls,
     }
 
 

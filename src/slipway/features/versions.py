@@ -19,6 +19,7 @@ from slipway.exceptions import FeatureDefinitionError, InvalidModel
 from slipway.features.definitions import Definitions, resolve
 from slipway.features.online import OnlineFeatures
 from slipway.features.records import SkewPolicy, importable, registered
+from slipway.tolerance import tolerated
 
 if TYPE_CHECKING:
     from slipway.store import Store
@@ -73,14 +74,16 @@ def describe(
             f"X_train lacks the raw field(s) {absent} that row feature(s) {readers} read; "
             "include them so requests can be checked."
         )
-    options = dict(contract_options or {})
-    learned = Contract.learn(X_train[raw], **options) if raw else None
+    options = _raw_options(contract_options or {}, raw)
+    handled = {k: v for k, v in tolerated(pipeline, inputs).items() if k in raw}
+    learned = Contract.learn(X_train[raw], tolerated=handled, **options) if raw else None
     fields = list(learned.fields) if learned else []
     for entity in defs.entities:
         fields.append(_entity_spec(entity, X_train))
     fields.append(FieldSpec(at, "datetime", "datetime64[ns]"))
+    unseen = options.get("unseen")
     request = Contract(
-        tuple(fields), "frame", "float64", options.get("unseen", "reject"),
+        tuple(fields), "frame", "float64", "flag" if unseen == "flag" else "reject",
         options.get("band", 10.0), options.get("abs_limit", 1e12),
     )  # fmt: skip
     record = _record_source(defs, record_events, request)
@@ -116,6 +119,21 @@ def enricher(
         model=mv.name,
         record=meta.get("record") if record else None,
     )
+
+
+def _raw_options(options: Mapping[str, Any], raw: Sequence[str]) -> dict[str, Any]:
+    """The contract options that apply to the raw fields: per-field overrides (``nullable``,
+    ``unseen``, ``ranges``, ``bounds``) of computed features are the pipeline contract's."""
+    out = {k: v for k, v in options.items() if v is not None}
+    for key in ("unseen", "ranges", "bounds"):
+        if isinstance(out.get(key), Mapping):
+            out[key] = {f: v for f, v in out[key].items() if f in raw}
+    nullable = out.get("nullable", ())
+    if isinstance(nullable, Mapping):
+        out["nullable"] = {f: v for f, v in nullable.items() if f in raw}
+    else:
+        out["nullable"] = [f for f in nullable if f in raw]
+    return out
 
 
 def _default_at(defs: Definitions) -> str:

@@ -85,7 +85,8 @@ def _field_problems(
                 f"accepted; now nothing above {new.high:g}"
             )
     if old.kind in ("category", "boolean") and new.kind == old.kind:
-        rejects_unseen = new_contract.unseen == "reject" and new.categories is not None
+        # per field: the pipeline may flag unseen categories of some fields only
+        rejects_unseen = new_contract.unseen_for(new) == "reject" and new.categories is not None
         if rejects_unseen and old.categories is None:
             out.append(f"{where}: any text was accepted; now only {len(new.categories or ())}")
         elif rejects_unseen and old.categories is not None:
@@ -93,7 +94,7 @@ def _field_problems(
             if dropped:
                 shown = ", ".join(repr(c) for c in dropped[:10])
                 out.append(f"{where}: categories no longer accepted: {shown}")
-            if old_contract.unseen == "flag":
+            if old_contract.unseen_for(old) == "flag":
                 out.append(f"{where}: unseen categories were let through and would be refused")
     return out
 

@@ -75,7 +75,7 @@ class Column:
 
 def numeric(values: Any) -> Column:
     """Prepare numbers: coerce, drop missing and non-finite values, sort."""
-    arr = _as_float(values)
+    arr = as_float(values)
     finite = np.sort(arr[np.isfinite(arr)])
     empty = np.empty(0)
     return Column("numeric", arr.size, finite, empty.astype(object), empty.astype(np.int64))
@@ -83,11 +83,13 @@ def numeric(values: Any) -> Column:
 
 def categorical(values: Any) -> Column:
     """Prepare categories: count each distinct non-missing value by its text."""
+    if isinstance(getattr(values, "dtype", None), pd.CategoricalDtype):
+        return _from_codes(pd.Categorical(values))
     series = pd.Series(np.asarray(values, dtype=object) if not hasattr(values, "dtype") else values)
     rows = len(series)
     present = series.dropna()
     if present.dtype == object:
-        present = present[present.map(lambda v: not _missing(v))]
+        present = present[present.map(lambda v: not is_missing(v))]
     counts = present.astype(str).value_counts(sort=False)
     order = np.argsort(counts.index.to_numpy(dtype=object).astype(str))
     categories = counts.index.to_numpy(dtype=object)[order]
@@ -97,6 +99,27 @@ def categorical(values: Any) -> Column:
         np.empty(0),
         categories,
         counts.to_numpy(dtype=np.int64)[order],
+    )
+
+
+def _from_codes(values: pd.Categorical) -> Column:
+    """:func:`categorical` of a pandas Categorical, counted from its codes: the same column,
+    without a Python object per row."""
+    codes = np.asarray(values.codes)
+    counts = np.bincount(codes[codes >= 0], minlength=len(values.categories))
+    texts = np.array([str(c) for c in values.categories], dtype=object)
+    keep = counts > 0
+    texts, counts = texts[keep], counts[keep]
+    if len(set(texts.tolist())) < texts.size:  # two categories with one text (1 and "1")
+        summed = pd.Series(counts, index=texts).groupby(level=0, sort=False).sum()
+        texts, counts = summed.index.to_numpy(dtype=object), summed.to_numpy()
+    order = np.argsort(texts.astype(str))
+    return Column(
+        "categorical",
+        len(codes),
+        np.empty(0),
+        texts[order],
+        counts.astype(np.int64)[order],
     )
 
 
@@ -159,7 +182,8 @@ def as_frame(data: Any, names: Sequence[str] | None = None) -> pd.DataFrame:
     return frame
 
 
-def _as_float(values: Any) -> np.ndarray:
+def as_float(values: Any) -> np.ndarray:
+    """Values as float64: numbers as they are, anything else coerced (NaN when it is not one)."""
     if isinstance(values, np.ndarray) and values.dtype.kind in "iuf":
         return values.astype(np.float64, copy=False)
     series = pd.Series(values) if not isinstance(values, pd.Series) else values
@@ -168,7 +192,8 @@ def _as_float(values: Any) -> np.ndarray:
     return pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def _missing(value: Any) -> bool:
+def is_missing(value: Any) -> bool:
+    """Whether a value counts as missing: None, pandas' NA and NaT, or a float NaN."""
     if value is None or value is pd.NA or value is pd.NaT:
         return True
     return isinstance(value, float) and value != value

@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from scipy.stats import norm
 
 from slipway import estimation
@@ -32,11 +31,15 @@ LOWER_IS_BETTER = frozenset({"mae", "rmse"})
 def estimate_window(
     mv: ModelVersion,
     traffic: Traffic,
-    feedback: pd.DataFrame,
+    labeled: Traffic,
     estimator: Calibration | LossModel | None,
     policy: Policy,
 ) -> dict[str, Any]:
-    """The estimation section of one window, for the version ``mv`` (its rows only)."""
+    """The estimation section of one window, for the version ``mv`` (its rows only).
+
+    ``traffic`` is the window's traffic, ``labeled`` its labeled predictions (with feedback,
+    see :func:`~slipway.monitoring.traffic.read_labeled`).
+    """
     part = traffic.where(traffic.versions == mv.version)
     out: dict[str, Any] = {"version": mv.version, "rows": len(part)}
     info = mv.meta.get("estimation") or {}
@@ -70,7 +73,8 @@ def estimate_window(
             )
         metrics[name] = entry
     out.update(status="ok", metrics=metrics)
-    out["labeled"] = _against_labels(mv, part, feedback, estimate, policy)
+    mine = labeled.where(labeled.versions == mv.version)
+    out["labeled"] = _against_labels(mv, mine, _estimator_of(mv, estimator, mine), policy)
     return out
 
 
@@ -103,42 +107,39 @@ def _estimator_of(mv: ModelVersion, estimator: Calibration | LossModel, part: Tr
 
 
 def _against_labels(
-    mv: ModelVersion, part: Traffic, feedback: pd.DataFrame, estimate: Any, policy: Policy
+    mv: ModelVersion, served: Traffic, estimate: Any, policy: Policy
 ) -> dict[str, Any]:
-    known = set(feedback.index.tolist())  # a set: np.isin sorts objects, arrow isin is slow
-    labeled = np.fromiter((i in known for i in part.ids), dtype=bool, count=len(part.ids))
-    out: dict[str, Any] = {"rows": int(labeled.sum()), "metrics": {}}
-    if labeled.sum() < policy.min_labels:
-        out["status"] = "insufficient_labels" if labeled.any() else "no_labels"
+    """Estimates on the labeled rows ``served`` (in the log's order) beside their realized
+    metrics; ``estimate`` maps a mask over those rows to their estimates."""
+    out: dict[str, Any] = {"rows": len(served), "metrics": {}}
+    if len(served) < policy.min_labels or estimate is None:
+        out["status"] = "insufficient_labels" if len(served) else "no_labels"
         return out
-    truth = feedback.loc[part.ids[labeled], "label"].tolist()
-    served = part.where(labeled)
+    # Labels that are not the version's classes (or not numbers) are left out first, so a
+    # window whose labels are all unknown says insufficient_labels instead of failing.
     if mv.task == "regression":
-        y = pd.to_numeric(pd.Series(truth, dtype=object), errors="coerce").to_numpy(dtype=float)
-        err = served.values() - y
-        ok = np.isfinite(err)
-        realized = {
-            "mae": float(np.mean(np.abs(err[ok]))),
-            "rmse": float(np.sqrt(np.mean(err[ok] ** 2))),
-        }
-        mask = labeled.copy()
-        mask[np.flatnonzero(labeled)[~ok]] = False
+        err = served.values() - served.truth_values()
+        mask = np.isfinite(err)
     else:
-        from slipway.evaluation import classification_metrics
-
         keys = class_keys(mv)
-        y = np.array([str(v) for v in truth], dtype=object)
-        ok = np.isin(y, np.array(keys, dtype=object))
-        proba = served.probabilities(keys)
-        assert proba is not None
-        realized = classification_metrics(
-            y[ok], served.labels()[ok], proba[ok], np.array(keys, dtype=object)
-        )
-        mask = labeled.copy()
-        mask[np.flatnonzero(labeled)[~ok]] = False
+        y = served.truth()
+        mask = np.isin(y, np.array(keys, dtype=object))
     if mask.sum() < policy.min_labels:
         out["status"] = "insufficient_labels"
         return out
+    if mv.task == "regression":
+        realized = {
+            "mae": float(np.mean(np.abs(err[mask]))),
+            "rmse": float(np.sqrt(np.mean(err[mask] ** 2))),
+        }
+    else:
+        from slipway.evaluation import classification_metrics
+
+        proba = served.probabilities(keys)
+        assert proba is not None
+        realized = classification_metrics(
+            y[mask], served.labels()[mask], proba[mask], np.array(keys, dtype=object)
+        )
     on_labeled = {k: e for k, e in estimate(mask).items() if k in realized}
     tol = policy.performance_tolerance
     # Several metrics are compared at once: a disagreement must pass a Bonferroni-corrected

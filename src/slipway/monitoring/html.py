@@ -39,11 +39,13 @@ figure{margin:0}figcaption{font-size:.8rem;color:#495057}
 
 def render_html(report: DriftReport) -> str:
     """The whole page as a string."""
-    latest = report.latest
+    latest = report.deciding  # the window the verdict comes from
     who = escape(f"{report.model}:{report.version}" if report.model else "data")
     span = ""
     if latest.start and latest.end:
-        span = f" &#183; {latest.start:%Y-%m-%d %H:%M} to {latest.end:%Y-%m-%d %H:%M} UTC"
+        span = f" &#183; {latest.start:%Y-%m-%d %H:%M:%S} to {latest.end:%Y-%m-%d %H:%M:%S} UTC"
+    if len(report.windows) > 1:
+        span += f" &#183; {escape(report.decision)}"
     color = _COLORS[report.status]
     parts = [
         "<!DOCTYPE html>",
@@ -124,7 +126,7 @@ def _distributions(results: list[FeatureResult]) -> str:
         caption = escape(f"{r.name} vs {r.baseline}: {r.message}{note}")
         figures.append(f"<figure>{chart}<figcaption>{caption}</figcaption></figure>")
     if not figures:
-        return "<p>No feature is flagged in the latest window.</p>"
+        return "<p>No feature is flagged in the deciding window.</p>"
     return f'<div class="grid">{"".join(figures)}</div>'
 
 
@@ -255,7 +257,7 @@ def _quality(timeline: list[dict[str, Any]], labels: list[str]) -> str:
 
 def _label(window: dict[str, Any]) -> str:
     end = window.get("end")
-    return end[:16].replace("T", " ") if end else "now"
+    return end[:19].replace("T", " ") if end else "now"
 
 
 def _num(v: Any) -> str:

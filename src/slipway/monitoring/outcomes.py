@@ -1,5 +1,9 @@
 """What a model answered and how that turned out: prediction columns for drift checks, and
-realized performance per model version from feedback joined to the log by prediction id.
+realized performance per model version from the labeled predictions of a window.
+
+The labels come joined to the log already (by prediction id, in the database: see
+:func:`~slipway.monitoring.traffic.read_labeled`), in the log's order, so nothing here
+matches ids; the window's traffic only gives each version's row count.
 """
 
 from __future__ import annotations
@@ -36,51 +40,50 @@ def prediction_columns(source: Traffic | pd.DataFrame, mv: ModelVersion) -> dict
         return {"value": cols.numeric(values)}
     keys = class_keys(mv)
     out: dict[str, Column] = {}
+    names = [Predictions.proba_column(k) for k in keys]
     if isinstance(source, pd.DataFrame):
         out["label"] = cols.categorical(source["label"].astype(object).map(str))
-        proba = (
-            source[[Predictions.proba_column(k) for k in keys]].to_numpy(dtype=float)
-            if all(Predictions.proba_column(k) in source for k in keys)
-            else None
-        )
+        frame = source
     else:
-        out["label"] = cols.categorical(source.labels())
-        proba = source.probabilities(keys)
-    if proba is not None and len(keys) >= 2:
-        shown = keys[1:] if len(keys) == 2 else keys
-        for k in shown:
-            out[Predictions.proba_column(k)] = cols.numeric(proba[:, keys.index(k)])
+        out["label"] = cols.categorical(source.label_series())
+        frame = source.outputs
+    shown = names[1:] if len(keys) == 2 else names
+    if len(keys) >= 2 and len(frame) == 0:  # an empty window: each score is empty, not missing
+        out.update({name: cols.numeric(np.empty(0)) for name in shown})
+    elif len(keys) >= 2 and all(n in frame for n in names):
+        for name in shown:  # a column at a time: at volume, no copy of every probability
+            out[name] = cols.numeric(frame[name].to_numpy(dtype=np.float64, na_value=np.nan))
     return out
 
 
 def performance_by_version(
     current: Traffic,
-    feedback: pd.DataFrame,
+    labeled: Traffic,
     version_of: Callable[[int], ModelVersion | None],
     policy: Policy,
 ) -> list[dict[str, Any]]:
-    """Per version served in the window: label coverage and delay, metrics with intervals."""
+    """Per version served in the window: label coverage and delay, metrics with intervals.
+
+    ``current`` is the window's traffic, ``labeled`` its labeled predictions (with feedback).
+    """
     out = []
-    for version in sorted(set(current.versions.tolist())):
+    served, rows = np.unique(current.versions, return_counts=True)
+    for version, n in zip(served.tolist(), rows.tolist(), strict=True):
         mv = version_of(version)
         if mv is None:
             continue
-        part = current.where(current.versions == version)
-        out.append(_one_version(part, feedback, mv, policy))
+        part = labeled.where(labeled.versions == version)
+        out.append(_one_version(int(n), part, mv, policy))
     return out
 
 
-def _one_version(
-    part: Traffic, feedback: pd.DataFrame, mv: ModelVersion, policy: Policy
-) -> dict[str, Any]:
-    known = set(feedback.index.tolist())  # a set: np.isin sorts objects, arrow isin is slow
-    labeled = np.fromiter((i in known for i in part.ids), dtype=bool, count=len(part.ids))
-    n_labeled = int(labeled.sum())
+def _one_version(rows: int, labeled: Traffic, mv: ModelVersion, policy: Policy) -> dict[str, Any]:
+    n_labeled = len(labeled)
     entry: dict[str, Any] = {
         "version": mv.version,
-        "rows": len(part),
+        "rows": rows,
         "labeled": n_labeled,
-        "coverage": n_labeled / len(part) if len(part) else 0.0,
+        "coverage": n_labeled / rows if rows else 0.0,
         "delay_seconds": None,
         "unknown_labels": 0,
         "status": "ok",
@@ -89,21 +92,18 @@ def _one_version(
     if n_labeled == 0:
         entry["status"] = "no_labels"
         return entry
-    got = feedback.loc[part.ids[labeled]]
-    created = pd.to_datetime(part.times[labeled]).tz_localize("UTC")
-    received = pd.to_datetime(got["received_at"], utc=True).to_numpy()
-    delay = (received - created.to_numpy()) / np.timedelta64(1, "s")
+    delay = (labeled.received() - labeled.times) / np.timedelta64(1, "s")
     entry["delay_seconds"] = {
         "median": float(np.median(delay)),
         "p90": float(np.quantile(delay, 0.9)),
         "max": float(np.max(delay)),
     }
-    truth = got["label"].tolist()
     if mv.task == "regression":
-        y = np.array([_float(v) for v in truth])
+        y = labeled.truth_values()
         keep = np.isfinite(y)
         entry["unknown_labels"] = int((~keep).sum())
-        values = part.where(labeled).values()
+        entry["unknown_examples"] = _examples(labeled.truth()[~keep])
+        values = labeled.values()
         y, values = y[keep], values[keep]
         if len(y) < policy.min_labels:
             entry["status"] = "insufficient_labels"
@@ -111,15 +111,16 @@ def _one_version(
         entry["metrics"] = regression_performance(y, values, mv.metrics, policy)
         return entry
     keys = class_keys(mv)
-    y = np.array([str(v) for v in truth], dtype=object)
+    y = labeled.truth()
     keep = np.isin(y, np.array(keys, dtype=object))
     entry["unknown_labels"] = int((~keep).sum())
+    entry["unknown_examples"] = _examples(y[~keep])
+    entry["classes"] = keys
     if int(keep.sum()) < policy.min_labels:
         entry["status"] = "insufficient_labels"
         return entry
-    served = part.where(labeled)
-    labels = served.labels()[keep]
-    proba = served.probabilities(keys)
+    labels = labeled.labels()[keep]
+    proba = labeled.probabilities(keys)
     if proba is not None:
         proba = proba[keep]
         if np.isnan(proba).any():
@@ -128,10 +129,11 @@ def _one_version(
     return entry
 
 
-def _float(v: Any) -> float:
-    if isinstance(v, int | float) and not isinstance(v, bool):
-        return float(v)
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return float("nan")
+def _examples(values: np.ndarray, limit: int = 5) -> list[Any]:
+    """A few distinct values, as sent, in order of first appearance (for the report)."""
+    seen: dict[str, Any] = {}
+    for v in values.tolist():
+        seen.setdefault(repr(v), v)
+        if len(seen) == limit:
+            break
+    return list(seen.values())

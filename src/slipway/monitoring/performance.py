@@ -19,14 +19,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from slipway.evaluation import calibration_error, classification_metrics, regression_metrics
+from slipway.evaluation import CALIBRATION_BINS, classification_metrics, regression_metrics
 from slipway.monitoring.policy import Policy
 from slipway.monitoring.stats import wilson_interval
 
 LOWER_IS_BETTER = frozenset({"log_loss", "brier", "calibration_error", "mae", "rmse"})
 UNBOUNDED = frozenset({"log_loss", "mae", "rmse"})
 _CHUNK = 25  # resamples per block, bounding memory at 25 x n weights
+_CELLS = 5_000_000  # weights per block once 25 resamples would hold more
 
 
 def classification_performance(
@@ -39,20 +41,21 @@ def classification_performance(
 ) -> dict[str, dict[str, Any]]:
     """Each metric's value, 95% interval and comparison with registration."""
     cls = np.asarray(classes, dtype=object)
-    values = classification_metrics(y_true, labels, proba, cls)
-    boot = _bootstrap(
-        len(y_true), policy, lambda w: _weighted_classification(w, y_true, labels, proba, cls)
-    )
+    # Integer codes in place of the labels: the same metrics (they only compare labels), and
+    # at a million labels the difference between seconds and minutes.
+    y, said = _codes(y_true, labels, cls)
+    codes = np.arange(len(cls))
+    values = classification_metrics(y, said, proba, codes)
+    boot = _bootstrap(len(y), policy, _Weighted(y, said, proba, codes))
     out: dict[str, dict[str, Any]] = {}
     binary = len(cls) == 2
     for name, value in values.items():
         if name == "accuracy":
-            low, high = wilson_interval(int(np.sum(y_true == labels)), len(y_true))
+            low, high = wilson_interval(int(np.sum(y == said)), len(y))
             method = "wilson"
         elif binary and name in ("precision", "recall"):
-            pos = cls[1]
-            hits = int(np.sum((labels == pos) & (y_true == pos)))
-            n = int(np.sum(labels == pos)) if name == "precision" else int(np.sum(y_true == pos))
+            hits = int(np.sum((said == 1) & (y == 1)))
+            n = int(np.sum(said == 1)) if name == "precision" else int(np.sum(y == 1))
             low, high = wilson_interval(hits, n)
             method = "wilson"
         else:
@@ -62,21 +65,35 @@ def classification_performance(
     return out
 
 
+def _codes(
+    y_true: np.ndarray, labels: np.ndarray, classes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Truth and predicted labels as codes: a class's position in ``classes``, and distinct
+    negative codes for anything else, so that equal values keep equal codes."""
+    known = {c: i for i, c in enumerate(classes.tolist())}
+    both = pd.Series(np.concatenate([np.asarray(y_true, object), np.asarray(labels, object)]))
+    found, uniques = pd.factorize(both)
+    mapping = np.array([known.get(u, -1 - i) for i, u in enumerate(uniques.tolist())])
+    codes = mapping[found] if len(mapping) else np.zeros(0, dtype=np.int64)
+    return codes[: len(y_true)], codes[len(y_true) :]
+
+
 def regression_performance(
     y_true: np.ndarray, values: np.ndarray, registered: Mapping[str, float], policy: Policy
 ) -> dict[str, dict[str, Any]]:
     """MAE, RMSE and R² with bootstrap intervals, compared with registration."""
     point = regression_metrics(y_true, values)
     err = values - y_true
+    squares, err2, abs_err = y_true**2, err**2, np.abs(err)
 
     def weighted(w: np.ndarray) -> dict[str, np.ndarray]:
         total = w.sum(axis=1)
         mean_y = (w @ y_true) / total
-        sst = w @ (y_true**2) - total * mean_y**2
-        sse = w @ (err**2)
+        sst = w @ squares - total * mean_y**2
+        sse = w @ err2
         with np.errstate(divide="ignore", invalid="ignore"):
             r2 = 1 - sse / sst
-        return {"mae": (w @ np.abs(err)) / total, "rmse": np.sqrt(sse / total), "r2": r2}
+        return {"mae": (w @ abs_err) / total, "rmse": np.sqrt(sse / total), "r2": r2}
 
     boot = _bootstrap(len(y_true), policy, weighted)
     return {
@@ -95,47 +112,132 @@ def _weighted_classification(
     proba: np.ndarray | None,
     classes: np.ndarray,
 ) -> dict[str, np.ndarray]:
-    total = w.sum(axis=1)
-    out = {"accuracy": (w @ (y == labels).astype(float)) / total}
-    binary = len(classes) == 2
-    targets = [classes[1]] if binary else list(classes)
-    precisions, recalls, f1s = [], [], []
-    for c in targets:
-        is_c, said_c = (y == c).astype(float), (labels == c).astype(float)
-        tp, pp, p = w @ (is_c * said_c), w @ said_c, w @ is_c
-        with np.errstate(divide="ignore", invalid="ignore"):
-            precisions.append(np.where(pp > 0, tp / pp, 0.0))
-            recalls.append(np.where(p > 0, tp / p, 0.0))
-            f1s.append(np.where(pp + p > 0, 2 * tp / (pp + p), 0.0))
-    out["precision"] = np.mean(precisions, axis=0)
-    out["recall"] = np.mean(recalls, axis=0)
-    out["f1"] = np.mean(f1s, axis=0)
-    if proba is None:
+    """Every bootstrap metric of each row of weights ``w`` (resamples x rows)."""
+    metrics = _Weighted(y, labels, proba, classes)
+    return metrics(w if metrics.perm is None else w[:, metrics.perm])
+
+
+class _Weighted:
+    """The classification metrics as functions of row weights.
+
+    Everything that does not depend on the weights (comparisons, logarithms, sort orders) is
+    computed once here, and each block of resamples only takes weighted sums.
+    """
+
+    def __init__(
+        self, y: np.ndarray, labels: np.ndarray, proba: np.ndarray | None, classes: np.ndarray
+    ) -> None:
+        self.binary = len(classes) == 2
+        # Rows are held in the order of the binary score, and a resample draws positions in
+        # that order: the AUC then sums weights as they come, with no gather per resample.
+        self.perm: np.ndarray | None = None
+        if proba is not None and self.binary:
+            self.perm = np.argsort(proba[:, 1], kind="stable")
+            y, labels, proba = y[self.perm], labels[self.perm], proba[self.perm]
+        self.hit = (y == labels).astype(float)
+        targets = [classes[1]] if self.binary else list(classes)
+        self.per_class = []
+        for c in targets:
+            is_c, said_c = (y == c).astype(float), (labels == c).astype(float)
+            self.per_class.append((is_c * said_c, said_c, is_c))
+        self.proba = proba
+        if proba is None:
+            return
+        eps = np.finfo(proba.dtype).eps
+        onehot = (y[:, None] == classes[None, :]).astype(float)
+        clipped = np.clip(proba, eps, 1 - eps)
+        self.log_loss = -np.sum(onehot * np.log(clipped), axis=1)
+        if self.binary:
+            self.brier = (proba[:, 1] - onehot[:, 1]) ** 2
+            self.aucs = [_AucOrder(proba[:, 1], onehot[:, 1].astype(bool), ordered=True)]
+        else:
+            self.brier = np.sum((proba - onehot) ** 2, axis=1)
+            self.aucs = [
+                _AucOrder(proba[:, k], onehot[:, k].astype(bool)) for k in range(len(classes))
+            ]
+        self.calibration = _calibration_terms(y, proba, classes, ordered=self.perm is not None)
+
+    def __call__(self, w: np.ndarray) -> dict[str, np.ndarray]:
+        total = w.sum(axis=1)
+        out = {"accuracy": (w @ self.hit) / total}
+        precisions, recalls, f1s = [], [], []
+        for both, said_c, is_c in self.per_class:
+            tp, pp, p = w @ both, w @ said_c, w @ is_c
+            with np.errstate(divide="ignore", invalid="ignore"):
+                precisions.append(np.where(pp > 0, tp / pp, 0.0))
+                recalls.append(np.where(p > 0, tp / p, 0.0))
+                f1s.append(np.where(pp + p > 0, 2 * tp / (pp + p), 0.0))
+        out["precision"] = np.mean(precisions, axis=0)
+        out["recall"] = np.mean(recalls, axis=0)
+        out["f1"] = np.mean(f1s, axis=0)
+        if self.proba is None:
+            return out
+        out["log_loss"] = (w @ self.log_loss) / total
+        out["brier"] = (w @ self.brier) / total
+        aucs = [auc(w) for auc in self.aucs]
+        out["roc_auc"] = aucs[0] if self.binary else np.mean(aucs, axis=0)
+        hits, confidences, starts, used = self.calibration
+        if starts is None:
+            gap = np.abs(w @ hits - w @ confidences)
+        else:  # rows sorted by the score: each bin is a run of rows
+            gap = np.zeros((w.shape[0], CALIBRATION_BINS))
+            if starts.size:
+                gap[:, used] = np.abs(
+                    np.add.reduceat(w * hits, starts, axis=1)
+                    - np.add.reduceat(w * confidences, starts, axis=1)
+                )
+        out["calibration_error"] = gap.sum(axis=1) / total
         return out
-    eps = np.finfo(proba.dtype).eps
-    onehot = (y[:, None] == classes[None, :]).astype(float)
-    clipped = np.clip(proba, eps, 1 - eps)
-    out["log_loss"] = (w @ -np.sum(onehot * np.log(clipped), axis=1)) / total
-    if binary:
-        out["brier"] = (w @ (proba[:, 1] - onehot[:, 1]) ** 2) / total
-        out["roc_auc"] = _weighted_auc(w, proba[:, 1], onehot[:, 1].astype(bool))
+
+
+def _calibration_terms(
+    y: np.ndarray, proba: np.ndarray, classes: np.ndarray, *, ordered: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """What the calibration error, as :func:`slipway.evaluation.calibration_error` defines it,
+    takes from the rows: each row's hit and confidence, as (rows x bins) matrices, or (when
+    ``ordered``: a binary score, rows sorted by it) as vectors with the start of each bin's run
+    of rows."""
+    if len(classes) == 2:
+        conf, hit = proba[:, 1], (y == classes[1]).astype(float)
     else:
-        out["brier"] = (w @ np.sum((proba - onehot) ** 2, axis=1)) / total
-        aucs = [
-            _weighted_auc(w, proba[:, k], onehot[:, k].astype(bool)) for k in range(len(classes))
-        ]
-        out["roc_auc"] = np.mean(aucs, axis=0)
-    out["calibration_error"] = calibration_error(y, proba, classes, w)
-    return out
+        top = np.argmax(proba, axis=1)
+        conf, hit = proba[np.arange(len(y)), top], (classes[top] == y).astype(float)
+    bins = np.minimum((conf * CALIBRATION_BINS).astype(int), CALIBRATION_BINS - 1)
+    if ordered and len(classes) == 2:
+        starts = np.flatnonzero(np.r_[True, bins[1:] != bins[:-1]]) if bins.size else bins
+        return hit, conf, starts, bins[starts]
+    onehot = np.zeros((conf.size, CALIBRATION_BINS))
+    onehot[np.arange(conf.size), bins] = 1.0
+    return onehot * hit[:, None], onehot * conf[:, None], None, None
+
+
+class _AucOrder:
+    """A score's sort order and tie groups, for the weighted AUC of many resamples
+    (``ordered``: the rows, and so the weights, come sorted by the score already)."""
+
+    def __init__(self, score: np.ndarray, positive: np.ndarray, *, ordered: bool = False) -> None:
+        self.order = None if ordered else np.argsort(score, kind="stable")
+        s = score if self.order is None else score[self.order]
+        self.starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+        self.ties = self.starts.size < s.size
+        self.positive = positive if self.order is None else positive[self.order]
+        self.negative = ~self.positive
+
+    def __call__(self, w: np.ndarray) -> np.ndarray:
+        ordered = w if self.order is None else w[:, self.order]
+        wp, wn = ordered * self.positive, ordered * self.negative
+        if self.ties:  # one group per distinct score
+            wp = np.add.reduceat(wp, self.starts, axis=1)
+            wn = np.add.reduceat(wn, self.starts, axis=1)
+        return _auc_from_groups(wp, wn)
 
 
 def _weighted_auc(w: np.ndarray, score: np.ndarray, positive: np.ndarray) -> np.ndarray:
     """Mann-Whitney AUC with weights, ties counted half; NaN where a class has no weight."""
-    order = np.argsort(score, kind="stable")
-    s = score[order]
-    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
-    wp = np.add.reduceat(w[:, order] * positive[order], starts, axis=1)
-    wn = np.add.reduceat(w[:, order] * ~positive[order], starts, axis=1)
+    return _AucOrder(score, positive)(w)
+
+
+def _auc_from_groups(wp: np.ndarray, wn: np.ndarray) -> np.ndarray:
     below = np.cumsum(wn, axis=1) - wn
     pos_total, neg_total = wp.sum(axis=1), wn.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -146,10 +248,15 @@ def _weighted_auc(w: np.ndarray, score: np.ndarray, positive: np.ndarray) -> np.
 def _bootstrap(n: int, policy: Policy, metrics: Any) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(policy.seed)
     blocks: dict[str, list[np.ndarray]] = {}
-    for start in range(0, policy.bootstrap, _CHUNK):
-        b = min(_CHUNK, policy.bootstrap - start)
-        draws = rng.integers(0, n, size=(b, n)) + (np.arange(b) * n)[:, None]
+    # Up to 25 resamples a block; fewer at hundreds of thousands of labels, so that a block's
+    # weights stay near 40 MB (which resamples are drawn does not depend on it below that).
+    chunk = _CHUNK if n <= _CELLS // _CHUNK else max(1, _CELLS // max(n, 1))
+    for start in range(0, policy.bootstrap, chunk):
+        b = min(chunk, policy.bootstrap - start)
+        draws = rng.integers(0, n, size=(b, n))
+        draws += (np.arange(b) * n)[:, None]
         w = np.bincount(draws.ravel(), minlength=b * n).reshape(b, n).astype(float)
+        del draws
         for name, values in metrics(w).items():
             blocks.setdefault(name, []).append(np.asarray(values, dtype=float))
     return {k: np.concatenate(v) for k, v in blocks.items()}

@@ -1,8 +1,11 @@
 """The report of a monitoring run: one verdict per window, the reasons for it, and renderings.
 
-A run covers one window (``--since 24h``) or consecutive windows (``--window 1d --since 30d``);
-its status is the status of its latest window, the current state of the model. Earlier
-windows and earlier stored runs make the "over time" part of the HTML report.
+A run covers one window (``--since 24h``) or consecutive windows (``--window 1d --since 30d``).
+Its verdict comes from one window, the *deciding* window: the worst of the windows that hold
+enough rows to judge (``min_rows``), the latest of those when several are equally bad; when no
+window holds enough rows, the latest window. So a run that ends on an empty window right after
+traffic stopped still reports the ALERT of the days before, and says which window it was.
+Earlier windows and earlier stored runs make the "over time" part of the HTML report.
 """
 
 from __future__ import annotations
@@ -78,6 +81,8 @@ class WindowReport:
         for flag in self.quality.get("flags", []):
             reasons.append(Reason(WARN, f"quality_{flag['check']}", flag["message"]))
         for perf in self.performance:
+            if perf.get("unknown_labels"):
+                reasons.append(_unknown_labels(perf))
             for name, m in perf.get("metrics", {}).items():
                 if m.get("degraded"):
                     reasons.append(
@@ -148,28 +153,57 @@ class DriftReport:
 
     @property
     def latest(self) -> WindowReport:
-        """The most recent window: the current state."""
+        """The most recent window."""
         return self.windows[-1]
 
     @property
+    def decided_by(self) -> int:
+        """Index in ``windows`` of the window the verdict comes from: the worst window with at
+        least ``min_rows`` rows (the latest of equals), else the latest window."""
+        enough = int(self.policy.get("min_rows", 0) or 0)
+        judged = [i for i, w in enumerate(self.windows) if w.rows and w.rows >= enough]
+        if not judged:
+            return len(self.windows) - 1
+        return max(judged, key=lambda i: (_RANK[self.windows[i].status], i))
+
+    @property
+    def deciding(self) -> WindowReport:
+        """The window the verdict comes from (see :attr:`decided_by`); for one window, it."""
+        return self.windows[self.decided_by]
+
+    @property
+    def decision(self) -> str:
+        """Which window the verdict comes from, in a sentence (for several windows)."""
+        i, n = self.decided_by, len(self.windows)
+        w, latest = self.deciding, self.latest
+        enough = int(self.policy.get("min_rows", 0) or 0)
+        where = f"window {i + 1} of {n} ({_span(w)})"
+        if w.rows < enough or not w.rows:
+            return f"verdict from the latest {where}: no window has {enough:,} rows to judge"
+        text = f"verdict from {where}, the worst with at least {enough:,} rows"
+        if i != n - 1 and latest.rows < max(enough, 1):
+            text += f"; the latest window has {latest.rows:,} rows, too few to judge"
+        return text
+
+    @property
     def status(self) -> str:
-        """OK, WARN or ALERT, from the latest window."""
-        return self.latest.status
+        """OK, WARN or ALERT, from the deciding window."""
+        return self.deciding.status
 
     @property
     def reasons(self) -> list[Reason]:
-        """Why the latest window is not OK (empty when it is)."""
-        return self.latest.reasons
+        """Why the deciding window is not OK (empty when it is)."""
+        return self.deciding.reasons
 
     @property
     def features(self) -> dict[str, FeatureResult]:
-        """Per-feature results of the latest window, by feature name."""
-        return {f.name: f for f in self.latest.features}
+        """Per-feature results of the deciding window, by feature name."""
+        return {f.name: f for f in self.deciding.features}
 
     @property
     def flagged(self) -> list[str]:
-        """Names of the features flagged in the latest window."""
-        return [f.name for f in self.latest.features if f.flagged]
+        """Names of the features flagged in the deciding window."""
+        return [f.name for f in self.deciding.features if f.flagged]
 
     @property
     def exit_code(self) -> int:
@@ -177,7 +211,10 @@ class DriftReport:
         return _RANK[self.status]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready view: the latest window in full, earlier ones without histograms."""
+        """JSON-ready view: the deciding and the latest window in full, others without
+        histograms."""
+        full = {self.decided_by, len(self.windows) - 1}
+        deciding = self.deciding
         return jsonable(
             {
                 "schema": SCHEMA,
@@ -187,12 +224,15 @@ class DriftReport:
                 "run_id": self.run_id,
                 "status": self.status,
                 "reasons": [r.to_dict() for r in self.reasons],
+                "decided_by": {
+                    "window": self.decided_by,
+                    "start": _iso(deciding.start),
+                    "end": _iso(deciding.end),
+                    "rows": deciding.rows,
+                },
                 "baseline": self.baseline,
                 "policy": self.policy,
-                "windows": [
-                    w.to_dict(histograms=i == len(self.windows) - 1)
-                    for i, w in enumerate(self.windows)
-                ],
+                "windows": [w.to_dict(histograms=i in full) for i, w in enumerate(self.windows)],
                 "history": self.history,
                 "alerts": self.alerts,
                 "skew": self.skew,
@@ -210,8 +250,8 @@ class DriftReport:
         return render_html(self)
 
     def summary(self) -> dict[str, Any]:
-        """The latest window without histograms: what history and timelines keep."""
-        return self.latest.to_dict(histograms=False)
+        """The deciding window without histograms: what history and timelines keep."""
+        return self.deciding.to_dict(histograms=False)
 
     def __rich__(self) -> Any:
         from slipway.monitoring.terminal import render_terminal
@@ -271,8 +311,31 @@ def worst(statuses: Sequence[str]) -> str:
     return max(statuses, key=_RANK.__getitem__, default=OK)
 
 
+def _unknown_labels(perf: dict[str, Any]) -> Reason:
+    """Feedback whose labels the version cannot score: a data problem, never silence."""
+    n, labeled = perf["unknown_labels"], perf["labeled"]
+    examples = ", ".join(repr(v) for v in perf.get("unknown_examples", []))
+    classes = perf.get("classes")
+    expected = (
+        "its classes " + ", ".join(repr(c) for c in classes) if classes else "numbers (a regressor)"
+    )
+    return Reason(
+        WARN,
+        "unknown_labels",
+        f"version {perf['version']}: {n:,} of {labeled:,} feedback labels are not {expected}"
+        + (f" (got {examples})" if examples else "")
+        + "; they are left out of performance: send labels as the model's classes",
+    )
+
+
 def _names(names: list[str]) -> str:
     return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
+def _span(w: WindowReport) -> str:
+    if w.start is None or w.end is None:
+        return "the whole data"
+    return f"{w.start:%Y-%m-%d %H:%M:%S} → {w.end:%Y-%m-%d %H:%M:%S} UTC"
 
 
 def _iso(t: datetime | None) -> str | None:

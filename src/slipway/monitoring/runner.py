@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from slipway.clock import utcnow
@@ -20,23 +20,21 @@ from slipway.monitoring.checks import feature_checks
 from slipway.monitoring.columns import Column, Kind
 from slipway.monitoring.drift import FeatureResult, StatisticSpec, decide
 from slipway.monitoring.estimated import estimate_window
+from slipway.monitoring.log import LogSchema
 from slipway.monitoring.outcomes import performance_by_version, prediction_columns
 from slipway.monitoring.policy import Policy
 from slipway.monitoring.quality import Expectation, check_quality
 from slipway.monitoring.report import ALERT, DriftReport, Reason, WindowReport
 from slipway.monitoring.sinks import Route, deliver, routes
-from slipway.monitoring.traffic import (
-    Traffic,
-    read_feedback,
-    read_traffic,
-    read_violations,
-    violation_summary,
-)
+from slipway.monitoring.sources import Source, open_source
+from slipway.monitoring.traffic import Traffic, violation_summary
 from slipway.registry import Registry
 from slipway.store import monitoring as stored
 from slipway.versions import ModelVersion, check_name
 
 Baseline = Literal["reference", "previous"]
+Progress = Callable[[str, int, "int | None"], None]  # (step, done, total or None)
+READING, CHECKING = "reading the log", "checking windows"
 HISTORY_POINTS = 30
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -58,6 +56,23 @@ def parse_duration(text: str, option: str = "duration") -> timedelta:
             "or w (e.g. 24h, 30d)."
         )
     return timedelta(**{_UNITS[m[2]]: float(m[1])})
+
+
+def parse_until(text: str, now: datetime, option: str = "--until") -> datetime:
+    """When a checked span ends: an ISO 8601 time (``2026-11-05T14:00:00Z``; no zone means
+    UTC), a date (``2026-11-05``, midnight UTC), or a duration ago (``2h``: two hours before
+    ``now``)."""
+    if _DURATION.match(text):
+        return now - parse_duration(text, option)
+    try:
+        at = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ConfigError(
+            f"{option} {text!r} is neither a time nor a duration; use an ISO 8601 time "
+            "(2026-11-05T14:00:00Z; UTC when no zone is given), a date (2026-11-05) or how "
+            "long ago (2h, 1d)."
+        ) from None
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
 def window_bounds(
@@ -134,43 +149,70 @@ class Monitor:
         window: timedelta | None = None,
         baseline: Baseline = "reference",
         store: bool = True,
+        until: datetime | None = None,
+        progress: Progress | None = None,
+        source: str | Source = "log",
+        engine: str = "local",
+        scheduler: str | None = None,
     ) -> DriftReport:
-        """Check ``ref`` (``name``: production, else latest) over the last ``since``."""
+        """Check ``ref`` (``name``: production, else latest) over the ``since`` before
+        ``until`` (default: now).
+
+        ``source`` is what is read: ``"log"`` (the prediction log), ``"batch"`` or
+        ``"batch:RUN_ID"`` (batch outputs kept with their inputs), the path of a log exported
+        to Parquet, or a :class:`~slipway.monitoring.sources.Source`. ``engine="dask"`` reads
+        an exported log on a Dask cluster (``scheduler``; a local one when None).
+
+        ``progress`` is called as ``progress(step, done, total)`` while the run reads the log
+        (0 rows, then the rows read; total unknown) and checks its windows (windows done of
+        all).
+        """
         if baseline not in ("reference", "previous"):
             raise ConfigError(f"baseline must be 'reference' or 'previous', not {baseline!r}.")
+        if until is not None and until.tzinfo is None:
+            raise ConfigError(f"until={until!r} has no time zone; give a UTC time.")
         mv = self.registry.get(ref)
-        bounds = window_bounds(self.clock(), since, window)
+        bounds = window_bounds(until or self.clock(), since, window)
+        tell = progress or _silent
         step = bounds[-1][1] - bounds[-1][0]
-        store_ = self.registry.store
-        fields = mv.feature_names
-        traffic = read_traffic(store_, mv.name, bounds[0][0] - step, bounds[-1][1], fields)
-        labels = read_feedback(store_, mv.name, bounds[0][0], bounds[-1][1])
-        refused = read_violations(store_, mv.name, bounds[0][0], bounds[-1][1])
+        reader = open_source(source, self.registry.store, engine=engine, scheduler=scheduler)
+        schema = LogSchema.of(mv, self.registry.versions(mv.name))
+        tell(READING, 0, None)
+        traffic = reader.traffic(schema, mv.name, bounds[0][0] - step, bounds[-1][1])
+        tell(READING, len(traffic), None)
+        labels = reader.labeled(schema, mv.name, bounds[0][0], bounds[-1][1])
+        refused = reader.refusals(mv.name, bounds[0][0], bounds[-1][1])
         kinds = {f.name: _KINDS[f.kind] for f in mv.contract.fields}
         reference = _prepare(self.registry.reference_sample(mv), kinds)
         expected = _expectations(mv, self.registry.profile(mv), reference)
         ref_preds = prediction_columns(self.registry.reference_predictions(mv), mv)
         versions: dict[int, ModelVersion] = {mv.version: mv}
         estimator = self.registry.estimator(mv)
-        windows = []
+        windows: list[WindowReport] = []
+        tell(CHECKING, 0, len(bounds))
         for start, end in bounds:
             current, previous = traffic.between(start, end), traffic.between(start - step, start)
+            # Prepared once: sorting a window's numbers is the run's main cost at volume.
+            cur_cols = _prepare(current.inputs, kinds)
             window_report = self._window(
-                mv, current, previous, reference, ref_preds, kinds, expected, baseline
+                mv, current, previous, cur_cols, reference, ref_preds, kinds, expected, baseline
             )
             window_report.start, window_report.end = start, end
             window_report.quality = check_quality(
-                _prepare(current.inputs, kinds),
+                cur_cols,
                 expected,
                 self.policy.quality,
                 violation_summary(refused, start, end),
             )
+            del cur_cols  # a window's sorted numbers, not needed for its performance
+            labeled = labels.between(start, end)
             window_report.performance = performance_by_version(
-                current, labels, lambda v: self._version(mv.name, v, versions), self.policy
+                current, labeled, lambda v: self._version(mv.name, v, versions), self.policy
             )
-            window_report.estimation = estimate_window(mv, current, labels, estimator, self.policy)
+            window_report.estimation = estimate_window(mv, current, labeled, estimator, self.policy)
             window_report.judge()
             windows.append(window_report)
+            tell(CHECKING, len(windows), len(bounds))
         skew = self._skew(mv, windows[-1]) if "features" in mv.meta else None
         report = DriftReport(
             windows,
@@ -220,13 +262,13 @@ class Monitor:
         mv: ModelVersion,
         current: Traffic,
         previous: Traffic,
+        cur_cols: dict[str, Column],
         reference: dict[str, Column],
         ref_preds: dict[str, Column],
         kinds: dict[str, Kind],
         expected: dict[str, Expectation],
         baseline: Baseline,
     ) -> WindowReport:
-        cur_cols = _prepare(current.inputs, kinds)
         base_cols = reference if baseline == "reference" else _prepare(previous.inputs, kinds)
         features = feature_checks(
             base_cols, cur_cols, self.policy, baseline=baseline, statistics=self.statistics
@@ -293,7 +335,7 @@ class Monitor:
         return stored.summaries(self.registry.store, name, before, HISTORY_POINTS)
 
     def _store(self, report: DriftReport, model: str) -> None:
-        latest = report.latest
+        deciding = report.deciding
 
         def numbered(run_id: int) -> dict[str, Any]:
             report.run_id = run_id
@@ -306,9 +348,9 @@ class Monitor:
             version=report.version,
             created_at=report.created_at,
             status=report.status,
-            window_start=latest.start,
-            window_end=latest.end,
-            rows=latest.rows,
+            window_start=deciding.start,
+            window_end=deciding.end,
+            rows=deciding.rows,
             summary=report.summary(),
         )
         settings = self.registry.settings
@@ -320,6 +362,10 @@ class Monitor:
             kwargs["sleep"] = self._sleep
         report.alerts = deliver(report, self.sinks, **kwargs)
         stored.set_alerts(self.registry.store, run_id, report.alerts, report.to_dict())
+
+
+def _silent(step: str, done: int, total: int | None) -> None:
+    """No progress shown."""
 
 
 def latest_report(registry: Registry, name: str) -> dict[str, Any] | None:

@@ -177,7 +177,7 @@ def routes(settings: Settings) -> list[Route]:
 
 def payload(report: DriftReport) -> dict[str, Any]:
     """What sinks receive: who, when, the verdict and its reasons, and the run's id."""
-    latest = report.latest
+    deciding = report.deciding  # the window the verdict comes from
     return {
         "model": report.model,
         "version": report.version,
@@ -185,9 +185,9 @@ def payload(report: DriftReport) -> dict[str, Any]:
         "status": report.status,
         "reasons": [r.to_dict() for r in report.reasons],
         "window": {
-            "start": None if latest.start is None else latest.start.isoformat(),
-            "end": None if latest.end is None else latest.end.isoformat(),
-            "rows": latest.rows,
+            "start": None if deciding.start is None else deciding.start.isoformat(),
+            "end": None if deciding.end is None else deciding.end.isoformat(),
+            "rows": deciding.rows,
         },
         "flagged": report.flagged,
         "created_at": report.created_at.isoformat(),

@@ -70,6 +70,52 @@ def merge_sorted(a: np.ndarray, b: np.ndarray) -> Merged:
     return Merged(values, count_a / a.size, count_b / b.size)
 
 
+def ks_wasserstein(a: np.ndarray, b: np.ndarray, block: int = 1 << 20) -> tuple[float, float]:
+    """The KS distance and the Wasserstein distance of two sorted samples, as
+    :func:`ks_statistic` and :func:`wasserstein` of :func:`merge_sorted` give them, with memory
+    bounded by ``block``: the pooled values are merged a range at a time (cut at values of the
+    larger sample, so equal values never straddle two ranges)."""
+    n, m = a.size, b.size
+    larger = b if m >= n else a
+    cuts = larger[block::block]
+    ia = np.concatenate(([0], np.searchsorted(a, cuts, side="left"), [n]))
+    ib = np.concatenate(([0], np.searchsorted(b, cuts, side="left"), [m]))
+    d, dist = 0.0, 0.0
+    last: tuple[float, float] | None = None  # (value, |F_a - F_b|) at the previous range's end
+    for k in range(ia.size - 1):
+        part_a, part_b = a[ia[k] : ia[k + 1]], b[ib[k] : ib[k + 1]]
+        if part_a.size + part_b.size == 0:
+            continue
+        values, count_a, count_b = _merge_counts(part_a, part_b)
+        gap = np.abs((count_a + ia[k]) / n - (count_b + ib[k]) / m)
+        run_end = np.empty(values.size, dtype=bool)
+        np.not_equal(values[1:], values[:-1], out=run_end[:-1])
+        run_end[-1] = True
+        d = max(d, float(np.max(gap[run_end])))
+        if last is not None:
+            dist += last[1] * (float(values[0]) - last[0])
+        dist += float(np.dot(gap[:-1], np.diff(values)))
+        last = (float(values[-1]), float(gap[-1]))
+    return d, dist
+
+
+def _merge_counts(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two sorted samples merged: the pooled values and how many of each are at or before
+    every position (the counts :func:`merge_sorted` divides by the sizes)."""
+    if a.size > b.size:
+        values, count_b, count_a = _merge_counts(b, a)
+        return values, count_a, count_b
+    total = a.size + b.size
+    slots = np.arange(a.size) + np.searchsorted(b, a, side="right")
+    from_a = np.zeros(total, dtype=bool)
+    from_a[slots] = True
+    values = np.empty(total, dtype=np.float64)
+    values[from_a] = a
+    values[~from_a] = b
+    count_a = np.cumsum(from_a)
+    return values, count_a, np.arange(1, total + 1) - count_a
+
+
 def ks_statistic(merged: Merged) -> float:
     """The two-sample Kolmogorov-Smirnov distance sup |F_a - F_b|."""
     v = merged.values

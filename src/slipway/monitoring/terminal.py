@@ -15,6 +15,7 @@ from slipway.monitoring.drift import FeatureResult
 if TYPE_CHECKING:
     from slipway.monitoring.report import DriftReport
 
+TIME = "%Y-%m-%d %H:%M:%S"
 STATUS_STYLE = {"OK": "bold green", "WARN": "bold yellow", "ALERT": "bold red"}
 FEATURE_STYLE = {
     "ok": "green",
@@ -38,15 +39,17 @@ _SHORT = {
 
 def render_terminal(report: DriftReport) -> RenderableType:
     """Everything a person on call needs from one run, on one screen."""
-    latest = report.latest
+    latest = report.deciding  # the window the verdict comes from
     title = Text()
     title.append(f" {report.status} ", style=f"reverse {STATUS_STYLE[report.status]}")
     who = f"{report.model}:{report.version}" if report.model else "data"
     span = ""
     if latest.start and latest.end:
-        span = f"  {latest.start:%Y-%m-%d %H:%M} → {latest.end:%Y-%m-%d %H:%M} UTC"
+        span = f"  {latest.start:{TIME}} → {latest.end:{TIME}} UTC"
     title.append(f"  {who}{span}  {latest.rows:,} rows  baseline: {report.baseline}")
     parts: list[RenderableType] = [title]
+    if len(report.windows) > 1:
+        parts.append(Text(f"  {report.decision}", style="dim"))
     for r in report.reasons:
         parts.append(Text(f"  • [{r.severity}] {r.message}", style=STATUS_STYLE[r.severity]))
     if not report.reasons:
@@ -59,14 +62,17 @@ def render_terminal(report: DriftReport) -> RenderableType:
     if latest.estimation:
         parts.append(_estimation_table(latest.estimation))
     violations = latest.quality.get("violations")
-    if violations:
-        codes = ", ".join(f"{k} {v}" for k, v in violations.get("codes", {}).items()) or "-"
+    if violations and violations.get("requests"):
+        codes = ", ".join(f"{k} {v}" for k, v in violations.get("codes", {}).items())
         parts.append(
             Text(
                 f"Contract violations: {violations['requests']} request(s), "
-                f"{violations['rows']} row(s) refused ({violations['rate']:.2%}); {codes}"
+                f"{violations['rows']} row(s) refused ({violations['rate']:.2%})"
+                + (f"; {codes}" if codes else "")
             )
         )
+    elif violations:
+        parts.append(Text("Contract violations: no request refused"))
     if report.skew is not None:
         parts.append(Text(skew_line(report.skew), style="red" if report.skew["mismatches"] else ""))
     if len(report.windows) > 1:
@@ -115,6 +121,11 @@ def _performance_table(perf: dict[str, Any]) -> RenderableType:
     caption = (
         f"{perf['labeled']:,} of {perf['rows']:,} predictions labeled ({perf['coverage']:.1%})"
         + (f"; label delay median {_duration(delay['median'])}" if delay else "")
+        + (
+            f"; {perf['unknown_labels']:,} label(s) not among the classes, left out"
+            if perf.get("unknown_labels")
+            else ""
+        )
     )
     if perf["status"] != "ok":
         return Text(f"Performance of version {perf['version']}: {perf['status']} ({caption})")
@@ -169,15 +180,20 @@ def _estimation_table(est: dict[str, Any]) -> RenderableType:
 
 
 def _timeline(report: DriftReport) -> Table:
-    table = Table(title="Windows", title_justify="left")
-    for col in ("start", "rows", "status", "flagged"):
+    table = Table(title="Windows (UTC)", title_justify="left")
+    for col in ("start", "end", "rows", "status", "flagged"):
         table.add_column(col)
-    for w in report.windows:
+    deciding = report.decided_by
+    for i, w in enumerate(report.windows):
         flagged = [f.name for f in [*w.features, *w.prediction] if f.flagged]
+        status = Text(w.status, style=STATUS_STYLE[w.status])
+        if i == deciding:
+            status.append(" ← verdict", style="bold")
         table.add_row(
-            "-" if w.start is None else f"{w.start:%Y-%m-%d %H:%M}",
+            "-" if w.start is None else f"{w.start:{TIME}}",
+            "-" if w.end is None else f"{w.end:{TIME}}",
             f"{w.rows:,}",
-            Text(w.status, style=STATUS_STYLE[w.status]),
+            status,
             ", ".join(flagged) or "-",
         )
     return table

@@ -1,55 +1,71 @@
-"""What a model served, as arrays and frames: the prediction log, feedback and refusals.
+"""What a model served, as arrays and frames: the prediction log, its labels, and refusals.
 
-The rows come from :mod:`slipway.store.predictions`; their JSON shapes are the ones documented
-in ``store/schema.py``: ``inputs`` is the validated row ``{field: value}``, ``outputs`` one
-item of ``Predictions.records()`` (``{"label", "probabilities"}`` or ``{"value"}``).
+The rows come from :func:`slipway.monitoring.log.read_log` (or an exported copy of the log),
+already as columns. A :class:`Traffic` holds them compactly: float64 for numbers, pandas
+Categoricals for texts (a code per row, each distinct text once), datetime64 for times; ten
+million predictions of a model with seven inputs take about 750 MB.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from slipway.monitoring.log import INPUT, PROBA, TIME, VERSION, LogSchema, read_log
 from slipway.predict import Predictions
 from slipway.store import Store, predictions
 
 
 @dataclass
 class Traffic:
-    """Logged predictions of one model over a time range, as arrays and frames.
+    """Logged predictions of one model over a time range, oldest first, as arrays and frames.
 
-    ``outputs`` has a ``label`` column (text), ``value`` (numbers) and one ``proba:<class>``
-    column per class key seen, whichever the log holds.
+    ``inputs`` has one column per contract field (float64 numbers, Categorical texts);
+    ``outputs`` a ``label`` column (Categorical text), ``value`` (numbers) and one
+    ``proba:<class>`` column per class key seen, whichever the log holds. ``feedback``, for
+    labeled predictions only, holds each one's ground truth (``label`` as text, ``value`` as a
+    number for regressors) and ``received_at``.
     """
 
-    ids: np.ndarray
     times: np.ndarray  # datetime64[us], UTC
     versions: np.ndarray
     inputs: pd.DataFrame
     outputs: pd.DataFrame
+    feedback: pd.DataFrame | None = None
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.times)
 
     def between(self, start: datetime, end: datetime) -> Traffic:
         """The rows logged in [start, end)."""
         lo, hi = np.datetime64(_naive(start), "us"), np.datetime64(_naive(end), "us")
+        if _ascending(self.times):
+            first, last = np.searchsorted(self.times, [lo, hi], side="left")
+            return self._take(slice(int(first), int(last)))
         return self.where((self.times >= lo) & (self.times < hi))
 
     def where(self, mask: np.ndarray) -> Traffic:
         """The rows where ``mask`` is true."""
-        idx = np.flatnonzero(mask)
+        if mask.all():
+            return self
+        return self._take(np.flatnonzero(mask))
+
+    def _take(self, rows: slice | np.ndarray) -> Traffic:
+        if isinstance(rows, slice) and rows == slice(0, len(self)):
+            return self
         return Traffic(
-            self.ids[idx],
-            self.times[idx],
-            self.versions[idx],
-            self.inputs.iloc[idx].reset_index(drop=True),
-            self.outputs.iloc[idx].reset_index(drop=True),
+            self.times[rows],
+            self.versions[rows],
+            self.inputs.iloc[rows].reset_index(drop=True),
+            self.outputs.iloc[rows].reset_index(drop=True),
+            None if self.feedback is None else self.feedback.iloc[rows].reset_index(drop=True),
         )
 
     def labels(self) -> np.ndarray:
@@ -57,6 +73,12 @@ class Traffic:
         if "label" not in self.outputs:
             return np.full(len(self), "None", dtype=object)
         return self.outputs["label"].to_numpy(dtype=object)
+
+    def label_series(self) -> pd.Series:
+        """Predicted labels as a Series of texts (Categorical when read from the log)."""
+        if "label" not in self.outputs:
+            return pd.Series(np.full(len(self), "None", dtype=object))
+        return self.outputs["label"]
 
     def probabilities(self, classes: Sequence[str]) -> np.ndarray | None:
         """Class probabilities in ``classes`` order, or None when the log holds none."""
@@ -75,64 +97,118 @@ class Traffic:
             dtype=np.float64, na_value=np.nan
         )
 
+    def truth(self) -> np.ndarray:
+        """Ground truth as text, ``str(label)`` of the label as sent (labeled traffic)."""
+        assert self.feedback is not None, "truth() needs labeled traffic (read_labeled)"
+        return self.feedback["label"].to_numpy(dtype=object)
+
+    def truth_values(self) -> np.ndarray:
+        """Ground truth as numbers for regressors (NaN where a label is not a number)."""
+        assert self.feedback is not None, "truth_values() needs labeled traffic (read_labeled)"
+        if "value" not in self.feedback:
+            return np.full(len(self), np.nan)
+        return self.feedback["value"].to_numpy(dtype=np.float64, na_value=np.nan)
+
+    def received(self) -> np.ndarray:
+        """When each label arrived (datetime64[us], UTC; labeled traffic)."""
+        assert self.feedback is not None, "received() needs labeled traffic (read_labeled)"
+        return self.feedback["received_at"].to_numpy(dtype="datetime64[us]")
+
+
+def from_tables(tables: Iterable[pa.Table], schema: LogSchema) -> Traffic:
+    """Traffic from tables of :meth:`LogSchema.columns` (read from the log or an export).
+
+    Each table becomes numpy arrays (texts: codes into one list of distinct texts) as it
+    arrives, so what is held meanwhile is about the size of the result.
+    """
+    parts: dict[str, Any] = {}
+    for table in tables:
+        for name in table.column_names:
+            column = table[name].combine_chunks()
+            kept = parts.get(name)
+            if kept is None:
+                text = pa.types.is_string(column.type) or pa.types.is_dictionary(column.type)
+                kept = parts[name] = _Texts() if text else []
+            if isinstance(kept, _Texts):
+                kept.add(column)
+            else:
+                kept.append(np.asarray(column.to_numpy(zero_copy_only=False)))
+    # Arrow keeps freed blocks for reuse; give them back, the tables are gone.
+    pa.default_memory_pool().release_unused()
+    times = _joined(parts.pop(TIME, []), "datetime64[us]")
+    versions = _joined(parts.pop(VERSION, []), np.int64)
+    inputs = pd.DataFrame(index=pd.RangeIndex(len(times)))
+    for name, kind in schema.fields:
+        kept = parts.pop(INPUT + name, [])
+        if kind in ("number", "integer"):
+            inputs[name] = _joined(kept, np.float64)
+        else:
+            inputs[name] = kept.categorical() if isinstance(kept, _Texts) else _no_texts(kept)
+    outputs = pd.DataFrame(index=pd.RangeIndex(len(times)))
+    if "label" in parts:
+        outputs["label"] = parts.pop("label").categorical()
+    for name in [n for n in list(parts) if n.startswith(PROBA) or n == "value"]:
+        values = _joined(parts.pop(name), np.float64)
+        # As in the row-by-row reading: an output the log never holds is no column at all.
+        if not np.isnan(values).all():
+            outputs[name] = values
+    if "label" not in outputs and len(times) == 0:
+        outputs["label"] = pd.Categorical([], categories=[])
+    feedback = None
+    if "feedback" in parts:
+        feedback = pd.DataFrame(index=pd.RangeIndex(len(times)))
+        feedback["label"] = parts.pop("feedback").categorical()
+        if "feedback_value" in parts:
+            feedback["value"] = _joined(parts.pop("feedback_value"), np.float64)
+        feedback["received_at"] = _joined(parts.pop("feedback_at", []), "datetime64[us]")
+    return Traffic(times, versions, inputs, outputs, feedback)
+
+
+class _Texts:
+    """A text column gathered as codes into one growing list of distinct texts."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        self.codes: list[np.ndarray] = []
+
+    def add(self, column: pa.Array) -> None:
+        encoded = column if pa.types.is_dictionary(column.type) else pc.dictionary_encode(column)
+        texts = encoded.dictionary.to_pylist()
+        mapping = np.array([self.index.setdefault(t, len(self.index)) for t in texts] + [-1])
+        # Null positions take the last entry of the mapping: -1, pandas' code for missing.
+        positions = pc.fill_null(encoded.indices, len(texts)).to_numpy(zero_copy_only=False)
+        self.codes.append(mapping[positions].astype(np.int32))
+
+    def categorical(self) -> pd.Categorical:
+        codes = np.concatenate(self.codes) if self.codes else np.empty(0, dtype=np.int32)
+        return pd.Categorical.from_codes(codes, categories=pd.Index(list(self.index), dtype=object))
+
+
+def _joined(arrays: list[np.ndarray], dtype: Any) -> np.ndarray:
+    if not arrays:
+        return np.empty(0, dtype=dtype)
+    return np.concatenate(arrays).astype(dtype, copy=False)
+
+
+def _no_texts(arrays: list[np.ndarray]) -> pd.Categorical:
+    """A text column with no rows, or only nulls the reader typed otherwise."""
+    n = sum(len(a) for a in arrays)
+    return pd.Categorical.from_codes(np.full(n, -1, dtype=np.int32), categories=[])
+
 
 def read_traffic(
-    store: Store, model: str, start: datetime, end: datetime, fields: Sequence[str]
+    store: Store, schema: LogSchema, model: str, start: datetime, end: datetime
 ) -> Traffic:
     """Every logged prediction of ``model`` in [start, end), oldest first."""
-    ids: list[str] = []
-    times: list[str] = []
-    versions: list[int] = []
-    # Each chunk becomes columns right away, so at most one chunk of parsed dicts is alive.
-    inputs_parts: list[pd.DataFrame] = []
-    outputs_parts: list[pd.DataFrame] = []
-    columns = list(fields)
-    for chunk in predictions.read_log(store, model, start, end):
-        ids.extend(chunk.ids)
-        times.extend(chunk.times)
-        versions.extend(chunk.versions)
-        inputs_parts.append(pd.DataFrame.from_records(chunk.inputs, columns=columns))
-        outputs_parts.append(_outputs(chunk.outputs))
-    if inputs_parts:
-        frame = pd.concat(inputs_parts, ignore_index=True)
-        outputs = pd.concat(outputs_parts, ignore_index=True)
-    else:
-        frame = pd.DataFrame({f: pd.Series([], dtype=object) for f in fields})
-        outputs = _outputs([])
-    stamps = pd.to_datetime(pd.Series(times, dtype=object), format="ISO8601")
-    return Traffic(
-        np.array(ids, dtype=object),
-        stamps.to_numpy(dtype="datetime64[us]"),
-        np.array(versions, dtype=np.int64),
-        frame,
-        outputs,
-    )
+    return from_tables(read_log(store, schema, model, start, end), schema)
 
 
-def _outputs(outputs: list[dict[str, Any]]) -> pd.DataFrame:
-    """Flatten logged outputs into label, value and proba:<class> columns."""
-    if not outputs:
-        return pd.DataFrame({"label": pd.Series([], dtype=object)})
-    raw = pd.DataFrame.from_records(outputs)
-    out = pd.DataFrame(index=raw.index)
-    if "label" in raw:
-        out["label"] = raw["label"].map(str).astype(object)
-    if "value" in raw:
-        out["value"] = raw["value"]
-    if "probabilities" in raw:
-        probs = [p if isinstance(p, dict) else {} for p in raw["probabilities"].tolist()]
-        proba = pd.DataFrame.from_records(probs)
-        for col in proba.columns:
-            out[Predictions.proba_column(col)] = pd.to_numeric(proba[col], errors="coerce")
-    return out
-
-
-def read_feedback(store: Store, model: str, start: datetime, end: datetime) -> pd.DataFrame:
-    """Ground truth for the predictions of ``model`` logged in [start, end): prediction_id
-    (index), label and received_at."""
-    rows = predictions.read_feedback(store, model, start, end)
-    frame = pd.DataFrame(rows, columns=["prediction_id", "label", "received_at"])
-    return frame.set_index("prediction_id")
+def read_labeled(
+    store: Store, schema: LogSchema, model: str, start: datetime, end: datetime
+) -> Traffic:
+    """The predictions of ``model`` logged in [start, end) that have ground truth, oldest
+    first, each with its label: joined to the log in the database, by prediction id."""
+    return from_tables(read_log(store, schema, model, start, end, labels=True), schema)
 
 
 def read_violations(store: Store, model: str, start: datetime, end: datetime) -> pd.DataFrame:
@@ -158,6 +234,10 @@ def violation_summary(frame: pd.DataFrame, start: datetime, end: datetime) -> di
         "rows": int(part["rows"].sum()) if len(part) else 0,
         "codes": codes,
     }
+
+
+def _ascending(times: np.ndarray) -> bool:
+    return times.size < 2 or bool((times[1:] >= times[:-1]).all())
 
 
 def _naive(t: datetime) -> datetime:

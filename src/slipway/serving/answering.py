@@ -4,17 +4,18 @@ Routes parse their own body format into rows, ask :meth:`Runtime.route` which ve
 and hand both here; :class:`Answerer` validates the rows against that version's contract
 (numpy, every problem at once), predicts through the one prediction core (:meth:`Model.infer`),
 gives each row a time-sortable ``prediction_id``, queues the predictions for the log (with the
-route's arm and experiment) and counts them. Nothing here touches the database.
+route's arm and experiment) and counts them. Nothing here touches the database, except the
+enrichment of a version with features (in :meth:`Answerer.infer`, which then runs off the loop).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import MutableMapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
-
-from starlette.concurrency import run_in_threadpool
 
 from slipway.clock import utcnow
 from slipway.exceptions import ContractViolation
@@ -58,6 +59,16 @@ def loggable(predictions: Predictions) -> dict[str, list[Any]] | None:
     return {k: v.tolist() for k, v in predictions.features.items()}
 
 
+@dataclass
+class Inferred:
+    """What the model made of one request's rows: the contract problems (then nothing else),
+    or the predictions and one output per row."""
+
+    errors: Sequence[Any] = ()
+    predictions: Predictions | None = None
+    outputs: list[dict[str, Any]] | None = None
+
+
 class Answerer:
     """Validates, predicts, logs and counts; shared by the V1, V2 and MLflow routes."""
 
@@ -84,24 +95,48 @@ class Answerer:
         ``log_rows`` are the rows as the log should keep them when ``rows`` is not a list of
         JSON values (e.g. a tensor). Raises ContractViolation listing every problem.
         """
-        served = route.served
-        model = served.model
-        n = len(rows)
-        check_rows(n, self.max_rows)
+        check_rows(len(rows), self.max_rows)
+        inferred = self.infer(route, rows)
+        return self.conclude(
+            route, rows, inferred, scope=scope, log_rows=log_rows, unit_ids=unit_ids
+        )
+
+    def infer(self, route: Route, rows: Any) -> Inferred:
+        """Validate and predict, nothing else: no log, no metrics, no ids. Safe to run in a
+        worker thread (the service runs long model calls off the event loop this way)."""
+        model = route.served.model
         checked = model.validate(rows)
         if checked.errors:
-            self._refused(served, n, checked.errors)
-            raise ContractViolation(checked.errors, model.ref)
+            return Inferred(checked.errors)
         predictions = model.infer(checked)
         outputs = predictions.records()
         for problem in predictions.warnings:
             if problem.row is not None:
                 outputs[problem.row].setdefault("warnings", []).append(problem.to_dict())
+        return Inferred((), predictions, outputs)
+
+    def conclude(
+        self,
+        route: Route,
+        rows: Any,
+        inferred: Inferred,
+        *,
+        scope: MutableMapping[str, Any],
+        log_rows: Sequence[Any] | None = None,
+        unit_ids: Sequence[str | None] | None = None,
+    ) -> Answer:
+        """What :meth:`answer` does after :meth:`infer`: refuse (ContractViolation, logged
+        and counted) or name, log and count the predictions. On the event loop."""
+        served = route.served
+        if inferred.errors:
+            self._refused(served, len(rows), inferred.errors)
+            raise ContractViolation(list(inferred.errors), served.model.ref)
+        assert inferred.predictions is not None and inferred.outputs is not None
         return self.finish(
             route,
             rows if log_rows is None else log_rows,
-            predictions,
-            outputs,
+            inferred.predictions,
+            inferred.outputs,
             scope=scope,
             unit_ids=unit_ids,
         )
@@ -114,13 +149,21 @@ class Answerer:
         scope: MutableMapping[str, Any],
         log_rows: Sequence[Any] | None = None,
         unit_ids: Sequence[str | None] | None = None,
+        pool: Executor | None = None,
+        offload: bool = False,
     ) -> Answer:
-        """:meth:`answer`, in a worker thread when the routed version computes features (it
-        reads the event store), on the event loop otherwise."""
-        kw: dict[str, Any] = {"scope": scope, "log_rows": log_rows, "unit_ids": unit_ids}
-        if route.served.model.enricher is None:
-            return self.answer(route, rows, **kw)
-        return await run_in_threadpool(self.answer, route, rows, **kw)
+        """:meth:`answer` with :meth:`infer` in the thread ``pool`` (None: asyncio's default
+        executor) when ``offload`` is true or the routed version computes features (it reads
+        the event store); :meth:`conclude` stays on the event loop. The answers, errors, log
+        and metrics are those of :meth:`answer`."""
+        if not offload and route.served.model.enricher is None:
+            return self.answer(route, rows, scope=scope, log_rows=log_rows, unit_ids=unit_ids)
+        check_rows(len(rows), self.max_rows)
+        loop = asyncio.get_running_loop()
+        inferred = await loop.run_in_executor(pool, self.infer, route, rows)
+        return self.conclude(
+            route, rows, inferred, scope=scope, log_rows=log_rows, unit_ids=unit_ids
+        )
 
     def finish(
         self,

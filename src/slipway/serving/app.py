@@ -25,7 +25,7 @@ from slipway.config import Settings
 from slipway.exceptions import ConfigError
 from slipway.keys import KeyStore
 from slipway.registry import Registry
-from slipway.serving import errors, mlflow, openapi, v1, v2
+from slipway.serving import docs, errors, mlflow, openapi, v1, v2
 from slipway.serving.answering import Answerer
 from slipway.serving.auth import KeyCache
 from slipway.serving.connections import STATE_KEY, ConnectionLimits
@@ -99,7 +99,11 @@ def create_app(
         keys=keys,
         answerer=Answerer(log, metrics, max_rows=settings.serve_max_rows),
         feedback=FeedbackDesk(
-            store, log, settle_seconds=settings.serve_log_flush_seconds * 2 + 1, cap=cap
+            store,
+            log,
+            settle_seconds=settings.serve_log_flush_seconds * 2 + 1,
+            cap=cap,
+            version=lambda name, number: registry.get(f"{name}:{number}"),
         ),
     )
 
@@ -122,11 +126,12 @@ def create_app(
         title="Slipway",
         version=__version__,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # docs.install: the same pages, with assets from the package
         redoc_url=None,
     )
     app.state.service = service
     errors.install(app)
+    docs.install(app)
     apis = [f(service) for f in (health_router, v1.router, v2.router, mlflow.router, *routers)]
     for api in apis:
         app.include_router(api)
@@ -175,6 +180,8 @@ def stop(service: Service) -> None:
     if service.keys is not None:
         service.keys.stop()
     service.runtime.stop()
+    if service.pool is not None:
+        service.pool.shutdown(wait=True, cancel_futures=True)
     service.log.close()
     service.metrics.close()
 

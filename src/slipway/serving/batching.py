@@ -24,7 +24,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import MutableMapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from typing import Any
 
 from slipway.predict import Predictions
@@ -58,12 +58,35 @@ class MicroBatcher:
 
     ``max_rows`` caps the rows of one merged call (1 turns batching off); ``max_wait`` is the
     longest a request waits for company, in seconds (0: only requests already in flight).
+    With a thread ``pool``, calls that can take long (every call to a scikit-learn-served
+    version, and ONNX calls of at least ``offload_rows`` rows) validate and predict in it, off
+    the event loop; naming, logging and counting stay on the loop, so the answers, errors, log
+    and metrics are those of a call on the loop. Calls to a version with features always take
+    that path, whatever their size (enrichment reads the event store), in asyncio's default
+    executor when there is no ``pool``.
     """
 
-    def __init__(self, answerer: Answerer, *, max_rows: int = 256, max_wait: float = 0.0) -> None:
+    def __init__(
+        self,
+        answerer: Answerer,
+        *,
+        max_rows: int = 256,
+        max_wait: float = 0.0,
+        pool: Executor | None = None,
+        offload_rows: int = 64,
+    ) -> None:
         self.answerer, self.max_rows, self.max_wait = answerer, max_rows, max_wait
+        self.pool, self.offload_rows = pool, offload_rows
         self._open: dict[int, _Batch] = {}  # id(served) -> the batch gathering for it
-        self._executor: ThreadPoolExecutor | None = None
+        self._running: set[asyncio.Task[None]] = set()  # off-loop batches (kept referenced)
+
+    def offloaded(self, served: Served, rows: int) -> bool:
+        """Whether a call of ``rows`` rows to ``served`` runs in the thread pool."""
+        if served.model.enricher is not None:
+            return True  # enrichment reads the event store: never on the loop
+        if self.pool is None:
+            return False
+        return served.model.engine.name != "onnx" or rows >= self.offload_rows
 
     async def answer(
         self,
@@ -78,11 +101,14 @@ class MicroBatcher:
         served = route.served
         if self.max_rows <= 1 or n >= self.max_rows:
             self.answerer.metrics.batched(served.name, served.version).observe(1)
-            if served.model.enricher is not None:
-                return await self.answerer.answer_off_loop(
-                    route, rows, scope=scope, unit_ids=unit_ids
-                )
-            return self.answerer.answer(route, rows, scope=scope, unit_ids=unit_ids)
+            return await self.answerer.answer_off_loop(
+                route,
+                rows,
+                scope=scope,
+                unit_ids=unit_ids,
+                pool=self.pool,
+                offload=self.offloaded(served, n),
+            )
         check_rows(n, self.answerer.max_rows)
         loop = asyncio.get_running_loop()
         batch = self._open.get(id(served))
@@ -114,83 +140,108 @@ class MicroBatcher:
         if not requests:
             return
         served = batch.served
-        if served.model.enricher is not None:
-            # Features read the event store: answer in the worker thread so the loop keeps
-            # taking requests (which gather into the next batch meanwhile).
-            loop = asyncio.get_running_loop()
-
-            def work() -> None:
-                outcomes = self._outcomes(served, requests)
-                loop.call_soon_threadsafe(_deliver, outcomes)
-
-            self._worker().submit(work)
+        if self.offloaded(served, sum(len(r.rows) for r in requests)):
+            task = asyncio.get_running_loop().create_task(self._run_off(served, requests))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
             return
-        _deliver(self._outcomes(served, requests))
-
-    def _worker(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="slipway-features")
-        return self._executor
-
-    def _outcomes(self, served: Served, requests: list[_Request]) -> list[_Outcome]:
-        """Each request's Answer (or error): merged into one call when every row is clean."""
         sizes = self.answerer.metrics.batched(served.name, served.version)
         if len(requests) > 1:
             try:
-                merged = self._merged(served, requests)
+                merged = self._infer_merged(served, [row for r in requests for row in r.rows])
                 if merged is not None:
                     sizes.observe(len(requests))
-                    return merged
+                    self._finish_merged(served, requests, *merged)
+                    return
             except Exception:
                 logger.exception("a merged batch failed; answering its requests one by one")
-        out: list[_Outcome] = []
         for r in requests:
+            if r.future.done():
+                continue
             sizes.observe(1)
             try:
-                out.append(
-                    (r, self.answerer.answer(r.route, r.rows, scope=r.scope, unit_ids=r.unit_ids))
+                r.future.set_result(
+                    self.answerer.answer(r.route, r.rows, scope=r.scope, unit_ids=r.unit_ids)
                 )
             except Exception as exc:
-                out.append((r, exc))
-        return out
+                r.future.set_exception(exc)
 
-    def _merged(self, served: Served, requests: list[_Request]) -> list[_Outcome] | None:
-        """Answer clean requests in one call; None (nothing done) if any row is not clean."""
+    async def _run_off(self, served: Served, requests: list[_Request]) -> None:
+        """:meth:`_run` with the model calls in the thread pool."""
+        loop = asyncio.get_running_loop()
+        sizes = self.answerer.metrics.batched(served.name, served.version)
+        if len(requests) > 1:
+            rows = [row for r in requests for row in r.rows]
+            try:
+                merged = await loop.run_in_executor(self.pool, self._infer_merged, served, rows)
+                if merged is not None:
+                    sizes.observe(len(requests))
+                    self._finish_merged(served, requests, *merged)
+                    return
+            except Exception:
+                logger.exception("a merged batch failed; answering its requests one by one")
+        for r in requests:
+            if r.future.done():
+                continue
+            sizes.observe(1)
+            try:
+                check_rows(len(r.rows), self.answerer.max_rows)
+                inferred = await loop.run_in_executor(
+                    self.pool, self.answerer.infer, r.route, r.rows
+                )
+                answer = self.answerer.conclude(
+                    r.route, r.rows, inferred, scope=r.scope, unit_ids=r.unit_ids
+                )
+            except Exception as exc:
+                if not r.future.done():
+                    r.future.set_exception(exc)
+                continue
+            if not r.future.done():
+                r.future.set_result(answer)
+
+    def _infer_merged(
+        self, served: Served, rows: list[Any]
+    ) -> tuple[Predictions, list[dict[str, Any]]] | None:
+        """Validate and predict the merged rows (thread-safe); None if any row is not clean."""
         model = served.model
-        rows = [row for r in requests for row in r.rows]
         checked = model.contract.validate_clean(rows)
         if checked is None:
             return None
         predictions = model.infer(checked)
         if predictions.warnings or len(predictions) != len(rows):
             return None
-        outputs = predictions.records()
-        ids = self.answerer.ids.new(len(rows))
+        return predictions, predictions.records()
+
+    def _finish_merged(
+        self,
+        served: Served,
+        requests: list[_Request],
+        predictions: Predictions,
+        outputs: list[dict[str, Any]],
+    ) -> None:
+        """Split a merged call back into its requests; name, log and count those still
+        waiting (one cancelled while the call ran in the pool gets nothing logged)."""
         bounds, start = [], 0
         for r in requests:
             bounds.append((start, start + len(r.rows)))
             start += len(r.rows)
+        waiting = [(r, a, b) for r, (a, b) in zip(requests, bounds, strict=True)
+                   if not r.future.done()]  # fmt: skip
+        if not waiting:
+            return
+        ids = self.answerer.ids.new(sum(b - a for _, a, b in waiting))
+        own, at = [], 0
+        for _, a, b in waiting:
+            own.append(ids[at : at + b - a])
+            at += b - a
         answers = self.answerer.finish_many(
             served,
-            [(r.route, r.rows, r.scope, r.unit_ids) for r in requests],
-            [_part(predictions, a, b) for a, b in bounds],
-            [outputs[a:b] for a, b in bounds],
-            [ids[a:b] for a, b in bounds],
+            [(r.route, r.rows, r.scope, r.unit_ids) for r, _, _ in waiting],
+            [_part(predictions, a, b) for _, a, b in waiting],
+            [outputs[a:b] for _, a, b in waiting],
+            own,
         )
-        return list(zip(requests, answers, strict=True))
-
-
-_Outcome = tuple[_Request, "Answer | Exception"]
-
-
-def _deliver(outcomes: list[_Outcome]) -> None:
-    """Hand each waiting request its result (on the event loop)."""
-    for r, result in outcomes:
-        if r.future.done():
-            continue
-        if isinstance(result, Exception):
-            r.future.set_exception(result)
-        else:
+        for (r, _, _), result in zip(waiting, answers, strict=True):
             r.future.set_result(result)
 
 

@@ -16,6 +16,7 @@ import orjson
 
 from slipway.exceptions import InvalidRequest, MalformedRequest
 from slipway.problems import Problem
+from slipway.serving.feedback import UnitRef
 from slipway.serving.limits import check_depth, check_rows
 
 PREDICT_FIELDS = ("instances", "features", "unit_id", "unit_ids")
@@ -183,36 +184,46 @@ def _unit_ids(body: dict[str, Any], n: int, problems: list[Problem]) -> list[str
     return None
 
 
-def feedback_request(value: Any, max_items: int) -> list[tuple[str, Any]]:
-    """Check a feedback body: ``{"feedback": [{"prediction_id": ..., "label": ...}, ...]}``."""
+_FEEDBACK_SHAPES = (
+    'each item must be {"prediction_id": "...", "label": ...} or '
+    '{"model": "...", "unit_id": "...", "label": ...}'
+)
+
+
+def feedback_request(value: Any, max_items: int) -> list[tuple[str | UnitRef, Any]]:
+    """Check a feedback body: ``{"feedback": [{"prediction_id": ..., "label": ...}, ...]}``;
+    an item may name the prediction by ``{"model": ..., "unit_id": ...}`` instead."""
     body = object_body(value, '{"feedback": [{"prediction_id": "...", "label": 1}]}')
     problems: list[Problem] = []
     unknown_fields(body, ("feedback",), problems)
     items = body.get("feedback")
-    out: list[tuple[str, Any]] = []
+    out: list[tuple[str | UnitRef, Any]] = []
     if not isinstance(items, list) or not items:
         problems.append(wrong("feedback", "a non-empty list of {prediction_id, label}", items))
     elif len(items) > max_items:
         check_rows(len(items), max_items)
     else:
         for i, item in enumerate(items):
-            if not isinstance(item, dict) or set(item) != {"prediction_id", "label"}:
-                problems.append(
-                    Problem(
-                        "wrong_shape",
-                        'each item must be exactly {"prediction_id": "...", "label": ...}',
-                        i,
-                        "feedback",
-                    )
-                )
+            keys = set(item) if isinstance(item, dict) else None
+            if keys not in ({"prediction_id", "label"}, {"model", "unit_id", "label"}):
+                problems.append(Problem("wrong_shape", _FEEDBACK_SHAPES, i, "feedback"))
                 continue
-            pid, label = item["prediction_id"], item["label"]
-            if not isinstance(pid, str) or not pid or len(pid) > 64:
-                problems.append(wrong("prediction_id", "a prediction id (string)", pid, i))
+            label = item["label"]
             if label is None or isinstance(label, list | dict):
                 problems.append(
                     wrong("label", "the true label: a string, number or boolean", label, i)
                 )
-            out.append((pid, label))
+            if "prediction_id" in item:
+                pid = item["prediction_id"]
+                if not isinstance(pid, str) or not pid or len(pid) > 64:
+                    problems.append(wrong("prediction_id", "a prediction id (string)", pid, i))
+                out.append((pid, label))
+                continue
+            model, uid = item["model"], item["unit_id"]
+            if not isinstance(model, str) or not model or len(model) > 200:
+                problems.append(wrong("model", "a model name (string)", model, i))
+            if not isinstance(uid, str) or not uid or len(uid) > _UNIT_ID_MAX:
+                problems.append(wrong("unit_id", "a string of 1 to 200 characters", uid, i))
+            out.append((UnitRef(model, uid), label))
     refuse(problems)
     return out

@@ -10,13 +10,18 @@ The ids come from the client, so that wait must cost the server nothing: it is a
 concurrency slot back (:meth:`ConcurrencyCap.lent`), and ids dated in the future (beyond a
 small clock skew) are unknown at once. A forged id can make its own request slower, never
 anyone else's. Database work runs in the thread pool, one short query at a time.
+
+Each label is compared with the classes of the version that made the prediction (see
+``labels.py``): unambiguous numeric forms are stored as the class (``1`` for a class ``1.0``),
+and the rest are stored as sent and listed in the response under ``unmatched``. An item may
+name its prediction by the caller's own key (:class:`UnitRef`) instead of its id.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,15 +29,32 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from slipway.clock import utcnow
+from slipway.exceptions import SlipwayError
+from slipway.serving.labels import match_label
 from slipway.serving.limits import ConcurrencyCap
 from slipway.serving.log import PredictionLog, id_time
 from slipway.store import Store
-from slipway.store.predictions import add_feedback, logged_ids
+from slipway.store.predictions import (
+    add_feedback,
+    latest_for_units,
+    logged_ids,
+    logged_versions,
+)
+from slipway.versions import ModelVersion
 
 # Workers on other hosts mint ids by their own clocks: an id up to this far in the future is
 # still worth waiting for; anything later was not made by a server.
 CLOCK_SKEW_SECONDS = 0.5
 _FLUSH_SECONDS = 2.0  # longest a request waits for this worker's own writer
+
+
+@dataclass(frozen=True)
+class UnitRef:
+    """Feedback addressed by the caller's own key instead of a prediction id: it applies to the
+    latest logged prediction of ``model`` for ``unit_id`` when the feedback arrives."""
+
+    model: str
+    unit_id: str
 
 
 @dataclass
@@ -42,16 +64,28 @@ class FeedbackResult:
     accepted: int = 0
     duplicates: int = 0
     unknown: list[str] = field(default_factory=list)
+    normalized: int = 0
+    unmatched: list[dict[str, Any]] = field(default_factory=list)
+    unknown_units: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The response body."""
-        return {"accepted": self.accepted, "duplicates": self.duplicates, "unknown": self.unknown}
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "unknown": self.unknown,
+            "normalized": self.normalized,
+            "unmatched": self.unmatched,
+            "unknown_units": self.unknown_units,
+        }
 
 
 class FeedbackDesk:
     """Stores labels for logged predictions, idempotently.
 
     ``cap`` is the server's concurrency cap, whose slot a request gives back while it waits.
+    ``version`` looks up a ``(model, version)`` for its classes; without it labels are stored
+    as sent, unchecked.
     """
 
     def __init__(
@@ -60,17 +94,22 @@ class FeedbackDesk:
         log: PredictionLog,
         settle_seconds: float = 1.5,
         cap: ConcurrencyCap | None = None,
+        version: Callable[[str, int], ModelVersion] | None = None,
     ) -> None:
         self.store, self.log, self.settle_seconds, self.cap = store, log, settle_seconds, cap
+        self.version = version
+        self._classes: dict[tuple[str, int], tuple[bool, list[Any] | None]] = {}
 
-    async def record(self, items: Sequence[tuple[str, Any]]) -> FeedbackResult:
-        """Store each ``(prediction_id, label)`` whose prediction is logged and has no label yet.
+    async def record(self, items: Sequence[tuple[str | UnitRef, Any]]) -> FeedbackResult:
+        """Store each ``(prediction_id, label)`` whose prediction is logged and has no label yet
+        (a :class:`UnitRef` in place of the id names the unit's latest prediction).
 
         Call it on the event loop: it waits there, and sends database work to the thread pool.
         """
         result = FeedbackResult()
+        by_id = await run_in_threadpool(self._by_unit, items, result)
         first: dict[str, Any] = {}
-        for pid, label in items:
+        for pid, label in by_id:
             if pid in first:
                 result.duplicates += 1  # the same id twice in one request: the first wins
             else:
@@ -83,10 +122,73 @@ class FeedbackDesk:
             known |= await run_in_threadpool(logged_ids, self.store, recent)
         result.unknown = [pid for pid in first if pid not in known]
         labels = [(pid, label) for pid, label in first.items() if pid in known]
+        labels = await run_in_threadpool(self._match, labels, result)
         stored = await run_in_threadpool(add_feedback, self.store, labels, utcnow())
         result.accepted = stored
         result.duplicates += len(labels) - stored
         return result
+
+    def _by_unit(
+        self, items: Sequence[tuple[str | UnitRef, Any]], result: FeedbackResult
+    ) -> list[tuple[str, Any]]:
+        """Items with each UnitRef replaced by its unit's latest prediction id; units with no
+        logged prediction go to ``unknown_units``."""
+        units: dict[str, list[str]] = {}
+        for key, _ in items:
+            if isinstance(key, UnitRef):
+                units.setdefault(key.model, []).append(key.unit_id)
+        if not units:
+            return [(key, label) for key, label in items if isinstance(key, str)]
+        if self.log.database_error is None:
+            self.log.flush(timeout=_FLUSH_SECONDS)
+        found = {model: latest_for_units(self.store, model, ids) for model, ids in units.items()}
+        out: list[tuple[str, Any]] = []
+        for key, label in items:
+            if isinstance(key, str):
+                out.append((key, label))
+            elif (pid := found[key.model].get(key.unit_id)) is not None:
+                out.append((pid, label))
+            else:
+                result.unknown_units.append({"model": key.model, "unit_id": key.unit_id})
+        return out
+
+    def _match(
+        self, labels: list[tuple[str, Any]], result: FeedbackResult
+    ) -> list[tuple[str, Any]]:
+        """Labels as the version's classes where unambiguous; the rest noted as unmatched."""
+        if self.version is None or not labels:
+            return labels
+        made_by = logged_versions(self.store, [pid for pid, _ in labels])
+        out = []
+        for pid, label in labels:
+            checked, classes = self._classes_of(made_by.get(pid))
+            if not checked:
+                out.append((pid, label))
+                continue
+            stored, matches = match_label(label, classes)
+            if not matches:
+                name, number = made_by[pid]
+                expected = classes if classes is not None else "a number"
+                result.unmatched.append(
+                    {"prediction_id": pid, "label": label, "model": f"{name}:{number}",
+                     "expected": expected}
+                )  # fmt: skip
+            elif stored != label or type(stored) is not type(label):
+                result.normalized += 1
+            out.append((pid, stored))
+        return out
+
+    def _classes_of(self, key: tuple[str, int] | None) -> tuple[bool, list[Any] | None]:
+        """(whether labels can be checked, the classes or None for a regressor), cached."""
+        if key is None or self.version is None:
+            return False, None
+        if key not in self._classes:
+            try:
+                mv = self.version(*key)
+            except SlipwayError:  # a deleted version: store as sent
+                return False, None
+            self._classes[key] = (True, None if mv.task == "regression" else mv.classes)
+        return self._classes[key]
 
     def _flush_and_look(self, ids: Iterable[str]) -> set[str]:
         # While the writer is failing, a flush would only wait for it in vain; the lookup then

@@ -34,7 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slipway.exceptions import SlipwayError
 from slipway.keys import ApiKey
-from slipway.serving import errors
+from slipway.serving import docs, errors
 from slipway.serving import scope as scopes
 from slipway.serving.accesslog import AccessLog
 from slipway.serving.auth import ANONYMOUS, KeyCache
@@ -48,7 +48,7 @@ from slipway.serving.limits import (
 from slipway.serving.metrics import Metrics
 
 OPEN_PATHS = frozenset({"/health", "/ready", "/ping", "/v2/health/live", "/v2/health/ready"})
-DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
+DOCS_PATHS = docs.PATHS
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _BODILESS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -99,12 +99,28 @@ class ReloadOut(BaseModel):
     changed: bool
 
 
+class UnmatchedLabel(BaseModel):
+    """A label stored as sent that is not one of the predicting version's classes."""
+
+    prediction_id: str
+    label: Any
+    model: str
+    expected: Any = Field(description="The version's classes, or 'a number' for a regressor.")
+
+
 class FeedbackOut(BaseModel):
-    """Feedback stored now, stored before, and for ids this server never logged."""
+    """Feedback stored now, stored before, and for ids this server never logged; labels
+    stored as the version's class (``1`` sent for a class ``1.0``), and labels that are not
+    among its classes (stored as sent; the monitor reports them as ``unknown_labels``)."""
 
     accepted: int
     duplicates: int
     unknown: list[str]
+    normalized: int
+    unmatched: list[UnmatchedLabel]
+    unknown_units: list[dict[str, str]] = Field(
+        description="{model, unit_id} items with no logged prediction for that unit."
+    )
 
 
 class EventsOut(BaseModel):

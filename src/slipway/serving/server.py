@@ -17,8 +17,9 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
+from slipway import portability
 from slipway.config import Settings
-from slipway.exceptions import ConfigError, ModelNotFound
+from slipway.exceptions import ConfigError, ModelNotFound, UnloadableArtifact
 from slipway.keys import KeyStore
 from slipway.registry import Registry
 from slipway.serving.app import NO_KEYS
@@ -107,6 +108,29 @@ def preflight(settings: Settings) -> list[str]:
     finally:
         registry.store.dispose()
     return list(settings.serve_models) or served
+
+
+def missing_code(settings: Settings) -> list[str]:
+    """One line per served version that needs a module this environment cannot import.
+
+    Such a version is not served (its load fails with the same message); checking at start
+    says so before the first request does.
+    """
+    registry = Registry(settings)
+    problems = []
+    try:
+        targets = registry.alias_versions(DEFAULT_ALIAS, settings.serve_models)
+        for name, version in sorted(targets.items()):
+            mv = registry.get(f"{name}:{version}")
+            try:
+                portability.check_importable(
+                    mv.ref, mv.meta.get("modules", []), mv.meta.get("local_modules", {})
+                )
+            except UnloadableArtifact as exc:
+                problems.append(str(exc))
+    finally:
+        registry.store.dispose()
+    return problems
 
 
 def environment(settings: Settings) -> dict[str, str]:

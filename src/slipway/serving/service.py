@@ -7,6 +7,7 @@ factory (``(service) -> APIRouter``); nothing is looked up from globals.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,16 +72,24 @@ class Service:
     answerer: Answerer
     feedback: FeedbackDesk
     batcher: MicroBatcher = field(init=False)  # built from the settings, below
+    pool: ThreadPoolExecutor | None = field(init=False)  # long model calls, off the loop
     # Path prefix -> how requests under it authenticate instead of by API key. A capability
     # serving browser pages (the console) registers its session check here from its router
     # factory; create_app hands the result to the gate.
     sessions: dict[str, SessionAuth] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        threads = self.settings.serve_inference_threads
+        # Threads start on first use; stop() shuts them down.
+        self.pool = (
+            ThreadPoolExecutor(threads, thread_name_prefix="slipway-inference") if threads else None
+        )
         self.batcher = MicroBatcher(
             self.answerer,
             max_rows=self.settings.serve_batch_rows,
             max_wait=self.settings.serve_batch_wait_ms / 1000,
+            pool=self.pool,
+            offload_rows=self.settings.serve_offload_rows,
         )
 
     async def body(self, request: Request) -> Any:

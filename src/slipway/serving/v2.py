@@ -254,9 +254,16 @@ async def _infer(
     rows, log_rows = tensors.to_rows(decoded, s.model.contract)
     wanted = tensors.requested_outputs(body.get("outputs"), params, metadata(s)["outputs"])
     unit_ids = None if unit_id is None else [unit_id] * len(rows)
-    # A version with features reads the event store: answered off the event loop.
+    # Long model calls, and every call to a version with features (enrichment reads the event
+    # store), validate and predict in the inference threads, as the v1 routes do.
     answer = await service.answerer.answer_off_loop(
-        route, rows, scope=request.scope, log_rows=log_rows, unit_ids=unit_ids
+        route,
+        rows,
+        scope=request.scope,
+        log_rows=log_rows,
+        unit_ids=unit_ids,
+        pool=service.pool,
+        offload=service.batcher.offloaded(s, len(rows)),
     )
     outputs = tensors.output_tensors(answer, wanted)
     response: dict[str, Any] = {"model_name": s.name, "model_version": str(s.version)}

@@ -15,8 +15,9 @@ Runs come back as dicts keyed by the fields of :class:`~slipway.batch.BatchRun`.
 from __future__ import annotations
 
 import io
+import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -29,13 +30,20 @@ import sqlalchemy as sa
 from slipway.clock import utcnow
 from slipway.exceptions import RunConflict
 from slipway.store.engine import Store
-from slipway.store.schema import batch_chunks, batch_predictions, batch_rejects, batch_runs
+from slipway.store.schema import (
+    batch_chunks,
+    batch_inputs,
+    batch_predictions,
+    batch_rejects,
+    batch_runs,
+)
 
 _COLUMNS = "model_name, key, run_id, version, sha256, label, probabilities, value, scored_at"
 # Constant statements (no user text in them): these paths bypass SQLAlchemy's per-row work.
 _INSERT = f"INSERT INTO batch_predictions ({_COLUMNS}) VALUES "  # noqa: S608
 _ROWS_PER_STATEMENT = 100
 # Model names, run ids, hashes and timestamps only ever use these characters.
+_LINES_PER_FETCH = 50_000
 _SAFE_LITERAL = re.compile(r"[A-Za-z0-9_.:+ -]*")
 _COPY = f"COPY batch_predictions ({_COLUMNS}) FROM STDIN (FORMAT csv)"
 
@@ -60,6 +68,7 @@ class RunContext:
     model_name: str
     version: int
     sha256: str
+    keep_inputs: bool = False  # each scored row's inputs are stored too (batch_inputs)
 
 
 @dataclass(frozen=True)
@@ -228,8 +237,9 @@ def write_chunk(
     """A chunk's predictions, its rejects and its done-marker, in one transaction.
 
     ``columns`` are ``key``, ``label``, ``probabilities`` (JSON text) and ``value``, in key
-    order. False, and nothing written, when the database refused a duplicate: the chunk was
-    recorded already, or a key repeats one this run stored.
+    order, and ``inputs`` (JSON text) for a run that keeps them. False, and nothing written,
+    when the database refused a duplicate: the chunk was recorded already, or a key repeats
+    one this run stored.
     """
     try:
         with store.write() as conn:
@@ -237,6 +247,8 @@ def write_chunk(
                 _copy_predictions(conn, ctx, columns, scored_at)
             elif rec.rows_scored:
                 _insert_predictions(conn, ctx, columns, scored_at)
+            if rec.rows_scored and "inputs" in columns:
+                _write_inputs(conn, ctx, columns)
             if rejects:
                 conn.execute(
                     batch_rejects.insert(),
@@ -399,3 +411,121 @@ def _copy_predictions(
 def _repeat(value: str, n: int) -> pa.Array:
     indices = pa.array(np.zeros(n, dtype=np.int32))
     return pa.DictionaryArray.from_arrays(indices, pa.array([value], pa.string()))
+
+
+# -- kept inputs (batch_inputs) -------------------------------------------------------------
+
+
+def _write_inputs(conn: sa.Connection, ctx: RunContext, cols: Mapping[str, pa.Array]) -> None:
+    """A chunk's kept inputs, beside its predictions in the same transaction."""
+    n = len(cols["key"])
+    if conn.dialect.name == "postgresql":
+        table = pa.table(
+            {
+                "model_name": _repeat(ctx.model_name, n),
+                "key": cols["key"],
+                "run_id": _repeat(ctx.run_id, n),
+                "inputs": cols["inputs"],
+            }
+        )
+        buf = io.BytesIO()
+        pcsv.write_csv(table, buf, pcsv.WriteOptions(include_header=False))
+        driver = conn.connection.driver_connection
+        copy = "COPY batch_inputs (model_name, key, run_id, inputs) FROM STDIN (FORMAT csv)"
+        with driver.cursor() as cursor, cursor.copy(copy) as out:  # type: ignore[union-attr]
+            out.write(buf.getbuffer())
+        return
+    insert = (
+        "INSERT INTO batch_inputs (model_name, key, run_id, inputs) "  # noqa: S608
+        f"VALUES ({_literal(ctx.model_name)}, ?, {_literal(ctx.run_id)}, ?)"
+    )
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        pairs = list(zip(cols["key"].to_pylist(), cols["inputs"].to_pylist(), strict=True))
+        cursor.executemany(insert, pairs)
+    finally:
+        cursor.close()
+
+
+@dataclass(frozen=True)
+class KeptRun:
+    """A batch run of a model whose database output kept its inputs."""
+
+    run_id: str
+    version: int
+    rows: int
+
+
+def runs_with_inputs(store: Store, model: str, run_id: str | None = None) -> list[KeptRun]:
+    """The runs of ``model`` (or the one ``run_id``) with kept inputs, oldest first."""
+    query = (
+        sa.select(batch_inputs.c.run_id, sa.func.count().label("rows"))
+        .where(batch_inputs.c.model_name == model)
+        .group_by(batch_inputs.c.run_id)
+    )
+    if run_id is not None:
+        query = query.where(batch_inputs.c.run_id == run_id)
+    with store.read() as conn:
+        counts = {r.run_id: int(r.rows) for r in conn.execute(query)}
+        found = conn.execute(
+            sa.select(batch_runs.c.run_id, batch_runs.c.version)
+            .where(batch_runs.c.run_id.in_(list(counts)))
+            .order_by(batch_runs.c.started_at, batch_runs.c.run_id)
+        ).all()
+    return [KeptRun(r.run_id, int(r.version), counts[r.run_id]) for r in found]
+
+
+def kept_lines(
+    store: Store, model: str, start: datetime, end: datetime, run_id: str | None = None
+) -> Iterator[bytes]:
+    """Batch predictions of ``model`` scored in [start, end) that kept their inputs (only
+    ``run_id``'s when given), as blocks of JSON lines in the prediction log's reading format
+    (see :func:`slipway.store.predictions.log_lines`): the time is when a row was scored."""
+    p, i = batch_predictions, batch_inputs
+    query = (
+        sa.select(
+            p.c.scored_at,
+            p.c.version,
+            i.c.inputs,
+            sa.cast(p.c.label, sa.Text),
+            sa.cast(p.c.probabilities, sa.Text),
+            p.c.value,
+        )
+        .join(
+            i,
+            sa.and_(i.c.model_name == p.c.model_name, i.c.key == p.c.key, i.c.run_id == p.c.run_id),
+        )
+        .where(p.c.model_name == model, p.c.scored_at >= start, p.c.scored_at < end)
+        .order_by(p.c.scored_at, p.c.run_id, p.c.key)
+    )
+    if run_id is not None:
+        query = query.where(p.c.run_id == run_id)
+    with store.read() as conn:
+        result = conn.execution_options(yield_per=_LINES_PER_FETCH).execute(query)
+        for rows in result.partitions():
+            lines = []
+            for at, version, inputs, label, proba, value in rows:
+                if value is not None:
+                    value = repr(float(value)) if math.isfinite(value) else None
+                out = ",".join(
+                    f'"{k}":{v}'
+                    for k, v in (("label", label), ("probabilities", proba), ("value", value))
+                    if v is not None
+                )
+                stamp = at.replace(tzinfo=None).isoformat(sep=" ")
+                lines.append(f'{{"t":"{stamp}","v":{version},"i":{inputs},"o":{{{out}}}}}')
+            yield ("\n".join(lines) + "\n").encode()
+
+
+def kept_rejects(store: Store, run_ids: Sequence[str]) -> list[tuple[datetime, list[Any]]]:
+    """The rejected rows of runs that kept their inputs: when each run started, and the
+    row's problems (refusals, as the prediction log's contract violations are)."""
+    if not run_ids:
+        return []
+    query = (
+        sa.select(batch_runs.c.started_at, batch_rejects.c.reasons)
+        .join(batch_runs, batch_runs.c.run_id == batch_rejects.c.run_id)
+        .where(batch_rejects.c.run_id.in_(list(run_ids)))
+    )
+    with store.read() as conn:
+        return [(r.started_at, list(r.reasons or [])) for r in conn.execute(query)]

@@ -9,11 +9,16 @@ back as dicts keyed by the fields of :class:`~slipway.versions.ModelVersion`,
 Version numbers come from a per-model counter incremented under the row lock, so concurrent
 registrations get distinct consecutive numbers; alias moves lock the alias row first, so two
 promotions of one alias apply one after the other.
+
+Deleting versions and recording new ones take one lock (the write transaction itself on SQLite,
+an advisory lock on PostgreSQL), so a delete that removes the artifact files no version refers
+to any more never decides while a registration of the same bytes is being recorded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -27,6 +32,18 @@ from slipway.store.schema import alias_history, aliases, model_versions, models
 
 Record = dict[str, Any]
 MAX_VERSION = 2**31 - 1  # the largest number the INTEGER version column holds
+# pg_advisory_xact_lock key shared by add_version and delete_versions ("slipway-artifacts").
+_PG_ARTIFACTS_LOCK = 0x51_1957_A27F
+
+
+@dataclass(frozen=True)
+class Deleted:
+    """What a delete did: the versions removed, and their artifacts removed and kept."""
+
+    name: str
+    versions: tuple[int, ...]
+    removed: tuple[str, ...]  # artifact sha256s no remaining version refers to (files deleted)
+    kept: tuple[str, ...]  # artifact sha256s still used by another version (files kept)
 
 
 def add_version(
@@ -42,6 +59,7 @@ def add_version(
 ) -> int:
     """Record the next version of ``name`` (creating the model on its first version)."""
     with store.write() as conn:
+        _artifacts_lock(conn)
         number = _next_version(conn, name)
         conn.execute(
             model_versions.insert().values(
@@ -117,7 +135,8 @@ def versions(store: Store, name: str) -> list[Record]:
 
 
 def summaries(store: Store) -> list[Record]:
-    """Every model with its version count and aliases, by name."""
+    """Every model with its version count and aliases, by name (a model whose versions were
+    all deleted is left out)."""
     with store.read() as conn:
         counts: dict[str, int] = dict(
             conn.execute(
@@ -139,6 +158,7 @@ def summaries(store: Store) -> list[Record]:
             "aliases": amaps.get(r.name, {}),
         }
         for r in rows
+        if counts.get(r.name)
     ]
 
 
@@ -307,6 +327,75 @@ def archive(
             record_event(conn, actor, "archive", name, version=number, detail=detail)
 
 
+def delete_versions(
+    store: Store,
+    name: str,
+    number: int | None,
+    actor: str,
+    *,
+    remove: Callable[[Sequence[str]], None],
+    detail: Mapping[str, Any] | None = None,
+) -> Deleted:
+    """Delete version ``number`` of ``name`` (every version when None), unless an alias holds
+    one of them, with their alias history; audit one ``delete`` event per version.
+
+    ``remove`` is called, inside the transaction, with the artifact hashes no remaining version
+    of any model refers to: the caller deletes those files. The model's row stays, so version
+    numbers are never reused, even after its last version is gone.
+    """
+    with store.write() as conn:
+        _artifacts_lock(conn)
+        _check_model(conn, name)
+        query = sa.select(model_versions).where(model_versions.c.model_name == name)
+        if number is not None:
+            _status(conn, name, number)
+            query = query.where(model_versions.c.version == number)
+        rows = conn.execute(query.order_by(model_versions.c.version)).all()
+        if not rows:
+            raise ModelNotFound(f"Model {name!r} has no versions left to delete.")
+        doomed = [int(r.version) for r in rows]
+        held = {a: v for a, v in _alias_map(conn, name).items() if v in doomed}
+        if held:
+            listed = ", ".join(f"{a} -> {v}" for a, v in held.items())
+            alias = next(iter(held))
+            raise RegistryConflict(
+                f"Cannot delete {_which(name, number)}: alias(es) {listed} point at it. Point "
+                f"the alias elsewhere (`slipway models promote {name} N --alias {alias}`) or "
+                f"remove it (`slipway models unalias {name} {alias}`) first."
+            )
+        shas = {r.version: _artifact_hashes(r) for r in rows}
+        conn.execute(
+            alias_history.delete().where(
+                alias_history.c.model_name == name, alias_history.c.version.in_(doomed)
+            )
+        )
+        conn.execute(
+            model_versions.delete().where(
+                model_versions.c.model_name == name, model_versions.c.version.in_(doomed)
+            )
+        )
+        still: set[str] = set()
+        for r in conn.execute(sa.select(model_versions.c.sha256, model_versions.c.meta)):
+            still |= _artifact_hashes(r)
+        gone = set().union(*shas.values())
+        removed, kept = sorted(gone - still), sorted(gone & still)
+        for v in doomed:
+            record_event(
+                conn,
+                actor,
+                "delete",
+                name,
+                version=v,
+                detail={
+                    **(detail or {}),
+                    "removed": sorted(shas[v] - still),
+                    "kept": sorted(shas[v] & still),
+                },
+            )
+        remove(removed)  # inside the transaction: no registration can record these meanwhile
+    return Deleted(name, tuple(doomed), tuple(removed), tuple(kept))
+
+
 # -- within a transaction --------------------------------------------------------------------
 
 
@@ -323,6 +412,22 @@ def _status(conn: sa.Connection, name: str, number: int) -> str:
             f"Model {name!r} has no version {number} (latest is {_latest(conn, name)})."
         )
     return str(row.status)
+
+
+def _artifacts_lock(conn: sa.Connection) -> None:
+    """Serialize registrations with deletes (SQLite's write transaction already does)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_ARTIFACTS_LOCK)))
+
+
+def _artifact_hashes(row: Any) -> set[str]:
+    """Every artifact a version row refers to: its model and the files in ``meta``."""
+    recorded = (row.meta or {}).get("artifacts") or {}
+    return {row.sha256, *(v for v in recorded.values() if isinstance(v, str))}
+
+
+def _which(name: str, number: int | None) -> str:
+    return f"{name}:{number}" if number is not None else f"model {name!r}"
 
 
 def _version_row(conn: sa.Connection, query: sa.Select[Any], name: str, number: int) -> Any:
@@ -383,7 +488,8 @@ def _alias_map(conn: sa.Connection, name: str) -> dict[str, int]:
 
 
 def _known(conn: sa.Connection) -> str:
-    names = conn.execute(sa.select(models.c.name).order_by(models.c.name).limit(10)).scalars()
+    column = model_versions.c.model_name  # models whose versions were all deleted are gone
+    names = conn.execute(sa.select(column).distinct().order_by(column).limit(10)).scalars()
     listed = ", ".join(names)
     return f" Known models: {listed}." if listed else " The registry is empty."
 

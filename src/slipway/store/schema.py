@@ -147,6 +147,8 @@ predictions = sa.Table(
     sa.Column("shadow_version", sa.Integer(), nullable=True),
     sa.Column("shadow_outputs", JSON, nullable=True),
     sa.Index(None, "model_name", "created_at"),
+    # Feedback by the caller's own key finds a unit's latest prediction (usability, 0015).
+    sa.Index(None, "model_name", "unit_id", "created_at"),
 )
 
 # Requests refused for breaking the contract (HTTP 422): kept for data-quality monitoring.
@@ -304,6 +306,20 @@ console_sessions = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("expires_at", UTCDateTime(), nullable=False),
     sa.Index(None, "expires_at"),
+)
+
+# --- perf-data ----------------------------------------------------------------------------
+
+# The inputs of batch-scored rows, for runs that keep them (`slipway batch --keep-inputs`):
+# one JSON object per row of its contract fields, keyed like batch_predictions and written in
+# the same transaction. `slipway monitor --source batch` reads them with their predictions.
+batch_inputs = sa.Table(
+    "batch_inputs",
+    metadata,
+    sa.Column("model_name", bytewise(200), primary_key=True),
+    sa.Column("key", bytewise(200), primary_key=True),
+    sa.Column("run_id", bytewise(64), primary_key=True),
+    sa.Column("inputs", sa.Text(), nullable=False),
 )
 
 # --- features -----------------------------------------------------------------------------
