@@ -302,9 +302,11 @@ def test_quickstart_trains_on_features_serves_raw_requests_and_audits_skew(
     assert performance["metrics"]["accuracy"]["registered"] == registered
     assert (tmp_path / "qs" / "monitoring.html").read_text().startswith("<!DOCTYPE html>")
     # the lifecycle step: estimated accuracy falls before outcomes arrive; the retrained
-    # candidate passes the gate and production stays where it was
+    # candidate passes the gate, goes into a shadow experiment, and production stays where it was
     assert "estimated accuracy of the latest 5 days (no outcome yet)" in result.out
-    assert "passed" in result.out and registry.get("loans@production").version == 1
+    assert "PASS loans:2 against loans:1" in result.out
+    assert "shadow: loans:2 is in shadow beside production" in result.out
+    assert registry.get("loans@production").version == 1
     registry.store.dispose()
 
 

@@ -26,13 +26,20 @@ from fastapi import FastAPI
 from slipway import console, serving
 from slipway.batch import http as batch_http
 from slipway.config import Settings
+from slipway.experiments import http as experiments_http
+from slipway.experiments.policy import ExperimentRouting
 from slipway.monitoring import http as monitoring_http
 from slipway.serving import events
 from slipway.serving.accesslog import lean_log_records
 from slipway.serving.service import RouterFactory
 
 # The capabilities' HTTP routes that every service has, in the order they are documented.
-ROUTERS: tuple[RouterFactory, ...] = (batch_http.router, monitoring_http.router, events.router)
+ROUTERS: tuple[RouterFactory, ...] = (
+    batch_http.router,
+    monitoring_http.router,
+    experiments_http.router,
+    events.router,
+)
 
 
 def routers_for(settings: Settings) -> list[RouterFactory]:
@@ -51,9 +58,11 @@ def create_app(
     """The full service for ``settings``: serving plus every capability's routes.
 
     ``routers`` add more router factories after :func:`routers_for`'s; ``options`` are those of
-    :func:`slipway.serving.create_app` (``registry``, ``routing`` for the routing policy,
-    ``multiprocess_dir``).
+    :func:`slipway.serving.create_app` (``registry``, ``routing`` for the routing policy: by
+    default :class:`~slipway.experiments.policy.ExperimentRouting`, which answers with
+    production outside experiments; ``multiprocess_dir``).
     """
+    options.setdefault("routing", ExperimentRouting)
     return serving.create_app(settings, routers=(*routers_for(settings), *routers), **options)
 
 

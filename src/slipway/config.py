@@ -131,6 +131,19 @@ class Settings(BaseSettings):
         description="Longest a prediction waits for concurrent ones to share its model call "
         "(0: only those already in flight).",
     )
+    serve_shadow_queue_rows: int = Field(
+        10_000,
+        ge=1,
+        description="Rows waiting for a shadow version before new shadow work is dropped "
+        "(counted in slipway_shadow_dropped_total).",
+    )
+    serve_shadow_wait_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="Longest a logged prediction waits for its shadow answer before it is "
+        "written without it.",
+    )
     serve_inference_threads: int = Field(
         default_factory=lambda: os.cpu_count() or 1,
         ge=0,

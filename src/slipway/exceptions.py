@@ -10,8 +10,10 @@ Each leaf also inherits the builtin a caller would naturally catch, so
     │   ├── ModelNotFound                     no such model, version or alias target
     │   ├── RunNotFound                       no such batch or monitoring run
     │   ├── KeyNotFound                       no API key of that name
-    │   └── PredictionNotFound                no batch prediction stored for that key
+    │   ├── PredictionNotFound                no batch prediction stored for that key
+    │   └── ExperimentNotFound                no such experiment, or none running for a model
     ├── RegistryConflict (ValueError)         the registry's state forbids the change
+    │   └── ExperimentConflict                an experiment's state forbids the change
     ├── InvalidModel (ValueError)             not a fitted estimator we can register
     ├── ContractViolation (ValueError)        input does not meet the model's contract
     ├── BatchInputError (ValueError)          a batch input cannot be read or keyed
@@ -95,8 +97,17 @@ class PredictionNotFound(NotFound):
     """No batch prediction is stored for that model and key."""
 
 
+class ExperimentNotFound(NotFound):
+    """No experiment has that id, or the model has no running experiment."""
+
+
 class RegistryConflict(SlipwayError, ValueError):
     """The registry's current state forbids the change (e.g. promoting an archived version)."""
+
+
+class ExperimentConflict(RegistryConflict):
+    """An experiment's state forbids the change: one already runs for the model, it has
+    stopped, or its verdict refuses the promotion."""
 
 
 class InvalidModel(SlipwayError, ValueError):

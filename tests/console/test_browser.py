@@ -25,7 +25,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from slipway.config import Settings
+from slipway.console.charts import ESTIMATE_COLOR
 from slipway.keys import KeyStore
+from slipway.lifecycle import CheckPolicy, check
 from slipway.monitoring import Monitor
 from slipway.registry import Registry
 from slipway.serving.process import ServerProcess
@@ -89,6 +91,9 @@ def site(tmp_path_factory):
         httpx.post(f"{server.url}/v1/feedback", json={"feedback": feedback}, headers=auth,
                    timeout=30).raise_for_status()  # fmt: skip
         Monitor(registry, sinks=[]).run("fraud")
+        holdout = X[800:].assign(is_fraud=y[800:])
+        policy = CheckPolicy.model_validate({"resamples": 200, "speed": {"repeats": 5}})
+        check(registry, "fraud:1", against=None, data=holdout, policy=policy)
         yield server, settings, admin, env
     registry.store.dispose()
 
@@ -145,6 +150,29 @@ def painted(driver) -> list[int]:
     )
 
 
+def painted_in(driver, color: str) -> list[int]:
+    """For each chart whose spec has a series drawn in ``color`` (#rrggbb), how many of its
+    canvas pixels are close to that color."""
+    return driver.execute_script(
+        """
+        const want = arguments[0], rgb = [1, 3, 5].map((i) => parseInt(want.slice(i, i + 2), 16));
+        return Array.from(document.querySelectorAll('figure.chart[data-chart]'))
+          .filter((f) => JSON.parse(f.dataset.chart).series.some((s) => s.color === want))
+          .map((f) => {
+            const c = f.querySelector('.uplot canvas');
+            if (!c) return 0;
+            const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let n = 0;
+            for (let i = 0; i < data.length; i += 4) {
+              if (data[i + 3] > 200 && rgb.every((v, k) => Math.abs(data[i + k] - v) < 40)) n++;
+            }
+            return n;
+          });
+        """,
+        color,
+    )
+
+
 def errors_logged(driver) -> list[str]:
     """Console errors (script errors, CSP violations, failed loads) since the last call."""
     return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
@@ -178,7 +206,8 @@ def test_every_page_renders_with_working_scripts_and_charts(site, browser):
     log_in(browser, server.url, admin)
     pages = {"models": "/ui", "model": "/ui/models/fraud", "version": "/ui/models/fraud/versions/1",
              "monitoring": "/ui/monitoring", "monitoring-fraud": "/ui/monitoring/fraud",
-             "batch": "/ui/batch", "keys": "/ui/keys", "traffic": "/ui/traffic"}  # fmt: skip
+             "batch": "/ui/batch", "keys": "/ui/keys", "traffic": "/ui/traffic",
+             "experiments": "/ui/experiments"}  # fmt: skip
     for name, path in pages.items():
         browser.get(server.url + path)
         wait(lambda: browser.execute_script("return document.readyState") == "complete")
@@ -187,6 +216,17 @@ def test_every_page_renders_with_working_scripts_and_charts(site, browser):
             figures = browser.find_elements(By.CSS_SELECTOR, "figure.chart")
             assert len(canvases) == len(figures) >= 5
             assert all(n > 500 for n in canvases), canvases
+            estimated = painted_in(browser, ESTIMATE_COLOR)
+            assert estimated and all(n >= 10 for n in estimated), estimated
+            legends = browser.execute_script(
+                "return Array.from(document.querySelectorAll('figure.chart[data-chart]'))"
+                ".filter((f) => JSON.parse(f.dataset.chart).series.some((s) => s.color === "
+                "arguments[0])).map((f) => f.querySelector('.u-legend').textContent)",
+                ESTIMATE_COLOR,
+            )
+            assert len(legends) == len(estimated) and all("estimated" in t for t in legends)
+        if name == "version":
+            assert "pass against no champion" in browser.find_element(By.ID, "check-verdict").text
         if name == "traffic":
             wait(lambda: int(browser.execute_script(
                 "return document.getElementById('traffic').dataset.polls || 0")) >= 1)  # fmt: skip
@@ -225,6 +265,43 @@ def test_live_traffic_updates_without_a_reload(site, browser):
     now = browser.execute_script("return document.getElementById('server-now').textContent")
     assert now != tiles and "fraud:1 predict requests/s" in now
     shot(browser, "traffic-live-1280x800")
+
+
+def test_stop_an_experiment_from_the_console_as_the_cli_sees_it(site, browser):
+    """A shadow of fraud:2 started from the shell shows its live verdict; abandoning it by
+    clicking through the confirmation stops it (the CLI lists it abandoned) and the audit trail
+    names the key and the console; production stays where it was."""
+    from selenium.webdriver.common.by import By
+
+    server, _, admin, env = site
+    cli(env, "experiment", "start", "fraud", "--mode", "shadow", "--candidate", "2")
+    (running,) = [e for e in json.loads(cli(env, "experiment", "list", "--json"))
+                  if e["status"] == "running"]  # fmt: skip
+    browser.get(server.url + "/ui/experiments")
+    if "/ui/login" in browser.current_url:
+        log_in(browser, server.url, admin)
+        browser.get(server.url + "/ui/experiments")
+    assert "live" in browser.find_element(By.CSS_SELECTOR, "table.experiments tbody").text
+    browser.find_element(By.LINK_TEXT, running["id"]).click()
+    wait(lambda: browser.find_elements(By.ID, "verdict"), what="the experiment's page")
+    assert "cannot trust" in browser.find_element(By.ID, "verdict").text
+    shot(browser, "experiment-1280x800")
+    browser.find_element(By.ID, "stop-abandon").click()
+    wait(lambda: "/stop?decision=abandon" in browser.current_url, what="the confirmation")
+    shot(browser, "experiment-stop-confirm-1280x800")
+    browser.find_element(By.ID, "confirm").click()
+    wait(lambda: "done=abandoned" in browser.current_url, what="the redirect after the stop")
+    assert "Experiment stopped: production is unchanged." in browser.page_source
+    assert errors_logged(browser) == []
+    listed = json.loads(cli(env, "experiment", "list", "--json"))
+    stopped = next(e for e in listed if e["id"] == running["id"])
+    assert (stopped["status"], stopped["decision"], stopped["stopped_by"]) == (
+        "stopped", "abandoned", "browser-admin")  # fmt: skip
+    audit = json.loads(cli(env, "models", "audit", "fraud", "--json"))[0]
+    assert (audit["action"], audit["actor"], audit["detail"]["via"]) == (
+        "experiment_stop", "browser-admin", "ui")  # fmt: skip
+    models = json.loads(cli(env, "models", "list", "--json"))
+    assert next(m for m in models if m["name"] == "fraud")["aliases"] == {"production": 1}
 
 
 def test_promote_from_the_console_moves_the_alias_the_cli_sees(site, browser):

@@ -10,8 +10,8 @@ from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 from statsmodels.stats.multitest import multipletests
 
 from slipway.contract import Contract
-from slipway.exceptions import CannotCheck
-from slipway.lifecycle import CheckPolicy, check, checks_of
+from slipway.exceptions import CannotCheck, ModelNotFound
+from slipway.lifecycle import CheckPolicy, check, checks_of, latest_checks
 from slipway.lifecycle.compatibility import band_notes, contract_problems
 
 FAST = {"speed": {"repeats": 10}, "resamples": 200}
@@ -254,3 +254,19 @@ def test_the_labeled_served_traffic_is_the_default_holdout(models, log):
     log.feedback(ids[:1500], y[:1500], utcnow())
     result = check(models.registry, cand.ref, policy=_policy())
     assert result.holdout["source"] == "prediction log" and result.holdout["rows"] == 1500
+
+
+def test_latest_checks_are_the_newest_of_each_version(models):
+    """latest_checks: one stored check per checked version, the newest, newest version first."""
+    cand = models.register()
+    slow = _policy(speed={"repeats": 5, "max_row_ms": 1e-6})
+    first = check(models.registry, cand.ref, data=models.holdout(), policy=slow)
+    second = check(models.registry, cand.ref, data=models.holdout(), policy=_policy())
+    champ = check(models.registry, "fraud:1", against=None, data=models.holdout(), policy=_policy())
+    assert not first.passed and second.passed
+    latest = latest_checks(models.registry, "fraud")
+    assert list(latest) == [cand.version, 1]
+    assert [c.id for c in latest.values()] == [second.id, champ.id]
+    assert latest[cand.version].passed and latest[cand.version].against == 1
+    with pytest.raises(ModelNotFound):
+        latest_checks(models.registry, "nope")

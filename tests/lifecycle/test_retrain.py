@@ -192,3 +192,32 @@ def test_schedule_and_alert_triggers_in_real_processes(setup, log):
     assert registry.audit("fraud", limit=1)[0].detail["outcome"] == "check_failed"
     done = _cli(env, "retrain", "fraud", "--config", str(tmp_path / "missing.toml"))
     assert done.returncode == 3 and "does not exist" in done.stderr
+
+
+def test_then_shadow_starts_a_real_shadow_experiment(setup):
+    """--then shadow through the experiments capability: a running shadow of fraud:2 against
+    production's fraud:1, its id in the audit entry."""
+    from slipway.experiments.desk import ExperimentDesk
+
+    registry, config, _ = setup
+    result = retrain(registry, "fraud", config, then="shadow", policy=FAST)
+    assert result.outcome == "shadow", result.message
+    running = ExperimentDesk(registry).get("fraud")
+    assert running.running and running.mode == "shadow"
+    assert (running.control_version, running.candidate_version) == (1, 2)
+    assert result.then["experiment"] == running.id and running.id in result.message
+    assert registry.audit("fraud", limit=1)[0].detail["then"]["experiment"] == running.id
+
+
+def test_then_shadow_with_an_experiment_already_running_is_recorded_not_raised(setup):
+    """A second retrain while the first shadow runs: registered and passed, no second
+    experiment, the reason (the running experiment's id) in the result and the audit trail."""
+    from slipway.experiments.desk import ExperimentDesk
+
+    registry, config, _ = setup
+    first = retrain(registry, "fraud", config, then="shadow", policy=FAST)
+    second = retrain(registry, "fraud", config, then="shadow", policy=FAST)
+    assert second.outcome == "passed" and second.version == 3
+    assert second.then["started"] is False and first.then["experiment"] in second.message
+    assert ExperimentDesk(registry).get("fraud").candidate_version == 2
+    assert registry.audit("fraud", limit=1)[0].detail["outcome"] == "passed"

@@ -148,3 +148,62 @@ def test_feedback_by_unit_id_labels_the_units_latest_prediction(harness):
     assert not {p["prediction_id"] for p in first} & set(stored(harness))
     again = harness.post("/v1/feedback", {"feedback": body["feedback"][:1]}).json()
     assert (again["accepted"], again["duplicates"]) == (0, 1)
+
+
+def stored_outcomes(h):
+    """(prediction_id, outcome) -> value in the outcomes table."""
+    from slipway.store.schema import outcomes
+
+    with h.registry.store.read() as conn:
+        rows = conn.execute(sa.select(outcomes)).all()
+    return {(r.prediction_id, r.outcome): r.value for r in rows}
+
+
+def test_business_outcomes_are_stored_once_per_prediction_and_name(serve, settings):
+    """Outcome items sit beside labels in one body; each (id, outcome) is kept once, value
+    defaulting to 1; a retried request is all duplicates."""
+    h = serve(settings=settings)
+    ids = predict(h, 2)
+    stranger = IdGenerator().new(1)[0]
+    body = {
+        "feedback": [
+            {"prediction_id": ids[0], "label": 1},
+            {"prediction_id": ids[0], "outcome": "converted", "value": 1.0},
+            {"prediction_id": ids[0], "outcome": "revenue", "value": 42.5},
+            {"prediction_id": ids[1], "outcome": "converted"},
+            {"prediction_id": stranger, "outcome": "converted", "value": 1},
+        ]
+    }
+    r = h.post("/v1/feedback", body)
+    assert r.status_code == 200, r.text
+    nothing_else = {"normalized": 0, "unmatched": [], "unknown_units": []}
+    assert r.json() == {"accepted": 4, "duplicates": 0, "unknown": [stranger], **nothing_else}
+    assert h.post("/v1/feedback", body).json() == {
+        "accepted": 0,
+        "duplicates": 4,
+        "unknown": [stranger],
+        **nothing_else,
+    }
+    assert stored_outcomes(h) == {
+        (ids[0], "converted"): 1.0,
+        (ids[0], "revenue"): 42.5,
+        (ids[1], "converted"): 1.0,
+    }
+    assert stored(h) == {ids[0]: 1}
+
+
+def test_bad_outcome_items_list_every_problem(harness):
+    """A non-string outcome, a non-number value, and an item mixing label and outcome are 422s
+    naming each problem."""
+    body = {
+        "feedback": [
+            {"prediction_id": "a", "outcome": 3, "value": 1.0},
+            {"prediction_id": "b", "outcome": "converted", "value": "yes"},
+            {"prediction_id": "c", "outcome": "converted", "label": 1},
+            {"prediction_id": "d", "outcome": "converted", "value": True},
+        ]
+    }
+    r = harness.post("/v1/feedback", body)
+    assert r.status_code == 422
+    got = {(p["row"], p["field"]) for p in r.json()["problems"]}
+    assert got == {(0, "outcome"), (1, "value"), (2, "feedback"), (3, "value")}

@@ -23,7 +23,7 @@ class Arms:
         self.asked: list[tuple[str, str | None]] = []
         self.b: Served | None = None
 
-    def route(self, name, unit_id):
+    def route(self, name, unit_id, row=None):
         """Record the question; answer by the unit's first letter."""
         self.asked.append((name, unit_id))
         production = self.runtime.production_route(name)
@@ -74,8 +74,9 @@ def v2_body(h, rows, **parameters):
     return body
 
 
-def test_the_default_policy_answers_with_production_and_logs_no_arm(harness):
+def test_the_default_policy_answers_with_production_and_logs_no_arm(serve):
     """Production routes every unit to the alias's version; variant and experiment stay null."""
+    harness = serve(routing=Production)
     runtime = harness.service.runtime
     assert isinstance(runtime.policy, Production)
     route = runtime.route("fraud", "anyone")
@@ -96,7 +97,8 @@ def test_v1_predict_asks_the_policy_with_the_body_unit(serve, make_fitted, lane)
     assert [r.status_code for r in (a, b, mixed)] == [200, 200, 200]
     assert policy.asked == [("fraud", "bob"), ("fraud", "al"), ("fraud", None)]
     assert (b.json()["version"], a.json()["version"], mixed.json()["version"]) == (2, 1, 1)
-    assert set(b.json()) == {"model", "version", "predictions"}  # today's JSON, no arm yet
+    assert (b.json()["arm"], b.json()["experiment"]) == ("B", "exp")  # the answer names its arm
+    assert set(mixed.json()) == {"model", "version", "predictions"}  # outside: today's JSON
     ids = {
         k: [p["prediction_id"] for p in r.json()["predictions"]]
         for k, r in (("a", a), ("b", b), ("m", mixed))

@@ -13,6 +13,7 @@ import typer
 from slipway._version import __version__
 from slipway.cli import (
     batch,
+    experiment,
     features,
     keys,
     lifecycle,
@@ -62,6 +63,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(
     batch.app, name="batch", short_help="Score files or a query in chunks; runs list|show."
 )
+app.add_typer(experiment.app, name="experiment", short_help="A/B tests and shadow deployments.")
 app.add_typer(
     features.app, name="features", short_help="Feature events and the training/serving skew audit."
 )

@@ -6,7 +6,7 @@ the registry, because registration fits it and monitoring reports it.
 
 from __future__ import annotations
 
-from slipway.lifecycle.check import CheckResult, check, checks_of
+from slipway.lifecycle.check import CheckResult, check, checks_of, latest_checks
 from slipway.lifecycle.comparisons import Outcome
 from slipway.lifecycle.policy import CheckPolicy, load_check_policy
 from slipway.lifecycle.retrain import RetrainResult, retrain
@@ -20,6 +20,7 @@ __all__ = [
     "StoredCheck",
     "check",
     "checks_of",
+    "latest_checks",
     "load_check_policy",
     "retrain",
 ]

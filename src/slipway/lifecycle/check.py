@@ -198,6 +198,13 @@ def checks_of(registry: Registry, ref: str, *, limit: int = 5) -> list[StoredChe
     return store_lifecycle.list_checks(registry.store, mv.name, mv.version, limit=limit)
 
 
+def latest_checks(registry: Registry, name: str) -> dict[int, StoredCheck]:
+    """The newest stored gate result of each version of model ``name``, by version (newest
+    version first); ModelNotFound for an unknown model."""
+    model = registry.resolve(name)[0]
+    return {c.version: c for c in store_lifecycle.latest_checks(registry.store, model)}
+
+
 def _store(
     registry: Registry, cand: ModelVersion, champ: ModelVersion | None, result: CheckResult
 ) -> None:

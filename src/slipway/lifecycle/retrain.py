@@ -17,7 +17,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from slipway.clock import utcnow
-from slipway.exceptions import ConfigError
+from slipway.exceptions import ConfigError, SlipwayError
 from slipway.lifecycle.check import CheckResult, check
 from slipway.lifecycle.policy import CheckPolicy
 from slipway.registry import Registry
@@ -83,12 +83,20 @@ def start_shadow(registry: Registry, name: str, version: int) -> dict[str, Any]:
             "message": f"{name}:{version} is registered and passed the gate; this Slipway has "
             "no experiments capability to start a shadow deployment, so nothing else was done.",
         }
-    experiment = ExperimentDesk(registry).start(name, mode="shadow", candidate=version)
+    try:
+        experiment = ExperimentDesk(registry).start(name, mode="shadow", candidate=version)
+    except SlipwayError as exc:  # e.g. an experiment already runs: the candidate stays registered
+        return {
+            "started": False,
+            "message": f"{name}:{version} is registered and passed the gate, but no shadow "
+            f"experiment was started: {exc}",
+        }
     return {
         "started": True,
-        "experiment": getattr(experiment, "id", None),
-        "message": f"{name}:{version} is in shadow beside production; promote it or stop the "
-        "experiment once its report is in.",
+        "experiment": experiment.id,
+        "message": f"{name}:{version} is in shadow beside production as experiment "
+        f"{experiment.id!r}; read `slipway experiment report {name}`, then "
+        f"`slipway experiment stop {name} --promote` or `--abandon`.",
     }
 
 

@@ -207,10 +207,24 @@ def deliver(
     A failing sink is tried ``attempts`` times in all, waiting ``backoff``, then twice that,
     and so on between tries. Failures are recorded, never raised.
     """
-    data = payload(report)
+    return send(
+        payload(report), report.status, sinks, attempts=attempts, backoff=backoff, sleep=sleep
+    )
+
+
+def send(
+    data: Mapping[str, Any],
+    status: str,
+    sinks: Sequence[Route],
+    *,
+    attempts: int = 3,
+    backoff: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[dict[str, Any]]:
+    """Send any alert payload of ``status`` as :func:`deliver` sends a report's."""
     records = []
     for route in sinks:
-        if worst([report.status, route.min_status]) != report.status:
+        if worst([status, route.min_status]) != status:
             continue
         errors: list[str] = []
         delivered = False
@@ -236,3 +250,20 @@ def deliver(
         if not delivered:
             logger.warning("alert sink %s failed %d times: %s", route.name, attempts, errors[-1])
     return records
+
+
+def alerter(settings: Settings) -> Callable[[Mapping[str, Any]], list[dict[str, Any]]]:
+    """``(payload) -> delivery records``: an ALERT payload to the sinks settings ask for,
+    retried as monitoring runs retry (used by experiment guardrails)."""
+    sinks = routes(settings)
+
+    def alert(data: Mapping[str, Any]) -> list[dict[str, Any]]:
+        return send(
+            data,
+            str(data.get("status", "ALERT")),
+            sinks,
+            attempts=settings.alert_webhook_attempts,
+            backoff=settings.alert_webhook_backoff,
+        )
+
+    return alert

@@ -4,8 +4,10 @@ Routes parse their own body format into rows, ask :meth:`Runtime.route` which ve
 and hand both here; :class:`Answerer` validates the rows against that version's contract
 (numpy, every problem at once), predicts through the one prediction core (:meth:`Model.infer`),
 gives each row a time-sortable ``prediction_id``, queues the predictions for the log (with the
-route's arm and experiment) and counts them. Nothing here touches the database, except the
-enrichment of a version with features (in :meth:`Answerer.infer`, which then runs off the loop).
+route's arm and experiment) and counts them; when the route names a shadow version, it hands
+the rows to the shadow scorer (``shadow.py``) once the answer is built. Nothing here touches the
+database (except the enrichment of a version with features, in :meth:`Answerer.infer`, which
+then runs off the loop) or waits for the shadow.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from slipway.exceptions import ContractViolation
 from slipway.predict import Predictions
 from slipway.serving import scope as scopes
 from slipway.serving.limits import check_rows
-from slipway.serving.log import Entry, Failure, IdGenerator, PredictionLog
+from slipway.serving.log import Entry, Failure, IdGenerator, PredictionLog, ShadowSlot
 from slipway.serving.metrics import Metrics
 from slipway.serving.routing import Route
 from slipway.serving.runtime import Served
+from slipway.serving.shadow import ShadowScorer
 
 UnitIds = Sequence[str | None] | None
 # Problems kept per refused request in validation_failures (the response lists them all).
@@ -73,10 +76,17 @@ class Answerer:
     """Validates, predicts, logs and counts; shared by the V1, V2 and MLflow routes."""
 
     def __init__(
-        self, log: PredictionLog, metrics: Metrics, *, max_rows: int, ids: IdGenerator | None = None
+        self,
+        log: PredictionLog,
+        metrics: Metrics,
+        *,
+        max_rows: int,
+        ids: IdGenerator | None = None,
+        shadow: ShadowScorer | None = None,
     ) -> None:
         self.log, self.metrics, self.max_rows = log, metrics, max_rows
         self.ids = ids or IdGenerator()
+        self.shadow = shadow
 
     def answer(
         self,
@@ -192,9 +202,10 @@ class Answerer:
                 rows,
                 outputs,
                 round(seconds * 1000, 3),
-                unit_ids,
+                _units(route, unit_ids, n),
                 route.arm,
                 route.experiment,
+                self._shadow(route, rows),
                 features=loggable(predictions),
             )
         )
@@ -236,9 +247,10 @@ class Answerer:
                     rows,
                     out,
                     ms,
-                    unit_ids,
+                    _units(route, unit_ids, len(out)),
                     route.arm,
                     route.experiment,
+                    self._shadow(route, rows),
                     features=loggable(p),
                 )
             )
@@ -250,6 +262,12 @@ class Answerer:
             Answer(served, pids, p, out)
             for pids, p, out in zip(ids, predictions, outputs, strict=True)
         ]
+
+    def _shadow(self, route: Route, rows: Sequence[Any]) -> ShadowSlot | None:
+        """Hand the rows to the shadow version (never waits); the slot its answers land in."""
+        if route.shadow is None or self.shadow is None:
+            return None
+        return self.shadow.submit(route.shadow, route.served.names, rows)
 
     def _refused(self, served: Served, n: int, problems: Sequence[Any]) -> None:
         self.log.put(
@@ -264,3 +282,10 @@ class Answerer:
         version = str(served.version)
         self.metrics.validation_failures.labels(served.name, version).inc()
         self.metrics.model_requests.labels(served.name, version, "invalid").inc()
+
+
+def _units(route: Route, unit_ids: UnitIds, n: int) -> UnitIds:
+    """The rows' unit ids as the body gave them, else the one the route assigned by."""
+    if unit_ids is None and route.unit_id is not None:
+        return [route.unit_id] * n
+    return unit_ids

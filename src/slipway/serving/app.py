@@ -40,6 +40,7 @@ from slipway.serving.routing import Production, RoutingFactory
 from slipway.serving.runtime import Runtime
 from slipway.serving.schemas import HealthOut, NotReadyOut, ReadyOut
 from slipway.serving.service import GUARDED, RouterFactory, Service, json_response
+from slipway.serving.shadow import ShadowScorer
 
 logger = logging.getLogger("slipway.serving")
 
@@ -74,7 +75,14 @@ def create_app(
         max_rows=settings.serve_log_queue_rows,
         batch_rows=settings.serve_log_batch_rows,
         flush_seconds=settings.serve_log_flush_seconds,
+        shadow_wait=settings.serve_shadow_wait_seconds,
         metrics=metrics,
+    )
+    shadow = ShadowScorer(
+        metrics,
+        max_rows=settings.serve_shadow_queue_rows,
+        batch_rows=min(64, settings.serve_batch_rows),
+        max_age=settings.serve_shadow_wait_seconds,
     )
     runtime = Runtime(
         registry,
@@ -97,7 +105,7 @@ def create_app(
         log=log,
         metrics=metrics,
         keys=keys,
-        answerer=Answerer(log, metrics, max_rows=settings.serve_max_rows),
+        answerer=Answerer(log, metrics, max_rows=settings.serve_max_rows, shadow=shadow),
         feedback=FeedbackDesk(
             store,
             log,
@@ -170,6 +178,8 @@ def start(service: Service) -> None:
         )
     service.runtime.load_all()
     service.log.start()
+    if service.answerer.shadow is not None:
+        service.answerer.shadow.start()
     service.runtime.start()
     if service.keys is not None:
         service.keys.start()
@@ -180,6 +190,8 @@ def stop(service: Service) -> None:
     if service.keys is not None:
         service.keys.stop()
     service.runtime.stop()
+    if service.answerer.shadow is not None:
+        service.answerer.shadow.stop()
     if service.pool is not None:
         service.pool.shutdown(wait=True, cancel_futures=True)
     service.log.close()
@@ -221,6 +233,8 @@ def health_router(service: Service) -> APIRouter:
     def metrics() -> Response:
         """Prometheus metrics (every worker's, merged, with --workers N)."""
         service.metrics.log_queue_depth.set(service.log.depth)
+        if service.answerer.shadow is not None:
+            service.metrics.shadow_queue_depth.set(service.answerer.shadow.depth)
         content, media_type = service.metrics.render()
         return Response(content, 200, None, media_type)
 

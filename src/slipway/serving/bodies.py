@@ -184,46 +184,78 @@ def _unit_ids(body: dict[str, Any], n: int, problems: list[Problem]) -> list[str
     return None
 
 
-_FEEDBACK_SHAPES = (
-    'each item must be {"prediction_id": "...", "label": ...} or '
-    '{"model": "...", "unit_id": "...", "label": ...}'
+@dataclass
+class FeedbackRequest:
+    """A ``/v1/feedback`` body: true labels (by prediction id, or by a model's unit id), and
+    business outcomes by prediction id."""
+
+    labels: list[tuple[str | UnitRef, Any]]
+    outcomes: list[tuple[str, str, float]]
+
+
+_OUTCOME_MAX = 100
+_ITEM_SHAPE = (
+    'each item must be {"prediction_id": "...", "label": ...}, '
+    '{"model": "...", "unit_id": "...", "label": ...} or '
+    '{"prediction_id": "...", "outcome": "converted", "value": 1.0} (value defaults to 1)'
 )
 
 
-def feedback_request(value: Any, max_items: int) -> list[tuple[str | UnitRef, Any]]:
-    """Check a feedback body: ``{"feedback": [{"prediction_id": ..., "label": ...}, ...]}``;
-    an item may name the prediction by ``{"model": ..., "unit_id": ...}`` instead."""
+def feedback_request(value: Any, max_items: int) -> FeedbackRequest:
+    """Check a feedback body: ``{"feedback": [item, ...]}``, each item a label
+    (``{"prediction_id", "label"}``, or ``{"model", "unit_id", "label"}`` for the unit's latest
+    prediction) or a business outcome (``{"prediction_id", "outcome", "value"}``, ``value`` a
+    number, 1 when left out)."""
     body = object_body(value, '{"feedback": [{"prediction_id": "...", "label": 1}]}')
     problems: list[Problem] = []
     unknown_fields(body, ("feedback",), problems)
     items = body.get("feedback")
-    out: list[tuple[str | UnitRef, Any]] = []
+    out = FeedbackRequest([], [])
     if not isinstance(items, list) or not items:
-        problems.append(wrong("feedback", "a non-empty list of {prediction_id, label}", items))
+        problems.append(
+            wrong("feedback", "a non-empty list of {prediction_id, label} or outcome items", items)
+        )
     elif len(items) > max_items:
         check_rows(len(items), max_items)
     else:
         for i, item in enumerate(items):
-            keys = set(item) if isinstance(item, dict) else None
-            if keys not in ({"prediction_id", "label"}, {"model", "unit_id", "label"}):
-                problems.append(Problem("wrong_shape", _FEEDBACK_SHAPES, i, "feedback"))
+            keys = set(item) if isinstance(item, dict) else set()
+            by_unit = keys == {"model", "unit_id", "label"}
+            is_label = keys == {"prediction_id", "label"} or by_unit
+            is_outcome = keys in (
+                {"prediction_id", "outcome"},
+                {"prediction_id", "outcome", "value"},
+            )
+            if not (is_label or is_outcome):
+                problems.append(Problem("wrong_shape", _ITEM_SHAPE, i, "feedback"))
                 continue
-            label = item["label"]
-            if label is None or isinstance(label, list | dict):
-                problems.append(
-                    wrong("label", "the true label: a string, number or boolean", label, i)
-                )
-            if "prediction_id" in item:
-                pid = item["prediction_id"]
-                if not isinstance(pid, str) or not pid or len(pid) > 64:
-                    problems.append(wrong("prediction_id", "a prediction id (string)", pid, i))
-                out.append((pid, label))
+            if is_label:
+                label = item["label"]
+                if label is None or isinstance(label, list | dict):
+                    problems.append(
+                        wrong("label", "the true label: a string, number or boolean", label, i)
+                    )
+            if by_unit:
+                model, uid = item["model"], item["unit_id"]
+                if not isinstance(model, str) or not model or len(model) > 200:
+                    problems.append(wrong("model", "a model name (string)", model, i))
+                if not isinstance(uid, str) or not uid or len(uid) > _UNIT_ID_MAX:
+                    problems.append(wrong("unit_id", "a string of 1 to 200 characters", uid, i))
+                out.labels.append((UnitRef(model, uid), label))
                 continue
-            model, uid = item["model"], item["unit_id"]
-            if not isinstance(model, str) or not model or len(model) > 200:
-                problems.append(wrong("model", "a model name (string)", model, i))
-            if not isinstance(uid, str) or not uid or len(uid) > _UNIT_ID_MAX:
-                problems.append(wrong("unit_id", "a string of 1 to 200 characters", uid, i))
-            out.append((UnitRef(model, uid), label))
+            pid = item["prediction_id"]
+            if not isinstance(pid, str) or not pid or len(pid) > 64:
+                problems.append(wrong("prediction_id", "a prediction id (string)", pid, i))
+            if is_label:
+                out.labels.append((pid, label))
+                continue
+            name, amount = item["outcome"], item.get("value", 1.0)
+            if not isinstance(name, str) or not name or len(name) > _OUTCOME_MAX:
+                expected = f"an outcome name of 1 to {_OUTCOME_MAX} characters"
+                problems.append(wrong("outcome", expected, name, i))
+            number = isinstance(amount, int | float) and not isinstance(amount, bool)
+            if not number:
+                problems.append(wrong("value", "a number (1.0 for a conversion)", amount, i))
+            out.outcomes.append((pid, name, float(amount) if number else 0.0))
     refuse(problems)
     return out

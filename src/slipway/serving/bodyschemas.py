@@ -92,20 +92,45 @@ def predict_body(contract: Contract | None, max_rows: int) -> Schema:
 
 
 def feedback_body(max_rows: int) -> Schema:
-    """``{"feedback": [{"prediction_id", "label"}, ...]}``."""
-    item = {
+    """``{"feedback": [item, ...]}``: labels ``{"prediction_id", "label"}`` or
+    ``{"model", "unit_id", "label"}`` (the unit's latest prediction), or business outcomes
+    ``{"prediction_id", "outcome", "value"}``."""
+    pid = {"type": "string", "minLength": 1, "maxLength": 64}
+    label = {
+        "type": "object",
+        "properties": {"prediction_id": pid, "label": {"type": ["string", "number", "boolean"]}},
+        "required": ["prediction_id", "label"],
+        "additionalProperties": False,
+    }
+    by_unit = {
         "type": "object",
         "properties": {
-            "prediction_id": {"type": "string", "minLength": 1, "maxLength": 64},
+            "model": {"type": "string", "minLength": 1, "maxLength": 200},
+            "unit_id": UNIT_ID,
             "label": {"type": ["string", "number", "boolean"]},
         },
-        "required": ["prediction_id", "label"],
+        "required": ["model", "unit_id", "label"],
+        "additionalProperties": False,
+    }
+    outcome = {
+        "type": "object",
+        "properties": {
+            "prediction_id": pid,
+            "outcome": {"type": "string", "minLength": 1, "maxLength": 100},
+            "value": {"type": "number", "description": "Defaults to 1 (a conversion)."},
+        },
+        "required": ["prediction_id", "outcome"],
         "additionalProperties": False,
     }
     return {
         "type": "object",
         "properties": {
-            "feedback": {"type": "array", "items": item, "minItems": 1, "maxItems": max_rows}
+            "feedback": {
+                "type": "array",
+                "items": {"oneOf": [label, by_unit, outcome]},
+                "minItems": 1,
+                "maxItems": max_rows,
+            }
         },
         "required": ["feedback"],
         "additionalProperties": False,

@@ -50,11 +50,21 @@ async def predict(
     except SlipwayError:
         runtime.get(name)  # an unserved model is a 404 whatever the body
         raise
-    route = runtime.route(name, body.unit_id)
+    route = runtime.route(name, body.unit_id, body.rows[0] if body.rows else None)
     answer = await service.batcher.answer(route, body.rows, scope=scope, unit_ids=body.unit_ids)
     served = route.served
+    if route.arm is None:
+        return orjson.dumps(
+            {"model": served.name, "version": served.version, "predictions": answer.items()}
+        )
     return orjson.dumps(
-        {"model": served.name, "version": served.version, "predictions": answer.items()}
+        {
+            "model": served.name,
+            "version": served.version,
+            "arm": route.arm,
+            "experiment": route.experiment,
+            "predictions": answer.items(),
+        }
     )
 
 

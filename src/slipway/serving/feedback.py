@@ -1,4 +1,5 @@
-"""Ground truth that arrives after the prediction, stored once per prediction id.
+"""Ground truth that arrives after the prediction, stored once per prediction id: true labels,
+and business outcomes (a conversion, revenue) once per prediction id and outcome name.
 
 A prediction may still sit in a log queue when its feedback arrives (this worker's, or another
 worker's), so before calling an id unknown the desk flushes this worker's log and, for ids
@@ -34,6 +35,7 @@ from slipway.serving.labels import match_label
 from slipway.serving.limits import ConcurrencyCap
 from slipway.serving.log import PredictionLog, id_time
 from slipway.store import Store
+from slipway.store.experiments import record_outcomes
 from slipway.store.predictions import (
     add_feedback,
     latest_for_units,
@@ -81,7 +83,7 @@ class FeedbackResult:
 
 
 class FeedbackDesk:
-    """Stores labels for logged predictions, idempotently.
+    """Stores labels and outcomes for logged predictions, idempotently.
 
     ``cap`` is the server's concurrency cap, whose slot a request gives back while it waits.
     ``version`` looks up a ``(model, version)`` for its classes; without it labels are stored
@@ -100,9 +102,14 @@ class FeedbackDesk:
         self.version = version
         self._classes: dict[tuple[str, int], tuple[bool, list[Any] | None]] = {}
 
-    async def record(self, items: Sequence[tuple[str | UnitRef, Any]]) -> FeedbackResult:
+    async def record(
+        self,
+        items: Sequence[tuple[str | UnitRef, Any]],
+        outcomes: Sequence[tuple[str, str, float]] = (),
+    ) -> FeedbackResult:
         """Store each ``(prediction_id, label)`` whose prediction is logged and has no label yet
-        (a :class:`UnitRef` in place of the id names the unit's latest prediction).
+        (a :class:`UnitRef` in place of the id names the unit's latest prediction), and each
+        ``(prediction_id, outcome, value)`` whose prediction has no such outcome yet.
 
         Call it on the event loop: it waits there, and sends database work to the thread pool.
         """
@@ -114,18 +121,27 @@ class FeedbackDesk:
                 result.duplicates += 1  # the same id twice in one request: the first wins
             else:
                 first[pid] = label
-        known = await run_in_threadpool(self._flush_and_look, first)
-        recent, wait = self._worth_waiting_for([pid for pid in first if pid not in known])
+        named: dict[tuple[str, str], float] = {}
+        for pid, name, value in outcomes:
+            if (pid, name) in named:
+                result.duplicates += 1
+            else:
+                named[(pid, name)] = value
+        wanted = list({**dict.fromkeys(first), **dict.fromkeys(pid for pid, _ in named)})
+        known = await run_in_threadpool(self._flush_and_look, wanted)
+        recent, wait = self._worth_waiting_for([pid for pid in wanted if pid not in known])
         if recent:
             with self.cap.lent() if self.cap is not None else nullcontext():
                 await asyncio.sleep(wait)
             known |= await run_in_threadpool(logged_ids, self.store, recent)
-        result.unknown = [pid for pid in first if pid not in known]
+        result.unknown = [pid for pid in wanted if pid not in known]
         labels = [(pid, label) for pid, label in first.items() if pid in known]
         labels = await run_in_threadpool(self._match, labels, result)
         stored = await run_in_threadpool(add_feedback, self.store, labels, utcnow())
-        result.accepted = stored
-        result.duplicates += len(labels) - stored
+        kept = [(pid, name, value) for (pid, name), value in named.items() if pid in known]
+        stored_outcomes = await run_in_threadpool(record_outcomes, self.store, kept)
+        result.accepted = stored + stored_outcomes
+        result.duplicates += len(labels) - stored + len(kept) - stored_outcomes
         return result
 
     def _by_unit(

@@ -6,10 +6,12 @@ rows as they come, and return; a background thread writes them in batches (multi
 on SQLite, COPY on PostgreSQL, one transaction a batch) into the ``predictions`` table, and
 refused requests into ``validation_failures``: the rows and the writes are
 :class:`~slipway.store.predictions.LogTable`'s. When the queue is full new rows are dropped and
-counted (``slipway_prediction_log_dropped_total``), never blocking a request. A database outage
-is retried with backoff while the queue holds; a batch the database refuses as data is retried
-row by row so one bad row costs only itself. :meth:`PredictionLog.close` drains the queue on
-graceful shutdown.
+counted (``slipway_prediction_log_dropped_total``), never blocking a request. A request that a
+shadow version also scores (see ``shadow.py``) waits in the queue for the shadow answers, for
+at most ``shadow_wait`` seconds, and is then written once with or without them. A database
+outage is retried with backoff while the queue holds; a batch the database refuses as data is
+retried row by row so one bad row costs only itself. :meth:`PredictionLog.close` drains the
+queue on graceful shutdown.
 
 Prediction ids are UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then a per-process
 sequence, then 62 random bits. They sort by time, and those from one process strictly increase.
@@ -27,9 +29,9 @@ from dataclasses import dataclass
 
 from slipway.serving.metrics import Metrics
 from slipway.store import TRANSIENT, Store
-from slipway.store.predictions import Entry, Failure, LogTable, Row
+from slipway.store.predictions import Entry, Failure, LogTable, Row, ShadowSlot
 
-__all__ = ["Entry", "Failure", "IdGenerator", "PredictionLog", "id_time"]
+__all__ = ["Entry", "Failure", "IdGenerator", "PredictionLog", "ShadowSlot", "id_time"]
 
 logger = logging.getLogger("slipway.serving.log")
 
@@ -77,9 +79,12 @@ def id_time(prediction_id: str) -> float | None:
 
 @dataclass
 class _Rows:
-    """The rows of one queued Entry, ready for the database (see store/predictions.py)."""
+    """The rows of one queued Entry, ready for the database (see store/predictions.py); with a
+    shadow slot, held until the slot is filled or ``deadline`` (monotonic) passes."""
 
     rows: list[Row]
+    slot: ShadowSlot | None = None
+    deadline: float = 0.0
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -95,14 +100,17 @@ class PredictionLog:
         max_rows: int = 200_000,
         batch_rows: int = 2000,
         flush_seconds: float = 0.2,
+        shadow_wait: float = 1.0,
         metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.max_rows, self.batch_rows, self.flush_seconds = max_rows, batch_rows, flush_seconds
+        self.shadow_wait = shadow_wait
         self.metrics = metrics
         self.dropped = 0
         self.table = LogTable()
         self._queue: deque[_Rows | Failure] = deque()
+        self._waiting: deque[_Rows] = deque()  # entries waiting for their shadow answers
         self._rows = 0  # rows in the queue and in the batch being written
         self._cond = threading.Condition()
         self._queued = 0  # items ever accepted; flush() waits for _written to reach it
@@ -147,7 +155,7 @@ class PredictionLog:
         prepared: list[_Rows | Failure | None] = []
         for item in items:
             try:
-                prepared.append(_Rows(self.table.rows(item)) if isinstance(item, Entry) else item)
+                prepared.append(self._prepare(item) if isinstance(item, Entry) else item)
             except Exception:  # never fail a request that was answered: count it, say why
                 logger.exception("prediction log: could not make rows of a request; dropped")
                 self._drop(len(item), "unserializable")
@@ -163,7 +171,10 @@ class PredictionLog:
                     self._drop(n, "queue_full" if not self._stopping else "shutdown")
                     kept.append(False)
                     continue
-                self._queue.append(queued)
+                if isinstance(queued, _Rows) and queued.slot is not None:
+                    self._waiting.append(queued)
+                else:
+                    self._queue.append(queued)
                 self._rows += n
                 self._queued += 1
                 kept.append(True)
@@ -171,8 +182,15 @@ class PredictionLog:
                 self._cond.notify_all()
         return kept
 
+    def _prepare(self, entry: Entry) -> _Rows:
+        rows = self.table.rows(entry)
+        if entry.shadow is None:
+            return _Rows(rows)
+        return _Rows(rows, entry.shadow, time.monotonic() + self.shadow_wait)
+
     def flush(self, timeout: float = 5.0) -> bool:
-        """Write everything queued so far now; True once it is in the database."""
+        """Write everything queued so far now; True once it is in the database (an entry waiting
+        for its shadow answers is written when they come, or after ``shadow_wait``)."""
         deadline = time.monotonic() + timeout
         with self._cond:
             target = self._queued
@@ -195,8 +213,9 @@ class PredictionLog:
             if self._thread.is_alive():
                 logger.error("prediction log: could not drain within %.0f s", timeout)
         with self._cond:
-            left = sum(len(i) for i in self._queue)
+            left = sum(len(i) for i in self._queue) + sum(len(i) for i in self._waiting)
             self._queue.clear()
+            self._waiting.clear()
             if left:
                 self._drop(left, "shutdown")
         self._thread = None
@@ -228,10 +247,14 @@ class PredictionLog:
                 while not (
                     self._stopping
                     or self._flush_now
-                    or self._rows >= self.batch_rows
-                    or (self._queue and time.monotonic() - start >= self.flush_seconds)
+                    or self._rows - self._waiting_rows() >= self.batch_rows
+                    or (
+                        (self._queue or self._waiting)
+                        and time.monotonic() - start >= self.flush_seconds
+                    )
                 ):
                     self._cond.wait(self.flush_seconds)
+                self._release(everything=self._stopping)
                 if self._stopping and not self._queue:
                     return
                 self._flush_now = False
@@ -249,6 +272,32 @@ class PredictionLog:
                 self._cond.notify_all()
             if self.metrics is not None:
                 self.metrics.log_queue_depth.set(self._rows)
+
+    def _waiting_rows(self) -> int:
+        return sum(len(w) for w in self._waiting) if self._waiting else 0
+
+    def _release(self, everything: bool = False) -> None:
+        """Move waiting entries whose shadow answers came (or whose time is up) to the queue,
+        with the answers written into their rows (called with the lock held)."""
+        if not self._waiting:
+            return
+        now = time.monotonic()
+        still: deque[_Rows] = deque()
+        for item in self._waiting:
+            slot = item.slot
+            assert slot is not None
+            if not (slot.done or everything or now >= item.deadline):
+                still.append(item)
+                continue
+            outputs = slot.outputs if slot.done else None
+            if outputs is not None and len(outputs) == len(item.rows):
+                item.rows = self.table.with_shadow(item.rows, outputs)
+            elif not slot.done and self.metrics is not None:
+                model = item.rows[0][2] if item.rows else ""
+                self.metrics.shadow_dropped.labels(model, "late").inc(len(item.rows))
+            item.slot = None
+            self._queue.append(item)
+        self._waiting = still
 
     def _write_with_retry(self, batch: list[_Rows | Failure]) -> None:
         delay = 0.25

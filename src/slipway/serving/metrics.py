@@ -162,7 +162,34 @@ class Metrics:
             buckets=AGE_BUCKETS,
             registry=r,
         )
+        self.shadow_predictions = Counter(
+            "slipway_shadow_predictions_total",
+            "Rows a shadow version scored, by outcome (ok, invalid, error).",
+            ["model", "version", "outcome"],
+            registry=r,
+        )
+        self.shadow_latency = Histogram(
+            "slipway_shadow_call_duration_seconds",
+            "Time of each shadow scoring call (one or several merged requests).",
+            ["model", "version"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.shadow_dropped = Counter(
+            "slipway_shadow_dropped_total",
+            "Rows whose shadow scoring was dropped: queue_full, late (answered after its log "
+            "row was written), stopped, shutdown.",
+            ["model", "reason"],
+            registry=r,
+        )
+        self.shadow_queue_depth = Gauge(
+            "slipway_shadow_queue_depth",
+            "Rows waiting for a shadow version.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self._model_children: dict[tuple[str, int], tuple[Any, Any, Any]] = {}
+        self._shadow_children: dict[tuple[str, int, str], tuple[Any, Any]] = {}
         self._batch_children: dict[tuple[str, int], Any] = {}
 
     def served(self, model: str, version: int) -> tuple[Any, Any, Any]:
@@ -195,6 +222,19 @@ class Metrics:
         age = self.feature_age.labels(stats.model, stats.source)
         for seconds in stats.ages.tolist():
             age.observe(seconds)
+
+    def shadowed(self, model: str, version: int, outcome: str) -> tuple[Any, Any]:
+        """(row counter, call-time histogram) of a shadow version's outcome, bound once."""
+        key = (model, version, outcome)
+        children = self._shadow_children.get(key)
+        if children is None:
+            v = str(version)
+            children = (
+                self.shadow_predictions.labels(model, v, outcome),
+                self.shadow_latency.labels(model, v),
+            )
+            self._shadow_children[key] = children
+        return children
 
     def render(self) -> tuple[bytes, str]:
         """The Prometheus text exposition and its content type."""

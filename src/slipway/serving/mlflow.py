@@ -47,12 +47,18 @@ def router(service: Service) -> APIRouter:
     )
     async def invocations(request: Request, model: str | None = None) -> Response:
         """Score an MLflow body with the model named by ``?model=`` (or the only one served)."""
-        # MLflow bodies name no unit: the request is routed for unit None.
-        route = service.runtime.route(_pick(service, model), None)
+        # MLflow bodies name no unit: the request is routed for unit None (or by the first
+        # row, for an experiment that reads the unit from an input field).
+        name = _pick(service, model)
+        service.runtime.get(name)  # an unserved model is a 404 before the body is read
         rows = parse(await service.body(request))
+        route = service.runtime.route(name, None, rows[0])
         answer = await service.batcher.answer(route, rows, scope=request.scope)
         predictions = [out.get("value", out.get("label")) for out in answer.outputs]
-        return json_response({"predictions": predictions, "prediction_ids": answer.ids})
+        out: dict[str, Any] = {"predictions": predictions, "prediction_ids": answer.ids}
+        if route.arm is not None:
+            out.update(version=route.served.version, arm=route.arm, experiment=route.experiment)
+        return json_response(out)
 
     return api
 

@@ -83,7 +83,16 @@ def build(app: FastAPI, service: Service) -> dict[str, Any]:
         "/v1/feedback",
         "post",
         bodyschemas.feedback_body(max_rows),
-        {"feedback": {"value": {"feedback": [{"prediction_id": "0190a3c4-...", "label": 1}]}}},
+        {
+            "feedback": {"value": {"feedback": [{"prediction_id": "0190a3c4-...", "label": 1}]}},
+            "outcomes": {
+                "value": {
+                    "feedback": [
+                        {"prediction_id": "0190a3c4-...", "outcome": "converted", "value": 1.0}
+                    ]
+                }
+            },
+        },
     )
     _body(
         paths,

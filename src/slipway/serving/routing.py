@@ -11,14 +11,19 @@ and an optional ``shadow`` version to be asked as well.
 
 ``unit_id`` is what a policy assigns arms by (a user, a session, an account): V1's ``unit_id``
 (or ``unit_ids`` when every row carries the same one), V2's ``parameters.unit_id``; None when the
-request names no single unit.
+request names no single unit. ``row`` is the request's first row as sent (a ``{field: value}``
+mapping or a positional list), for a policy that reads the unit from an input field instead;
+such a policy names the unit it used in ``Route.unit_id``, and the log records it.
+
+A policy that follows outside state (experiments in the store) may also have ``start()`` and
+``stop()``: the runtime calls them when it starts and stops following aliases.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from slipway.serving.runtime import Runtime, Served
@@ -29,20 +34,23 @@ class Route:
     """The answer to "who answers this request": the served version, and why it was chosen.
 
     ``arm`` and ``experiment`` are None outside an experiment; ``shadow`` is a version that
-    also receives the request without answering it (None when nothing shadows).
+    also receives the request without answering it (None when nothing shadows); ``unit_id`` is
+    the unit the policy assigned by when it read it from the row (else None).
     """
 
     served: Served
     arm: str | None = None
     experiment: str | None = None
     shadow: Served | None = None
+    unit_id: str | None = None
 
 
 class RoutingPolicy(Protocol):
     """Chooses the version that answers each request for a model (the routing seam)."""
 
-    def route(self, name: str, unit_id: str | None) -> Route:
-        """The Route for a request for ``name`` from ``unit_id``; ModelNotFound if none."""
+    def route(self, name: str, unit_id: str | None, row: Any = None) -> Route:
+        """The Route for a request for ``name`` from ``unit_id`` (first row ``row``);
+        ModelNotFound if none."""
         ...
 
 
@@ -56,7 +64,7 @@ class Production:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    def route(self, name: str, unit_id: str | None) -> Route:
+    def route(self, name: str, unit_id: str | None, row: Any = None) -> Route:
         """The production Route of ``name``, whoever asks."""
         # The hot path: one dict lookup (production_route would add a call), errors aside.
         route = self.runtime.routes.get(name)

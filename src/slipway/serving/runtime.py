@@ -25,7 +25,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from slipway.clock import utcnow
 from slipway.exceptions import (
@@ -161,10 +161,11 @@ class Runtime:
 
     # -- what requests see -----------------------------------------------------------------
 
-    def route(self, name: str, unit_id: str | None = None) -> Route:
-        """The version that answers a request for ``name`` from ``unit_id``: the routing
-        policy's choice. Every prediction route of every protocol asks here, and only here."""
-        return self.policy.route(name, unit_id)
+    def route(self, name: str, unit_id: str | None = None, row: Any = None) -> Route:
+        """The version that answers a request for ``name`` from ``unit_id`` (whose first row is
+        ``row``): the routing policy's choice. Every prediction route of every protocol asks
+        here, and only here."""
+        return self.policy.route(name, unit_id, row)
 
     def production_route(self, name: str) -> Route:
         """The Route to the version the alias points at (what :class:`Production` answers)."""
@@ -311,6 +312,19 @@ class Runtime:
     def _targets(self, names: Sequence[str] | None = None) -> dict[str, int]:
         return self.registry.alias_versions(self.alias, names or self.names)
 
+    def prepare(self, name: str, version: int) -> Served:
+        """Load, verify and smoke-test ``name:version`` as a served version would be, without
+        serving it (a routing policy's candidate). Raises ReloadFailed."""
+        ref = f"{name}:{version}"
+        try:
+            model = self.registry.load(ref, backend=self.backend)
+            self._smoke_test(model)
+        except Exception as exc:
+            raise ReloadFailed(f"Could not load {ref}: {exc}") from exc
+        with self._lock:
+            gc.freeze()
+        return Served(model, utcnow())
+
     def _load(self, name: str, version: int) -> Served:
         with self._lock:
             current = self._served.get(name)
@@ -379,9 +393,15 @@ class Runtime:
                 self.metrics.thread_alive.labels("alias_watcher").set(1)
             self._thread = threading.Thread(target=self._watch, name="slipway-models", daemon=True)
             self._thread.start()
+        start = getattr(self.policy, "start", None)
+        if callable(start):
+            start()
 
     def stop(self) -> None:
-        """Stop the watcher (a load in progress finishes first)."""
+        """Stop the watcher (a load in progress finishes first), and the policy's."""
+        stop = getattr(self.policy, "stop", None)
+        if callable(stop):
+            stop()
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=60)

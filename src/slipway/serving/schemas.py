@@ -50,6 +50,10 @@ class PredictOut(BaseModel):
 
     model: str
     version: int
+    arm: str | None = Field(
+        None, description="In an experiment: the arm that answered (control or treatment)."
+    )
+    experiment: str | None = Field(None, description="In an experiment: its id.")
     predictions: list[PredictionOut]
 
 
@@ -238,3 +242,6 @@ class InvocationsOut(BaseModel):
 
     predictions: list[Any]
     prediction_ids: list[str]
+    version: int | None = Field(None, description="In an experiment: the version that answered.")
+    arm: str | None = Field(None, description="In an experiment: the arm that answered.")
+    experiment: str | None = Field(None, description="In an experiment: its id.")

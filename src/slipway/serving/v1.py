@@ -110,10 +110,11 @@ def router(service: Service) -> APIRouter:
         responses=INVALID,
     )
     async def post_feedback(request: Request) -> Response:
-        """Record true labels for earlier predictions; idempotent per prediction_id."""
+        """Record true labels or business outcomes (``{"prediction_id", "outcome",
+        "value"}``) for earlier predictions; idempotent per prediction_id (and outcome)."""
         value = bodies.parse_json(await request.body(), settings.serve_max_json_depth)
         items = bodies.feedback_request(value, settings.serve_max_rows)
-        result = await service.feedback.record(items)
+        result = await service.feedback.record(items.labels, items.outcomes)
         return json_response(result.to_dict())
 
     return api

@@ -204,10 +204,12 @@ def metadata(s: Served) -> dict[str, Any]:
     }
 
 
-def _route(service: Service, name: str, version: str | None, unit_id: str | None) -> Route:
+def _route(
+    service: Service, name: str, version: str | None, unit_id: str | None, row: Any = None
+) -> Route:
     """The Route of a V2 request: :meth:`Runtime.route`'s choice; a request naming a version
     is answered by that version (the production one), outside any experiment."""
-    route = service.runtime.route(name, unit_id)
+    route = service.runtime.route(name, unit_id, row)
     if version is None or str(route.served.version) == version:
         return route
     route = service.runtime.production_route(name)
@@ -248,10 +250,15 @@ async def _infer(
         params = {}
     unit_id = bodies.unit_id_parameter(params, problems)
     bodies.refuse(problems)
-    route = _route(service, name, version, unit_id)
-    s = route.served
     decoded = tensors.decode_inputs(body.get("inputs"), blob)
-    rows, log_rows = tensors.to_rows(decoded, s.model.contract)
+    # Tensors become rows in the production contract's order; an experiment that reads the unit
+    # from an input field finds it in the first row.
+    contract = service.runtime.get(name).model.contract
+    rows, log_rows = tensors.to_rows(decoded, contract)
+    route = _route(service, name, version, unit_id, log_rows[0] if len(log_rows) else None)
+    s = route.served
+    if s.model.contract is not contract:
+        rows, log_rows = tensors.to_rows(decoded, s.model.contract)
     wanted = tensors.requested_outputs(body.get("outputs"), params, metadata(s)["outputs"])
     unit_ids = None if unit_id is None else [unit_id] * len(rows)
     # Long model calls, and every call to a version with features (enrichment reads the event
@@ -269,9 +276,14 @@ async def _infer(
     response: dict[str, Any] = {"model_name": s.name, "model_version": str(s.version)}
     if request_id is not None:
         response["id"] = request_id
+    parameters: dict[str, Any] = {}
+    if route.arm is not None:
+        parameters.update(arm=route.arm, experiment=route.experiment)
     warnings = [w for out in answer.outputs for w in out.get("warnings", ())]
     if warnings:
-        response["parameters"] = {"warnings": orjson.dumps(warnings).decode()}
+        parameters["warnings"] = orjson.dumps(warnings).decode()
+    if parameters:
+        response["parameters"] = parameters
     json_outputs: list[dict[str, Any]] = []
     blobs: list[bytes] = []
     for name, binary, tensor in outputs:

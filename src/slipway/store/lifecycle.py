@@ -93,20 +93,37 @@ def list_checks(
         query = query.where(check_results.c.version == version)
     with store.read() as conn:
         rows = conn.execute(query).all()
-    return [
-        StoredCheck(
-            int(r.id),
-            r.model_name,
-            int(r.version),
-            r.against_version,
-            r.created_at,
-            r.created_by,
-            bool(r.passed),
-            dict(r.summary),
-            dict(r.result),
-        )
-        for r in rows
-    ]
+    return [_stored(r) for r in rows]
+
+
+def latest_checks(store: Store, model: str) -> list[StoredCheck]:
+    """The newest stored check of each version of a model, newest version first."""
+    newest = (
+        sa.select(sa.func.max(check_results.c.id))
+        .where(check_results.c.model_name == model)
+        .group_by(check_results.c.version)
+    )
+    query = (
+        sa.select(check_results)
+        .where(check_results.c.id.in_(newest.scalar_subquery()))
+        .order_by(check_results.c.version.desc())
+    )
+    with store.read() as conn:
+        return [_stored(r) for r in conn.execute(query).all()]
+
+
+def _stored(r: sa.Row[Any]) -> StoredCheck:
+    return StoredCheck(
+        int(r.id),
+        r.model_name,
+        int(r.version),
+        r.against_version,
+        r.created_at,
+        r.created_by,
+        bool(r.passed),
+        dict(r.summary),
+        dict(r.result),
+    )
 
 
 def passing_check(conn: sa.Connection, model: str, version: int) -> int | None:

@@ -71,12 +71,33 @@ class Entry:
     unit_ids: Sequence[str | None] | None = None
     variant: str | None = None  # the experiment arm that answered (Route.arm)
     experiment: str | None = None
+    shadow: ShadowSlot | None = None  # a shadow version's answers, filled off the request
     # Computed features (models with features): name -> one value per prediction, kept in
     # the log's inputs beside the raw fields.
     features: Mapping[str, Sequence[Any]] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
+
+
+class ShadowSlot:
+    """Where one request's shadow answers land: one output per row, or None if not scored.
+
+    Serving's shadow scorer fills it; the log writes the entry's rows with the answers (see
+    :meth:`LogTable.with_shadow`) once it is filled, or without them when it comes too late.
+    """
+
+    __slots__ = ("done", "outputs", "version")
+
+    def __init__(self, version: int) -> None:
+        self.version = version
+        self.outputs: list[dict[str, Any]] | None = None
+        self.done = False
+
+    def fill(self, outputs: list[dict[str, Any]] | None) -> None:
+        """Set the answers (None: the shadow work was dropped)."""
+        self.outputs = outputs
+        self.done = True
 
 
 @dataclass
@@ -116,6 +137,7 @@ class LogTable:
         model, version, latency = entry.model, entry.version, entry.latency_ms
         variant, experiment = entry.variant, entry.experiment
         features = entry.features
+        shadow = None if entry.shadow is None else entry.shadow.version
         out = []
         for i, pid in enumerate(entry.ids):
             r = entry.rows[i]
@@ -138,11 +160,15 @@ class LogTable:
                     to_json(inputs),
                     to_json(outputs[i]),
                     latency,
-                    None,
+                    shadow,
                     None,
                 )
             )
         return out
+
+    def with_shadow(self, rows: list[Row], outputs: list[Any]) -> list[Row]:
+        """``rows`` with the shadow version's answers (one per row) as ``shadow_outputs``."""
+        return [(*row[:-1], to_json(out)) for row, out in zip(rows, outputs, strict=True)]
 
     def write(self, store: Store, rows: list[Row], failures: Sequence[Failure] = ()) -> None:
         """Store prediction ``rows`` and refused requests in one transaction."""

@@ -272,6 +272,60 @@ monitoring_runs = sa.Table(
     sa.Index(None, "model_name", "created_at"),
 )
 
+# --- experiments --------------------------------------------------------------------------
+
+# One row per A/B test or shadow deployment of a model. `config` holds the analysis settings
+# fixed at start (alpha, power, min_effect, tuning_n, min_outcomes, guardrails); `phases` is
+# [{"split", "started_at"}, ...], a new phase per split change (the analysis reads the last).
+# `decision` is how it ended: promoted, abandoned or guardrail; `report` the report at stop.
+# At most one experiment per model is running: the partial unique index says so to both
+# databases, so two concurrent starts cannot both succeed.
+experiments = sa.Table(
+    "experiments",
+    metadata,
+    sa.Column("id", sa.String(250), primary_key=True),
+    sa.Column("model_name", sa.String(200), nullable=False),
+    sa.Column("mode", sa.String(10), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("control_version", sa.Integer(), nullable=False),
+    sa.Column("candidate_version", sa.Integer(), nullable=False),
+    sa.Column("split", sa.Float(), nullable=False),
+    sa.Column("metric", sa.String(50), nullable=False),
+    sa.Column("outcome", sa.String(100), nullable=True),
+    sa.Column("unit_field", sa.String(200), nullable=True),
+    sa.Column("salt", sa.String(64), nullable=False),
+    sa.Column("config", JSON, nullable=False),
+    sa.Column("phases", JSON, nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("started_by", sa.String(200), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("stopped_at", UTCDateTime(), nullable=True),
+    sa.Column("stopped_by", sa.String(200), nullable=True),
+    sa.Column("decision", sa.String(20), nullable=True),
+    sa.Column("stop_reason", sa.Text(), nullable=True),
+    sa.Column("report", JSON, nullable=True),
+    sa.Index(None, "model_name", "started_at"),
+    sa.Index(
+        "uq_experiments_running_model",
+        "model_name",
+        unique=True,
+        sqlite_where=sa.text("status = 'running'"),
+        postgresql_where=sa.text("status = 'running'"),
+    ),
+)
+
+# Business outcomes of served predictions ({"prediction_id", "outcome": "converted",
+# "value": 1.0} items of /v1/feedback): one value per outcome name per prediction, the first
+# one sent wins (as for labels), so a retried request never counts twice.
+outcomes = sa.Table(
+    "outcomes",
+    metadata,
+    sa.Column("prediction_id", sa.String(36), primary_key=True),
+    sa.Column("outcome", sa.String(100), primary_key=True),
+    sa.Column("value", sa.Float(), nullable=False),
+    sa.Column("received_at", UTCDateTime(), nullable=False),
+)
+
 # --- lifecycle ----------------------------------------------------------------------------
 
 # One row per `slipway check` run: the candidate version, the version it was compared with

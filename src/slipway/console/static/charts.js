@@ -57,6 +57,11 @@ function linesOptions(spec, width) {
   const bands = [];
   spec.series.forEach((s, k) => {
     const color = s.color || PALETTE[k % PALETTE.length];
+    if (s.points) {
+      // Markers only (e.g. realized outside the estimate's band): no line between them.
+      series.push({ label: s.label, stroke: color, width: 2, paths: () => null, points: { show: true, space: 0, size: 11, fill: color + "66" } });
+      return;
+    }
     // Points always drawn: a value between two gaps would otherwise not show at all.
     series.push({ label: s.label, stroke: color, width: 2, spanGaps: false, points: { show: true, size: 5, fill: color } });
     if (s.low && s.high) {

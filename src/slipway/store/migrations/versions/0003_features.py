@@ -1,7 +1,7 @@
 """Features: event sources and their events.
 
 Revision ID: 0003_features
-Revises: 0015_usability_b (chained after the head of main when it was merged)
+Revises: 0002_experiments (chained after the head of main when it was merged)
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ def _bytewise(length: int) -> sa.types.TypeEngine[str]:
 
 
 revision = "0003_features"
-down_revision = "0015_usability_b"
+down_revision = "0002_experiments"
 branch_labels = None
 depends_on = None
 
