@@ -301,6 +301,15 @@ def test_quickstart_trains_on_features_serves_raw_requests_and_audits_skew(
     registered = registry.get("fraud@production").metrics["accuracy"]
     assert performance["metrics"]["accuracy"]["registered"] == registered
     assert (tmp_path / "qs" / "monitoring.html").read_text().startswith("<!DOCTYPE html>")
+    # the experiment step: a shadow deployment and an A/B test of a second decision rule on
+    # fraud's pipeline (as fraud-direct, which takes the computed features), both stopped
+    from slipway.experiments.desk import ExperimentDesk
+
+    tried = ExperimentDesk(registry).experiments("fraud-direct")
+    assert sorted(e.mode for e in tried) == ["ab", "shadow"]
+    assert not any(e.running for e in tried)
+    assert registry.get("fraud-direct@production").version == 1
+    assert "both experiments are stopped (abandoned)" in result.out
     # the lifecycle step: estimated accuracy falls before outcomes arrive; the retrained
     # candidate passes the gate, goes into a shadow experiment, and production stays where it was
     assert "estimated accuracy of the latest 5 days (no outcome yet)" in result.out

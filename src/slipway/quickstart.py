@@ -15,7 +15,9 @@
 6. :func:`monitor_demo` checks the served traffic (drift, performance, skew);
 7. :func:`planted_skew` redefines a feature after training: the guard refuses to load it,
    a server told to serve anyway is caught by the audit; the definitions are restored;
-8. :func:`lifecycle_step` runs the lifecycle loop on a loan model of its own
+8. :func:`experiment_step` tries a second decision rule in shadow, then in an A/B test
+   (:mod:`slipway.experiments.demo`), and stops both;
+9. :func:`lifecycle_step` runs the lifecycle loop on a loan model of its own
    (:mod:`slipway.lifecycle.demo`): late outcomes, drift, an estimated drop, a gated retrain.
 
 Later capabilities append their own step functions to :data:`STEPS`.
@@ -42,6 +44,7 @@ from slipway.registry import Registry
 
 if TYPE_CHECKING:
     from slipway.batch import BatchRun
+    from slipway.experiments.demo import DemoResult
     from slipway.features.audit import AuditReport
     from slipway.lifecycle.demo import LifecycleDemo
     from slipway.monitoring import DriftReport
@@ -177,6 +180,7 @@ class Quickstart:
     batch: tuple[BatchRun, Any] | None = None
     report: DriftReport | None = None
     skew: dict[str, Any] = field(default_factory=dict)
+    experiments: DemoResult | None = None
     lifecycle: LifecycleDemo | None = None
 
 
@@ -422,6 +426,14 @@ def planted_skew(qs: Quickstart, n: int = 200) -> None:
         features_module(qs.workdir)  # the definitions the model was trained with, back
 
 
+def experiment_step(qs: Quickstart) -> None:
+    """A second fraud model (production's pipeline with a 0.3 threshold) in shadow, then in an
+    A/B test on simulated traffic and revenue; both stopped, production unchanged."""
+    from slipway.experiments import demo
+
+    qs.experiments = demo.run(qs.registry, qs.workdir, on_step=lambda s: qs.say(f"   {s}"))
+
+
 def lifecycle_step(qs: Quickstart) -> None:
     """The lifecycle loop on a loan model of its own: outcomes 14 days late, a drift after day
     40 seen by the estimated accuracy, a retrain triggered by the alert, the gate, production
@@ -439,6 +451,7 @@ STEPS: list[Callable[[Quickstart], None]] = [
     batch_demo,
     monitor_demo,
     planted_skew,
+    experiment_step,
     lifecycle_step,
 ]
 

@@ -156,6 +156,21 @@ def _show_skew(qs: quickstart.Quickstart) -> None:
     console.print(f"   {qs.workdir}/features.py is restored", soft_wrap=True)
 
 
+def _show_experiments(qs: quickstart.Quickstart) -> None:
+    from slipway.experiments.render import render_terminal as render_experiment
+
+    tried = qs.experiments
+    assert tried is not None
+    console.print(render_experiment(tried.shadow.to_dict()))
+    console.print(render_experiment(tried.ab.to_dict()))
+    console.print(
+        "   both experiments are stopped (abandoned): production is unchanged. With real "
+        f"traffic, `slipway experiment stop {tried.candidate.name} --promote` moves production "
+        "to the candidate.",
+        soft_wrap=True,
+    )
+
+
 def _show_lifecycle(qs: quickstart.Quickstart) -> None:
     demo = qs.lifecycle
     assert demo is not None
@@ -208,6 +223,11 @@ STEP_TEXT: dict[Callable[..., None], tuple[str, Callable[[Any], None] | None]] =
     quickstart.planted_skew: (
         "planting a skew: avg_amount_7d redefined with a 3-day window after training",
         _show_skew,
+    ),
+    quickstart.experiment_step: (
+        "trying a second model: a shadow deployment, then an A/B test, on simulated traffic "
+        "and outcomes",
+        _show_experiments,
     ),
     quickstart.lifecycle_step: (
         "the lifecycle: a loan model whose outcomes arrive 14 days late, drifting after day 40",
