@@ -3,11 +3,12 @@
 The convention (see docs/design.md, "Docs that run"):
 
 - Blocks run in file order, each against its own copy of one fixture home, where
-  ``slipway quickstart``'s model ``fraud`` is trained (smaller), registered three times and
-  promoted, its lifecycle step's ``loans`` is served and retrained, and of a working
-  directory holding ``fraud.toml``, ``transactions.csv``, ``transactions.parquet`` (keyed by
-  ``txn_id``), ``data/`` (CSV parts) and ``big/``; the database also has a ``transactions``
-  table for ``--query``.
+  ``slipway quickstart``'s model ``fraud`` is trained (smaller; the quickstart's job made flat by
+  ``quickstart.prepare``), registered three times and promoted, and the quickstart's lifecycle
+  step has run (model ``loans``: production, a retrained candidate, served traffic with late
+  labels; ``quickstart/loans.toml``), and of a working directory holding
+  ``fraud.toml``, ``transactions.csv``, ``transactions.parquet`` (keyed by ``txn_id``), ``data/``
+  (CSV parts) and ``big/``; the database also has a ``transactions`` table for ``--query``.
 - ``sh`` blocks run in bash with the venv's ``slipway`` first on PATH and ``SLIPWAY_HOME`` set;
   every command (a line, with its ``\\`` continuations) must exit 0, or a code listed in the info
   string: ```` ```sh exit=0,1,2 ```` (``slipway monitor``'s OK / WARN / ALERT).

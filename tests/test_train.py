@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 
 import numpy as np
 import pandas as pd
@@ -196,48 +197,65 @@ def test_cli_train_prints_the_model_card_or_one_error_per_problem(capsys, env, t
     assert "data.target: column 'nope'" in result.err and "Traceback" not in result.err
 
 
-def test_transactions_have_a_learnable_signal():
-    """The generated data set is seeded, realistic in shape, and fraud is predictable."""
+def test_quickstart_history_is_deterministic_and_learnable_from_point_in_time_features():
+    """The seeded history repeats exactly; card features computed point in time predict fraud."""
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.metrics import roc_auc_score
 
-    a, b = quickstart.make_transactions(6000, seed=1), quickstart.make_transactions(6000, seed=1)
+    import slipway.features as sf
+
+    a, b = quickstart.make_history(6000, seed=1), quickstart.make_history(6000, seed=1)
     pd.testing.assert_frame_equal(a, b)
-    assert set(quickstart.FEATURES) <= set(a.columns)
-    assert 0.01 < a.is_fraud.mean() < 0.08
-    X = a[quickstart.FEATURES].assign(
-        merchant_category=lambda d: d.merchant_category.astype("category").cat.codes,
-        country=lambda d: d.country.astype("category").cat.codes,
+    assert a.ts.is_monotonic_increasing and 0.015 < a.is_fraud.mean() < 0.05
+    source = sf.EventSource(a, entity="card_id", timestamp="ts", name="transactions")
+    avg = sf.Aggregate("avg_7d", source, "mean", column="amount", window="7d", fillna=0.0)
+    frame = sf.training_frame(a, [avg], at="ts")
+    X = pd.DataFrame(
+        {
+            "ratio": np.where(frame.avg_7d > 0, frame.amount / frame.avg_7d, 0.0),
+            "hour": frame.ts.dt.hour,
+            "merchant": frame.merchant_category.astype("category").cat.codes,
+        }
     )
     model = HistGradientBoostingClassifier(random_state=0).fit(X[:4000], a.is_fraud[:4000])
-    assert roc_auc_score(a.is_fraud[4000:], model.predict_proba(X[4000:])[:, 1]) > 0.75
+    assert roc_auc_score(a.is_fraud[4000:], model.predict_proba(X[4000:])[:, 1]) > 0.8
 
 
-def test_quickstart_trains_registers_promotes_and_prints_the_card(capsys, env, tmp_path):
-    """`slipway quickstart` ends with a production model and its model card."""
-    result = run_cli(capsys, "quickstart", "--workdir", str(tmp_path / "qs"), "--rows", "3000")
+def test_quickstart_trains_on_features_serves_raw_requests_and_audits_skew(
+    capsys, env, tmp_path, monkeypatch
+):
+    """`slipway quickstart`: features, a production model, raw requests, a clean audit, a
+    planted skew refused by the guard and caught by the audit, batch, monitoring, lifecycle."""
+    # The skew guard adds the recorded features.py directory to sys.path; a quickstart of an
+    # earlier test (another --workdir, its features.py restored) must not be found first.
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    result = run_cli(capsys, "quickstart", "--workdir", str(tmp_path / "qs"), "--rows", "8000")
     assert result.code == 0, result.err
-    assert "Model card: fraud" in result.out and "roc_auc" in result.out
-    assert (tmp_path / "qs" / "fraud.toml").exists()
-    # then it serves the model: predictions, feedback (twice: idempotent), a flushed log
-    assert "/v1/models/fraud/predict -> version 1" in result.out
+    out = result.out
+    assert "Model card: fraud" in out and "roc_auc" in out
+    assert "registered fraud:1 with features txn_count_30d, avg_amount_7d" in out
+    assert "/v1/models/fraud/predict -> version 1" in out
     assert (
         '{"accepted": 3, "duplicates": 0, "unknown": [], "normalized": 0, "unmatched": [], '
-        '"unknown_units": []}' in result.out
+        '"unknown_units": []}' in out
     )
     assert (
         '{"accepted": 0, "duplicates": 3, "unknown": [], "normalized": 0, "unmatched": [], '
-        '"unknown_units": []}' in result.out
+        '"unknown_units": []}' in out
     )
-    assert "3 of 3 predictions are in the prediction log" in result.out
-    assert "curl -s -H" in result.out
+    assert "3 of 3 predictions are in the prediction log" in out
+    assert "no skew" in out and "SKEW: 2 feature(s) differ" in out
+    assert "avg_amount_7d (window '7d' -> '3d')" in out and "(exit 2)" in out
+    assert "curl -s -H" in out
+    assert 'window="7d"' in (tmp_path / "qs" / "features.py").read_text()
     from slipway.monitoring import latest_report
     from slipway.registry import Registry
-    from slipway.store.schema import batch_predictions, feedback, predictions
+    from slipway.store.schema import batch_predictions, feature_events, feedback, predictions
 
     registry = Registry(env)
-    assert registry.get("fraud@production").version == 1
-    # more traffic with labels, a batch run into the database, a monitoring report
+    mv = registry.get("fraud@production")
+    assert mv.version == 1 and mv.request_contract.names[-2:] == ["card_id", "ts"]
+    # more traffic with labels, a batch run into the database, events, a monitoring report
     fraud = predictions.c.model_name == "fraud"
     with registry.store.read() as conn:
         count = {
@@ -250,30 +268,24 @@ def test_quickstart_trains_registers_promotes_and_prints_the_card(capsys, env, t
             ).scalar_one()
             for t in (predictions, feedback, batch_predictions)
         }
-        served = conn.execute(
-            sa.select(sa.func.count()).where(predictions.c.experiment.is_(None))
-        ).scalar_one()
-    # 1,003 served, plus the experiment step's probes sent until the server picked it up
-    assert 1003 <= served < 1103 and count["batch_predictions"] == 3000
-    # the experiment step: 2,000 shadowed rows with labels, 3,000 A/B requests with outcomes
-    assert count["feedback"] == 1003 + 2000 and count["predictions"] > 1003 + 5000
-    assert "7. trying a second model" in result.out and "fraud-2" in result.out
-    from slipway.experiments import ExperimentDesk
-
-    tried = ExperimentDesk(registry).experiments("fraud")
-    assert [(e.id, e.mode, e.status) for e in tried] == [
-        ("fraud-2", "ab", "stopped"),
-        ("fraud-1", "shadow", "stopped"),
-    ]
-    assert "3,000 rows scored, 0 rejected" in result.out
+        events = sa.select(sa.func.count()).select_from(feature_events)
+        count["feature_events"] = conn.execute(events).scalar_one()
+    past, live = quickstart.split(quickstart.make_history(8000))
+    assert count == {
+        "predictions": 1203,
+        "feedback": 1203,
+        "batch_predictions": len(live),
+        "feature_events": len(past) + 1203,
+    }
+    assert f"{len(live):,} rows scored, 0 rejected" in out
     report = latest_report(registry, "fraud")
-    # The seeded traffic comes from the validation period: nothing drifts, nothing degrades.
+    # The traffic is the days after training: nothing drifts, nothing degrades.
     assert report is not None and (report["status"], report["reasons"]) == ("OK", [])
+    assert report["skew"]["rows"] == 1000 and report["skew"]["mismatches"] == 0  # a sample
+    assert "Feature skew audit: 1,000 predictions recomputed offline" in out
     (window,) = report["windows"]
     assert window["rows"] == 1003
-    assert {f["name"]: f["status"] for f in window["features"]} == dict.fromkeys(
-        quickstart.FEATURES, "ok"
-    )
+    assert {f["status"] for f in window["features"]} == {"ok"}
     (performance,) = window["performance"]
     assert (performance["labeled"], performance["status"]) == (1003, "ok")
     with registry.store.read() as conn:
@@ -281,16 +293,29 @@ def test_quickstart_trains_registers_promotes_and_prints_the_card(capsys, env, t
             sa.select(predictions.c.outputs, feedback.c.label)
             .join(feedback, feedback.c.prediction_id == predictions.c.prediction_id)
             .where(fraud)
+            .order_by(predictions.c.created_at, predictions.c.prediction_id)
         ).all()
-    accuracy = np.mean([out["label"] == label for out, label in joined])
+    monitored = joined[:1003]  # the 200 of the planted skew came after the monitoring run
+    accuracy = np.mean([out["label"] == label for out, label in monitored])
     assert performance["metrics"]["accuracy"]["value"] == pytest.approx(accuracy, rel=1e-12)
     registered = registry.get("fraud@production").metrics["accuracy"]
     assert performance["metrics"]["accuracy"]["registered"] == registered
     assert (tmp_path / "qs" / "monitoring.html").read_text().startswith("<!DOCTYPE html>")
+    # the experiment step: a shadow deployment and an A/B test of a second decision rule on
+    # fraud's pipeline (as fraud-direct, which takes the computed features), both stopped
+    from slipway.experiments.desk import ExperimentDesk
+
+    tried = ExperimentDesk(registry).experiments("fraud-direct")
+    assert sorted(e.mode for e in tried) == ["ab", "shadow"]
+    assert not any(e.running for e in tried)
+    assert registry.get("fraud-direct@production").version == 1
+    assert "both experiments are stopped (abandoned)" in result.out
     # the lifecycle step: estimated accuracy falls before outcomes arrive; the retrained
-    # candidate passes the gate and production stays where it was
+    # candidate passes the gate, goes into a shadow experiment, and production stays where it was
     assert "estimated accuracy of the latest 5 days (no outcome yet)" in result.out
-    assert "passed" in result.out and registry.get("loans@production").version == 1
+    assert "PASS loans:2 against loans:1" in result.out
+    assert "shadow: loans:2 is in shadow beside production" in result.out
+    assert registry.get("loans@production").version == 1
     registry.store.dispose()
 
 
@@ -446,19 +471,3 @@ def test_the_data_window_is_checked_with_everything_else(tmp_path, data):
     trained = fit(path, since=timedelta(days=4), now=now)
     assert trained.data["rows_read"] == 400 and trained.data["rows"] == 96
     assert len(trained.X_train) + len(trained.X_val) == 96
-
-
-def test_quickstart_explains_its_day_of_week_drift(tmp_path):
-    """The served days are not whole weeks: the note names them, and the weekday it calls
-    over-represented really is, against the training period."""
-    quickstart.prepare(tmp_path, rows=3_000)
-    note = quickstart.weekday_note(tmp_path, traffic=500)
-    assert note.startswith("Why day_of_week drifts: the served transactions come from 2026-10-")
-    assert "(12 days, not a whole number of weeks)" in note and "--window 7d" in note
-    data = pd.read_csv(tmp_path / "transactions.csv")
-    served = quickstart.recent(tmp_path, 500).day_of_week.value_counts(normalize=True)
-    trained = data.iloc[: int(len(data) * 0.8)].day_of_week.value_counts(normalize=True)
-    high = quickstart._DAYS.index(
-        note.split("so weekdays are not equally represented: ")[1].split()[0]
-    )
-    assert served[high] - trained[high] == (served - trained).max()

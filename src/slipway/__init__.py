@@ -29,6 +29,9 @@ from slipway.exceptions import (
     ContractViolation,
     ExperimentConflict,
     ExperimentNotFound,
+    FeatureDefinitionError,
+    FeatureSkew,
+    FeaturesUnavailable,
     IncompatibleEnvironment,
     InvalidModel,
     InvalidReference,
@@ -72,6 +75,9 @@ def register(
     alias: str | None = None,
     seed: int = 0,
     onnx: bool = True,
+    features: _Sequence[_Any] | None = None,
+    at: str | None = None,
+    record_events: bool | str = False,
     trusted: _Sequence[str] = (),
 ) -> ModelVersion:
     """Save a fitted pipeline as the next version of ``name`` and return that version.
@@ -122,6 +128,17 @@ def register(
     onnx
         Try converting the pipeline to ONNX for faster serving (kept only when it matches
         scikit-learn on the reference sample).
+    features
+        Feature sets and row features of :mod:`slipway.features` the pipeline was trained on
+        (``training_frame``'s output as ``X_train``): the definitions and their code hash are
+        recorded, and loading the version computes them for every input, which then carries
+        raw fields, entity keys and the time. See docs/features.md.
+    at
+        The request's time field of a version with features (default: the sources' time
+        column).
+    record_events
+        Record served requests as events of their source (``True`` for the only source, or
+        its name).
     trusted
         With ``format="skops"``: the types beyond skops' defaults that the artifact may load,
         by name (also read from ``SLIPWAY_TRUSTED_TYPES``), e.g.
@@ -154,6 +171,9 @@ def register(
         alias=alias,
         seed=seed,
         onnx=onnx,
+        features=features,
+        at=at,
+        record_events=record_events,
         trusted=trusted,
     )
 
@@ -308,6 +328,9 @@ __all__ = [
     "DriftReport",
     "ExperimentConflict",
     "ExperimentNotFound",
+    "FeatureDefinitionError",
+    "FeatureSkew",
+    "FeaturesUnavailable",
     "Format",
     "IncompatibleEnvironment",
     "InvalidModel",

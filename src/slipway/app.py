@@ -5,7 +5,8 @@ capabilities plug in here, above all of them, and only here:
 
 - routes: each capability that answers HTTP exposes a router factory
   (``(service) -> APIRouter``; batch's and monitoring's in their ``http.py``, the console's
-  ``console.router``), listed by :func:`routers_for`;
+  ``console.router``, and ``POST /v1/events`` of the features in ``serving/events.py``), listed
+  by :func:`routers_for`;
 - behaviour: policies behind serving's one-method Protocols, e.g. the routing policy that picks
   the version answering each request (``routing=``; :class:`~slipway.serving.Production` by
   default).
@@ -28,6 +29,7 @@ from slipway.config import Settings
 from slipway.experiments import http as experiments_http
 from slipway.experiments.policy import ExperimentRouting
 from slipway.monitoring import http as monitoring_http
+from slipway.serving import events
 from slipway.serving.accesslog import lean_log_records
 from slipway.serving.service import RouterFactory
 
@@ -36,6 +38,7 @@ ROUTERS: tuple[RouterFactory, ...] = (
     batch_http.router,
     monitoring_http.router,
     experiments_http.router,
+    events.router,
 )
 
 

@@ -67,6 +67,12 @@ class Settings(BaseSettings):
         "refuse.",
     )
 
+    feature_skew: Literal["refuse", "warn"] = Field(
+        "refuse",
+        description="Loading a version whose importable feature code differs from the code "
+        "it was registered with: refuse, or serve it with a warning.",
+    )
+
     # -- `slipway serve` -------------------------------------------------------------------
     serve_models: Annotated[tuple[str, ...], NoDecode] = Field(
         (),

@@ -19,6 +19,8 @@ Each leaf also inherits the builtin a caller would naturally catch, so
     ├── BatchInputError (ValueError)          a batch input cannot be read or keyed
     ├── RunConflict (ValueError)              a batch run id cannot be resumed as asked
     ├── BatchFailed (RuntimeError)            a batch run stopped; resume it with its run id
+    ├── FeatureDefinitionError (ValueError)   a feature definition or its input is wrong
+    ├── FeatureSkew (RuntimeError)            importable feature code differs from registered
     ├── CannotCheck (ValueError)              `slipway check` has no usable holdout or target
     ├── ArtifactError
     │   ├── ArtifactMissing (FileNotFoundError)
@@ -37,6 +39,7 @@ Each leaf also inherits the builtin a caller would naturally catch, so
     ├── Unavailable (RuntimeError)            try again after ``retry_after`` seconds
     │   ├── RateLimited                       the key used up its request budget (429)
     │   ├── Overloaded                        too many requests in flight (503)
+    │   ├── FeaturesUnavailable               the event store cannot be read (503)
     │   └── ModelNotReady                     the model's production version failed to load (503)
     ├── ReloadFailed (RuntimeError)           a new version failed to load; the old one serves
     └── DeliveryFailed (RuntimeError)         an alert sink could not deliver (no secrets shown)
@@ -138,6 +141,21 @@ class BatchFailed(SlipwayError, RuntimeError):
 
     def __init__(self, run_id: str, message: str) -> None:
         self.run_id = run_id
+        super().__init__(message)
+
+
+class FeatureDefinitionError(SlipwayError, ValueError):
+    """A feature definition is invalid, or data does not fit it (unknown input, wrong type)."""
+
+
+class FeatureSkew(SlipwayError, RuntimeError):
+    """The feature code importable now differs from the code recorded with the version.
+
+    ``changed`` names the features whose definitions differ.
+    """
+
+    def __init__(self, message: str, changed: Sequence[str] = ()) -> None:
+        self.changed = list(changed)
         super().__init__(message)
 
 
@@ -268,6 +286,10 @@ class RateLimited(Unavailable):
 
 class Overloaded(Unavailable):
     """Too many requests are in flight in this worker; excess load is shed, not queued."""
+
+
+class FeaturesUnavailable(Unavailable):
+    """The events behind a model's features cannot be read right now (the store is down)."""
 
 
 class ModelNotReady(Unavailable):

@@ -10,8 +10,9 @@ highest probabilities tie are re-asked with ``predict``, so labels always equal
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
@@ -26,6 +27,31 @@ if TYPE_CHECKING:
 # Outputs as columns (batch outputs, reference predictions, monitoring): "label" and one
 # "proba:<class>" per class, or "value"; see Predictions.proba_column.
 PROBA_PREFIX = "proba:"
+
+
+class Enricher(Protocol):
+    """The one enrichment step between validation and the pipeline (``slipway.features``).
+
+    ``contract`` is what requests carry (raw fields, entity keys, time); :meth:`enrich` turns
+    rows validated against it into the pipeline's input, computing ``names``. The Python API,
+    batch scoring and every serving protocol reach it through :meth:`Model.infer`.
+    """
+
+    contract: Contract
+    names: Sequence[str]
+
+    def enrich(self, checked: Validated) -> Enriched:
+        """The pipeline's input for validated request rows (rows with errors get defaults)."""
+        ...
+
+
+@dataclass
+class Enriched:
+    """What enrichment made of validated request rows: the pipeline's input and the computed
+    feature values (one array per feature, every row)."""
+
+    checked: Validated
+    features: dict[str, np.ndarray]
 
 
 @dataclass
@@ -46,6 +72,8 @@ class Predictions:
     values: np.ndarray | None = None
     warnings: list[Problem] = field(default_factory=list)
     rejected: dict[int, list[Problem]] = field(default_factory=dict)
+    # Computed feature values of the scored rows (models with features; else empty).
+    features: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -84,14 +112,24 @@ class Model:
     input against the version's contract. ``engine`` computes the outputs: scikit-learn by
     default; with the ONNX backend (accepted at registration, loaded with
     ``Registry.load(ref, backend="auto")``) probabilities come from ONNX Runtime within 1e-5 of
-    scikit-learn's, and labels stay identical.
+    scikit-learn's, and labels stay identical. A version registered with features has an
+    ``enricher``: input then carries raw fields, entity keys and a time (``contract``), and the
+    features are computed before the engine sees the rows.
     """
 
-    def __init__(self, pipeline: Any, version: ModelVersion, engine: Backend | None = None) -> None:
+    def __init__(
+        self,
+        pipeline: Any,
+        version: ModelVersion,
+        engine: Backend | None = None,
+        enricher: Enricher | None = None,
+    ) -> None:
         self.pipeline = pipeline
         self.version = version
         self.engine: Backend = engine or SklearnBackend.of(pipeline, version)
-        self.contract: Contract = version.contract
+        self.enricher = enricher
+        # What input must carry; the pipeline's own input is version.contract.
+        self.contract: Contract = version.contract if enricher is None else enricher.contract
         self.task: str = version.task
         self.classes = list(getattr(pipeline, "classes_", [])) or None
         self._has_proba = self.task == "classification" and hasattr(pipeline, "predict_proba")
@@ -158,6 +196,10 @@ class Model:
             warnings=list(checked.warnings),
             rejected=rejected,
         )
+        if self.enricher is not None and len(rows):
+            enriched = self.enricher.enrich(checked)
+            checked = enriched.checked
+            out.features = {k: v[rows] for k, v in enriched.features.items()}
         if len(rows) == 0:
             return self._empty(out)
         result = self.engine.outputs(checked, subset)

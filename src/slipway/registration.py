@@ -9,7 +9,7 @@ model for regressors; see ``slipway.estimation``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,11 +60,16 @@ def describe(
     sample_size: int = 10_000,
     seed: int = 0,
     onnx: bool = True,
+    features: Sequence[Any] | None = None,
+    at: str | None = None,
+    record_events: bool | str = False,
 ) -> Description:
     """Learn the contract and profile, score the validation data, record provenance.
 
     The contract lets through what the fitted pipeline handles (:mod:`slipway.tolerance`)
     unless ``nullable``, ``unseen`` or ``ranges`` say otherwise.
+    With ``features`` the pipeline's input is X_train's columns the pipeline was fitted on;
+    the request contract (raw fields, entity keys, time) is recorded with the definitions.
     """
     task = _task_of(pipeline)
     _check_lengths(X_train, y_train, "X_train", "y_train")
@@ -72,6 +77,25 @@ def describe(
         raise InvalidModel("Give both X_val and y_val, or neither.")
     if X_val is not None:
         _check_lengths(X_val, y_val, "X_val", "y_val")
+    feature_meta = None
+    if features is not None:
+        from slipway.features.versions import describe as describe_features
+
+        options = {
+            "unseen": unseen,
+            "band": band,
+            "abs_limit": abs_limit,
+            "bounds": bounds,
+            "nullable": nullable,
+            "ranges": ranges,
+        }
+        inputs, feature_meta = describe_features(
+            features, pipeline, X_train, at=at, record_events=record_events,
+            contract_options=options,
+        )  # fmt: skip
+        X_train = X_train[inputs]
+        if X_val is not None and hasattr(X_val, "columns"):
+            X_val = X_val[inputs]
 
     names = _input_names(X_train)
     try:
@@ -103,6 +127,8 @@ def describe(
         "git": git_commit(),
         "env": library_versions(),
     }
+    if feature_meta is not None:
+        meta["features"] = feature_meta
     check_x = X_val if X_val is not None else _model_input(sample, contract)
     if task == "classification":
         meta["label_from_proba"] = labels_match(pipeline, check_x)

@@ -25,6 +25,7 @@ from slipway.exceptions import (
     ConfigError,
     IncompatibleEnvironment,
     InvalidModel,
+    RegistryConflict,
     SlipwayError,
     UntrustedArtifact,
     VersionMismatchWarning,
@@ -94,6 +95,9 @@ class Registry:
         alias: str | None = None,
         seed: int = 0,
         onnx: bool = True,
+        features: Sequence[Any] | None = None,
+        at: str | None = None,
+        record_events: bool | str = False,
         trusted: Sequence[str] = (),
     ) -> ModelVersion:
         """Save a fitted pipeline as the next version of ``name`` and return that version.
@@ -114,6 +118,12 @@ class Registry:
         A pipeline that refers to code outside the installed packages (a function in
         ``__main__`` or in a local module) is refused unless it loads in a fresh Python
         process of this environment, as ``slipway serve`` would load it.
+
+        ``features`` (feature sets and row features of :mod:`slipway.features`) records the
+        definitions and their code hash: loading the version then computes them for every
+        input, which carries raw fields, entity keys and the time field ``at`` (default: the
+        sources' time column). ``record_events`` makes served requests events of their source
+        (``True`` for the only source, or its name).
 
         With ``format="skops"``, every type the artifact needs beyond skops' own defaults must
         be trusted here, by name, in ``trusted`` (or ``SLIPWAY_TRUSTED_TYPES``); otherwise
@@ -153,9 +163,14 @@ class Registry:
                 sample_size=self.settings.profile_sample_rows,
                 seed=seed,
                 onnx=onnx,
+                features=features,
+                at=at,
+                record_events=record_events,
             )
             check.raise_for_failure()
         meta = desc.meta
+        if "features" in meta:
+            self._save_sources(meta["features"]["definitions"]["sources"])
         meta["modules"] = code.modules
         meta["local_modules"] = portability.local_roots(code)
         if format == "skops":
@@ -220,15 +235,31 @@ class Registry:
         """All models with their version counts and aliases, by name."""
         return [ModelSummary(**record) for record in tables.summaries(self.store)]
 
-    def load(self, ref: str, *, backend: Literal["sklearn", "auto"] = "sklearn") -> Model:
+    def load(
+        self,
+        ref: str,
+        *,
+        backend: Literal["sklearn", "auto"] = "sklearn",
+        record_events: bool = False,
+    ) -> Model:
         """Verify a version's artifact against its recorded sha256, then deserialize it.
 
         ``backend="auto"`` also loads the version's ONNX graph when one was accepted at
         registration and onnxruntime is installed (the service does); the default answers with
-        scikit-learn alone, so results are bit-identical to the pipeline's.
+        scikit-learn alone, so results are bit-identical to the pipeline's. A version with
+        features gets its enrichment step; its feature code is checked against the recorded
+        hash first (FeatureSkew, or a warning with ``SLIPWAY_FEATURE_SKEW=warn``).
+        ``record_events`` (the service) records requests as events when the version asks.
         """
         mv = self.get(ref)
         self._check_env(mv)
+        enricher = None
+        if "features" in mv.meta:
+            from slipway.features.versions import enricher as make_enricher
+
+            enricher = make_enricher(
+                mv, self.store, skew=self.settings.feature_skew, record=record_events
+            )
         data = self._read(mv, mv.sha256)  # raises before any deserialization
         portability.check_importable(
             mv.ref, mv.meta.get("modules", []), mv.meta.get("local_modules", {})
@@ -250,8 +281,8 @@ class Registry:
         if backend == "auto" and graph and backends.runtime_available():
             session = backends.OnnxSession(self._read(mv, graph), mv.contract)
             engine = backends.OnnxBackend(session, backends.SklearnBackend.of(pipeline, mv))
-            return Model(pipeline, mv, engine)
-        return Model(pipeline, mv)
+            return Model(pipeline, mv, engine, enricher)
+        return Model(pipeline, mv, enricher=enricher)
 
     def profile(self, mv: ModelVersion) -> dict[str, Any]:
         """The reference profile stored with a version."""
@@ -438,6 +469,18 @@ class Registry:
         return checks
 
     # -- internals -------------------------------------------------------------------------
+
+    def _save_sources(self, sources: Mapping[str, Any]) -> None:
+        from slipway.store import features as feature_store
+
+        for spec in sources.values():
+            try:
+                feature_store.save_source(self.store, spec)
+            except ValueError as exc:
+                raise RegistryConflict(
+                    f"Cannot register these features: {exc}. Rename the source or use the "
+                    "recorded columns."
+                ) from None
 
     def _trusted(self, mv: ModelVersion) -> tuple[str, ...]:
         """The skops types trusted to load ``mv``'s model: as recorded, plus the settings'."""

@@ -314,7 +314,9 @@ class FastPlan:
         self.names = contract.names
         self.keys = frozenset(self.names)
         self.numeric = all(f.kind in ("number", "integer") for f in fields)
-        self.supported = all(f.kind in ("number", "integer", "category", "boolean") for f in fields)
+        self.supported = all(
+            f.kind in ("number", "integer", "category", "boolean", "datetime") for f in fields
+        )
         self.low = np.array([-np.inf if f.low is None else f.low for f in fields])
         self.high = np.array([np.inf if f.high is None else f.high for f in fields])
         self.limit = contract.abs_limit
@@ -413,6 +415,8 @@ class FastPlan:
             if set(map(type, col)) != {bool}:
                 return None
             return np.array(col, dtype=bool)
+        if spec.kind == "datetime":
+            return _utc_times(col)
         cats = self.categories[j]
         types = set(map(type, col))
         if types != {str} if self.str_only[j] else not types <= _SCALAR_TYPES:
@@ -422,6 +426,28 @@ class FastPlan:
         out = np.empty(n, dtype=object)
         out[:] = col
         return out
+
+
+def _utc_times(values: list[Any]) -> np.ndarray | None:
+    """ISO 8601 strings in UTC (``Z``, ``+00:00`` or no offset) as datetime64[ns], else None."""
+    if set(map(type, values)) != {str}:
+        return None
+    cleaned = []
+    for v in values:
+        if v.endswith("Z"):
+            v = v[:-1]
+        elif v.endswith("+00:00"):
+            v = v[:-6]
+        elif len(v) > 16 and v[-6] in "+-" and v[-3] == ":":
+            return None  # another offset: the general path converts it
+        cleaned.append(v)
+    try:
+        arr = np.array(cleaned, dtype="datetime64[us]")
+    except ValueError:
+        return None
+    if np.isnat(arr).any():
+        return None
+    return arr.astype("datetime64[ns]")
 
 
 def _as_floats(values: list[Any], shape: tuple[int, ...]) -> np.ndarray | None:

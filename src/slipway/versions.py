@@ -71,6 +71,15 @@ class ModelVersion:
         """The input contract learned from the training data."""
         return Contract.from_dict(self.meta["contract"])
 
+    @property
+    def request_contract(self) -> Contract:
+        """What a request carries: the contract, or for a version with features its raw
+        fields, entity keys and time (the features are computed)."""
+        features = self.meta.get("features")
+        if features is None:
+            return self.contract
+        return Contract.from_dict(features["request_contract"])
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready view, as printed by ``slipway models show --json``."""
         return {

@@ -32,7 +32,8 @@ CONFIG = SchemathesisConfig.from_str(
 expected-statuses = [400, 401, 403, 404, 405, 409, 413, 415, 422, 429]
 
 [[operations]]
-include-operation-id = ["predict", "v2_infer", "v2_version_infer", "invocations"]
+include-operation-id = ["predict", "v2_infer", "v2_version_infer", "invocations",
+                        "post_events"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422",
                                                      "429"]
 
@@ -121,7 +122,11 @@ def api(tmp_path_factory):
     registry.register(make_pipeline(LogisticRegression()).fit(grid, grid[:, 0] > 0), "grid",
                       grid, grid[:, 0] > 0, alias="production")  # fmt: skip
     token = KeyStore(registry.store).create("fuzz", "admin")[1]
-    app = create_app(s, registry=registry)
+    from slipway.features.ingest import ingest
+
+    events = X.assign(card_id="c1", ts="2026-01-01T00:00:00Z", event_id=[str(i) for i in X.index])
+    ingest(registry.store, events, "transactions", entity="card_id", timestamp="ts", id="event_id")
+    app = create_app(s, registry=registry)  # slipway.app's: POST /v1/events included
     headers = {"Authorization": f"Bearer {token}"}
     yield _load(app, headers), headers, registry
     asgi.shutdown_lifespans()  # stops the writer and watcher threads the lifespan started

@@ -14,6 +14,7 @@ from slipway._version import __version__
 from slipway.cli import (
     batch,
     experiment,
+    features,
     keys,
     lifecycle,
     models,
@@ -63,6 +64,9 @@ app.add_typer(
     batch.app, name="batch", short_help="Score files or a query in chunks; runs list|show."
 )
 app.add_typer(experiment.app, name="experiment", short_help="A/B tests and shadow deployments.")
+app.add_typer(
+    features.app, name="features", short_help="Feature events and the training/serving skew audit."
+)
 app.command("train", short_help="Train from a config file and register the model.")(
     train.train_command
 )

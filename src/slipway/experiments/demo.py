@@ -78,15 +78,37 @@ def run(
     shadow_rows: int = 2000,
     ab_requests: int = 3000,
     seed: int = 0,
+    name: str = "fraud",
     on_step: Callable[[str], None] = lambda _: None,
 ) -> DemoResult:
     """Register the candidate, run the shadow deployment and then the A/B test against a real
     `slipway serve`, and return both reports. Both experiments are stopped at the end, so
-    production is what it was."""
+    production is what it was.
+
+    A production version with features takes raw requests, not the rows of its reference
+    sample; the step then registers its pipeline as ``NAME-direct`` (taking the computed
+    features in the request) and experiments on that model instead."""
     from slipway.serving.process import ServerProcess
 
     rng = np.random.default_rng(seed)
-    production = registry.get("fraud@production")
+    production = registry.get(f"{name}@production")
+    if production.meta.get("features") is not None:
+        sample = registry.reference_sample(production)
+        pipeline = registry.load(production.ref).pipeline
+        name = f"{name}-direct"
+        production = registry.register(
+            pipeline,
+            name,
+            sample,
+            description=f"{production.ref}'s pipeline, taking the computed features directly",
+            tags={"source": "quickstart"},
+            alias="production",
+            onnx=False,
+        )
+        on_step(
+            f"registered {production.ref}: the same pipeline, taking its features in the request "
+            "(the experiment replays rows of its reference sample)"
+        )
     model = registry.load(production.ref)
     if model.task != "classification" or len(model.classes or []) != 2:
         raise ValueError(f"{production.ref} is not a binary classifier; the demo needs one")
@@ -95,7 +117,7 @@ def run(
     truth_p = model.predict_proba(sample)[:, 1]
     candidate = registry.register(
         Threshold(model.pipeline, 0.3).fit(sample),
-        "fraud",
+        name,
         sample,
         description="Quickstart candidate: production's pipeline, flagging fraud from p >= 0.3",
         tags={"source": "quickstart", "experiment": "threshold 0.3"},
@@ -111,14 +133,14 @@ def run(
         "SLIPWAY_SERVE_RATE_LIMIT": "0",
     }
     keys = KeyStore(registry.store)
-    name = f"quickstart-{secrets.token_hex(3)}"
-    _, token = keys.create(name, "predict")
-    server = ServerProcess(["--model", "fraud"], env=env, log_dir=workdir / "server-experiments")
+    key_name = f"quickstart-{secrets.token_hex(3)}"
+    _, token = keys.create(key_name, "predict")
+    server = ServerProcess(["--model", name], env=env, log_dir=workdir / "server-experiments")
     try:
-        with server, _Client(server.url, token) as client:
-            shadow = desk.start("fraud", mode="shadow", candidate=candidate.version)
+        with server, _Client(server.url, token, name) as client:
+            shadow = desk.start(name, mode="shadow", candidate=candidate.version)
             on_step(
-                f"started {shadow.id}: slipway experiment start fraud --mode shadow "
+                f"started {shadow.id}: slipway experiment start {name} --mode shadow "
                 f"--candidate {candidate.version}"
             )
             client.wait_for(shadow.id, rows[0])
@@ -134,7 +156,7 @@ def run(
             shadow_report = desk.report(shadow.id)
             desk.stop(shadow.id, promote=False, reason="quickstart: the shadow step is done")
             ab = desk.start(
-                "fraud",
+                name,
                 mode="ab",
                 candidate=candidate.version,
                 split=0.5,
@@ -146,7 +168,7 @@ def run(
                 guardrails={"max_p99_increase_ms": 1000},
             )
             on_step(
-                f"started {ab.id}: slipway experiment start fraud --mode ab --candidate "
+                f"started {ab.id}: slipway experiment start {name} --mode ab --candidate "
                 f"{candidate.version} --split 0.5 --metric value --outcome revenue"
             )
             client.wait_for(ab.id, rows[0], unit_id="customer-0")
@@ -168,18 +190,19 @@ def run(
         if desk.get(ab.id).running:  # a guardrail may have stopped it already
             desk.stop(ab.id, promote=False, reason="quickstart: production stays as it was")
     finally:
-        keys.revoke(name)
+        keys.revoke(key_name)
     return DemoResult(candidate, shadow_report, ab_report, shadow_rows, ab_requests)
 
 
 class _Client:
     """The few calls the step makes, with the temporary key."""
 
-    def __init__(self, url: str, token: str) -> None:
+    def __init__(self, url: str, token: str, model: str) -> None:
         import httpx
 
         headers = {"Authorization": f"Bearer {token}"}
         self.http = httpx.Client(base_url=url, headers=headers, timeout=30)
+        self.predict_path = f"/v1/models/{model}/predict"
 
     def __enter__(self) -> _Client:
         return self
@@ -196,7 +219,7 @@ class _Client:
         if unit_id is not None:
             body["unit_id"] = unit_id
         while time.monotonic() < deadline:
-            answer = self.http.post("/v1/models/fraud/predict", json=body)
+            answer = self.http.post(self.predict_path, json=body)
             answer.raise_for_status()
             if answer.json().get("experiment") == experiment:
                 return
@@ -208,7 +231,7 @@ class _Client:
         ids = []
         for lo in range(0, len(rows), per_request):
             answer = self.http.post(
-                "/v1/models/fraud/predict", json={"instances": rows[lo : lo + per_request]}
+                self.predict_path, json={"instances": rows[lo : lo + per_request]}
             )
             answer.raise_for_status()
             ids += [p["prediction_id"] for p in answer.json()["predictions"]]
@@ -216,7 +239,7 @@ class _Client:
 
     def predict_one(self, row: dict[str, Any], unit: str) -> tuple[str, Any]:
         """One customer's transaction: its prediction id and the label that answered."""
-        answer = self.http.post("/v1/models/fraud/predict", json={"features": row, "unit_id": unit})
+        answer = self.http.post(self.predict_path, json={"features": row, "unit_id": unit})
         answer.raise_for_status()
         p = answer.json()["predictions"][0]
         return p["prediction_id"], p["label"]

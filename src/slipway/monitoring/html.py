@@ -61,6 +61,10 @@ def render_html(report: DriftReport) -> str:
         "<h2>Distributions of flagged features</h2>",
         _distributions([*latest.features, *latest.prediction]),
     ]
+    if report.skew is not None:
+        from slipway.monitoring.terminal import skew_line
+
+        parts += ["<h2>Feature skew</h2>", f"<p>{escape(skew_line(report.skew))}</p>"]
     timeline = [*report.history, *(w.to_dict(histograms=False) for w in report.windows)]
     labels = [_label(w) for w in timeline]
     parts += ["<h2>Statistics over time</h2>", _statistics(timeline, labels)]

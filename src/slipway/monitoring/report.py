@@ -148,6 +148,8 @@ class DriftReport:
     history: list[dict[str, Any]] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     run_id: int | None = None
+    # The skew audit of the latest window (models with features): AuditReport.to_dict().
+    skew: dict[str, Any] | None = None
 
     @property
     def latest(self) -> WindowReport:
@@ -233,6 +235,7 @@ class DriftReport:
                 "windows": [w.to_dict(histograms=i in full) for i, w in enumerate(self.windows)],
                 "history": self.history,
                 "alerts": self.alerts,
+                "skew": self.skew,
             }
         )
 
@@ -268,6 +271,7 @@ class DriftReport:
             history=list(data.get("history", [])),
             alerts=list(data.get("alerts", [])),
             run_id=data.get("run_id"),
+            skew=data.get("skew"),
         )
 
 

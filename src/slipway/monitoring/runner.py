@@ -24,7 +24,7 @@ from slipway.monitoring.log import LogSchema
 from slipway.monitoring.outcomes import performance_by_version, prediction_columns
 from slipway.monitoring.policy import Policy
 from slipway.monitoring.quality import Expectation, check_quality
-from slipway.monitoring.report import DriftReport, WindowReport
+from slipway.monitoring.report import ALERT, DriftReport, Reason, WindowReport
 from slipway.monitoring.sinks import Route, deliver, routes
 from slipway.monitoring.sources import Source, open_source
 from slipway.monitoring.traffic import Traffic, violation_summary
@@ -213,6 +213,7 @@ class Monitor:
             window_report.judge()
             windows.append(window_report)
             tell(CHECKING, len(windows), len(bounds))
+        skew = self._skew(mv, windows[-1]) if "features" in mv.meta else None
         report = DriftReport(
             windows,
             self.policy.to_dict(),
@@ -221,6 +222,7 @@ class Monitor:
             baseline=baseline,
             created_at=self.clock(),
             history=self._timeline(mv.name, bounds[0][0]) if store else [],
+            skew=skew,
         )
         if store:
             self._store(report, mv.name)
@@ -290,6 +292,34 @@ class Monitor:
         ]
         decide([*features, *predictions], self.policy)
         return WindowReport(None, None, len(current), features, predictions)
+
+    def _skew(self, mv: ModelVersion, window: WindowReport) -> dict[str, Any]:
+        """The skew audit of the window's served features (a sample); a reason when it differs."""
+        from slipway.features.audit import audit
+
+        assert window.start is not None and window.end is not None
+        found = audit(
+            self.registry.store,
+            mv.name,
+            lambda v: self.registry.get(f"{mv.name}:{v}"),
+            since=window.end - window.start,
+            end=window.end,
+            sample=self.policy_skew_sample,
+        )
+        if found.status == "skew":
+            names = [f.name for f in found.features if f.mismatches]
+            window.reasons.append(
+                Reason(
+                    ALERT,
+                    "feature_skew",
+                    f"training/serving skew: {', '.join(names)} differ from their offline "
+                    f"recomputation on {found.mismatches} value(s) of {found.rows} audited "
+                    "predictions (slipway features audit)",
+                )
+            )
+        return found.to_dict()
+
+    policy_skew_sample = 1000  # predictions the monitoring run's skew audit recomputes
 
     def _version(
         self, name: str, version: int, cache: dict[int, ModelVersion]

@@ -73,9 +73,24 @@ def render_terminal(report: DriftReport) -> RenderableType:
         )
     elif violations:
         parts.append(Text("Contract violations: no request refused"))
+    if report.skew is not None:
+        parts.append(Text(skew_line(report.skew), style="red" if report.skew["mismatches"] else ""))
     if len(report.windows) > 1:
         parts.append(_timeline(report))
     return Group(*parts)
+
+
+def skew_line(skew: dict[str, Any]) -> str:
+    """One line on the skew audit of a monitoring run."""
+    if not skew.get("rows"):
+        return "Feature skew audit: no served prediction with features in the window"
+    bad = [f"{f['name']} ({f['mismatches']})" for f in skew["features"] if f["mismatches"]]
+    if not bad:
+        return (
+            f"Feature skew audit: {skew['rows']:,} predictions recomputed offline, every "
+            "feature identical"
+        )
+    return f"Feature skew audit: {skew['rows']:,} predictions; differing: {', '.join(bad)}"
 
 
 def _results_table(title: str, results: Sequence[FeatureResult]) -> Table:

@@ -6,13 +6,16 @@ and hand both here; :class:`Answerer` validates the rows against that version's 
 gives each row a time-sortable ``prediction_id``, queues the predictions for the log (with the
 route's arm and experiment) and counts them; when the route names a shadow version, it hands
 the rows to the shadow scorer (``shadow.py``) once the answer is built. Nothing here touches the
-database or waits for the shadow.
+database (except the enrichment of a version with features, in :meth:`Answerer.infer`, which
+then runs off the loop) or waits for the shadow.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import MutableMapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +55,13 @@ class Answer:
         ]
 
 
+def loggable(predictions: Predictions) -> dict[str, list[Any]] | None:
+    """Computed features of the scored rows as JSON-ready lists (None without features)."""
+    if not predictions.features:
+        return None
+    return {k: v.tolist() for k, v in predictions.features.items()}
+
+
 @dataclass
 class Inferred:
     """What the model made of one request's rows: the contract problems (then nothing else),
@@ -88,6 +98,9 @@ class Answerer:
         unit_ids: Sequence[str | None] | None = None,
     ) -> Answer:
         """Predict ``rows`` (records, positional rows or a 2-D array) with the routed version.
+
+        A version with features reads the event store here: call it off the event loop
+        (:meth:`answer_off_loop`).
 
         ``log_rows`` are the rows as the log should keep them when ``rows`` is not a list of
         JSON values (e.g. a tensor). Raises ContractViolation listing every problem.
@@ -138,6 +151,30 @@ class Answerer:
             unit_ids=unit_ids,
         )
 
+    async def answer_off_loop(
+        self,
+        route: Route,
+        rows: Any,
+        *,
+        scope: MutableMapping[str, Any],
+        log_rows: Sequence[Any] | None = None,
+        unit_ids: Sequence[str | None] | None = None,
+        pool: Executor | None = None,
+        offload: bool = False,
+    ) -> Answer:
+        """:meth:`answer` with :meth:`infer` in the thread ``pool`` (None: asyncio's default
+        executor) when ``offload`` is true or the routed version computes features (it reads
+        the event store); :meth:`conclude` stays on the event loop. The answers, errors, log
+        and metrics are those of :meth:`answer`."""
+        if not offload and route.served.model.enricher is None:
+            return self.answer(route, rows, scope=scope, log_rows=log_rows, unit_ids=unit_ids)
+        check_rows(len(rows), self.max_rows)
+        loop = asyncio.get_running_loop()
+        inferred = await loop.run_in_executor(pool, self.infer, route, rows)
+        return self.conclude(
+            route, rows, inferred, scope=scope, log_rows=log_rows, unit_ids=unit_ids
+        )
+
     def finish(
         self,
         route: Route,
@@ -169,6 +206,7 @@ class Answerer:
                 route.arm,
                 route.experiment,
                 self._shadow(route, rows),
+                features=loggable(predictions),
             )
         )
         ok, latency, counted = self.metrics.served(served.name, served.version)
@@ -192,7 +230,9 @@ class Answerer:
         now, created = time.perf_counter(), utcnow()
         ok, latency, counted = self.metrics.served(served.name, served.version)
         entries: list[Entry | Failure] = []
-        for (route, rows, scope, unit_ids), out, pids in zip(requests, outputs, ids, strict=True):
+        for (route, rows, scope, unit_ids), out, pids, p in zip(
+            requests, outputs, ids, predictions, strict=True
+        ):
             started = scope.get(scopes.STARTED)
             seconds = now - started if started is not None else 0.0
             latency.observe(seconds)
@@ -211,6 +251,7 @@ class Answerer:
                     route.arm,
                     route.experiment,
                     self._shadow(route, rows),
+                    features=loggable(p),
                 )
             )
             scope[scopes.SERVED] = (served.name, served.version, len(out))

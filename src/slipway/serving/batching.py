@@ -61,7 +61,9 @@ class MicroBatcher:
     With a thread ``pool``, calls that can take long (every call to a scikit-learn-served
     version, and ONNX calls of at least ``offload_rows`` rows) validate and predict in it, off
     the event loop; naming, logging and counting stay on the loop, so the answers, errors, log
-    and metrics are those of a call on the loop.
+    and metrics are those of a call on the loop. Calls to a version with features always take
+    that path, whatever their size (enrichment reads the event store), in asyncio's default
+    executor when there is no ``pool``.
     """
 
     def __init__(
@@ -80,6 +82,8 @@ class MicroBatcher:
 
     def offloaded(self, served: Served, rows: int) -> bool:
         """Whether a call of ``rows`` rows to ``served`` runs in the thread pool."""
+        if served.model.enricher is not None:
+            return True  # enrichment reads the event store: never on the loop
         if self.pool is None:
             return False
         return served.model.engine.name != "onnx" or rows >= self.offload_rows
@@ -97,12 +101,14 @@ class MicroBatcher:
         served = route.served
         if self.max_rows <= 1 or n >= self.max_rows:
             self.answerer.metrics.batched(served.name, served.version).observe(1)
-            if not self.offloaded(served, n):
-                return self.answerer.answer(route, rows, scope=scope, unit_ids=unit_ids)
-            check_rows(n, self.answerer.max_rows)
-            loop = asyncio.get_running_loop()
-            inferred = await loop.run_in_executor(self.pool, self.answerer.infer, route, rows)
-            return self.answerer.conclude(route, rows, inferred, scope=scope, unit_ids=unit_ids)
+            return await self.answerer.answer_off_loop(
+                route,
+                rows,
+                scope=scope,
+                unit_ids=unit_ids,
+                pool=self.pool,
+                offload=self.offloaded(served, n),
+            )
         check_rows(n, self.answerer.max_rows)
         loop = asyncio.get_running_loop()
         batch = self._open.get(id(served))
@@ -250,4 +256,5 @@ def _part(p: Predictions, start: int, stop: int) -> Predictions:
         None if p.probabilities is None else p.probabilities[start:stop],
         p.classes,
         None if p.values is None else p.values[start:stop],
+        features={k: v[start:stop] for k, v in p.features.items()},
     )

@@ -26,6 +26,7 @@ from starlette.types import Scope, Send
 from slipway.exceptions import (
     AccessDenied,
     ContractViolation,
+    FeatureDefinitionError,
     Forbidden,
     InvalidReference,
     InvalidRequest,
@@ -62,6 +63,7 @@ STATUS: Mapping[type[BaseException], tuple[int, str]] = {
     RegistryConflict: (409, "conflict"),
     RequestTooLarge: (413, "too_large"),
     ContractViolation: (422, "contract_violation"),
+    FeatureDefinitionError: (422, "feature_error"),
     InvalidRequest: (422, "invalid_request"),
     RateLimited: (429, "rate_limited"),
     Overloaded: (503, "overloaded"),

@@ -40,6 +40,8 @@ LATENCY_BUCKETS = (
     10.0,
 )
 
+AGE_BUCKETS = (1.0, 10.0, 60.0, 600.0, 3600.0, 6 * 3600.0, 86400.0, 7 * 86400.0, 30 * 86400.0)
+
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
@@ -139,6 +141,27 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.feature_rows = Counter(
+            "slipway_feature_rows_total",
+            "Rows enriched with features, per model and event source.",
+            ["model", "source"],
+            registry=r,
+        )
+        self.feature_missing = Counter(
+            "slipway_feature_missing_entities_total",
+            "Enriched rows whose entity had no event in the source (features got their "
+            "defaults); divide by slipway_feature_rows_total for the missing-entity rate.",
+            ["model", "source"],
+            registry=r,
+        )
+        self.feature_age = Histogram(
+            "slipway_feature_event_age_seconds",
+            "Freshness: age of the newest event a row's features used (row time minus event "
+            "time), per model and source.",
+            ["model", "source"],
+            buckets=AGE_BUCKETS,
+            registry=r,
+        )
         self.shadow_predictions = Counter(
             "slipway_shadow_predictions_total",
             "Rows a shadow version scored, by outcome (ok, invalid, error).",
@@ -190,6 +213,15 @@ class Metrics:
         if child is None:
             child = self._batch_children[key] = self.batch_requests.labels(model, str(version))
         return child
+
+    def features_observer(self, stats: Any) -> None:
+        """Count one enriched batch's rows, missing entities and event ages (one source)."""
+        self.feature_rows.labels(stats.model, stats.source).inc(stats.rows)
+        if stats.missing:
+            self.feature_missing.labels(stats.model, stats.source).inc(stats.missing)
+        age = self.feature_age.labels(stats.model, stats.source)
+        for seconds in stats.ages.tolist():
+            age.observe(seconds)
 
     def shadowed(self, model: str, version: int, outcome: str) -> tuple[Any, Any]:
         """(row counter, call-time histogram) of a shadow version's outcome, bound once."""

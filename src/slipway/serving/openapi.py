@@ -96,6 +96,15 @@ def build(app: FastAPI, service: Service) -> dict[str, Any]:
     )
     _body(
         paths,
+        "/v1/events",
+        "post",
+        events_schema(max_rows),
+        {"events": {"value": {"source": "transactions", "events": [
+            {"event_id": "t_0001", "card_id": "c_123", "ts": "2026-11-02T10:15:00Z",
+             "amount": 135.6}]}}},
+    )  # fmt: skip
+    _body(
+        paths,
         "/invocations",
         "post",
         bodyschemas.invocations_body([s.model.contract for _, s in served], max_rows),
@@ -195,6 +204,24 @@ def _concrete(generic: dict[str, Any], s: Served, prefix: str, summary: str) -> 
         p for p in op.get("parameters", []) if p.get("name") not in ("name", "version")
     ]
     return op
+
+
+def events_schema(max_rows: int) -> dict[str, Any]:
+    """``{"source": NAME, "events": [{id, entity key, time, other columns...}, ...]}``."""
+    return {
+        "type": "object",
+        "properties": {
+            "source": {"type": "string", "minLength": 1, "maxLength": 100},
+            "events": {
+                "type": "array",
+                "items": {"type": "object"},
+                "minItems": 1,
+                "maxItems": max_rows,
+            },
+        },
+        "required": ["source", "events"],
+        "additionalProperties": False,
+    }
 
 
 def _set_body(op: dict[str, Any], schema: dict[str, Any], example: Any) -> None:

@@ -332,13 +332,15 @@ class Runtime:
                 return current
             ref = f"{name}:{version}"
             try:
-                model = self.registry.load(ref, backend=self.backend)
+                model = self.registry.load(ref, backend=self.backend, record_events=True)
                 try:
                     self._smoke_test(model)
                 except Exception as exc:
                     raise _SmokeTestFailed(
                         f"{ref} failed to predict its reference rows: {exc}"
                     ) from exc
+                if model.enricher is not None and self.metrics is not None:
+                    model.enricher.observer = self.metrics.features_observer  # type: ignore[attr-defined]
             except Exception as exc:
                 self._failed(name, version, exc)
                 keeps = "" if current is None else f"; still serving {name}:{current.version}"
@@ -365,6 +367,8 @@ class Runtime:
         if "sample" not in artifacts:
             return
         sample = self.registry.reference_sample(model.version).head(_SMOKE_ROWS)
+        if model.enricher is not None:  # the sample holds computed features: test the pipeline
+            model = Model(model.pipeline, model.version, model.engine)
         if len(sample):
             model.score(sample, on_error="split")
 

@@ -127,6 +127,15 @@ class FeedbackOut(BaseModel):
     )
 
 
+class EventsOut(BaseModel):
+    """Events received, stored now, and already stored before (same event id)."""
+
+    source: str
+    received: int
+    inserted: int
+    duplicates: int
+
+
 class HealthOut(BaseModel):
     """Liveness."""
 

@@ -157,7 +157,7 @@ def router(service: Service) -> APIRouter:
     async def infer(name: str, request: Request) -> Response:
         """Inference on JSON or binary tensors, by the version serving."""
         served(name)  # an unserved model is a 404 before the body is read
-        return _infer(service, name, None, await request.body(), request)
+        return await _infer(service, name, None, await request.body(), request)
 
     @api.post(
         "/models/{name}/versions/{version}/infer",
@@ -168,7 +168,7 @@ def router(service: Service) -> APIRouter:
     async def version_infer(name: str, version: str, request: Request) -> Response:
         """Inference on JSON or binary tensors, by that version (404 unless it is serving)."""
         served(name, version)
-        return _infer(service, name, version, await request.body(), request)
+        return await _infer(service, name, version, await request.body(), request)
 
     return api
 
@@ -221,7 +221,7 @@ def _route(
     return route
 
 
-def _infer(
+async def _infer(
     service: Service, name: str, version: str | None, raw: bytes, request: Request
 ) -> Response:
     header_length = request.headers.get(HEADER)
@@ -261,8 +261,16 @@ def _infer(
         rows, log_rows = tensors.to_rows(decoded, s.model.contract)
     wanted = tensors.requested_outputs(body.get("outputs"), params, metadata(s)["outputs"])
     unit_ids = None if unit_id is None else [unit_id] * len(rows)
-    answer = service.answerer.answer(
-        route, rows, scope=request.scope, log_rows=log_rows, unit_ids=unit_ids
+    # Long model calls, and every call to a version with features (enrichment reads the event
+    # store), validate and predict in the inference threads, as the v1 routes do.
+    answer = await service.answerer.answer_off_loop(
+        route,
+        rows,
+        scope=request.scope,
+        log_rows=log_rows,
+        unit_ids=unit_ids,
+        pool=service.pool,
+        offload=service.batcher.offloaded(s, len(rows)),
     )
     outputs = tensors.output_tensors(answer, wanted)
     response: dict[str, Any] = {"model_name": s.name, "model_version": str(s.version)}

@@ -27,7 +27,7 @@ prediction id on PostgreSQL), so two reads of the same range agree row for row.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -72,6 +72,9 @@ class Entry:
     variant: str | None = None  # the experiment arm that answered (Route.arm)
     experiment: str | None = None
     shadow: ShadowSlot | None = None  # a shadow version's answers, filled off the request
+    # Computed features (models with features): name -> one value per prediction, kept in
+    # the log's inputs beside the raw fields.
+    features: Mapping[str, Sequence[Any]] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -133,6 +136,7 @@ class LogTable:
         names, unit_ids, outputs = entry.names, entry.unit_ids, entry.outputs
         model, version, latency = entry.model, entry.version, entry.latency_ms
         variant, experiment = entry.variant, entry.experiment
+        features = entry.features
         shadow = None if entry.shadow is None else entry.shadow.version
         out = []
         for i, pid in enumerate(entry.ids):
@@ -142,6 +146,8 @@ class LogTable:
                 if isinstance(r, dict)
                 else dict(zip(names, r, strict=True))
             )
+            if features:
+                inputs.update({k: v[i] for k, v in features.items()})
             out.append(
                 (
                     pid,

@@ -375,3 +375,38 @@ batch_inputs = sa.Table(
     sa.Column("run_id", bytewise(64), primary_key=True),
     sa.Column("inputs", sa.Text(), nullable=False),
 )
+
+# --- features -----------------------------------------------------------------------------
+
+# Event sources known to the store: what their events look like, and where they are read
+# from offline (`spec` is EventSource.to_record()). `materialized` records, for a Parquet or
+# table source, how far `slipway features materialize` has copied it into feature_events.
+feature_sources = sa.Table(
+    "feature_sources",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("entity", sa.String(100), nullable=False),
+    sa.Column("timestamp", sa.String(100), nullable=False),
+    sa.Column("spec", JSON, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("materialized", JSON, nullable=False),
+)
+
+# Events, the store's copy of every source that serves features. The primary key is the
+# online read's index: one range scan per entity, (source, entity, ts) in order, and on
+# SQLite the rows live in that index (WITHOUT ROWID), so a scan reads no second b-tree.
+# `ts` and `ingested_at` are microseconds since the Unix epoch (UTC): exact, and compared as
+# integers on both databases. `payload` is the event's other columns as compact JSON text.
+# Ingestion is idempotent by (source, event_id).
+feature_events = sa.Table(
+    "feature_events",
+    metadata,
+    sa.Column("source", bytewise(100), primary_key=True),
+    sa.Column("entity", bytewise(200), primary_key=True),
+    sa.Column("ts", sa.BigInteger(), primary_key=True),
+    sa.Column("event_id", bytewise(200), primary_key=True),
+    sa.Column("payload", sa.Text(), nullable=False),
+    sa.Column("ingested_at", sa.BigInteger(), nullable=False),
+    sa.UniqueConstraint("source", "event_id"),
+    sqlite_with_rowid=False,
+)
