@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
@@ -9,7 +10,8 @@ import traceback
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import typer
 from rich.console import Console
@@ -88,3 +90,33 @@ def _show_warning(
     message: Warning | str, category: type[Warning], *_: object, **__: object
 ) -> None:
     err_console.print(f"[bold yellow]warning:[/] {escape(str(message))}", soft_wrap=True)
+
+
+class Report(Protocol):
+    """What :func:`emit` prints: a rich renderable with JSON and HTML forms."""
+
+    def to_json(self) -> str: ...
+
+    def to_html(self) -> str: ...
+
+
+def emit(report: Report, fmt: str, out: Path | None, what: str) -> None:
+    """Print ``report`` as ``fmt`` ("table", "json" or "html") on stdout, or write it to
+    ``out`` and say "``what`` written to ``out``" on stderr."""
+    if fmt == "json":
+        text = report.to_json()
+    elif fmt == "html":
+        text = report.to_html()
+    else:
+        if out is None:
+            console.print(report)
+            return
+        capture = Console(record=True, width=120, file=io.StringIO())
+        capture.print(report)
+        text = capture.export_text()
+    if out is None:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+        return
+    out.write_text(text + "\n", encoding="utf-8")
+    err_console.print(f"{what} written to {out}", soft_wrap=True)

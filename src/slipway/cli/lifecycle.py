@@ -7,8 +7,6 @@ scheduler never mistakes an error for a failed gate.
 
 from __future__ import annotations
 
-import io
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,20 +15,19 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from typer._click.core import Context
 from typer._click.exceptions import UsageError
 from typer.core import TyperCommand
 
 from slipway.cli._common import (
     console,
-    err_console,
+    emit,
     print_error,
     print_json,
     registry,
     warnings_printed,
 )
-from slipway.lifecycle.check import CheckResult, check
+from slipway.lifecycle.check import check
 from slipway.lifecycle.policy import load_check_policy, parse_duration
 from slipway.lifecycle.retrain import RetrainResult, retrain
 
@@ -105,7 +102,7 @@ def check_command(
         result = check(
             registry(), candidate, against=against, data=data, policy=load_check_policy(policy)
         )
-        _emit(result, fmt, out)
+        emit(result, fmt.value, out, f"{result.status.upper()}: result")
     raise typer.Exit(result.exit_code)
 
 
@@ -205,26 +202,6 @@ def _print_retrain(result: RetrainResult, as_json: bool) -> None:
     if result.check is not None:
         console.print(result.check)
     console.print(result.message, soft_wrap=True)
-
-
-def _emit(result: CheckResult, fmt: CheckFormat, out: Path | None) -> None:
-    if fmt is CheckFormat.json:
-        text = result.to_json()
-    elif fmt is CheckFormat.html:
-        text = result.to_html()
-    else:
-        if out is None:
-            console.print(result)
-            return
-        capture = Console(record=True, width=120, file=io.StringIO())
-        capture.print(result)
-        text = capture.export_text()
-    if out is None:
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
-        return
-    out.write_text(text + "\n", encoding="utf-8")
-    err_console.print(f"{result.status.upper()}: result written to {out}", soft_wrap=True)
 
 
 @contextmanager

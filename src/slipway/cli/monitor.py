@@ -7,11 +7,9 @@ error is never mistaken for a WARN.
 
 from __future__ import annotations
 
-import io
 import os
 import shlex
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +19,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as RichProgress
 from rich.table import Table
@@ -29,7 +26,15 @@ from typer._click.core import Context
 from typer._click.exceptions import UsageError
 from typer.core import TyperGroup
 
-from slipway.cli._common import console, err_console, print_error, print_json, registry, typer_app
+from slipway.cli._common import (
+    console,
+    emit,
+    err_console,
+    print_error,
+    print_json,
+    registry,
+    typer_app,
+)
 from slipway.clock import utcnow
 from slipway.monitoring import DriftReport, Policy, load_policy
 from slipway.monitoring.runner import Monitor, Progress, RunSummary, parse_duration, parse_until
@@ -187,7 +192,7 @@ def check(
         started = time.monotonic()
         report = run()
         on_alert = on_alert or policy.on_alert
-        _emit(report, fmt, out)
+        emit(report, fmt.value, out, f"{report.status}: report")
         _on_alert(report, on_alert)
         runs = 1
         while interval is not None and (count is None or runs < count):
@@ -202,7 +207,7 @@ def check(
                 continue
             finally:
                 runs += 1
-            _emit(report, fmt, out)
+            emit(report, fmt.value, out, f"{report.status}: report")
             _on_alert(report, on_alert)
     raise typer.Exit(report.exit_code)
 
@@ -222,26 +227,6 @@ def history(
         console.print(f"No monitoring runs of {name} yet. Try `slipway monitor {name}`.")
     else:
         console.print(_history_table(name, runs))
-
-
-def _emit(report: DriftReport, fmt: Format, out: Path | None) -> None:
-    if fmt is Format.json:
-        text = report.to_json()
-    elif fmt is Format.html:
-        text = report.to_html()
-    else:
-        if out is None:
-            console.print(report)
-            return
-        capture = Console(record=True, width=120, file=io.StringIO())
-        capture.print(report)
-        text = capture.export_text()
-    if out is None:
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
-        return
-    out.write_text(text + "\n", encoding="utf-8")
-    err_console.print(f"{report.status}: report written to {out}", soft_wrap=True)
 
 
 def _on_alert(report: DriftReport, command: str | None) -> None:
