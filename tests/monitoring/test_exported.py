@@ -117,13 +117,15 @@ def test_monitoring_an_export_equals_monitoring_the_log(registry, served, tmp_pa
 
 def test_monitor_cli_reads_an_export_on_a_dask_cluster(capsys, registry, served, tmp_path):
     """--source DIR --engine dask --scheduler ADDRESS on a real (local) cluster."""
-    distributed = pytest.importorskip("distributed")
+    import distributed
+
     out = tmp_path / "log.parquet"
     run_cli(capsys, "predictions", "export", "fraud", "--format", "parquet", "--out", str(out))
     log_run = run_cli(capsys, "monitor", "fraud", "--format", "json")
+    # dashboard_address=None still binds the default 8787: a free loopback port, like the others
     with distributed.LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
-    ) as cluster:
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address="127.0.0.1:0"
+    ) as cluster:  # fmt: skip
         result = run_cli(
             capsys, "monitor", "fraud", "--format", "json", "--source", str(out),
             "--engine", "dask", "--scheduler", cluster.scheduler_address,
