@@ -154,6 +154,11 @@ def main() -> None:
         "--quick", action="store_true", help="One pass of 2-second runs (indicative only)."
     )
     args = parser.parse_args()
+    # The slow candidate's class lives in bench/: every process that loads it (the fresh-
+    # interpreter check at registration, slipway serve) must be able to import it.
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")) if p
+    )
     if shutil.which("wrk") is None:
         sys.exit("bench/experiments.py needs wrk: apt-get install wrk (or brew install wrk)")
     seconds = 2 if args.quick else args.seconds

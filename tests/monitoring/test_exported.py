@@ -122,7 +122,7 @@ def test_monitor_cli_reads_an_export_on_a_dask_cluster(capsys, registry, served,
     out = tmp_path / "log.parquet"
     run_cli(capsys, "predictions", "export", "fraud", "--format", "parquet", "--out", str(out))
     log_run = run_cli(capsys, "monitor", "fraud", "--format", "json")
-    # dashboard_address=None still binds the default 8787: a free loopback port, like the others
+    # a free loopback port for the dashboard (None still binds the default 8787)
     with distributed.LocalCluster(
         n_workers=1, threads_per_worker=1, processes=False, dashboard_address="127.0.0.1:0"
     ) as cluster:  # fmt: skip
