@@ -193,6 +193,9 @@ def test_a_guardrail_stops_a_failing_treatment_records_why_and_alerts(lab, monke
     stopped = book.get(h.registry.store, e["id"])
     assert (stopped.status, stopped.decision) == ("stopped", "guardrail")
     assert "failures exceeded its bound" in stopped.stop_reason
+    while not alerts and time.monotonic() < deadline:  # the watcher alerts right after the stop
+        time.sleep(0.01)
+    time.sleep(0.2)  # two watcher ticks: a second alert would have arrived by now
     assert len(alerts) == 1 and alerts[0]["status"] == "ALERT"
     assert "failures" in alerts[0]["flagged"] and alerts[0]["run_id"] == e["id"]
     after = [h.post("/v1/models/fraud/predict", {"features": r, "unit_id": "x"}) for r in rows]
