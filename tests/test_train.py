@@ -237,11 +237,11 @@ def test_quickstart_trains_on_features_serves_raw_requests_and_audits_skew(
     assert "/v1/models/fraud/predict -> version 1" in out
     assert (
         '{"accepted": 3, "duplicates": 0, "unknown": [], "normalized": 0, "unmatched": [], '
-        '"unknown_units": []}' in out
+        '"unknown_units": [], "unknown_keys": []}' in out
     )
     assert (
         '{"accepted": 0, "duplicates": 3, "unknown": [], "normalized": 0, "unmatched": [], '
-        '"unknown_units": []}' in out
+        '"unknown_units": [], "unknown_keys": []}' in out
     )
     assert "3 of 3 predictions are in the prediction log" in out
     assert "no skew" in out and "SKEW: 2 feature(s) differ" in out

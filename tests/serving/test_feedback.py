@@ -41,6 +41,7 @@ def test_feedback_is_accepted_once_and_labels_are_kept_as_sent(serve, settings):
         "unknown": [stranger, "not-an-id"],
         "normalized": 0,
         "unknown_units": [],
+        "unknown_keys": [],
     }
     again = h.post("/v1/feedback", body).json()
     assert (again["accepted"], again["duplicates"]) == (0, 2)
@@ -68,6 +69,7 @@ def test_the_same_id_twice_in_one_request_counts_once(harness):
         "normalized": 0,
         "unmatched": [],
         "unknown_units": [],
+        "unknown_keys": [],
     }
     assert stored(harness) == {pid: 1}
 
@@ -176,7 +178,7 @@ def test_business_outcomes_are_stored_once_per_prediction_and_name(serve, settin
     }
     r = h.post("/v1/feedback", body)
     assert r.status_code == 200, r.text
-    nothing_else = {"normalized": 0, "unmatched": [], "unknown_units": []}
+    nothing_else = {"normalized": 0, "unmatched": [], "unknown_units": [], "unknown_keys": []}
     assert r.json() == {"accepted": 4, "duplicates": 0, "unknown": [stranger], **nothing_else}
     assert h.post("/v1/feedback", body).json() == {
         "accepted": 0,

@@ -4,7 +4,8 @@ A batch run that kept its inputs (``slipway batch --keep-inputs``, database outp
 checked like served traffic: each scored row is a prediction made when its chunk was scored,
 with the inputs it was scored on. The store gives the rows as the prediction log's JSON lines
 (:func:`slipway.store.batch.kept_lines`), so they are parsed and checked exactly like the log.
-Batch rows have no prediction ids, so no feedback joins them (performance shows no labels);
+Labels sent to ``/v1/feedback`` by a row's key (``{"model", "batch_key", "label"}``) join their
+rows as feedback joins the log, so performance is realized performance on the labeled rows;
 rows a run rejected count as refused requests.
 """
 
@@ -51,14 +52,12 @@ class BatchOutputs(_FromTables):
     def tables(
         self, schema: LogSchema, model: str, start: datetime, end: datetime, labels: bool
     ) -> Iterator[pa.Table]:
-        """The runs' rows as tables of the log's columns (none when labels are asked for)."""
+        """The runs' rows as tables of the log's columns; with ``labels``, only the rows that
+        have a label sent by their key, with it."""
         self.runs(model)
-        if labels:
-            yield schema.columns(labels=True, details=False).empty_table()
-            return
-        blocks = tables.kept_lines(self.store, model, start, end, self.run_id)
+        blocks = tables.kept_lines(self.store, model, start, end, self.run_id, labels=labels)
         for block in prefetched(blocks, 2):
-            yield parse(block, schema, labels=False, details=False)
+            yield parse(block, schema, labels=labels, details=False)
 
     def refusals(self, model: str, start: datetime, end: datetime) -> pd.DataFrame:
         """Rows the runs rejected, each a refused request at the time its run started."""

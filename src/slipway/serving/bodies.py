@@ -16,7 +16,7 @@ import orjson
 
 from slipway.exceptions import InvalidRequest, MalformedRequest
 from slipway.problems import Problem
-from slipway.serving.feedback import UnitRef
+from slipway.serving.feedback import BatchRef, FeedbackKey, UnitRef
 from slipway.serving.limits import check_depth, check_rows
 
 PREDICT_FIELDS = ("instances", "features", "unit_id", "unit_ids")
@@ -186,19 +186,36 @@ def _unit_ids(body: dict[str, Any], n: int, problems: list[Problem]) -> list[str
 
 @dataclass
 class FeedbackRequest:
-    """A ``/v1/feedback`` body: true labels (by prediction id, or by a model's unit id), and
-    business outcomes by prediction id."""
+    """A ``/v1/feedback`` body: true labels (by prediction id, by a model's unit id, or by a
+    batch row's key), and business outcomes by prediction id."""
 
-    labels: list[tuple[str | UnitRef, Any]]
+    labels: list[tuple[FeedbackKey, Any]]
     outcomes: list[tuple[str, str, float]]
 
 
 _OUTCOME_MAX = 100
+_BATCH_KEY_MAX = 200  # batch keys longer than this are rejected when scored
+_RUN_ID_MAX = 64
 _ITEM_SHAPE = (
     'each item must be {"prediction_id": "...", "label": ...}, '
-    '{"model": "...", "unit_id": "...", "label": ...} or '
+    '{"model": "...", "unit_id": "...", "label": ...}, '
+    '{"model": "...", "batch_key": "...", "run_id": "..." (optional), "label": ...} or '
     '{"prediction_id": "...", "outcome": "converted", "value": 1.0} (value defaults to 1)'
 )
+_NAMES = ("prediction_id", "unit_id", "batch_key")
+
+
+def _shape_problem(keys: set[str]) -> str:
+    """What is wrong with the fields of a feedback item that has no known shape."""
+    named = [n for n in _NAMES if n in keys]
+    if len(named) > 1:
+        return (
+            f"this item names its prediction {len(named)} ways ({', '.join(named)}); send "
+            'one: "prediction_id", "unit_id" (with "model") or "batch_key" (with "model")'
+        )
+    if "run_id" in keys and "batch_key" not in keys:
+        return '"run_id" names a batch run: send it with "model" and "batch_key"'
+    return _ITEM_SHAPE
 
 
 def feedback_request(value: Any, max_items: int) -> FeedbackRequest:
@@ -221,13 +238,14 @@ def feedback_request(value: Any, max_items: int) -> FeedbackRequest:
         for i, item in enumerate(items):
             keys = set(item) if isinstance(item, dict) else set()
             by_unit = keys == {"model", "unit_id", "label"}
-            is_label = keys == {"prediction_id", "label"} or by_unit
+            by_key = keys - {"run_id"} == {"model", "batch_key", "label"}
+            is_label = keys == {"prediction_id", "label"} or by_unit or by_key
             is_outcome = keys in (
                 {"prediction_id", "outcome"},
                 {"prediction_id", "outcome", "value"},
             )
             if not (is_label or is_outcome):
-                problems.append(Problem("wrong_shape", _ITEM_SHAPE, i, "feedback"))
+                problems.append(Problem("wrong_shape", _shape_problem(keys), i, "feedback"))
                 continue
             if is_label:
                 label = item["label"]
@@ -242,6 +260,9 @@ def feedback_request(value: Any, max_items: int) -> FeedbackRequest:
                 if not isinstance(uid, str) or not uid or len(uid) > _UNIT_ID_MAX:
                     problems.append(wrong("unit_id", "a string of 1 to 200 characters", uid, i))
                 out.labels.append((UnitRef(model, uid), label))
+                continue
+            if by_key:
+                out.labels.append((_batch_ref(item, i, problems), label))
                 continue
             pid = item["prediction_id"]
             if not isinstance(pid, str) or not pid or len(pid) > 64:
@@ -259,3 +280,17 @@ def feedback_request(value: Any, max_items: int) -> FeedbackRequest:
             out.outcomes.append((pid, name, float(amount) if number else 0.0))
     refuse(problems)
     return out
+
+
+def _batch_ref(item: dict[str, Any], i: int, problems: list[Problem]) -> BatchRef:
+    """A ``{"model", "batch_key", "run_id"?}`` item's reference, its problems added."""
+    model, key, run = item["model"], item["batch_key"], item.get("run_id")
+    if not isinstance(model, str) or not model or len(model) > 200:
+        problems.append(wrong("model", "a model name (string)", model, i))
+    if not isinstance(key, str) or not key or len(key) > _BATCH_KEY_MAX:
+        expected = f"the row's key as text, 1 to {_BATCH_KEY_MAX} characters"
+        problems.append(wrong("batch_key", expected, key, i))
+    if run is not None and (not isinstance(run, str) or not run or len(run) > _RUN_ID_MAX):
+        expected = f"a batch run id of 1 to {_RUN_ID_MAX} characters, or null for the latest run"
+        problems.append(wrong("run_id", expected, run, i))
+    return BatchRef(model, key, run)

@@ -92,8 +92,9 @@ def predict_body(contract: Contract | None, max_rows: int) -> Schema:
 
 
 def feedback_body(max_rows: int) -> Schema:
-    """``{"feedback": [item, ...]}``: labels ``{"prediction_id", "label"}`` or
-    ``{"model", "unit_id", "label"}`` (the unit's latest prediction), or business outcomes
+    """``{"feedback": [item, ...]}``: labels ``{"prediction_id", "label"}``,
+    ``{"model", "unit_id", "label"}`` (the unit's latest prediction) or ``{"model",
+    "batch_key", "run_id"?, "label"}`` (a batch-scored row), or business outcomes
     ``{"prediction_id", "outcome", "value"}``."""
     pid = {"type": "string", "minLength": 1, "maxLength": 64}
     label = {
@@ -112,6 +113,19 @@ def feedback_body(max_rows: int) -> Schema:
         "required": ["model", "unit_id", "label"],
         "additionalProperties": False,
     }
+    by_key = {
+        "type": "object",
+        "description": "A batch-scored row by its key: the row of run_id, or of the latest run "
+        "of the model that scored the key.",
+        "properties": {
+            "model": {"type": "string", "minLength": 1, "maxLength": 200},
+            "batch_key": {"type": "string", "minLength": 1, "maxLength": 200},
+            "run_id": {"type": ["string", "null"], "minLength": 1, "maxLength": 64},
+            "label": {"type": ["string", "number", "boolean"]},
+        },
+        "required": ["model", "batch_key", "label"],
+        "additionalProperties": False,
+    }
     outcome = {
         "type": "object",
         "properties": {
@@ -127,7 +141,7 @@ def feedback_body(max_rows: int) -> Schema:
         "properties": {
             "feedback": {
                 "type": "array",
-                "items": {"oneOf": [label, by_unit, outcome]},
+                "items": {"oneOf": [label, by_unit, by_key, outcome]},
                 "minItems": 1,
                 "maxItems": max_rows,
             }

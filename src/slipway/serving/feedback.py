@@ -15,7 +15,10 @@ anyone else's. Database work runs in the thread pool, one short query at a time.
 Each label is compared with the classes of the version that made the prediction (see
 ``labels.py``): unambiguous numeric forms are stored as the class (``1`` for a class ``1.0``),
 and the rest are stored as sent and listed in the response under ``unmatched``. An item may
-name its prediction by the caller's own key (:class:`UnitRef`) instead of its id.
+name its prediction by the caller's own key (:class:`UnitRef`) instead of its id, or name a
+batch-scored row by its key (:class:`BatchRef`): that label is stored once per row of the run
+(``batch_feedback``), and a key no batch run stored in the database is listed under
+``unknown_keys`` with the reason.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from slipway.serving.labels import match_label
 from slipway.serving.limits import ConcurrencyCap
 from slipway.serving.log import PredictionLog, id_time
 from slipway.store import Store
+from slipway.store.batchfeedback import BatchRow, KeyRun, add_batch_feedback, key_runs, scored_rows
 from slipway.store.experiments import record_outcomes
 from slipway.store.predictions import (
     add_feedback,
@@ -59,6 +63,19 @@ class UnitRef:
     unit_id: str
 
 
+@dataclass(frozen=True)
+class BatchRef:
+    """Feedback addressed to a batch-scored row by its key (``slipway batch --key-column``):
+    the row of run ``run_id``, or of the latest run of ``model`` that scored ``key``."""
+
+    model: str
+    key: str
+    run_id: str | None = None
+
+
+FeedbackKey = str | UnitRef | BatchRef
+
+
 @dataclass
 class FeedbackResult:
     """How a feedback request was taken: stored, already stored before, or for unknown ids."""
@@ -69,6 +86,7 @@ class FeedbackResult:
     normalized: int = 0
     unmatched: list[dict[str, Any]] = field(default_factory=list)
     unknown_units: list[dict[str, str]] = field(default_factory=list)
+    unknown_keys: list[dict[str, str | None]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The response body."""
@@ -79,6 +97,7 @@ class FeedbackResult:
             "normalized": self.normalized,
             "unmatched": self.unmatched,
             "unknown_units": self.unknown_units,
+            "unknown_keys": self.unknown_keys,
         }
 
 
@@ -104,17 +123,25 @@ class FeedbackDesk:
 
     async def record(
         self,
-        items: Sequence[tuple[str | UnitRef, Any]],
+        items: Sequence[tuple[FeedbackKey, Any]],
         outcomes: Sequence[tuple[str, str, float]] = (),
     ) -> FeedbackResult:
         """Store each ``(prediction_id, label)`` whose prediction is logged and has no label yet
-        (a :class:`UnitRef` in place of the id names the unit's latest prediction), and each
-        ``(prediction_id, outcome, value)`` whose prediction has no such outcome yet.
+        (a :class:`UnitRef` in place of the id names the unit's latest prediction; a
+        :class:`BatchRef` names a batch-scored row), and each ``(prediction_id, outcome,
+        value)`` whose prediction has no such outcome yet.
 
         Call it on the event loop: it waits there, and sends database work to the thread pool.
         """
         result = FeedbackResult()
-        by_id = await run_in_threadpool(self._by_unit, items, result)
+        batch = [(key, label) for key, label in items if isinstance(key, BatchRef)]
+        logged = [(key, label) for key, label in items if not isinstance(key, BatchRef)]
+        batch_stored, batch_duplicates = 0, 0
+        if batch:
+            batch_stored, batch_duplicates = await run_in_threadpool(
+                self._record_batch, batch, result
+            )
+        by_id = await run_in_threadpool(self._by_unit, logged, result)
         first: dict[str, Any] = {}
         for pid, label in by_id:
             if pid in first:
@@ -140,9 +167,46 @@ class FeedbackDesk:
         stored = await run_in_threadpool(add_feedback, self.store, labels, utcnow())
         kept = [(pid, name, value) for (pid, name), value in named.items() if pid in known]
         stored_outcomes = await run_in_threadpool(record_outcomes, self.store, kept)
-        result.accepted = stored + stored_outcomes
-        result.duplicates += len(labels) - stored + len(kept) - stored_outcomes
+        result.accepted = stored + stored_outcomes + batch_stored
+        result.duplicates += len(labels) - stored + len(kept) - stored_outcomes + batch_duplicates
         return result
+
+    def _record_batch(
+        self, items: Sequence[tuple[BatchRef, Any]], result: FeedbackResult
+    ) -> tuple[int, int]:
+        """Store the labels of batch-scored rows, once per row; ``(stored, duplicates)``.
+        Keys no run stored in the database go to ``unknown_keys`` with the reason."""
+        wanted: dict[tuple[str, str | None], list[str]] = {}
+        for ref, _ in items:
+            wanted.setdefault((ref.model, ref.run_id), []).append(ref.key)
+        found = {
+            (model, run): scored_rows(self.store, model, keys, run)
+            for (model, run), keys in wanted.items()
+        }
+        runs: dict[tuple[str, str | None], list[KeyRun]] = {}
+        first: dict[BatchRow, Any] = {}
+        duplicates = 0
+        for ref, label in items:
+            row = found[(ref.model, ref.run_id)].get(ref.key)
+            if row is None:
+                where = (ref.model, ref.run_id)
+                if where not in runs:
+                    runs[where] = key_runs(self.store, ref.model, ref.run_id)
+                result.unknown_keys.append(
+                    {"model": ref.model, "batch_key": ref.key, "run_id": ref.run_id,
+                     "reason": _why_unknown(ref, runs[where])}
+                )  # fmt: skip
+            elif row in first:
+                duplicates += 1  # the same row twice in one request: the first wins
+            else:
+                first[row] = label
+        labels = [
+            (row, self._check(label, (row.model, row.version), result,
+                              {"batch_key": row.key, "run_id": row.run_id}))
+            for row, label in first.items()
+        ]  # fmt: skip
+        stored = add_batch_feedback(self.store, labels, utcnow())
+        return stored, duplicates + len(labels) - stored
 
     def _by_unit(
         self, items: Sequence[tuple[str | UnitRef, Any]], result: FeedbackResult
@@ -175,24 +239,33 @@ class FeedbackDesk:
         if self.version is None or not labels:
             return labels
         made_by = logged_versions(self.store, [pid for pid, _ in labels])
-        out = []
-        for pid, label in labels:
-            checked, classes = self._classes_of(made_by.get(pid))
-            if not checked:
-                out.append((pid, label))
-                continue
-            stored, matches = match_label(label, classes)
-            if not matches:
-                name, number = made_by[pid]
-                expected = classes if classes is not None else "a number"
-                result.unmatched.append(
-                    {"prediction_id": pid, "label": label, "model": f"{name}:{number}",
-                     "expected": expected}
-                )  # fmt: skip
-            elif stored != label or type(stored) is not type(label):
-                result.normalized += 1
-            out.append((pid, stored))
-        return out
+        return [
+            (pid, self._check(label, made_by.get(pid), result, {"prediction_id": pid}))
+            for pid, label in labels
+        ]
+
+    def _check(
+        self,
+        label: Any,
+        made_by: tuple[str, int] | None,
+        result: FeedbackResult,
+        named: dict[str, Any],
+    ) -> Any:
+        """The label to store: the version's class where unambiguous; else the label as sent,
+        listed under ``unmatched`` after ``named`` (how the item named its prediction)."""
+        checked, classes = self._classes_of(made_by)
+        if not checked or made_by is None:
+            return label
+        stored, matches = match_label(label, classes)
+        if not matches:
+            expected = classes if classes is not None else "a number"
+            result.unmatched.append(
+                {**named, "label": label, "model": f"{made_by[0]}:{made_by[1]}",
+                 "expected": expected}
+            )  # fmt: skip
+        elif stored != label or type(stored) is not type(label):
+            result.normalized += 1
+        return stored
 
     def _classes_of(self, key: tuple[str, int] | None) -> tuple[bool, list[Any] | None]:
         """(whether labels can be checked, the classes or None for a regressor), cached."""
@@ -224,3 +297,28 @@ class FeedbackDesk:
             return [], 0.0
         youngest = max(0.0, min(ages[pid] for pid in recent))
         return recent, self.settle_seconds - youngest
+
+
+def _why_unknown(ref: BatchRef, runs: Sequence[KeyRun]) -> str:
+    """Why no stored row of a batch run answers ``ref``, with the way out."""
+    name = f"model {ref.model!r}"
+    parquet = [r for r in runs if r.output != "db"]
+    if ref.run_id is not None:
+        if not runs:
+            return f"{name} has no batch run {ref.run_id!r}; check the run id (slipway batch runs list)"
+        if parquet:
+            where = parquet[0].path or "a Parquet file"
+            return (
+                f"batch run {ref.run_id!r} wrote its predictions to {where}, not to the "
+                "database, so its keys are not recorded; score with --output db to send "
+                "feedback by key"
+            )
+        return f"batch run {ref.run_id!r} of {name} stored no row with this key"
+    if not runs:
+        return f"{name} has no batch run; score with `slipway batch {ref.model} INPUT --key-column COL`"
+    if len(parquet) == len(runs):
+        return (
+            f"every batch run of {name} wrote Parquet, not the database, so no key is "
+            "recorded; score with --output db to send feedback by key"
+        )
+    return f"no batch run of {name} stored a row with this key in the database"

@@ -85,6 +85,9 @@ def build(app: FastAPI, service: Service) -> dict[str, Any]:
         bodyschemas.feedback_body(max_rows),
         {
             "feedback": {"value": {"feedback": [{"prediction_id": "0190a3c4-...", "label": 1}]}},
+            "batch_key": {
+                "value": {"feedback": [{"model": "fraud", "batch_key": "txn-42", "label": 1}]}
+            },
             "outcomes": {
                 "value": {
                     "feedback": [

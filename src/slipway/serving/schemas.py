@@ -104,12 +104,24 @@ class ReloadOut(BaseModel):
 
 
 class UnmatchedLabel(BaseModel):
-    """A label stored as sent that is not one of the predicting version's classes."""
+    """A label stored as sent that is not one of the predicting version's classes; the item
+    is named as it was sent: ``prediction_id``, or ``batch_key`` and the ``run_id`` found."""
 
-    prediction_id: str
+    prediction_id: str | None = None
+    batch_key: str | None = None
+    run_id: str | None = None
     label: Any
     model: str
     expected: Any = Field(description="The version's classes, or 'a number' for a regressor.")
+
+
+class UnknownKey(BaseModel):
+    """A batch key no batch run of the model stored in the database, and why."""
+
+    model: str
+    batch_key: str
+    run_id: str | None
+    reason: str
 
 
 class FeedbackOut(BaseModel):
@@ -124,6 +136,9 @@ class FeedbackOut(BaseModel):
     unmatched: list[UnmatchedLabel]
     unknown_units: list[dict[str, str]] = Field(
         description="{model, unit_id} items with no logged prediction for that unit."
+    )
+    unknown_keys: list[UnknownKey] = Field(
+        description="{model, batch_key, run_id} items no batch run stored, with the reason."
     )
 
 

@@ -111,7 +111,9 @@ def router(service: Service) -> APIRouter:
     )
     async def post_feedback(request: Request) -> Response:
         """Record true labels or business outcomes (``{"prediction_id", "outcome",
-        "value"}``) for earlier predictions; idempotent per prediction_id (and outcome)."""
+        "value"}``) for earlier predictions, or labels of batch-scored rows by their key
+        (``{"model", "batch_key", "run_id"?, "label"}``); idempotent per prediction_id (and
+        outcome) or batch row."""
         value = bodies.parse_json(await request.body(), settings.serve_max_json_depth)
         items = bodies.feedback_request(value, settings.serve_max_rows)
         result = await service.feedback.record(items.labels, items.outcomes)

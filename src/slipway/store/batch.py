@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.csv as pcsv
 import sqlalchemy as sa
@@ -32,6 +33,7 @@ from slipway.exceptions import RunConflict
 from slipway.store.engine import Store
 from slipway.store.schema import (
     batch_chunks,
+    batch_feedback,
     batch_inputs,
     batch_predictions,
     batch_rejects,
@@ -476,35 +478,47 @@ def runs_with_inputs(store: Store, model: str, run_id: str | None = None) -> lis
 
 
 def kept_lines(
-    store: Store, model: str, start: datetime, end: datetime, run_id: str | None = None
+    store: Store,
+    model: str,
+    start: datetime,
+    end: datetime,
+    run_id: str | None = None,
+    *,
+    labels: bool = False,
 ) -> Iterator[bytes]:
     """Batch predictions of ``model`` scored in [start, end) that kept their inputs (only
     ``run_id``'s when given), as blocks of JSON lines in the prediction log's reading format
-    (see :func:`slipway.store.predictions.log_lines`): the time is when a row was scored."""
-    p, i = batch_predictions, batch_inputs
-    query = (
-        sa.select(
-            p.c.scored_at,
-            p.c.version,
-            i.c.inputs,
-            sa.cast(p.c.label, sa.Text),
-            sa.cast(p.c.probabilities, sa.Text),
-            p.c.value,
-        )
-        .join(
-            i,
-            sa.and_(i.c.model_name == p.c.model_name, i.c.key == p.c.key, i.c.run_id == p.c.run_id),
-        )
-        .where(p.c.model_name == model, p.c.scored_at >= start, p.c.scored_at < end)
-        .order_by(p.c.scored_at, p.c.run_id, p.c.key)
+    (see :func:`slipway.store.predictions.log_lines`): the time is when a row was scored.
+    ``labels=True`` keeps only the rows with a label sent by their key (``batch_feedback``)
+    and adds it, as the log adds a prediction's feedback."""
+    p, i, f = batch_predictions, batch_inputs, batch_feedback
+    columns: list[Any] = [
+        p.c.scored_at,
+        p.c.version,
+        i.c.inputs,
+        sa.cast(p.c.label, sa.Text),
+        sa.cast(p.c.probabilities, sa.Text),
+        p.c.value,
+    ]
+    query = sa.select(*columns, *((f.c.label, f.c.received_at) if labels else ())).join(
+        i,
+        sa.and_(i.c.model_name == p.c.model_name, i.c.key == p.c.key, i.c.run_id == p.c.run_id),
     )
+    if labels:
+        query = query.join(
+            f,
+            sa.and_(f.c.model_name == p.c.model_name, f.c.key == p.c.key, f.c.run_id == p.c.run_id),
+        )
+    query = query.where(
+        p.c.model_name == model, p.c.scored_at >= start, p.c.scored_at < end
+    ).order_by(p.c.scored_at, p.c.run_id, p.c.key)
     if run_id is not None:
         query = query.where(p.c.run_id == run_id)
     with store.read() as conn:
         result = conn.execution_options(yield_per=_LINES_PER_FETCH).execute(query)
         for rows in result.partitions():
             lines = []
-            for at, version, inputs, label, proba, value in rows:
+            for at, version, inputs, label, proba, value, *truth in rows:
                 if value is not None:
                     value = repr(float(value)) if math.isfinite(value) else None
                 out = ",".join(
@@ -513,8 +527,18 @@ def kept_lines(
                     if v is not None
                 )
                 stamp = at.replace(tzinfo=None).isoformat(sep=" ")
-                lines.append(f'{{"t":"{stamp}","v":{version},"i":{inputs},"o":{{{out}}}}}')
+                line = f'{{"t":"{stamp}","v":{version},"i":{inputs},"o":{{{out}}}'
+                if truth:
+                    line += _label_fields(*truth)
+                lines.append(line + "}")
             yield ("\n".join(lines) + "\n").encode()
+
+
+def _label_fields(label: Any, received_at: datetime) -> str:
+    """``,"l":...,"r":...`` as the log writes a feedback label: the label's JSON text, as a
+    JSON string, and when it arrived (UTC, no zone)."""
+    text = orjson.dumps(orjson.dumps(label).decode()).decode()
+    return f',"l":{text},"r":"{received_at.replace(tzinfo=None).isoformat(sep=" ")}"'
 
 
 def kept_rejects(store: Store, run_ids: Sequence[str]) -> list[tuple[datetime, list[Any]]]:

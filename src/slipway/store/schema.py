@@ -410,3 +410,18 @@ feature_events = sa.Table(
     sa.UniqueConstraint("source", "event_id"),
     sqlite_with_rowid=False,
 )
+
+# --- batch feedback -----------------------------------------------------------------------
+
+# True labels of batch-scored rows, sent to /v1/feedback by the row's key
+# ({"model", "batch_key", "run_id"?, "label"}): one per row of batch_predictions (model, key,
+# run), so a repeat is a duplicate. `slipway monitor --source batch` joins them to the rows.
+batch_feedback = sa.Table(
+    "batch_feedback",
+    metadata,
+    sa.Column("model_name", bytewise(200), primary_key=True),
+    sa.Column("key", bytewise(200), primary_key=True),
+    sa.Column("run_id", bytewise(64), primary_key=True),
+    sa.Column("label", JSON, nullable=False),
+    sa.Column("received_at", UTCDateTime(), nullable=False),
+)
