@@ -305,7 +305,10 @@ def _why_unknown(ref: BatchRef, runs: Sequence[KeyRun]) -> str:
     parquet = [r for r in runs if r.output != "db"]
     if ref.run_id is not None:
         if not runs:
-            return f"{name} has no batch run {ref.run_id!r}; check the run id (slipway batch runs list)"
+            return (
+                f"{name} has no batch run {ref.run_id!r}; check the run id "
+                "(slipway batch runs list)"
+            )
         if parquet:
             where = parquet[0].path or "a Parquet file"
             return (
@@ -315,7 +318,10 @@ def _why_unknown(ref: BatchRef, runs: Sequence[KeyRun]) -> str:
             )
         return f"batch run {ref.run_id!r} of {name} stored no row with this key"
     if not runs:
-        return f"{name} has no batch run; score with `slipway batch {ref.model} INPUT --key-column COL`"
+        return (
+            f"{name} has no batch run; score with "
+            f"`slipway batch {ref.model} INPUT --key-column COL`"
+        )
     if len(parquet) == len(runs):
         return (
             f"every batch run of {name} wrote Parquet, not the database, so no key is "
