@@ -141,8 +141,8 @@ def test_unknown_keys_are_listed_with_the_reason(serve, settings, tmp_path):
 
 
 def test_bad_batch_items_are_422s_naming_the_problem(serve, settings):
-    """An item naming its prediction two ways, a run_id without batch_key, and wrong types are
-    refused with a problem each; nothing is stored."""
+    """An item naming its prediction two ways, a run_id without batch_key, wrong types and
+    NUL characters are refused with a problem each (never a 500); nothing is stored."""
     h = serve(settings=settings)
     body = {
         "feedback": [
@@ -152,6 +152,9 @@ def test_bad_batch_items_are_422s_naming_the_problem(serve, settings):
             {"model": "fraud", "batch_key": 7, "run_id": 3, "label": 1},
             {"model": "fraud", "batch_key": "k" * 201, "label": [1]},
             {"model": "fraud", "batch_key": "k", "run_id": "", "label": 1},
+            # PostgreSQL cannot store a NUL character: refused before any query
+            {"model": "fraud", "batch_key": "k\x00", "label": 1},
+            {"model": "fraud", "unit_id": "u\x00", "label": 1},
         ]
     }
     r = h.post("/v1/feedback", body)
@@ -167,6 +170,8 @@ def test_bad_batch_items_are_422s_naming_the_problem(serve, settings):
         (4, "batch_key"),
         (4, "label"),
         (5, "run_id"),
+        (6, "batch_key"),
+        (7, "unit_id"),
     }
     assert "names its prediction 2 ways (prediction_id, batch_key)" in problems[0]["expected"]
     assert "names its prediction 2 ways (unit_id, batch_key)" in problems[1]["expected"]

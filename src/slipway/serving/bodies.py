@@ -68,6 +68,12 @@ def unknown_fields(body: dict[str, Any], allowed: Sequence[str], problems: list[
             )
 
 
+def is_text(value: Any, max_length: int) -> bool:
+    """Whether ``value`` is a string of 1 to ``max_length`` characters that a database can
+    store as text (PostgreSQL refuses the NUL character)."""
+    return isinstance(value, str) and 0 < len(value) <= max_length and "\x00" not in value
+
+
 def wrong(field: str, expected: str, value: Any, row: int | None = None) -> Problem:
     """A problem with a top-level field's type (the value is described, not echoed)."""
     return Problem("wrong_type", expected, row, field, kind(value))
@@ -152,7 +158,7 @@ def common_unit(unit_ids: list[str | None] | None) -> str | None:
 def unit_id_parameter(params: dict[str, Any], problems: list[Problem]) -> str | None:
     """V2's ``parameters.unit_id``: the unit a request is routed (and logged) for."""
     uid = params.get("unit_id")
-    if uid is not None and (not isinstance(uid, str) or not uid or len(uid) > _UNIT_ID_MAX):
+    if uid is not None and not is_text(uid, _UNIT_ID_MAX):
         problems.append(
             wrong("parameters.unit_id", f"a string of 1 to {_UNIT_ID_MAX} characters", uid)
         )
@@ -168,7 +174,7 @@ def _unit_ids(body: dict[str, Any], n: int, problems: list[Problem]) -> list[str
         uid = body["unit_id"]
         if uid is None:
             return None
-        if not isinstance(uid, str) or not uid or len(uid) > _UNIT_ID_MAX:
+        if not is_text(uid, _UNIT_ID_MAX):
             problems.append(wrong("unit_id", f"a string of 1 to {_UNIT_ID_MAX} characters", uid))
             return None
         return [uid] * n
@@ -178,7 +184,7 @@ def _unit_ids(body: dict[str, Any], n: int, problems: list[Problem]) -> list[str
             problems.append(wrong("unit_ids", f"a list of {n} strings, one per instance", uids))
             return None
         for i, uid in enumerate(uids):
-            if uid is not None and (not isinstance(uid, str) or not uid or len(uid) > _UNIT_ID_MAX):
+            if uid is not None and not is_text(uid, _UNIT_ID_MAX):
                 problems.append(wrong("unit_ids", "a string of 1 to 200 characters", uid, i))
         return uids
     return None
@@ -255,9 +261,9 @@ def feedback_request(value: Any, max_items: int) -> FeedbackRequest:
                     )
             if by_unit:
                 model, uid = item["model"], item["unit_id"]
-                if not isinstance(model, str) or not model or len(model) > 200:
+                if not is_text(model, 200):
                     problems.append(wrong("model", "a model name (string)", model, i))
-                if not isinstance(uid, str) or not uid or len(uid) > _UNIT_ID_MAX:
+                if not is_text(uid, _UNIT_ID_MAX):
                     problems.append(wrong("unit_id", "a string of 1 to 200 characters", uid, i))
                 out.labels.append((UnitRef(model, uid), label))
                 continue
@@ -265,13 +271,13 @@ def feedback_request(value: Any, max_items: int) -> FeedbackRequest:
                 out.labels.append((_batch_ref(item, i, problems), label))
                 continue
             pid = item["prediction_id"]
-            if not isinstance(pid, str) or not pid or len(pid) > 64:
+            if not is_text(pid, 64):
                 problems.append(wrong("prediction_id", "a prediction id (string)", pid, i))
             if is_label:
                 out.labels.append((pid, label))
                 continue
             name, amount = item["outcome"], item.get("value", 1.0)
-            if not isinstance(name, str) or not name or len(name) > _OUTCOME_MAX:
+            if not is_text(name, _OUTCOME_MAX):
                 expected = f"an outcome name of 1 to {_OUTCOME_MAX} characters"
                 problems.append(wrong("outcome", expected, name, i))
             number = isinstance(amount, int | float) and not isinstance(amount, bool)
@@ -285,12 +291,12 @@ def feedback_request(value: Any, max_items: int) -> FeedbackRequest:
 def _batch_ref(item: dict[str, Any], i: int, problems: list[Problem]) -> BatchRef:
     """A ``{"model", "batch_key", "run_id"?}`` item's reference, its problems added."""
     model, key, run = item["model"], item["batch_key"], item.get("run_id")
-    if not isinstance(model, str) or not model or len(model) > 200:
+    if not is_text(model, 200):
         problems.append(wrong("model", "a model name (string)", model, i))
-    if not isinstance(key, str) or not key or len(key) > _BATCH_KEY_MAX:
+    if not is_text(key, _BATCH_KEY_MAX):
         expected = f"the row's key as text, 1 to {_BATCH_KEY_MAX} characters"
         problems.append(wrong("batch_key", expected, key, i))
-    if run is not None and (not isinstance(run, str) or not run or len(run) > _RUN_ID_MAX):
+    if run is not None and not is_text(run, _RUN_ID_MAX):
         expected = f"a batch run id of 1 to {_RUN_ID_MAX} characters, or null for the latest run"
         problems.append(wrong("run_id", expected, run, i))
     return BatchRef(model, key, run)
