@@ -13,6 +13,8 @@ One module per group of tables; each exposes plain functions (or a small class) 
   its writer's rows and bulk inserts and all of its readers together;
 * ``batch``: ``batch_runs``, ``batch_chunks``, ``batch_predictions``, ``batch_rejects``: runs,
   the exactly-once chunk commit with its bulk loads, the stored-prediction lookup;
+* ``batchfeedback``: ``batch_feedback``: true labels of batch-scored rows sent by their key,
+  the key lookup and why a key is unknown;
 * ``query``: a user's own SELECT (``slipway batch --query``), run read-only;
 * ``monitoring``: ``monitoring_runs``.
 
