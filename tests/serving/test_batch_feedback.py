@@ -180,12 +180,13 @@ def test_bad_batch_items_are_422s_naming_the_problem(serve, settings):
 
 
 def test_monitor_shows_realized_performance_of_a_batch_run(serve, settings, tmp_path):
-    """Labels sent by key (numeric forms normalized) join the kept rows: the monitor's
-    metrics on `--source batch` equal scikit-learn's on the labeled rows, and a label that is
-    not a class counts as unknown."""
+    """Labels sent by key (numeric forms normalized) join the kept rows of their run: the
+    monitor's metrics on `--source batch` equal scikit-learn's on the labeled rows, a label
+    that is not a class counts as unknown, and another run of the same keys has no labels."""
     h = serve(settings=settings)
     path, truth = scored_file(h, tmp_path, n=150)
-    run = score(h, path, keep_inputs=True)
+    earlier = score(h, path, keep_inputs=True)
+    run = score(h, path, keep_inputs=True)  # the latest run: labels without run_id go here
     labeled = [f"txn-{i}" for i in range(0, 150, 2)]  # 75 labels
     forms = (lambda y: y, float, str)  # 1, 1.0 and "1" all mean the class 1
     items = [
@@ -197,10 +198,18 @@ def test_monitor_shows_realized_performance_of_a_batch_run(serve, settings, tmp_
     assert (got["accepted"], len(got["unmatched"])) == (76, 1)
     now = utcnow() + timedelta(seconds=1)
     monitor = Monitor(h.registry, clock=lambda: now, sinks=[])
-    report = monitor.run("fraud", since=timedelta(hours=1), store=False, source="batch")
-    (perf,) = report.to_dict()["windows"][0]["performance"]
+
+    def performance(source):
+        report = monitor.run("fraud", since=timedelta(hours=1), store=False, source=source)
+        (perf,) = report.to_dict()["windows"][0]["performance"]
+        return perf
+
+    perf = performance(f"batch:{run.run_id}")
     assert (perf["rows"], perf["labeled"], perf["unknown_labels"]) == (150, 76, 1)
     assert perf["status"] != "no_labels"
+    both = performance("batch")  # both runs: the labels are the latest run's only
+    assert (both["rows"], both["labeled"], both["metrics"]) == (300, 76, perf["metrics"])
+    assert performance(f"batch:{earlier.run_id}")["status"] == "no_labels"
     with h.registry.store.read() as conn:
         rows = {
             r.key: r
