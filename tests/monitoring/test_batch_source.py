@@ -15,7 +15,8 @@ from slipway.clock import utcnow
 from slipway.exceptions import ConfigError
 from slipway.monitoring.runner import Monitor
 from slipway.problems import jsonable
-from slipway.store.schema import batch_inputs
+from slipway.store.batchfeedback import BatchRow, add_batch_feedback
+from slipway.store.schema import batch_inputs, batch_predictions
 from slipway.testing import transactions
 from tests.cli_helpers import run_cli
 from tests.monitoring.test_sources import assert_same
@@ -56,6 +57,43 @@ def test_a_batch_run_is_checked_exactly_like_the_same_rows_served(registry, frau
         assert metric["value"] == pytest.approx(estimated[1]["metrics"][name]["value"], rel=1e-9)
         assert metric["low"] == pytest.approx(estimated[1]["metrics"][name]["low"], abs=0.02)
     assert any(f["status"] == "drift" for f in batch["windows"][0]["features"])
+
+
+def test_labels_by_key_give_a_run_the_performance_the_same_labels_give_served_rows(
+    registry, fraud, log, tmp_path
+):
+    """Realized performance of a batch run from labels sent by key (batch_feedback) equals,
+    to 1e-9, that of the same rows served with the same labels: metrics, intervals, coverage,
+    delay and unknown labels."""
+    X, y = transactions(900, seed=7)
+    path = tmp_path / "keyed.parquet"
+    X.assign(txn=[f"t{i:04d}" for i in range(900)]).to_parquet(path, index=False)
+    at = utcnow() - timedelta(minutes=30)
+    ids, _ = log.predictions("fraud", X, at)
+    run = score_file("fraud", path, key_column="txn", keep_inputs=True, registry=registry)
+    with registry.store.read() as conn:
+        scored_at = conn.execute(
+            sa.select(sa.func.min(batch_predictions.c.scored_at)).where(
+                batch_predictions.c.run_id == run.run_id
+            )
+        ).scalar_one()
+    labeled = list(range(0, 900, 3))
+    labels = [jsonable(y[i]) for i in labeled]
+    labels[7] = "yes"  # not a class: an unknown label on both sides
+    delay = timedelta(minutes=10)
+    log.feedback([ids[i] for i in labeled], labels, at + delay)
+    rows = [BatchRow("fraud", f"t{i:04d}", run.run_id, run.version) for i in labeled]
+    stored = add_batch_feedback(
+        registry.store, list(zip(rows, labels, strict=True)), scored_at + delay
+    )
+    assert stored == 300
+    now = utcnow() + timedelta(seconds=1)
+    served = _report(registry, now).to_dict()["windows"][0]["performance"]
+    batch = _report(registry, now, source="batch").to_dict()["windows"][0]["performance"]
+    assert (batch[0]["labeled"], batch[0]["unknown_labels"]) == (300, 1)
+    assert batch[0]["delay_seconds"]["median"] == pytest.approx(600, abs=1e-3)
+    assert {"accuracy", "roc_auc", "f1"} <= set(batch[0]["metrics"])
+    assert_same(served, batch, "performance")
 
 
 def test_one_run_by_id_and_runs_that_kept_nothing(registry, fraud, rows):
