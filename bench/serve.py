@@ -400,14 +400,25 @@ def run_peer(
         return [], None
 
 
-def batch_counts(server: ServerProcess, headers: dict[str, str]) -> tuple[float, float]:
+def batch_metric(name: str) -> str | None:
+    """The histogram of requests per model call a server exports, if it batches."""
+    if name.startswith("slipway"):
+        return "slipway_model_batch_requests"
+    if name.startswith("bentoml"):
+        return "bentoml_service_adaptive_batch_size"  # BentoML's dispatcher, same meaning
+    return None
+
+
+def batch_counts(
+    server: ServerProcess, headers: dict[str, str], metric: str = "slipway_model_batch_requests"
+) -> tuple[float, float]:
     """(model calls, requests they answered) so far, from the server's /metrics."""
     text = httpx.get(server.url + "/metrics", headers=headers, timeout=10).text
 
     def total(name: str) -> float:
         return sum(float(v) for v in re.findall(rf"^{name}\{{[^}}]*\}} (\S+)$", text, re.M))
 
-    return total("slipway_model_batch_requests_count"), total("slipway_model_batch_requests_sum")
+    return total(f"{metric}_count"), total(f"{metric}_sum")
 
 
 def measure(
@@ -422,12 +433,13 @@ def measure(
     rows: int = 1,
 ) -> list[Result]:
     results = []
+    metric = batch_metric(name)
     for c in clients:
         warm = wrk(server.url + path, body, headers, c, 2)  # warm-up, not in the table
-        before = batch_counts(server, headers) if name.startswith("slipway") else None
+        before = batch_counts(server, headers, metric) if metric else None
         r = wrk(server.url + path, body, headers, c, seconds)
-        if before is not None and workers == 1:  # with N workers /metrics merges them anyway
-            after = batch_counts(server, headers)
+        if metric and before is not None and workers == 1:  # N workers: /metrics merges them
+            after = batch_counts(server, headers, metric)
             r.batch = (after[1] - before[1]) / max(after[0] - before[0], 1)
         r.server, r.workers, r.warmup, r.rows = name, workers, warm.responses, rows
         results.append(r)
@@ -652,7 +664,7 @@ def report(
         f"\np50 at 1 client: slipway {s1.p50_ms:.2f} ms vs echo {e1.p50_ms:.2f} ms "
         f"(+{s1.p50_ms - e1.p50_ms:.2f} ms)"
     )
-    print("batch: mean requests per model call (micro-batching)")
+    print("batch: mean requests per model call (micro-batching; BentoML: adaptive batching)")
     for (server, workers, clients), r in sorted(by.items()):
         off = by.get(("slipway -console", workers, clients))
         if server == "slipway serve" and off is not None:
