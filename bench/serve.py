@@ -205,7 +205,7 @@ def uvicorn(
         server.stop()
 
 
-def rss(pid: int) -> float:
+def rss_mb(pid: int) -> float:
     """Resident memory of one process, MB."""
     status = Path(f"/proc/{pid}/status").read_text()
     return int(re.search(r"VmRSS:\s+(\d+) kB", status)[1]) / 1024  # type: ignore[index]
@@ -214,11 +214,11 @@ def rss(pid: int) -> float:
 def worker_rss_mb(pid: int, workers: int) -> list[float]:
     """Resident memory of each worker: the process itself, or its spawned children."""
     if workers == 1:
-        return [rss(pid)]
+        return [rss_mb(pid)]
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     spawned = [int(c) for c in children
                if b"spawn" in Path(f"/proc/{c}/cmdline").read_bytes()]  # fmt: skip
-    return [rss(c) for c in spawned]
+    return [rss_mb(c) for c in spawned]
 
 
 def last_line(text: str) -> str:
@@ -360,8 +360,8 @@ def peer_rss_mb(pid: int) -> tuple[list[float], float | None]:
     children = [int(c) for task in Path(f"/proc/{pid}/task").iterdir()
                 for c in (task / "children").read_text().split()]  # fmt: skip
     if not children:
-        return [rss(pid)], None
-    return [rss(c) for c in children], rss(pid)
+        return [rss_mb(pid)], None
+    return [rss_mb(c) for c in children], rss_mb(pid)
 
 
 def run_peer(
@@ -576,12 +576,12 @@ def main() -> None:
                 logged = set(conn.execute(query).scalars())
             exact = (len(received), failed, len(logged), len(logged ^ received))
             for peer in peers:  # one worker each, the same row, clients and durations
-                peer_results, peer_server_ = run_peer(
+                peer_results, cost = run_peer(
                     peer, tmp, model_path, base_env, clients, seconds, slipway_label
                 )
                 results += peer_results
-                if peer_server_ is not None:
-                    servers.append(peer_server_)
+                if cost is not None:
+                    servers.append(cost)
     with registry.store.read() as conn:
         total = conn.execute(sa.select(sa.func.count()).select_from(predictions)).scalar_one()
     report(results, servers, exact, total, time.perf_counter() - started, peers)
