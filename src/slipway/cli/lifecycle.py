@@ -27,8 +27,9 @@ from slipway.cli._common import (
     registry,
     warnings_printed,
 )
+from slipway.clock import parse_duration
 from slipway.lifecycle.check import check
-from slipway.lifecycle.policy import load_check_policy, parse_duration
+from slipway.lifecycle.policy import load_check_policy
 from slipway.lifecycle.retrain import RetrainResult, retrain
 
 CANNOT_RUN = 3
