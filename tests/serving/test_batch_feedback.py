@@ -108,11 +108,17 @@ def test_batch_labels_follow_the_versions_classes(serve, settings, tmp_path):
 
 
 def test_unknown_keys_are_listed_with_the_reason(serve, settings, tmp_path):
-    """A key no run stored, a run id that does not exist, a run that wrote Parquet and a model
-    with no run are each listed in unknown_keys with why; the known key is still stored."""
+    """A key no run stored, a run id that does not exist, a run that wrote Parquet, a model
+    with no run and a row a run rejected are each listed in unknown_keys with why; the known
+    key is still stored."""
     h = serve(models=("fraud", "prices"), settings=settings)
     path, _ = scored_file(h, tmp_path)
     db = score(h, path)
+    bad = h.fitted["fraud"].X_val.iloc[:2].assign(txn_id=["txn-bad", "txn-ok"])
+    bad.loc[bad.index[0], "amount"] = 1e15  # far outside training: the row is rejected
+    bad.to_parquet(tmp_path / "bad.parquet", index=False)
+    rejecting = score(h, tmp_path / "bad.parquet")
+    assert rejecting.rows_rejected == 1
     parquet = score(h, path, output=tmp_path / "scores.parquet")
     got = feedback(
         h,
@@ -122,6 +128,7 @@ def test_unknown_keys_are_listed_with_the_reason(serve, settings, tmp_path):
         {"model": "fraud", "batch_key": "txn-0", "run_id": parquet.run_id, "label": 1},
         {"model": "fraud", "batch_key": "txn-999", "run_id": db.run_id, "label": 1},
         {"model": "prices", "batch_key": "txn-0", "label": 1.5},
+        {"model": "fraud", "batch_key": "txn-bad", "label": 1},
     )
     assert (got["accepted"], got["duplicates"]) == (1, 0)
     reasons = [(k["batch_key"], k["run_id"], k["reason"]) for k in got["unknown_keys"]]
@@ -131,13 +138,15 @@ def test_unknown_keys_are_listed_with_the_reason(serve, settings, tmp_path):
         ("txn-0", parquet.run_id),
         ("txn-999", db.run_id),
         ("txn-0", None),
+        ("txn-bad", None),
     ]
-    assert [k["model"] for k in got["unknown_keys"]] == ["fraud"] * 4 + ["prices"]
+    assert [k["model"] for k in got["unknown_keys"]] == ["fraud"] * 4 + ["prices", "fraud"]
     assert "no batch run of model 'fraud' stored a row with this key" in reasons[0][2]
     assert "has no batch run 'no-such-run'" in reasons[1][2]
     assert "scores.parquet" in reasons[2][2] and "--output db" in reasons[2][2]
     assert f"batch run {db.run_id!r} of model 'fraud' stored no row" in reasons[3][2]
     assert "model 'prices' has no batch run" in reasons[4][2]
+    assert f"batch run {rejecting.run_id!r} rejected this row" in reasons[5][2]
 
 
 def test_bad_batch_items_are_422s_naming_the_problem(serve, settings):

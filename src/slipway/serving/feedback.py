@@ -38,7 +38,14 @@ from slipway.serving.labels import match_label
 from slipway.serving.limits import ConcurrencyCap
 from slipway.serving.log import PredictionLog, id_time
 from slipway.store import Store
-from slipway.store.batchfeedback import BatchRow, KeyRun, add_batch_feedback, key_runs, scored_rows
+from slipway.store.batchfeedback import (
+    BatchRow,
+    KeyRun,
+    add_batch_feedback,
+    key_runs,
+    rejected_keys,
+    scored_rows,
+)
 from slipway.store.experiments import record_outcomes
 from slipway.store.predictions import (
     add_feedback,
@@ -183,18 +190,27 @@ class FeedbackDesk:
             (model, run): scored_rows(self.store, model, keys, run)
             for (model, run), keys in wanted.items()
         }
+        missing = {
+            where: [key for key in keys if key not in found[where]]
+            for where, keys in wanted.items()
+        }
+        rejected = {
+            where: rejected_keys(self.store, where[0], keys, where[1])
+            for where, keys in missing.items()
+            if keys
+        }
         runs: dict[tuple[str, str | None], list[KeyRun]] = {}
         first: dict[BatchRow, Any] = {}
         duplicates = 0
         for ref, label in items:
-            row = found[(ref.model, ref.run_id)].get(ref.key)
+            where = (ref.model, ref.run_id)
+            row = found[where].get(ref.key)
             if row is None:
-                where = (ref.model, ref.run_id)
                 if where not in runs:
                     runs[where] = key_runs(self.store, ref.model, ref.run_id)
                 result.unknown_keys.append(
                     {"model": ref.model, "batch_key": ref.key, "run_id": ref.run_id,
-                     "reason": _why_unknown(ref, runs[where])}
+                     "reason": _why_unknown(ref, runs[where], rejected[where].get(ref.key))}
                 )  # fmt: skip
             elif row in first:
                 duplicates += 1  # the same row twice in one request: the first wins
@@ -299,9 +315,15 @@ class FeedbackDesk:
         return recent, self.settle_seconds - youngest
 
 
-def _why_unknown(ref: BatchRef, runs: Sequence[KeyRun]) -> str:
-    """Why no stored row of a batch run answers ``ref``, with the way out."""
+def _why_unknown(ref: BatchRef, runs: Sequence[KeyRun], rejected_by: str | None) -> str:
+    """Why no stored row of a batch run answers ``ref``, with the way out (``rejected_by``:
+    the run that rejected the key's row, if one did)."""
     name = f"model {ref.model!r}"
+    if rejected_by is not None:
+        return (
+            f"batch run {rejected_by!r} rejected this row (see `slipway batch runs show "
+            f"{rejected_by}`), so it has no prediction to label"
+        )
     parquet = [r for r in runs if r.output != "db"]
     if ref.run_id is not None:
         if not runs:

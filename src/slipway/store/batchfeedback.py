@@ -4,8 +4,9 @@ A batch run writing to the database records one ``batch_predictions`` row per ke
 sent as ``{"model", "batch_key", "run_id"?, "label"}`` names one row: :func:`scored_rows` finds
 it (in the run named, or else in the latest run of the model that scored the key),
 :func:`add_batch_feedback` stores one label per row (a repeat is a duplicate), and
-:func:`key_runs` says which runs of a model exist and where they wrote, so a key that is not
-found can be reported with its reason. The monitor reads the labels joined to the rows
+:func:`key_runs` says which runs of a model exist and where they wrote, and
+:func:`rejected_keys` which keys a run rejected, so a key that is not found can be reported
+with its reason. The monitor reads the labels joined to the rows
 (:func:`slipway.store.batch.kept_lines` with ``labels=True``).
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from slipway.store.engine import Store, upsert
-from slipway.store.schema import batch_feedback, batch_predictions, batch_runs
+from slipway.store.schema import batch_feedback, batch_predictions, batch_rejects, batch_runs
 
 _KEYS_PER_QUERY = 500  # keys per IN (...): well under every driver's parameter limit
 
@@ -82,6 +83,30 @@ def key_runs(store: Store, model: str, run_id: str | None = None) -> list[KeyRun
         output = r.output or {}
         out.append(KeyRun(r.run_id, str(output.get("kind", "db")), output.get("path")))
     return out
+
+
+def rejected_keys(
+    store: Store, model: str, keys: Iterable[str], run_id: str | None = None
+) -> dict[str, str]:
+    """``key -> run_id`` for those of ``keys`` whose row a batch run of ``model`` (or the run
+    ``run_id``) rejected, so it has no prediction; the newest such run."""
+    wanted = list(dict.fromkeys(keys))
+    found: dict[str, tuple[datetime, str]] = {}
+    r, runs = batch_rejects.c, batch_runs.c
+    with store.read() as conn:
+        for i in range(0, len(wanted), _KEYS_PER_QUERY):
+            query = (
+                sa.select(r.key, runs.started_at, r.run_id)
+                .join(batch_runs, runs.run_id == r.run_id)
+                .where(runs.model_name == model, r.key.in_(wanted[i : i + _KEYS_PER_QUERY]))
+            )
+            if run_id is not None:
+                query = query.where(r.run_id == run_id)
+            for row in conn.execute(query):
+                seen = found.get(row.key)
+                if seen is None or (row.started_at, row.run_id) > seen:
+                    found[row.key] = (row.started_at, row.run_id)
+    return {key: run for key, (_, run) in found.items()}
 
 
 def add_batch_feedback(
