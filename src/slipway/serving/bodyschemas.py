@@ -18,7 +18,15 @@ from slipway.contract import Contract
 from slipway.serving import tensors
 
 Schema = dict[str, Any]
-UNIT_ID: Schema = {"type": "string", "minLength": 1, "maxLength": 200}
+
+
+def text(max_length: int) -> Schema:
+    """A string of 1 to ``max_length`` characters without NUL (which PostgreSQL cannot store,
+    so the body check refuses it)."""
+    return {"type": "string", "minLength": 1, "maxLength": max_length, "pattern": "^[^\\x00]*$"}
+
+
+UNIT_ID: Schema = text(200)
 
 
 def field_schema(contract: Contract, name: str) -> Schema:
@@ -96,7 +104,7 @@ def feedback_body(max_rows: int) -> Schema:
     ``{"model", "unit_id", "label"}`` (the unit's latest prediction) or ``{"model",
     "batch_key", "run_id"?, "label"}`` (a batch-scored row), or business outcomes
     ``{"prediction_id", "outcome", "value"}``."""
-    pid = {"type": "string", "minLength": 1, "maxLength": 64}
+    pid = text(64)
     label = {
         "type": "object",
         "properties": {"prediction_id": pid, "label": {"type": ["string", "number", "boolean"]}},
@@ -106,7 +114,7 @@ def feedback_body(max_rows: int) -> Schema:
     by_unit = {
         "type": "object",
         "properties": {
-            "model": {"type": "string", "minLength": 1, "maxLength": 200},
+            "model": text(200),
             "unit_id": UNIT_ID,
             "label": {"type": ["string", "number", "boolean"]},
         },
@@ -118,9 +126,9 @@ def feedback_body(max_rows: int) -> Schema:
         "description": "A batch-scored row by its key: the row of run_id, or of the latest run "
         "of the model that scored the key.",
         "properties": {
-            "model": {"type": "string", "minLength": 1, "maxLength": 200},
-            "batch_key": {"type": "string", "minLength": 1, "maxLength": 200},
-            "run_id": {"type": ["string", "null"], "minLength": 1, "maxLength": 64},
+            "model": text(200),
+            "batch_key": text(200),
+            "run_id": {**text(64), "type": ["string", "null"]},
             "label": {"type": ["string", "number", "boolean"]},
         },
         "required": ["model", "batch_key", "label"],
@@ -130,7 +138,7 @@ def feedback_body(max_rows: int) -> Schema:
         "type": "object",
         "properties": {
             "prediction_id": pid,
-            "outcome": {"type": "string", "minLength": 1, "maxLength": 100},
+            "outcome": text(100),
             "value": {"type": "number", "description": "Defaults to 1 (a conversion)."},
         },
         "required": ["prediction_id", "outcome"],
