@@ -93,7 +93,7 @@ MODULES: dict[str, list[str]] = {
         "tests/monitoring/test_reports.py",
         "tests/monitoring/test_honesty.py",
         "-k",
-        "not 200_windows and not in_one_of_20",
+        "not 200_windows and not in_one_of_20 and not html_over_time",
     ],
     "slipway.monitoring.performance": [
         "tests/monitoring/test_performance.py",
