@@ -66,14 +66,17 @@ def test_a_significant_result_below_every_floor_is_minor_not_flagged():
     assert [r.status for r in results] == ["minor", "ok"]
 
 
-def test_the_minimum_detectable_shift_uses_the_corrected_level():
-    """With k tests the detectable shift is computed at alpha / k, never below the floor."""
+@pytest.mark.parametrize("correction", ["bh", "bonferroni", "none"])
+def test_the_minimum_detectable_shift_uses_the_corrected_level(correction):
+    """With k tests the detectable shift is computed at alpha / k (alpha uncorrected), never
+    below the floor."""
     from slipway.monitoring import stats
 
     for k in (1, 20):
         results = pending([0.5] * k)
-        decide(results, Policy())
-        expected = stats.detectable_mean_shift(1_000, 500, 0.05 / k)
+        decide(results, Policy(correction=correction))
+        level = 0.05 if correction == "none" else 0.05 / k
+        expected = stats.detectable_mean_shift(1_000, 500, level)
         assert results[0].min_detectable == pytest.approx(expected, rel=1e-12)
         assert results[0].detectable_unit == "sd"
 
@@ -233,16 +236,19 @@ def test_compare_names_why_a_feature_is_not_judged():
     r = check(None, five, "previous")
     assert (r.status, r.message) == ("not_in_reference", "x never appears in the previous window")
     assert (r.current_rows, r.null_rate, r.reference_rows) == (5, pytest.approx(1 / 6), 0)
+    assert r.reference_null_rate == 0.0
     r = check(five, None, "validation")
     assert (r.status, r.message) == ("missing", "x is absent from the window")
     assert (r.reference_rows, r.reference_null_rate) == (5, pytest.approx(1 / 6))
+    assert (r.current_rows, r.null_rate) == (0, 0.0)
     r = check(five, cats, "validation")
     assert (r.status, r.message) == (
         "skipped",
         "x is numeric in the validation predictions, categorical now",
     )
-    r = check(columns.skipped(5), columns.skipped(5))
-    assert r.status == "skipped" and "date-times" in r.message
+    for ref, cur in [(columns.skipped(5), columns.skipped(5)), (columns.skipped(5), five)]:
+        r = check(ref, cur)
+        assert (r.status, r.message) == ("skipped", "x is not compared (date-times always move)")
     r = check(five, four)
     assert r.message == "4 value(s) in the window; at least 5 are needed"
     r = check(four, five, "previous")
@@ -253,6 +259,11 @@ def test_compare_names_why_a_feature_is_not_judged():
     assert check(one, one).status == "constant"
     moved = check(one, columns.categorical(["b"] * 6))
     assert moved.status == "pending" and moved.test == "chi2"
+    import pandas as pd
+
+    b_of_ab = columns.categorical(pd.Categorical(["b"] * 6, categories=["a", "b"]))
+    c_of_ac = columns.categorical(pd.Categorical(["c"] * 6, categories=["a", "c"]))
+    assert check(b_of_ab, c_of_ac).status == "pending"  # an unused category is not the value
     r = check(five, columns.numeric([np.nan, np.nan]))
     assert r.status == "all_null"
     assert r.message == "every value is missing (reference: 16.7% missing)"
@@ -264,14 +275,46 @@ def test_decide_explains_each_verdict():
     the smallest shift this sample detects."""
     results = pending([0.001, 0.002, 0.5])
     results[1].exceeded = []
+    results[1].effects = {"mean_shift": None}  # as read back from JSON, where NaN is null
     results[2].test, results[2].extra = "chi2", {"categories_tested": 3}
     results[2].floors, results[2].effects = {"js": 0.1}, {"js": 0.01}
     decide(results, Policy(correction="none"))
     drift_, minor, ok = results
     assert drift_.message == "shifted: mean moved 1 SD (floor 0.1) (ks p=0.001, corrected 0.001)"
     assert minor.message == (
-        "significant but small: mean moved 1 SD (floor 0.1), each below its floor "
+        "significant but small: mean moved n/a (floor 0.1), each below its floor "
         "(ks p=0.002, corrected 0.002)"
     )
     assert ok.message.startswith("no significant shift (chi2 p=0.5, corrected 0.5); this sample")
     assert ok.message.endswith(f"detects shifts of {ok.min_detectable:.3g} JS or more")
+
+
+def test_the_effects_of_a_numeric_feature_are_its_statistics():
+    """Each numeric effect a run reports is the statistic of the sorted present values."""
+    import pandas as pd
+
+    from slipway.monitoring import stats
+
+    rng = np.random.default_rng(12)
+    ref, cur = rng.normal(0, 1, 800), rng.normal(0.3, 1.4, 500)
+    effects = monitor(pd.DataFrame({"x": ref}), pd.DataFrame({"x": cur})).features["x"].effects
+    a, b = np.sort(ref), np.sort(cur)
+    edges = stats.decile_edges(a)
+    assert effects["psi"] == pytest.approx(
+        stats.psi(stats.bin_shares(a, edges), stats.bin_shares(b, edges)), rel=1e-12
+    )
+    assert effects["mean_shift"] == pytest.approx(abs(b.mean() - a.mean()) / a.std(), rel=1e-12)
+    assert effects["variance_ratio"] == pytest.approx(b.var(ddof=1) / a.var(ddof=1), rel=1e-12)
+    w = stats.wasserstein(stats.merge_sorted(a, b)) / a.std()
+    assert effects["wasserstein"] == pytest.approx(w, rel=1e-9)
+
+
+@pytest.mark.parametrize("correction", ["bh", "bonferroni", "none"])
+def test_a_run_with_nothing_to_test_decides_nothing(correction):
+    """When every check is an edge case (no p-value), decide() leaves them as they are."""
+    done = [FeatureResult("x", "numeric", status=s) for s in ("empty", "insufficient_data")]
+    decide(done, Policy(correction=correction))
+    assert [(r.status, r.p_adjusted) for r in done] == [
+        ("empty", None),
+        ("insufficient_data", None),
+    ]
