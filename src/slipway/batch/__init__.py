@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING as _TYPE_CHECKING
 from slipway import _lazy
 
 if _TYPE_CHECKING:
-    from slipway.batch.runner import DEFAULT_CHUNK_SIZE, score_file
+    from slipway.batch.runner import score_file
     from slipway.batch.runs import (
+        DEFAULT_CHUNK_SIZE,
         EXIT_FAILED,
         EXIT_OK,
         EXIT_REJECTS,
@@ -36,7 +37,7 @@ __getattr__, __dir__ = _lazy.exports(
     __name__,
     {
         "BatchRun": "slipway.batch.runs",
-        "DEFAULT_CHUNK_SIZE": "slipway.batch.runner",
+        "DEFAULT_CHUNK_SIZE": "slipway.batch.runs",
         "EXIT_FAILED": "slipway.batch.runs",
         "EXIT_OK": "slipway.batch.runs",
         "EXIT_REJECTS": "slipway.batch.runs",
