@@ -105,8 +105,8 @@ def audit_command(
     json: bool = JsonOption,
 ) -> None:
     """Recompute served features offline, point in time, and compare (exit 0 / 2 / 3)."""
+    from slipway.clock import parse_duration
     from slipway.features.audit import EXIT_NOTHING, audit
-    from slipway.monitoring.runner import parse_duration
 
     try:
         reg = registry()

@@ -27,6 +27,7 @@ from slipway.cli._common import (
     registry,
     warnings_printed,
 )
+from slipway.clock import parse_duration
 
 if TYPE_CHECKING:
     from slipway.lifecycle.retrain import RetrainResult
@@ -155,7 +156,7 @@ def retrain_command(
 ) -> None:
     """Train a new version, gate it against production; exit 0 pass, 1 fail, 3 could not run."""
     with _cannot_run():
-        from slipway.lifecycle.policy import load_check_policy, parse_duration
+        from slipway.lifecycle.policy import load_check_policy
         from slipway.lifecycle.retrain import retrain
 
         window = parse_duration(since, "--since") if since else None
