@@ -368,6 +368,7 @@ def online(events_n: int, seconds: int, rounds: int, calls: int, clients: int = 
                 print(f"| {n} features | {k + 1} | {r[0]:,.0f} | {r[1]:.2f} | {r[2]:.2f} |")
         for path in scripts.values():
             os.unlink(path)
+        per_call = {n: requests_per_call(server.url, n, token) for n, server in servers.items()}
     p99 = {n: float(np.median([r[2] for r in rs])) for n, rs in runs.items()}
     rps = {n: float(np.median([r[0] for r in rs])) for n, rs in runs.items()}
     diff = p99["with"] - p99["without"]
@@ -376,6 +377,24 @@ def online(events_n: int, seconds: int, rounds: int, calls: int, clients: int = 
         f"{diff:+.2f} ms ({p99['with'] / p99['without']:.2f}x; goal: +2 ms at most: "
         f"{'met' if diff <= 2 else 'NOT met'}); throughput {rps['with'] / rps['without']:.2f}x"
     )
+    print(
+        "requests answered per model call (micro-batching): "
+        + ", ".join(f"{n} features {v:.1f}" for n, v in per_call.items())
+    )
+
+
+def requests_per_call(url: str, model: str, token: str) -> float:
+    """Mean requests per model call of a server's model, from its /metrics."""
+    import httpx
+
+    text = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {token}"}).text
+
+    def value(kind: str) -> float:
+        m = re.search(rf'^slipway_model_batch_requests_{kind}{{model="{model}"[^}}]*}} (\S+)$',
+                      text, re.M)  # fmt: skip
+        return float(m[1]) if m else float("nan")
+
+    return value("sum") / value("count")
 
 
 def wrk_script(rows: list[dict], token: str) -> str:
