@@ -445,12 +445,12 @@ def main() -> None:
     args = parser.parse_args()
     if not args.skip_offline:
         if args.quick:
-            offline(1_000_000, 100_000, 300)
+            offline(1_000_000, 100_000, 200)
         else:
             offline(10_000_000, 1_000_000, 1000)
     if not args.skip_online:
         if args.quick:
-            online(100_000, seconds=3, rounds=2, calls=300)
+            online(100_000, seconds=2, rounds=2, calls=200)
         else:
             online(1_000_000, seconds=10, rounds=3, calls=2000)
 
