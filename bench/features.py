@@ -322,7 +322,11 @@ def online(events_n: int, seconds: int, rounds: int, calls: int, clients: int = 
     registry.register(pipe, "with", train, y, features=[card], alias="production", onnx=False)
     registry.register(pipe, "without", train[names], y, alias="production", onnx=False)
     token = KeyStore(registry.store).create("bench", "predict")[1]
-    sample = train.sample(200, random_state=1)
+    # Requests as serving sees them: transactions of the last day (live traffic is "now"), so
+    # a merged call's rows share one time range, as concurrent requests do.
+    recent = events[events.ts >= events.ts.max() - pd.Timedelta(days=1)]
+    recent = recent.sample(200, random_state=1)[["card_id", "ts", "amount"]]
+    sample = sf.training_frame(recent, [card], at="ts", store=registry.store)
     raw = [{"card_id": r.card_id, "ts": r.ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "amount": r.amount} for r in sample.itertuples()]  # fmt: skip
     plain = json.loads(sample[names].to_json(orient="records"))
