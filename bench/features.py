@@ -260,9 +260,8 @@ def offline(events_n: int, labels_n: int, naive_sample: int) -> None:
               f"{r['peak_mib']:,.0f} | {added:,.0f} | {agree} |")  # fmt: skip
     print(
         "x merge_asof, x naive: that case's speed relative to them (higher is faster). "
-        "Peak RSS: the child's peak during the case (inputs and imports included: slipway's "
-        "package imports cost ~100 MiB the others do not load); added: the peak above the RSS "
-        "when the case started, i.e. the computation's own memory."
+        "Peak RSS: the child's peak during the case (its inputs and imports included); added: "
+        "the peak above the RSS when the case started, i.e. the computation's own memory."
     )
     if naive is not None:
         print(
