@@ -15,7 +15,14 @@ The convention (see docs/design.md, "Docs that run"):
 - ``python`` blocks run with these names defined, as a notebook would have them: ``slipway``,
   ``np``, ``pd``, ``rich``, ``pipe`` (a fitted pipeline), ``X_train``, ``y_train``, ``X_val``,
   ``y_val``, ``X_new``, ``frame`` (transactions with ``txn_id``), ``X_last_week``,
-  ``X_reference``, ``X_current``, ``ref``, ``cur``, ``key`` (a predict API key).
+  ``X_reference``, ``X_current``, ``ref``, ``cur``, ``key`` (a predict API key), ``labels``;
+  each block gets its own copy of ``pipe``, so one that refits it leaves the others' alone.
+- A ```` ```python file=features.py ```` block is a module of the user's project: besides
+  running as a block, it is written into the working directory before any block runs, so later
+  blocks import it (``from features import card``) as the user's code would. The home also
+  holds the quickstart's card transactions as events of the store source ``transactions``, and
+  ``labels`` (those transactions after a 30-day warm-up: ``card_id``, ``ts``, raw fields,
+  ``is_fraud``) is defined for python blocks.
 - A block that cannot run in a test (a long-lived server, a remote host, ``make``) says so in
   its info string: ```` ```sh no-run ```` or ```` ```python no-run ````.
 
@@ -24,6 +31,7 @@ A failure names the file and line of the block and of the command that failed.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import shutil
@@ -95,6 +103,7 @@ def doc_blocks() -> list[Block]:
 
 
 BLOCKS = doc_blocks()
+MODULES = [b for b in BLOCKS if b.lang == "python" and b.option("file")]
 
 
 @pytest.fixture(scope="session")
@@ -140,6 +149,18 @@ def docs_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     with registry.store.engine.begin() as conn:
         table.to_sql("transactions", conn, index=False)
     key = KeyStore(registry.store).create("docs", "predict")[1]
+    # docs/features.md's worked example: the card transactions as events in the store, the
+    # later ones as labelled rows, and the project's modules the docs define (features.py)
+    import slipway.features as sf
+    from slipway.features.ingest import ingest
+
+    history = quickstart.make_history(1_500)
+    source = sf.EventSource("transactions", entity="card_id", timestamp="ts", id="transaction_id")
+    ingest(registry.store, history.drop(columns="is_fraud"), source)
+    start = pd.Timestamp(quickstart.START) + pd.Timedelta(days=quickstart.WARM_UP)
+    labels = history[history.ts >= start].reset_index(drop=True)
+    for module in MODULES:
+        (work / str(module.option("file"))).write_text(module.code)
     # the quickstart's lifecycle step: `loans` with served, partly labeled traffic, a retrained
     # candidate, and quickstart-output/loans.toml (the default --workdir)
     lifecycle_demo(registry, work / "quickstart-output")
@@ -161,6 +182,7 @@ def docs_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "ref": X.iloc[:cut],
         "cur": shifted,
         "key": key,
+        "labels": labels,
     }
     env = {
         "SLIPWAY_HOME": str(home),
@@ -186,7 +208,12 @@ def test_doc_block_runs(block: Block, docs_home: dict[str, Any], monkeypatch, tm
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     if RUNNABLE[block.lang] == "python":
-        run_python(block, docs_home["names"])
+        # the project's modules import from the working directory, never from an earlier copy
+        monkeypatch.syspath_prepend(str(work))
+        for module in MODULES:
+            monkeypatch.delitem(sys.modules, Path(str(module.option("file"))).stem, raising=False)
+        names = {**docs_home["names"], "pipe": copy.deepcopy(docs_home["names"]["pipe"])}
+        run_python(block, names)
     else:
         run_shell(block, env, work)
 
@@ -272,3 +299,10 @@ def test_the_runner_reads_fences_info_strings_and_continuations(tmp_path):
     ]
     assert found[0].option("exit") == "0,1"
     assert commands(found[0]) == [(3, "slipway a \\\n  --b"), (6, "slipway c")]
+
+
+def test_module_blocks_are_written_into_the_working_directory(docs_home):
+    """A ```python file=NAME block's code is the file NAME that later blocks import."""
+    assert MODULES, "docs/features.md defines features.py in a file= block"
+    for module in MODULES:
+        assert (docs_home["work"] / str(module.option("file"))).read_text() == module.code
