@@ -94,6 +94,26 @@ async def drive(app: Any, bodies: list[bytes], token: bytes, n: int, clients: in
     return ok
 
 
+CALLS = [0]
+
+
+def shadow_calls(service: Any) -> float:
+    """Model calls the shadow candidate has taken so far (counted by wrapping its engine)."""
+    active = getattr(service.runtime.policy, "_active", {}).get("ref")
+    if active is None or active.experiment.mode != "shadow":
+        return 0.0
+    engine = active.candidate.model.engine
+    if not getattr(engine, "counted", False):
+        outputs = engine.outputs
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            CALLS[0] += 1
+            return outputs(*args, **kwargs)
+
+        engine.outputs, engine.counted = counted, True
+    return float(CALLS[0])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=20_000, help="Requests per state.")
@@ -137,7 +157,7 @@ def main() -> None:
         ("A/B 50/50", {"mode": "ab", "candidate": 2, "split": 0.5}),
         ("shadow", {"mode": "shadow", "candidate": 2}),
     ]
-    results: dict[str, list[tuple[float, float]]] = {}
+    results: dict[str, list[tuple[float, float, float]]] = {}
 
     async def run() -> None:
         async with app.router.lifespan_context(app):
@@ -152,10 +172,12 @@ def main() -> None:
                 await drive(app, bodies, token, min(n, 2000), args.clients)  # warm-up
                 service.log.flush()
                 profile = cProfile.Profile() if args.profile else None
-                before = cpu()
+                calls_before = shadow_calls(service)
+                before, loop_before = cpu(), time.thread_time()
                 if profile is not None:
                     profile.enable()
                 ok = await drive(app, bodies, token, n, args.clients)
+                loop = time.thread_time() - loop_before
                 if profile is not None:
                     profile.disable()
                 if options is not None and options["mode"] == "shadow":
@@ -163,6 +185,7 @@ def main() -> None:
                 service.log.flush()
                 spent = cpu() - before
                 assert ok == n, f"{state}: {ok} of {n} answered"
+                calls = shadow_calls(service) - calls_before
                 # Runtime.route alone, per call.
                 units = [f"unit-{i}" for i in range(UNITS)]
                 route_fn = service.runtime.route
@@ -170,29 +193,39 @@ def main() -> None:
                 for i in range(100_000):
                     route_fn("ref", units[i % UNITS], row)
                 routed = (time.process_time() - started) / 100_000
-                results.setdefault(state, []).append((spent / n * 1e6, routed * 1e6))
+                results.setdefault(state, []).append(
+                    (spent / n * 1e6, loop / n * 1e6, routed * 1e6)
+                )
                 print(
-                    f"  {state:<16} {spent / n * 1e6:8.1f} us CPU/request   "
-                    f"route() {routed * 1e6:6.2f} us",
+                    f"  {state:<16} {spent / n * 1e6:8.1f} us CPU/request  "
+                    f"(event loop {loop / n * 1e6:6.1f})   route() {routed * 1e6:6.2f} us"
+                    + (f"   shadow calls {calls:.0f}" if calls else ""),
                     flush=True,
                 )
                 if profile is not None:
                     out = io.StringIO()
-                    pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(25)
+                    pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(
+                        "slipway|onnx|numpy", 40
+                    )
                     print(out.getvalue())
                 if experiment is not None:
                     desk.stop(experiment, promote=False)
                     policy.check()
 
     asyncio.run(run())
-    least = {state: (min(r[0] for r in rs), min(r[1] for r in rs)) for state, rs in results.items()}
+    least = {state: tuple(min(r[i] for r in rs) for i in range(3)) for state, rs in results.items()}
     base = least["no experiment"][0]
     print(
         f"\n{n} requests per state, {args.clients} concurrent, batch rows {args.batch_rows}, "
         f"in process (CPU time; least of {rounds} rounds)"
     )
-    for state, (us, routed) in least.items():
-        print(f"{state:<16} {us:8.1f} us/request  x{us / base:5.2f}   route() {routed:6.2f} us")
+    loop_base = least["no experiment"][1]
+    print(f"{'state':<16} {'us/request':>10} {'x':>6} {'loop us':>8} {'x':>6} {'route() us':>10}")
+    for state, (us, loop, routed) in least.items():
+        print(
+            f"{state:<16} {us:10.1f} {us / base:6.2f} {loop:8.1f} {loop / loop_base:6.2f} "
+            f"{routed:10.2f}"
+        )
     registry.store.dispose()
     shutil.rmtree(tmp, ignore_errors=True)
 

@@ -28,6 +28,7 @@ class Engine:
         self.calls: list[int] = []
         self.gate: threading.Event | None = None
         self.inside = threading.Event()
+        self.broken = False
 
     def outputs(self, checked: Validated, rows: np.ndarray | None) -> Outputs:
         """The wrapped engine's outputs, after the gate opens."""
@@ -35,6 +36,8 @@ class Engine:
         self.inside.set()
         if self.gate is not None:
             self.gate.wait(30)
+        if self.broken:
+            raise RuntimeError("candidate broken on purpose")
         return self.engine.outputs(checked, rows)
 
 
@@ -155,3 +158,28 @@ def test_stop_does_not_wait_for_a_stuck_shadow_and_counts_every_row_once(candida
     late = scorer.submit(served, served.names, rows[:2])
     assert late.done and late.outputs is None
     assert sample(metrics, "slipway_shadow_dropped_total", reason="stopped") == 2
+
+
+def test_a_shadow_failing_on_every_row_stops_costing_a_call_per_request(candidate):
+    """A candidate that raises on every row: each request's answer is the error, and once whole
+    batches failed request by request, a failing merged call stands for its requests (one call
+    per batch, not one per request)."""
+    served, engine, rows = candidate
+    engine.broken = True
+    metrics = Metrics()
+    scorer = ShadowScorer(metrics, interval=0.2, max_age=10.0)
+    scorer.start()
+    calls = []
+    try:
+        for _ in range(5):
+            before = len(engine.calls)
+            slots = [scorer.submit(served, served.names, [row]) for row in rows[:10]]
+            wait_for(lambda: all(s.done for s in slots), "the shadow never answered")  # noqa: B023
+            calls.append(len(engine.calls) - before)
+            for slot in slots:
+                assert slot.outputs is not None
+                assert slot.outputs[0]["error"] == "RuntimeError: candidate broken on purpose"
+    finally:
+        scorer.stop()
+    assert calls[:2] == [11, 11] and calls[2:] == [1, 1, 1]
+    assert sample(metrics, "slipway_shadow_predictions_total", version="1", outcome="error") == 50

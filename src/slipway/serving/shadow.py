@@ -2,12 +2,15 @@
 
 When a request's :class:`~slipway.serving.routing.Route` names a ``shadow`` version, the
 answerer hands the request's rows to :class:`ShadowScorer` after the primary answer is built
-and returns that answer at once. The scorer is a bounded queue and one worker thread: it
+and returns that answer at once. The scorer is a bounded queue and one worker thread, woken
+per batch (``batch_rows`` queued, or the oldest ``interval`` old), not per request: it
 gathers queued requests for one version into one validate-and-predict call (as the
 micro-batcher does for primary answers) and writes each request's shadow answers into the
 request's :class:`ShadowSlot`. Nothing the shadow does can delay or fail the primary answer: a
 full queue drops the shadow work (counted in ``slipway_shadow_dropped_total``), and an error
-or a contract violation of the shadow version becomes ``{"error": ...}`` in its answers.
+or a contract violation of the shadow version becomes ``{"error": ...}`` in its answers. Every
+row is counted once: scored, or dropped (``queue_full``, ``late``, ``stopped``, ``shutdown``);
+:meth:`ShadowScorer.stop` does not wait for a stuck shadow call beyond its timeout.
 
 How shadow answers reach the prediction log: the request's log entry is queued as usual,
 carrying its slot, and the log writer holds an entry whose slot is still open for at most
@@ -36,6 +39,10 @@ if TYPE_CHECKING:
     from slipway.serving.runtime import Served
 
 logger = logging.getLogger("slipway.serving.shadow")
+# A version whose every request failed alone in this many batches in a row is not called per
+# request again when its merged call fails (but every _RECHECK_EVERY-th batch, to notice a
+# recovery): a candidate that raises on every row must not cost the primary a call per request.
+_FAILING_STREAK, _RECHECK_EVERY = 2, 8
 
 
 @dataclass(eq=False, slots=True)
@@ -84,6 +91,8 @@ class ShadowScorer:
     _thread: threading.Thread | None = field(default=None, init=False)
     _running: list[_Job] = field(default_factory=list, init=False)  # the call in progress
     _dropped: dict[tuple[str, str], Any] = field(default_factory=dict, init=False)
+    # id(served) -> batches in a row whose every request failed alone (see _score)
+    _failing: dict[int, int] = field(default_factory=dict, init=False)
 
     @property
     def depth(self) -> int:
@@ -218,25 +227,43 @@ class ShadowScorer:
         checked = model.contract.validate_clean(records)
         if checked is not None:
             time.sleep(0)
+            failed: Exception | None = None
             try:
                 predictions = model.infer(checked)
                 time.sleep(0)
                 outputs = None if predictions.warnings else predictions.records()
-            except Exception:
-                outputs = None
+            except Exception as exc:
+                outputs, failed = None, exc
+            ms = (time.perf_counter() - started) * 1000
             if outputs is not None and len(outputs) == len(records):
-                ms = (time.perf_counter() - started) * 1000
+                self._failing.pop(id(served), None)
+                self.metrics.shadowed(served.name, served.version, "ok")[1].observe(ms / 1000)
                 start = 0
                 for job in jobs:
                     n = len(job.rows)
                     self._done(served, job, outputs[start : start + n], ms, "ok")
                     start += n
                 return
+            streak = self._failing.get(id(served), 0)
+            if failed is not None and streak >= _FAILING_STREAK and streak % _RECHECK_EVERY:
+                # A version whose every request failed alone, batch after batch: its merged
+                # call's error stands for each request, without a call per request.
+                self._failing[id(served)] = streak + 1
+                error = f"{type(failed).__name__}: {failed}"[:500]
+                self.metrics.shadowed(served.name, served.version, "error")[1].observe(ms / 1000)
+                for job in jobs:
+                    self._done(served, job, [{"error": error}] * len(job.rows), ms, "error")
+                return
+        outcomes = set()
         for job in jobs:
             time.sleep(0)
-            self._one(served, job)
+            outcomes.add(self._one(served, job))
+        if outcomes == {"error"}:
+            self._failing[id(served)] = self._failing.get(id(served), 0) + 1
+        else:
+            self._failing.pop(id(served), None)
 
-    def _one(self, served: Served, job: _Job) -> None:
+    def _one(self, served: Served, job: _Job) -> str:
         model = served.model
         started = time.perf_counter()
         try:
@@ -257,14 +284,15 @@ class ShadowScorer:
         ms = (time.perf_counter() - started) * 1000
         if outputs is None:
             outputs = [{"error": error} for _ in job.rows]
+        self.metrics.shadowed(served.name, served.version, outcome)[1].observe(ms / 1000)
         self._done(served, job, outputs, ms, outcome)
+        return outcome
 
     def _done(
         self, served: Served, job: _Job, outputs: list[dict[str, Any]], ms: float, outcome: str
     ) -> None:
         rounded = round(ms, 3)
-        counter, latency = self.metrics.shadowed(served.name, served.version, outcome)
-        latency.observe(ms / 1000)
+        counter = self.metrics.shadowed(served.name, served.version, outcome)[0]
         # Counted as scored only when the log still waits for it (else it was counted late,
         # or shutdown): each row is counted once.
         if job.slot.fill([{**out, "latency_ms": rounded} for out in outputs]):
