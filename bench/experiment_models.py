@@ -25,3 +25,23 @@ class Sleep(BaseEstimator, TransformerMixin):
         if seconds:
             time.sleep(seconds)
         return X
+
+
+_CALLS = {"fail": 0}
+
+
+class Fail(BaseEstimator, TransformerMixin):
+    """Raises on every call but the first of its process (the smoke test at load) when
+    ``SLIPWAY_BENCH_FAIL`` is set (in the server's environment only); else passes rows through."""
+
+    def fit(self, X, y=None):
+        """Nothing to learn."""
+        return self
+
+    def transform(self, X):
+        """X the first time, an error every time after."""
+        if os.environ.get("SLIPWAY_BENCH_FAIL"):
+            _CALLS["fail"] += 1
+            if _CALLS["fail"] > 1:
+                raise RuntimeError("bench candidate broken on purpose")
+        return X

@@ -148,6 +148,8 @@ class ExperimentRouting:
             return self.runtime.production_route(name)  # raises ModelNotFound
         if production.served is not active.production:
             active = self._rebuild(active, production.served)
+        if active.shadow_route is not None:
+            return active.shadow_route
         assert active.pick is not None
         return active.pick(unit_id, row)
 
