@@ -136,7 +136,7 @@ def main() -> None:
         p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p
     )
     tmp = Path(tempfile.mkdtemp(prefix="slipway-bench-overhead-"))
-    print("training the reference model and two candidates")
+    print("training the reference model and three candidates")
     registry, row = models(tmp)
     token = KeyStore(registry.store).create("bench", "predict")[1].encode()
     bodies = [json.dumps({"features": row, "unit_id": f"unit-{i}"}).encode() for i in range(UNITS)]

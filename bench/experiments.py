@@ -172,7 +172,7 @@ def main() -> None:
     rounds = 1 if args.quick else args.rounds
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="slipway-bench-exp-"))
-    print("training the reference model and two candidates")
+    print("training the reference model and three candidates")
     registry, row = models(tmp)
     token = KeyStore(registry.store).create("bench", "predict")[1]
     script = wrk_script(row, token)
