@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
 
@@ -70,3 +71,51 @@ def test_serve_refuses_to_start_without_keys_or_with_an_unpromoted_model(capsys,
     assert no_keys.code == 1 and "No API keys exist" in no_keys.err and "--no-auth" in no_keys.err
     missing = run_cli(capsys, "serve", "--no-auth", "--model", "ghost", "--port", "1")
     assert missing.code == 1 and "No model named 'ghost'" in missing.err
+
+
+def test_key_changes_are_audited_once_with_who_and_through_what(registry):
+    """Create and revoke are audited with the actor (default: the OS user) and the channel;
+    revoking a revoked key changes nothing and records nothing."""
+    keys = KeyStore(registry.store)
+    keys.create("alice", "predict", actor="ops", via="ui")
+    keys.create("bob", "admin")
+    keys.revoke("alice")
+    keys.revoke("alice")
+    events = [(e.action, e.actor, e.model, e.detail) for e in registry.audit(None)]
+    assert events == [
+        ("revoke_key", getpass.getuser(), None, {"key": "alice", "role": "predict"}),
+        ("create_key", getpass.getuser(), None, {"key": "bob", "role": "admin"}),
+        ("create_key", "ops", None, {"key": "alice", "role": "predict", "via": "ui"}),
+    ]
+
+
+def test_key_records_show_a_short_prefix_role_and_state(registry):
+    """A record shows the first 12 characters, its role and whether it is still active."""
+    keys = KeyStore(registry.store)
+    assert keys.list() == [] and keys.active() == {}
+    with pytest.raises(KeyNotFound, match="There are no keys"):
+        keys.revoke("ghost")
+    admin, token = keys.create("zed", "admin")
+    user, _ = keys.create("amy", "predict")
+    assert admin.prefix == token[:12] and len(admin.prefix) == 12
+    assert admin.admin and not user.admin and admin.active and admin.revoked_at is None
+    revoked = keys.revoke("amy")
+    assert not revoked.active and revoked.prefix == user.prefix
+    assert [(k.name, k.active) for k in keys.list()] == [("amy", False), ("zed", True)]
+    assert list(keys.active().values()) == [admin]
+    assert revoked.to_dict() == {
+        "name": "amy",
+        "role": "predict",
+        "prefix": user.prefix,
+        "created_at": user.created_at.isoformat(),
+        "revoked_at": revoked.revoked_at.isoformat(),
+    }
+    assert admin.to_dict()["revoked_at"] is None
+    with pytest.raises(RegistryConflict, match="'amy' already exists \\(revoked "):
+        keys.create("amy", "admin")
+    with pytest.raises(RegistryConflict, match="'zed' already exists \\(active\\)"):
+        keys.create("zed", "predict")
+    for bad in ["", "-lead", "a" * 101, "tab\there", 7]:
+        with pytest.raises(ConfigError, match="not a valid key name"):
+            keys.create(bad, "predict")  # type: ignore[arg-type]
+    assert keys.create("a" * 100, "predict")[0].name == "a" * 100

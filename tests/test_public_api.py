@@ -14,7 +14,7 @@ def test_all_is_sorted_and_complete():
     assert slipway.__all__ == sorted(slipway.__all__)
     public = {
         name
-        for name in vars(slipway)
+        for name in dir(slipway)  # dir: names imported on first use (slipway/_lazy.py) too
         if not name.startswith("_") and not isinstance(getattr(slipway, name), type(slipway))
     }
     public.discard("annotations")

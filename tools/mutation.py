@@ -49,6 +49,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src"
 
+# KeyStore and its table: the unit tests, then keys working and revoked over HTTP.
+_KEY_TESTS = [
+    "tests/test_keys.py",
+    "tests/serving/test_auth_limits.py::test_both_key_headers_work",
+    "tests/serving/test_auth_limits.py::test_predict_keys_get_403_on_admin_routes",
+    "tests/serving/test_auth_limits.py::test_revoked_key_stops_working_without_a_restart",
+    "tests/serving/test_auth_limits.py::test_key_cache_keeps_the_last_copy_when_the_database_fails",
+]
+
 # module -> the tests that speak for it (files or node ids, fastest and sharpest first, then
 # any extra pytest options such as -k): a mutant runs only these.
 MODULES: dict[str, list[str]] = {
@@ -84,7 +93,7 @@ MODULES: dict[str, list[str]] = {
         "tests/monitoring/test_reports.py",
         "tests/monitoring/test_honesty.py",
         "-k",
-        "not 200_windows and not in_one_of_20",
+        "not 200_windows and not in_one_of_20 and not html_over_time",
     ],
     "slipway.monitoring.performance": [
         "tests/monitoring/test_performance.py",
@@ -97,6 +106,7 @@ MODULES: dict[str, list[str]] = {
         "tests/monitoring/test_drift.py",
     ],
     "slipway.monitoring.policy": [
+        "tests/monitoring/test_policy.py",
         "tests/monitoring/test_checks.py",
         "tests/monitoring/test_drift.py",
         "tests/monitoring/test_cli.py::test_config_file_sets_floors_per_feature",
@@ -125,12 +135,31 @@ MODULES: dict[str, list[str]] = {
         "tests/batch/test_score_file.py",
     ],
     "slipway.serving.auth": ["tests/serving/test_auth_limits.py"],
-    "slipway.serving.limits": [
-        "tests/serving/test_auth_limits.py",
-        "tests/serving/test_predict.py",
+    "slipway.serving.limits": [  # the unit tests of each limit, then each limit over HTTP
+        *(
+            f"tests/serving/test_auth_limits.py::{t}"
+            for t in (
+                "test_token_bucket_refills_at_the_rate",
+                "test_rate_zero_never_limits_and_a_full_bucket_holds_only_a_burst",
+                "test_idle_buckets_are_forgotten_after_five_minutes",
+                "test_concurrency_cap_counts_and_releases",
+                "test_a_lent_slot_is_given_back_while_waiting_and_taken_back_after",
+                "test_declared_body_sizes_are_checked_by_the_header_alone",
+                "test_a_streamed_body_is_stopped_just_past_the_limit",
+                "test_the_body_is_read_first_then_replayed_once",
+                "test_rows_and_nesting_are_refused_just_past_their_limits",
+                "test_concurrency_cap_sheds_excess_with_503",
+                "test_rate_limit_answers_429_with_retry_after",
+                "test_declared_body_over_the_limit_is_413_before_reading",
+                "test_streamed_body_over_the_limit_is_413",
+            )
+        ),
+        "tests/serving/test_predict.py::test_rows_per_request_are_limited",
+        "tests/serving/test_predict.py::test_nesting_limit_counts_levels_exactly",
+        "tests/serving/test_predict.py::test_malformed_bodies_are_refused_with_json_naming_the_problem",
     ],
-    "slipway.keys": ["tests/serving/test_keys.py", "tests/serving/test_auth_limits.py"],
-    "slipway.store.keys": ["tests/serving/test_keys.py", "tests/serving/test_auth_limits.py"],
+    "slipway.keys": _KEY_TESTS,
+    "slipway.store.keys": _KEY_TESTS,
 }
 PYTEST_ARGS = ["-x", "-q", "-n", "0", "-p", "no:cacheprovider", "-m", "not slow"]
 OUT = ROOT / ".mutation"

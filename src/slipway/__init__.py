@@ -11,14 +11,14 @@ from collections.abc import Iterable as _Iterable
 from collections.abc import Mapping as _Mapping
 from collections.abc import Sequence as _Sequence
 from pathlib import Path as _Path
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 from typing import Literal as _Literal
 
+from slipway import _lazy
 from slipway._version import __version__
 from slipway.artifacts import Format
-from slipway.batch import BatchRun, Scores
 from slipway.config import Settings
-from slipway.contract import Contract
 from slipway.exceptions import (
     ArtifactCorrupted,
     ArtifactError,
@@ -48,10 +48,32 @@ from slipway.exceptions import (
     UntrustedArtifact,
     VersionMismatchWarning,
 )
-from slipway.monitoring import DriftReport, monitor
-from slipway.predict import Model, Predictions
-from slipway.problems import Problem
-from slipway.registry import ModelVersion, Registry
+
+if _TYPE_CHECKING:
+    from slipway.batch import BatchRun, Scores
+    from slipway.contract import Contract
+    from slipway.monitoring import DriftReport, monitor
+    from slipway.predict import Model, Predictions
+    from slipway.problems import Problem
+    from slipway.registry import ModelVersion, Registry
+
+# Imported on first use, so that ``import slipway.<module>`` (a serving worker's imports, for
+# one) does not load monitoring (scipy), batch (pyarrow) and registration (scikit-learn).
+__getattr__, __dir__ = _lazy.exports(
+    __name__,
+    {
+        "BatchRun": "slipway.batch",
+        "Contract": "slipway.contract",
+        "DriftReport": "slipway.monitoring",
+        "Model": "slipway.predict",
+        "ModelVersion": "slipway.registry",
+        "Predictions": "slipway.predict",
+        "Problem": "slipway.problems",
+        "Registry": "slipway.registry",
+        "Scores": "slipway.batch",
+        "monitor": "slipway.monitoring",
+    },
+)
 
 
 def register(
@@ -151,6 +173,8 @@ def register(
     ModelVersion
         ``.name``, ``.version``, ``.sha256``, ``.metrics``, ``.contract``, ``.meta``.
     """
+    from slipway.registry import Registry
+
     return Registry(Settings.from_env()).register(
         pipeline,
         name,
@@ -199,6 +223,8 @@ def load(ref: str, *, backend: _Literal["sklearn", "auto"] = "sklearn") -> Model
     The artifact is re-hashed before it is deserialized (:class:`ArtifactCorrupted` if it
     changed), and the modules it needs are checked (:class:`UnloadableArtifact` names them).
     """
+    from slipway.registry import Registry
+
     return Registry(Settings.from_env()).load(ref, backend=backend)
 
 
@@ -208,6 +234,8 @@ def promote(name: str, version: int, *, alias: str = "production") -> ModelVersi
     The move is atomic and recorded in the audit trail; a running ``slipway serve`` picks it
     up within a second or two. Archived versions cannot be promoted.
     """
+    from slipway.registry import Registry
+
     return Registry(Settings.from_env()).promote(name, version, alias=alias)
 
 
@@ -217,11 +245,15 @@ def rollback(name: str, *, alias: str = "production") -> ModelVersion:
     Repeated rollbacks walk further back through the alias's history; each is audited.
     Returns the version the alias now points at.
     """
+    from slipway.registry import Registry
+
     return Registry(Settings.from_env()).rollback(name, alias=alias)
 
 
 def unalias(name: str, alias: str) -> int:
     """Remove ``alias`` from ``name``; the version it pointed at. See :meth:`Registry.unalias`."""
+    from slipway.registry import Registry
+
     return Registry(Settings.from_env()).unalias(name, alias)
 
 
@@ -298,6 +330,7 @@ def score_file(
         :class:`BatchFailed` (resume it with its ``run_id``).
     """
     from slipway.batch import score_file as _score_file
+    from slipway.registry import Registry
 
     return _score_file(
         model,

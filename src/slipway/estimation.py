@@ -80,6 +80,12 @@ def weighted_auc(w: np.ndarray, score: np.ndarray, positive: np.ndarray) -> np.n
     po = pos[..., order]
     wp = np.add.reduceat(wo * po, starts, axis=1)
     wn = np.add.reduceat(wo * (1 - po), starts, axis=1)
+    return auc_from_groups(wp, wn)
+
+
+def auc_from_groups(wp: np.ndarray, wn: np.ndarray) -> np.ndarray:
+    """ROC-AUC per row from positive and negative weights grouped by distinct score, groups in
+    ascending score order (one row per resample); ties count half, NaN without either class."""
     below = np.cumsum(wn, axis=1) - wn
     pos_total, neg_total = wp.sum(axis=1), wn.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -33,7 +33,6 @@ from slipway.exceptions import (
 from slipway.predict import Model
 from slipway.profile import from_parquet_bytes, to_parquet_bytes
 from slipway.provenance import current_user, library_versions, minor
-from slipway.registration import describe
 from slipway.store import Store, audit
 from slipway.store import registry as tables
 from slipway.store.registry import Deleted
@@ -146,6 +145,10 @@ class Registry:
                 f"trusted={list(trusted)!r} applies to format='skops' only; joblib artifacts "
                 "load any type (see docs/serving.md, Security model)."
             )
+        # Registration's machinery (scikit-learn's metrics, skl2onnx) is imported here, not at
+        # the top: a serving worker imports the registry to load versions, never to register.
+        from slipway.registration import describe
+
         with portability.LoadCheck(code, payload, format, trusted_types) as check:
             desc = describe(
                 pipeline,

@@ -132,10 +132,10 @@ def test_config_file_sets_floors_per_feature(capsys, served, tmp_path):
 
 def test_every_survives_a_failed_run(capsys, served, monkeypatch):
     """A run that fails mid-loop is reported on stderr and the loop carries on."""
-    from slipway.cli import monitor as cli_monitor
     from slipway.exceptions import SlipwayError
+    from slipway.monitoring import Monitor
 
-    real = cli_monitor.Monitor.run
+    real = Monitor.run
     calls = []
 
     def flaky(self, *args, **kwargs):
@@ -144,7 +144,7 @@ def test_every_survives_a_failed_run(capsys, served, monkeypatch):
             raise SlipwayError("database unreachable")  # any exception type survives too
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(cli_monitor.Monitor, "run", flaky)
+    monkeypatch.setattr(Monitor, "run", flaky)
     result = run_cli(
         capsys, "monitor", "fraud", "--every", "0.01s", "--count", "3", "--format", "json"
     )

@@ -128,3 +128,97 @@ def test_ks_and_wasserstein_in_blocks_equal_scipy(block):
         d, w = stats.ks_wasserstein(x, y, block=block)
         assert d == pytest.approx(sps.ks_2samp(x, y).statistic, rel=1e-12)
         assert w == pytest.approx(sps.wasserstein_distance(x, y), rel=1e-12)
+
+
+def test_degenerate_inputs_give_neutral_answers():
+    """One category, an empty side or no p-values: no test, no correction, the widest interval."""
+    for r, c in [([10, 0], [20, 0]), ([10, 5], [0, 0]), ([0, 0], [3, 4])]:
+        assert stats.chi_square(np.array(r), np.array(c)) == stats.TestResult(0.0, 1.0)
+    assert stats.benjamini_hochberg(np.array([])).size == 0
+    assert stats.bonferroni(np.array([])).size == 0
+    assert stats.wilson_interval(0, 0) == (0.0, 1.0)
+    assert stats.detectable_js_distance(500, 500, 1, 0.05) == np.inf
+    assert stats.detectable_mean_shift(2, 2, 1e-20) == np.inf  # no D of 2 + 2 values is that rare
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_bonferroni_equals_statsmodels(seed):
+    """Adjusted p-values equal multipletests(method="bonferroni"), capped at 1."""
+    p = np.random.default_rng(seed).uniform(size=40) ** 3
+    expected = multipletests(p, method="bonferroni")[1]
+    np.testing.assert_allclose(stats.bonferroni(p), expected, rtol=1e-12)
+    assert stats.bonferroni(p).max() == 1.0
+
+
+@pytest.mark.parametrize("confidence", [0.9, 0.99])
+def test_wilson_interval_at_other_confidences_equals_statsmodels(confidence):
+    """The confidence level is honoured: statsmodels' alpha = 1 - confidence."""
+    lo, hi = proportion_confint(7, 40, alpha=1 - confidence, method="wilson")
+    ours = stats.wilson_interval(7, 40, confidence)
+    assert ours == (pytest.approx(lo, rel=1e-9), pytest.approx(hi, rel=1e-9))
+
+
+@pytest.mark.parametrize(("n", "m", "k"), [(1_000, 1_000, 2), (2_000, 500, 4)])
+def test_detectable_js_distance_is_where_chi_square_reaches_its_critical_value(n, m, k):
+    """Shares moved until chi-square equals its critical value sit at the detectable JS
+    distance (to the small-change approximation the function promises)."""
+    level = 0.01
+    critical = sps.chi2.isf(level, k - 1)
+    base = np.full(k, 1 / k)
+    tilt = np.linspace(-1, 1, k)
+
+    def chi2_at(t):
+        return stats.chi_square(base * n, (base + t * tilt / k) * m).statistic - critical
+
+    from scipy.optimize import brentq
+
+    t = brentq(chi2_at, 0.0, 0.9)
+    moved = stats.jensen_shannon(base * n, (base + t * tilt / k) * m)
+    assert stats.detectable_js_distance(n, m, k, level) == pytest.approx(moved, rel=0.02)
+
+
+def test_ks_is_read_only_at_the_ends_of_runs_of_ties():
+    """Inside a run of equal values the ECDFs are partial: never the KS distance, whole or in
+    blocks (including blocks that end on the largest gap and blocks of equal sizes)."""
+    same = np.array([1.0, 2.0])
+    assert stats.ks_test(same, same).statistic == 0.0
+    assert stats.ks_wasserstein(same, same) == (0.0, 0.0)
+    a, b = np.array([2.0, 3.0]), np.array([1.0, 2.0])  # a partial gap of 1 inside the 2s
+    assert stats.ks_test(a, b).statistic == sps.ks_2samp(a, b).statistic == 0.5
+    assert stats.ks_wasserstein(a, b) == (0.5, 1.0)
+    a, b = np.array([1.0, 2.0]), np.array([0.0, 3.0, 4.0])  # the largest gap ends block 1
+    d, w = stats.ks_wasserstein(a, b, block=1)
+    assert d == pytest.approx(2 / 3, rel=1e-12)
+    assert w == pytest.approx(sps.wasserstein_distance(a, b), rel=1e-12)
+    x = np.arange(0.0, 20.0, 2.0)
+    for y in (x - 0.5, x + 0.5):  # every block holds as many values of each sample
+        d, w = stats.ks_wasserstein(x, y, block=2)
+        assert d == pytest.approx(sps.ks_2samp(x, y).statistic, rel=1e-12)
+        assert w == pytest.approx(sps.wasserstein_distance(x, y), rel=1e-12)
+
+
+def test_psi_bins_are_the_reference_deciles_and_empty_bins_on_either_side_are_floored():
+    """The edges are the 10th..90th percentiles; an empty reference bin counts as 1e-4 too."""
+    x = np.sort(np.random.default_rng(4).normal(size=1_001))
+    np.testing.assert_allclose(stats.decile_edges(x), np.percentile(x, range(10, 100, 10)))
+    p, q = np.array([0.5, 0.5, 0.0]), np.array([0.4, 0.4, 0.2])
+    floored = np.array([0.5, 0.5, 1e-4])
+    expected = np.sum((q - floored) * np.log(q / floored))
+    assert stats.psi(p, q) == pytest.approx(expected, rel=1e-12)
+    assert stats.bin_shares(np.array([]), np.array([0.0, 1.0])).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_chi_square_keeps_every_category_seen_once_and_counts_its_degrees_of_freedom():
+    """Moderate p-values (not underflowed to 0) equal scipy's with k - 1 degrees of freedom."""
+    rng = np.random.default_rng(11)
+    shares = np.array([0.1, 0.2, 0.3, 0.4])
+    for k in (3, 4):
+        r = rng.multinomial(1_000, shares[:k] / shares[:k].sum())
+        c = rng.multinomial(800, shares[:k] / shares[:k].sum())
+        theirs = sps.chi2_contingency(np.vstack([r, c]), correction=False)
+        ours = stats.chi_square(r, c)
+        assert 1e-6 < theirs.pvalue < 1 and theirs.dof == k - 1
+        assert ours.p_value == pytest.approx(theirs.pvalue, rel=1e-9)
+    once = stats.chi_square(np.array([1, 10]), np.array([0, 10]))
+    theirs = sps.chi2_contingency([[1, 10], [0, 10]], correction=False)
+    assert once.p_value == pytest.approx(theirs.pvalue, rel=1e-9)

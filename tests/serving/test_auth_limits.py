@@ -10,13 +10,28 @@ import time
 
 import httpx
 import pytest
+from starlette.requests import ClientDisconnect
 
 from slipway.clock import utcnow
-from slipway.exceptions import Overloaded, RateLimited, Unauthorized
+from slipway.exceptions import (
+    MalformedRequest,
+    Overloaded,
+    RateLimited,
+    RequestTooLarge,
+    Unauthorized,
+)
 from slipway.keys import ApiKey, KeyStore, hash_token
 from slipway.serving.auth import KeyCache
 from slipway.serving.gate import Gate
-from slipway.serving.limits import ConcurrencyCap, TokenBuckets
+from slipway.serving.limits import (
+    ConcurrencyCap,
+    TokenBuckets,
+    check_content_length,
+    check_depth,
+    check_rows,
+    limited_receive,
+    read_body_first,
+)
 from slipway.serving.metrics import Metrics
 
 GUARDED = [
@@ -225,6 +240,158 @@ def test_concurrency_cap_counts_and_releases():
     cap.leave()
     cap.enter()
     assert cap.in_flight == 2
+
+
+def test_rate_zero_never_limits_and_a_full_bucket_holds_only_a_burst():
+    """rate 0 lets every request through; an idle bucket refills to `burst`, never beyond."""
+    unlimited = TokenBuckets(rate=0, burst=1)
+    for _ in range(5):
+        unlimited.take("k")
+    now = [0.0]
+    buckets = TokenBuckets(rate=1, burst=2, clock=lambda: now[0])
+    buckets.take("k")
+    now[0] = 100.0
+    buckets.take("k")
+    buckets.take("k")
+    with pytest.raises(RateLimited) as info:
+        buckets.take("k")
+    assert info.value.retry_after == 1 and "bursts of 2" in str(info.value)
+    slow = TokenBuckets(rate=0.25, burst=1, clock=lambda: now[0])
+    slow.take("k")
+    now[0] += 2.0  # half a token back: the other half takes 2 s more
+    with pytest.raises(RateLimited) as info:
+        slow.take("k")
+    assert info.value.retry_after == 2
+
+
+def test_idle_buckets_are_forgotten_after_five_minutes():
+    """A new client sweeps, at most once per 300 s, the buckets idle for more than 300 s."""
+    now = [0.0]
+    buckets = TokenBuckets(rate=1, burst=1, clock=lambda: now[0])
+
+    def take(client, at):
+        now[0] = at
+        buckets.take(client)
+
+    take("a", 0.0)
+    take("x", 0.5)
+    take("b", 300.0)  # exactly 300 s since the last sweep: no sweep yet
+    assert set(buckets._buckets) == {"a", "x", "b"}
+    take("c", 300.5)  # sweeps: "a" idle 300.5 s goes, "x" idle exactly 300 s stays
+    assert set(buckets._buckets) == {"x", "b", "c"}
+    take("d", 300.6)  # the last sweep was 0.1 s ago: "x" (idle 300.1 s) is kept until the next
+    assert set(buckets._buckets) == {"x", "b", "c", "d"}
+    take("b", 600.0)  # a known client never sweeps
+    assert set(buckets._buckets) == {"x", "b", "c", "d"}
+    take("e", 601.0)  # the next sweep: only "b" was used in the last 300 s
+    assert set(buckets._buckets) == {"b", "e"}
+
+
+def test_a_lent_slot_is_given_back_while_waiting_and_taken_back_after():
+    """While an admitted request waits, its slot is free for another; it is taken back after."""
+    cap = ConcurrencyCap(1)
+    cap.enter()
+    with cap.lent():
+        assert cap.in_flight == 0
+        cap.enter()  # another request uses the lent slot
+        assert cap.in_flight == 1
+    assert cap.in_flight == 2  # back without being refused, past the limit
+    cap.leave()
+    cap.leave()
+    with pytest.raises(RuntimeError), cap.lent():
+        raise RuntimeError("the wait failed")
+    assert cap.in_flight == 0
+
+
+def test_declared_body_sizes_are_checked_by_the_header_alone():
+    """Content-Length up to the limit is the declared size; above it 413; not a number 400."""
+    other = (b"content-type", b"application/json")
+    assert check_content_length([other], 10) is None
+    assert check_content_length([other, (b"content-length", b"10")], 10) == 10
+    with pytest.raises(RequestTooLarge, match="declares 11 bytes; this server accepts at most 10"):
+        check_content_length([(b"content-length", b"11"), other], 10)
+    with pytest.raises(MalformedRequest, match="Content-Length b'ten' is not a number"):
+        check_content_length([(b"content-length", b"ten")], 10)
+
+
+def _receiver(*messages):
+    queue = list(messages)
+
+    async def receive():
+        return queue.pop(0)
+
+    return receive
+
+
+def _part(body: bytes, more: bool) -> dict:
+    return {"type": "http.request", "body": body, "more_body": more}
+
+
+def test_a_streamed_body_is_stopped_just_past_the_limit():
+    """limited_receive lets exactly `limit` bytes through and stops at the next one."""
+
+    async def read_all(receive):
+        return [await receive() for _ in range(3)]
+
+    exact = _receiver(_part(b"12345", True), _part(b"67890", False), {"type": "http.disconnect"})
+    got = asyncio.run(read_all(limited_receive(exact, 10)))
+    assert [m.get("body") for m in got] == [b"12345", b"67890", None]
+    over = _receiver(_part(b"12345", True), _part(b"678901", False), {"type": "http.disconnect"})
+    with pytest.raises(RequestTooLarge, match="sent more than 10 bytes"):
+        asyncio.run(read_all(limited_receive(over, 10)))
+
+
+def test_the_body_is_read_first_then_replayed_once():
+    """read_body_first joins the chunks, hands them to the app once, then the real receive."""
+
+    async def scenario(messages, declared, limit, replay=True):
+        scope: dict = {}
+        original = _receiver(*messages)
+        if replay:  # the default
+            receive = await read_body_first(scope, original, declared, limit)
+        else:
+            receive = await read_body_first(scope, original, declared, limit, replay)
+        if not replay:
+            return scope, receive is original, None
+        return scope, await receive(), await receive()
+
+    chunks = [_part(b"ab", True), _part(b"cd", True), _part(b"e", False)]
+    scope, first, then = asyncio.run(scenario([*chunks, {"type": "http.disconnect"}], None, 5))
+    assert scope["slipway.body"] == b"abcde" and then == {"type": "http.disconnect"}
+    assert first == {"type": "http.request", "body": b"abcde", "more_body": False}
+    last = {"type": "http.request", "body": b"cd"}  # no more_body: the last chunk (ASGI)
+    scope, first, _ = asyncio.run(scenario([_part(b"ab", True), last, {}], None, 5))
+    assert first["body"] == b"abcd" and scope["slipway.body"] == b"abcd"
+    scope, same, _ = asyncio.run(scenario([_part(b"abc", False)], None, 5, replay=False))
+    assert scope["slipway.body"] == b"abc" and same
+    scope, first, _ = asyncio.run(scenario([_part(b"abcdef", False), {}], None, 6))
+    assert first["body"] == b"abcdef"  # exactly the limit, in one message
+    with pytest.raises(RequestTooLarge, match="more than 5 bytes"):
+        asyncio.run(scenario([_part(b"abcdef", False)], None, 5))
+    with pytest.raises(RequestTooLarge, match="more than 4 bytes"):
+        asyncio.run(scenario(chunks, None, 4))
+    scope, _, _ = asyncio.run(scenario([*chunks, {}], 5, 4))  # declared: the parser cut it
+    assert scope["slipway.body"] == b"abcde"
+    for cut in ([{"type": "http.disconnect"}], [_part(b"ab", True), {"type": "http.disconnect"}]):
+        with pytest.raises(ClientDisconnect):
+            asyncio.run(scenario(cut, None, 5))
+
+
+def test_rows_and_nesting_are_refused_just_past_their_limits():
+    """check_rows allows `limit` rows; check_depth counts the body as level 1, scalars as none."""
+    check_rows(3, 3)
+    with pytest.raises(RequestTooLarge, match="4 rows; this server accepts at most 3"):
+        check_rows(4, 3)
+    check_depth(7, 0)
+    check_depth("text", 0)
+    check_depth({"a": 1, "b": "x"}, 1)
+    check_depth([{"a": [1, {"b": [2]}]}, 3, "s"], 5)
+    with pytest.raises(MalformedRequest, match="nested more than 4 levels"):
+        check_depth([{"a": [1, {"b": [2]}]}, 3, "s"], 4)
+    with pytest.raises(MalformedRequest, match="nested more than 1 levels"):
+        check_depth({"a": {}}, 1)
+    with pytest.raises(MalformedRequest, match="nested more than 1 levels"):
+        check_depth([[]], 1)
 
 
 def test_key_cache_keeps_the_last_copy_when_the_database_fails(harness, caplog):

@@ -13,17 +13,42 @@ progress bar). Their rows are kept by :mod:`slipway.store.batch`.
 
 from __future__ import annotations
 
-from slipway.batch.runner import DEFAULT_CHUNK_SIZE, score_file
-from slipway.batch.runs import (
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_REJECTS,
-    BatchRun,
-    RunLog,
-    StoredPrediction,
-    latest_prediction,
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+
+from slipway import _lazy
+
+if _TYPE_CHECKING:
+    from slipway.batch.runner import score_file
+    from slipway.batch.runs import (
+        DEFAULT_CHUNK_SIZE,
+        EXIT_FAILED,
+        EXIT_OK,
+        EXIT_REJECTS,
+        BatchRun,
+        RunLog,
+        StoredPrediction,
+        latest_prediction,
+    )
+    from slipway.batch.scoring import Scores, score
+
+# Imported on first use: serving's routes import ``batch.runs`` (the stored predictions), which
+# must not load the scoring engine (pyarrow, Parquet, Dask) into every worker.
+__getattr__, __dir__ = _lazy.exports(
+    __name__,
+    {
+        "BatchRun": "slipway.batch.runs",
+        "DEFAULT_CHUNK_SIZE": "slipway.batch.runs",
+        "EXIT_FAILED": "slipway.batch.runs",
+        "EXIT_OK": "slipway.batch.runs",
+        "EXIT_REJECTS": "slipway.batch.runs",
+        "RunLog": "slipway.batch.runs",
+        "Scores": "slipway.batch.scoring",
+        "StoredPrediction": "slipway.batch.runs",
+        "latest_prediction": "slipway.batch.runs",
+        "score": "slipway.batch.scoring",
+        "score_file": "slipway.batch.runner",
+    },
 )
-from slipway.batch.scoring import Scores, score
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",

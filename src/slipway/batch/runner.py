@@ -19,6 +19,7 @@ import pandas as pd
 
 from slipway.batch.outputs import DatabaseOutput, Output, RunContext, open_output
 from slipway.batch.runs import (
+    DEFAULT_CHUNK_SIZE,
     BatchRun,
     ChunkRecord,
     RunLog,
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
     from slipway.predict import Model
     from slipway.registry import Registry
 
-DEFAULT_CHUNK_SIZE = 100_000
 Engine = Literal["local", "dask"]
 # (rows done, total rows or None when unknown): called after each chunk commits.
 ProgressCallback = Callable[[int, "int | None"], None]

@@ -28,6 +28,8 @@ from slipway.store.batch import ChunkRecord, StoredPrediction
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # Exit codes of `slipway batch` (usage errors exit 2, as for every command).
 EXIT_OK, EXIT_FAILED, EXIT_REJECTS = 0, 1, 3
+# Rows per chunk unless a run says otherwise (here, not in the runner, for the CLI's help).
+DEFAULT_CHUNK_SIZE = 100_000
 # A run owned by another host counts as dead once its heartbeat is this old.
 STALE_AFTER = timedelta(minutes=10)
 

@@ -16,7 +16,7 @@ import typer
 from rich.table import Table
 from typer.core import TyperGroup
 
-from slipway.batch import DEFAULT_CHUNK_SIZE, EXIT_FAILED, BatchRun, RunLog, score_file
+from slipway.batch.runs import DEFAULT_CHUNK_SIZE, EXIT_FAILED, BatchRun, RunLog
 from slipway.cli._common import JsonOption, console, err_console, print_json, registry, typer_app
 
 T = TypeVar("T")
@@ -120,6 +120,8 @@ def score_command(
     """
     # systemd and cron stop jobs with SIGTERM: record the run as interrupted (and resumable)
     # instead of leaving it marked running.
+    from slipway.batch.runner import score_file  # the engine loads for this command only
+
     previous = signal.signal(signal.SIGTERM, _interrupt)
     reg = registry()
     try:

@@ -6,7 +6,7 @@ the features that differ, and 3 when there was nothing to audit or it could not 
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -19,11 +19,12 @@ from slipway.cli._common import (
     registry,
     typer_app,
 )
-from slipway.features.audit import EXIT_NOTHING, AuditReport, audit
-from slipway.features.ingest import ingest, materialize
-from slipway.features.versions import definitions
-from slipway.monitoring.runner import parse_duration
-from slipway.store import features as feature_store
+
+if TYPE_CHECKING:
+    from slipway.features.audit import AuditReport
+
+# The features engine and the audit are imported by the commands that use them, so that
+# `slipway serve` (this process is its worker) does not load them; see slipway/_lazy.py.
 
 app = typer_app(help="Feature events and the training/serving skew audit.", no_args_is_help=True)
 
@@ -38,6 +39,8 @@ def ingest_command(
     json: bool = JsonOption,
 ) -> None:
     """Add events to the store (idempotent: events already stored are skipped)."""
+    from slipway.features.ingest import ingest
+
     reg = registry()
     result = ingest(reg.store, path, source, entity=entity, timestamp=timestamp, id=id)
     if json:
@@ -55,6 +58,10 @@ def materialize_command(
     json: bool = JsonOption,
 ) -> None:
     """Copy the new events of the model's Parquet or table sources into the store."""
+    from slipway.features.ingest import materialize
+    from slipway.features.versions import definitions
+    from slipway.store import features as feature_store
+
     reg = registry()
     mv = reg.get(ref)
     if "features" not in mv.meta:
@@ -98,6 +105,9 @@ def audit_command(
     json: bool = JsonOption,
 ) -> None:
     """Recompute served features offline, point in time, and compare (exit 0 / 2 / 3)."""
+    from slipway.clock import parse_duration
+    from slipway.features.audit import EXIT_NOTHING, audit
+
     try:
         reg = registry()
         window = parse_duration(since, "--since")

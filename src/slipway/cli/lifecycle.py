@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer._click.core import Context
@@ -27,9 +27,13 @@ from slipway.cli._common import (
     registry,
     warnings_printed,
 )
-from slipway.lifecycle.check import check
-from slipway.lifecycle.policy import load_check_policy, parse_duration
-from slipway.lifecycle.retrain import RetrainResult, retrain
+from slipway.clock import parse_duration
+
+if TYPE_CHECKING:
+    from slipway.lifecycle.retrain import RetrainResult
+
+# The lifecycle (training, the gate's statistics) is imported by the commands that run it, so
+# that `slipway serve` (this process is its worker) does not load it; see slipway/_lazy.py.
 
 CANNOT_RUN = 3
 
@@ -99,6 +103,9 @@ def check_command(
 ) -> None:
     """Gate a candidate against the champion; exit 0 pass, 1 fail, 3 could not run."""
     with _cannot_run():
+        from slipway.lifecycle.check import check
+        from slipway.lifecycle.policy import load_check_policy
+
         result = check(
             registry(), candidate, against=against, data=data, policy=load_check_policy(policy)
         )
@@ -149,6 +156,9 @@ def retrain_command(
 ) -> None:
     """Train a new version, gate it against production; exit 0 pass, 1 fail, 3 could not run."""
     with _cannot_run():
+        from slipway.lifecycle.policy import load_check_policy
+        from slipway.lifecycle.retrain import retrain
+
         window = parse_duration(since, "--since") if since else None
         interval = parse_duration(every, "--every") if every else None
         gate = load_check_policy(policy)

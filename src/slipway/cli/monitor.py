@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, TaskID, TextColumn, TimeElapsedColumn
@@ -36,8 +36,13 @@ from slipway.cli._common import (
     typer_app,
 )
 from slipway.clock import utcnow
-from slipway.monitoring import DriftReport, Policy, load_policy
-from slipway.monitoring.runner import Monitor, Progress, RunSummary, parse_duration, parse_until
+
+if TYPE_CHECKING:
+    from slipway.monitoring import DriftReport
+    from slipway.monitoring.runner import Progress, RunSummary
+
+# Monitoring (its runner, statistics and estimators) is imported by the commands that run it,
+# so that `slipway serve` (this process is its worker) does not load it; see slipway/_lazy.py.
 
 CANNOT_RUN = 3
 
@@ -162,6 +167,9 @@ def check(
     if name is None:
         raise UsageError("Missing argument 'NAME'.", ctx)
     with _cannot_run():
+        from slipway.monitoring import Monitor, Policy, load_policy
+        from slipway.monitoring.runner import parse_duration, parse_until
+
         policy = load_policy(config) if config else Policy()
         if alpha is not None:
             policy = replace(policy, alpha=alpha)
@@ -220,6 +228,8 @@ def history(
 ) -> None:
     """List a model's stored monitoring runs, newest first."""
     with _cannot_run():
+        from slipway.monitoring import Monitor
+
         runs = Monitor(registry(), sinks=[]).history(name, limit=limit)
     if as_json:
         print_json([r.to_dict() for r in runs])

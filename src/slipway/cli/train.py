@@ -15,8 +15,6 @@ from slipway import quickstart
 from slipway.cli import _render
 from slipway.cli import features as features_cli
 from slipway.cli._common import console, registry, warnings_printed
-from slipway.monitoring.terminal import render_terminal
-from slipway.train import train
 
 
 def train_command(
@@ -29,6 +27,8 @@ def train_command(
     """
     with console.status("starting…") as status, warnings_printed():
         steps = _Steps(status)
+        from slipway.train import train  # scikit-learn's training side, for this command only
+
         mv = train(config, registry(), progress=steps)
         steps.finish()
     console.print(_render.model_card(mv))
@@ -138,6 +138,8 @@ def _show_batch(qs: quickstart.Quickstart) -> None:
 
 def _show_monitor(qs: quickstart.Quickstart) -> None:
     assert qs.report is not None
+    from slipway.monitoring.terminal import render_terminal
+
     console.print(render_terminal(qs.report))
     console.print(f"   the HTML report is {qs.workdir}/monitoring.html", soft_wrap=True)
 

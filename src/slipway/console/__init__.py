@@ -16,27 +16,71 @@ nothing of pages.
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import threading
 
-from slipway.console import actions, checks, experiments, login, pages
-from slipway.console.sections import MODEL_COLUMNS, MODEL_SECTIONS, VERSION_SECTIONS
+from fastapi import APIRouter
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
 from slipway.console.sessions import PREFIX, Sessions
 from slipway.serving.service import Service
 
 __all__ = ["PREFIX", "router"]
 
-# The lifecycle's gate results (`slipway check`): a column, a model section, a version section.
-MODEL_COLUMNS.append((checks.COLUMN_TITLE, checks.column))
-MODEL_SECTIONS.append(checks.model_section)
-VERSION_SECTIONS.append(checks.version_section)
-
 
 def router(service: Service) -> APIRouter:
-    """The console's routes for one service (and its session check, for the gate)."""
+    """The console's routes for one service (and its session check, for the gate).
+
+    The pages are built on the first request under ``/ui`` (:class:`Console`): a serving
+    worker whose console nobody opens never imports them, nor monitoring, experiments, the
+    lifecycle and the templates they show. The session check is registered now, as the gate
+    reads it when the app is built.
+    """
     sessions = Sessions(
         service.registry.store, service.keys, service.settings.serve_console_session_hours
     )
     service.sessions[PREFIX] = sessions
+    console = Console(service, sessions)
+    # An ASGI app as a route's endpoint gets every method; the console's own routes answer.
+    return APIRouter(
+        routes=[
+            Route(PREFIX, console, include_in_schema=False),
+            Route(PREFIX + "/{rest:path}", console, include_in_schema=False),
+        ],
+        include_in_schema=False,
+    )
+
+
+class Console:
+    """The ASGI app behind every path under ``/ui``: the console's routes, built once."""
+
+    def __init__(self, service: Service, sessions: Sessions) -> None:
+        self.service, self.sessions = service, sessions
+        self._routes: APIRouter | None = None
+        self._lock = threading.Lock()
+
+    def routes(self) -> APIRouter:
+        """The console's pages, actions, experiments and login (imported and built once)."""
+        with self._lock:
+            if self._routes is None:
+                self._routes = build_routes(self.service, self.sessions)
+            return self._routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.routes()(scope, receive, send)
+
+
+def build_routes(service: Service, sessions: Sessions) -> APIRouter:
+    """Every console route, with the other capabilities' sections registered on the pages."""
+    from slipway.console import actions, checks, experiments, login, pages
+    from slipway.console.sections import MODEL_COLUMNS, MODEL_SECTIONS, VERSION_SECTIONS
+
+    # The lifecycle's gate results (`slipway check`): a column, a model section, a version
+    # section (each once, however many services a process builds).
+    if (checks.COLUMN_TITLE, checks.column) not in MODEL_COLUMNS:
+        MODEL_COLUMNS.append((checks.COLUMN_TITLE, checks.column))
+        MODEL_SECTIONS.append(checks.model_section)
+        VERSION_SECTIONS.append(checks.version_section)
     api = APIRouter(include_in_schema=False)
     api.include_router(login.router(service, sessions))
     api.include_router(pages.router(service))

@@ -33,9 +33,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import optimize, stats
+
+from slipway import _lazy
+
+if TYPE_CHECKING:
+    from scipy import optimize, stats
+else:  # imported on first use: serving workers import this module, and rarely call it
+    optimize, stats = _lazy.Module("scipy.optimize"), _lazy.Module("scipy.stats")
 
 
 @dataclass(frozen=True)

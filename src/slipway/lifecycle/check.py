@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from slipway.clock import utcnow
+from slipway.clock import parse_duration, utcnow
 from slipway.exceptions import CannotCheck, ModelNotFound
 from slipway.lifecycle.comparisons import (
     Answers,
@@ -28,7 +28,7 @@ from slipway.lifecycle.comparisons import (
     compare_slices,
 )
 from slipway.lifecycle.compatibility import check_contract, check_invariance, check_speed
-from slipway.lifecycle.policy import CheckPolicy, parse_duration
+from slipway.lifecycle.policy import CheckPolicy
 from slipway.predict import Model
 from slipway.problems import jsonable
 from slipway.registry import Registry

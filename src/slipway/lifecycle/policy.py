@@ -6,30 +6,13 @@ Every key has a documented default (docs/lifecycle.md); an unknown key or a bad 
 
 from __future__ import annotations
 
-import re
 import tomllib
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from slipway.exceptions import ConfigError
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def parse_duration(text: str, option: str = "duration") -> timedelta:
-    """``"90s"``, ``"15m"``, ``"24h"``, ``"90d"``, ``"2w"`` -> timedelta (as `slipway monitor`)."""
-    m = _DURATION.match(text)
-    if not m or float(m[1]) <= 0:
-        raise ConfigError(
-            f"{option} {text!r} is not a duration; use a positive number and a unit s, m, h, d "
-            "or w (e.g. 24h, 90d)."
-        )
-    return timedelta(**{_UNITS[m[2]]: float(m[1])})
-
 
 SliceMetric = Literal["accuracy", "brier", "log_loss", "absolute_error", "squared_error"]
 

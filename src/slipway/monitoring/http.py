@@ -12,7 +12,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from slipway.exceptions import NotFound
-from slipway.monitoring.runner import latest_report
 from slipway.serving.service import Service, json_response, not_found, v1_router
 
 
@@ -36,6 +35,10 @@ def router(service: Service) -> APIRouter:
     )
     def get_monitoring_report(name: str) -> Response:
         """The latest stored `slipway monitor` report of a model (status, reasons, checks)."""
+        # The runner (drift statistics, scipy, the estimators) loads on the first call, not
+        # into every serving worker (see slipway/_lazy.py).
+        from slipway.monitoring.runner import latest_report
+
         service.runtime.in_scope(name)  # served models only; others answer as unknown ones
         report = latest_report(service.registry, name)
         if report is None:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from slipway.estimation import auc_from_groups
 from slipway.evaluation import CALIBRATION_BINS, classification_metrics, regression_metrics
 from slipway.monitoring.policy import Policy
 from slipway.monitoring.stats import wilson_interval
@@ -229,20 +230,12 @@ class _AucOrder:
         if self.ties:  # one group per distinct score
             wp = np.add.reduceat(wp, self.starts, axis=1)
             wn = np.add.reduceat(wn, self.starts, axis=1)
-        return _auc_from_groups(wp, wn)
+        return auc_from_groups(wp, wn)
 
 
 def _weighted_auc(w: np.ndarray, score: np.ndarray, positive: np.ndarray) -> np.ndarray:
     """Mann-Whitney AUC with weights, ties counted half; NaN where a class has no weight."""
     return _AucOrder(score, positive)(w)
-
-
-def _auc_from_groups(wp: np.ndarray, wn: np.ndarray) -> np.ndarray:
-    below = np.cumsum(wn, axis=1) - wn
-    pos_total, neg_total = wp.sum(axis=1), wn.sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        auc = np.sum(wp * (below + 0.5 * wn), axis=1) / (pos_total * neg_total)
-    return np.where((pos_total > 0) & (neg_total > 0), auc, np.nan)
 
 
 def _bootstrap(n: int, policy: Policy, metrics: Any) -> dict[str, np.ndarray]:

@@ -7,13 +7,12 @@ in ``monitoring_runs`` and hands the verdict to the alert sinks.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from slipway.clock import utcnow
+from slipway.clock import DURATION, parse_duration, utcnow
 from slipway.exceptions import ConfigError, ModelNotFound
 from slipway.monitoring import columns as cols
 from slipway.monitoring.checks import feature_checks
@@ -36,8 +35,6 @@ Baseline = Literal["reference", "previous"]
 Progress = Callable[[str, int, "int | None"], None]  # (step, done, total or None)
 READING, CHECKING = "reading the log", "checking windows"
 HISTORY_POINTS = 30
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _KINDS: dict[str, Kind] = {
     "number": "numeric",
     "integer": "numeric",
@@ -47,22 +44,11 @@ _KINDS: dict[str, Kind] = {
 }
 
 
-def parse_duration(text: str, option: str = "duration") -> timedelta:
-    """``"90s"``, ``"15m"``, ``"24h"``, ``"30d"``, ``"2w"`` -> timedelta."""
-    m = _DURATION.match(text)
-    if not m or float(m[1]) <= 0:
-        raise ConfigError(
-            f"{option} {text!r} is not a duration; use a positive number and a unit s, m, h, d "
-            "or w (e.g. 24h, 30d)."
-        )
-    return timedelta(**{_UNITS[m[2]]: float(m[1])})
-
-
 def parse_until(text: str, now: datetime, option: str = "--until") -> datetime:
     """When a checked span ends: an ISO 8601 time (``2026-11-05T14:00:00Z``; no zone means
     UTC), a date (``2026-11-05``, midnight UTC), or a duration ago (``2h``: two hours before
     ``now``)."""
-    if _DURATION.match(text):
+    if DURATION.match(text):
         return now - parse_duration(text, option)
     try:
         at = datetime.fromisoformat(text.strip())

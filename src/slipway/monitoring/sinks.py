@@ -20,13 +20,17 @@ import urllib.parse
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-
+from slipway import _lazy
 from slipway.config import Settings
 from slipway.exceptions import DeliveryFailed
 from slipway.monitoring.report import OK, DriftReport, worst
+
+if TYPE_CHECKING:
+    import httpx
+else:  # imported when a webhook posts: serving workers load the sinks for guardrail alerts
+    httpx = _lazy.Module("httpx")
 
 AlertSink = Callable[[Mapping[str, Any]], None]
 """Receives the alert payload; raises to report a failed delivery."""

@@ -20,10 +20,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import stats
-from scipy.special import rel_entr
+
+from slipway import _lazy
+
+if TYPE_CHECKING:
+    from scipy import special, stats
+else:  # imported on first use: serving workers import the report types, not the statistics
+    special, stats = _lazy.Module("scipy.special"), _lazy.Module("scipy.stats")
 
 # A bin of the PSI holding no value in one sample gets this share instead of 0 (the common
 # convention, also Evidently's), so the logarithm stays finite; other bins are not rescaled.
@@ -184,7 +190,7 @@ def jensen_shannon(p: np.ndarray, q: np.ndarray) -> float:
     q = np.asarray(q, dtype=np.float64)
     p, q = p / p.sum(), q / q.sum()
     m = (p + q) / 2
-    divergence = (np.sum(rel_entr(p, m)) + np.sum(rel_entr(q, m))) / 2 / math.log(2)
+    divergence = (np.sum(special.rel_entr(p, m)) + np.sum(special.rel_entr(q, m))) / 2 / math.log(2)
     return float(math.sqrt(max(divergence, 0.0)))
 
 
