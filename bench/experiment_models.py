@@ -27,11 +27,8 @@ class Sleep(BaseEstimator, TransformerMixin):
         return X
 
 
-_CALLS = {"fail": 0}
-
-
 class Fail(BaseEstimator, TransformerMixin):
-    """Raises on every call but the first of its process (the smoke test at load) when
+    """Raises on every call but the first of each loaded copy (the smoke test at load) when
     ``SLIPWAY_BENCH_FAIL`` is set (in the server's environment only); else passes rows through."""
 
     def fit(self, X, y=None):
@@ -41,7 +38,7 @@ class Fail(BaseEstimator, TransformerMixin):
     def transform(self, X):
         """X the first time, an error every time after."""
         if os.environ.get("SLIPWAY_BENCH_FAIL"):
-            _CALLS["fail"] += 1
-            if _CALLS["fail"] > 1:
+            self.calls_ = getattr(self, "calls_", 0) + 1
+            if self.calls_ > 1:
                 raise RuntimeError("bench candidate broken on purpose")
         return X
