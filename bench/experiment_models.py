@@ -25,3 +25,20 @@ class Sleep(BaseEstimator, TransformerMixin):
         if seconds:
             time.sleep(seconds)
         return X
+
+
+class Fail(BaseEstimator, TransformerMixin):
+    """Raises on every call but the first of each loaded copy (the smoke test at load) when
+    ``SLIPWAY_BENCH_FAIL`` is set (in the server's environment only); else passes rows through."""
+
+    def fit(self, X, y=None):
+        """Nothing to learn."""
+        return self
+
+    def transform(self, X):
+        """X the first time, an error every time after."""
+        if os.environ.get("SLIPWAY_BENCH_FAIL"):
+            self.calls_ = getattr(self, "calls_", 0) + 1
+            if self.calls_ > 1:
+                raise RuntimeError("bench candidate broken on purpose")
+        return X

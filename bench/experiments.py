@@ -9,13 +9,15 @@ the running server:
 1. no experiment (the baseline);
 2. an A/B test, 50/50 by unit, against version 2 (the same model trained with another seed);
 3. shadow mode with version 2 as the shadow (it scores every request too);
-4. shadow mode with version 3, a candidate that sleeps 2 s per call.
+4. shadow mode with version 3, a candidate that sleeps 2 s per call;
+5. shadow mode with version 4, a candidate that raises on every call (after the smoke test at
+   load).
 
 Printed: requests/s, p50 and p99 of each state and their ratios to the baseline, with the goals
 of issue 9 (A/B costs at most 5% of throughput; shadow at most 50% on two cores; the primary
-p99 within 20% of the baseline, also with the sleeping candidate), and the shadow rows scored
-and dropped. The four states run in turn, ``--rounds`` times (2), and each state's best round
-is kept. Needs wrk (apt-get install wrk).
+p99 within 20% of the baseline, also with the sleeping and the failing candidate), and the
+shadow rows scored (errors included) and dropped. The states run in turn, ``--rounds`` times
+(2), and each state's best round is kept. Needs wrk (apt-get install wrk).
 
     .venv/bin/python bench/experiments.py [--seconds 8] [--rounds 2] [--quick]
 """
@@ -43,7 +45,7 @@ from sklearn.preprocessing import StandardScaler
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # bench.experiment_models, for the slow candidate
 
-from bench.experiment_models import Sleep  # noqa: E402
+from bench.experiment_models import Fail, Sleep  # noqa: E402
 
 from slipway.config import Settings  # noqa: E402
 from slipway.experiments import ExperimentDesk  # noqa: E402
@@ -67,7 +69,8 @@ class Result:
 
 
 def models(tmp: Path) -> tuple[Registry, list[float]]:
-    """Register the reference model (production), a second fit and a sleeping candidate."""
+    """Register the reference model (production), a second fit, a sleeping candidate and a
+    failing one."""
     X, y = make_classification(n_samples=5000, n_features=20, n_informative=10, random_state=0)
     registry = Registry(Settings(home=tmp / "home", user="bench"))
     for seed in (0, 1):
@@ -79,6 +82,10 @@ def models(tmp: Path) -> tuple[Registry, list[float]]:
         Sleep(), StandardScaler(), GradientBoostingClassifier(n_estimators=100, random_state=2)
     ).fit(X, y)
     registry.register(slow, "ref", X, y, onnx=False)
+    failing = make_pipeline(
+        Fail(), StandardScaler(), GradientBoostingClassifier(n_estimators=100, random_state=3)
+    ).fit(X, y)
+    registry.register(failing, "ref", X, y, onnx=False)
     return registry, [round(float(v), 4) for v in X[0]]
 
 
@@ -148,7 +155,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=8, help="Duration of each measured run.")
     parser.add_argument(
-        "--rounds", type=int, default=2, help="Passes over the four states; the best is kept."
+        "--rounds", type=int, default=2, help="Passes over the five states; the best is kept."
     )
     parser.add_argument(
         "--quick", action="store_true", help="One pass of 2-second runs (indicative only)."
@@ -165,7 +172,7 @@ def main() -> None:
     rounds = 1 if args.quick else args.rounds
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="slipway-bench-exp-"))
-    print("training the reference model and two candidates")
+    print("training the reference model and three candidates")
     registry, row = models(tmp)
     token = KeyStore(registry.store).create("bench", "predict")[1]
     script = wrk_script(row, token)
@@ -176,6 +183,7 @@ def main() -> None:
         "SLIPWAY_SERVE_RATE_BURST": "1000000",
         "SLIPWAY_SERVE_POLL_SECONDS": "0.2",
         "SLIPWAY_BENCH_SLEEP": "2",
+        "SLIPWAY_BENCH_FAIL": "1",
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
     desk = ExperimentDesk(registry)
@@ -184,6 +192,7 @@ def main() -> None:
         ("A/B 50/50", {"mode": "ab", "candidate": 2, "split": 0.5}),
         ("shadow", {"mode": "shadow", "candidate": 2}),
         ("shadow, sleeps 2 s", {"mode": "shadow", "candidate": 3}),
+        ("shadow, raises", {"mode": "shadow", "candidate": 4}),
     ]
     results: list[Result] = []
     shadow: dict[str, dict[str, float]] = {}
@@ -247,6 +256,10 @@ def report(
         (
             "sleeping shadow: primary p99 within 20%",
             by["shadow, sleeps 2 s"].p99_ms / base.p99_ms <= 1.2,
+        ),
+        (
+            "failing shadow: primary p99 within 20%",
+            by["shadow, raises"].p99_ms / base.p99_ms <= 1.2,
         ),
     ]
     print()

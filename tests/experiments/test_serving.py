@@ -243,3 +243,41 @@ def test_an_assignment_broken_on_purpose_is_caught_by_the_srm_check(lab):
     report = h.get(f"/v1/experiments/{e['id']}").json()
     assert not report["srm"]["ok"] and report["srm"]["p_value"] < 0.001
     assert report["verdict"]["code"] == "cannot_trust" and "SRM" in report["verdict"]["text"]
+
+
+def test_shutdown_with_a_stuck_shadow_neither_hangs_nor_loses_a_row(lab, monkeypatch):
+    """Stopping the service while the shadow sleeps 30 s in its call does not wait for it:
+    every answered prediction is written (without a shadow answer) and each of its rows is
+    counted once, as shadow work dropped at shutdown."""
+    h = lab(broken=True, serve_shadow_wait_seconds=60)
+    start(h, mode="shadow")
+    monkeypatch.setenv(SWITCH, "sleep:30")
+    row = h.rows(1)[0]
+    ids = [
+        h.post("/v1/models/fraud/predict", {"features": row}).json()["predictions"][0][
+            "prediction_id"
+        ]
+        for _ in range(5)
+    ]
+    metrics = h.service.metrics
+    began = time.monotonic()
+    h.client.__exit__(None, None, None)  # the lifespan's shutdown, as on SIGTERM
+    assert time.monotonic() - began < 20, "shutdown waited for the sleeping shadow"
+    by_id = logged_after_stop(h, ids)
+    assert sorted(by_id) == sorted(ids)
+    assert all(r.shadow_version == 2 and r.shadow_outputs is None for r in by_id.values())
+    labels = {"model": "fraud"}
+    dropped = metrics.registry.get_sample_value(
+        "slipway_shadow_dropped_total", {**labels, "reason": "shutdown"}
+    )
+    late = metrics.registry.get_sample_value(
+        "slipway_shadow_dropped_total", {**labels, "reason": "late"}
+    )
+    assert dropped == 5 and late is None
+
+
+def logged_after_stop(h, ids):
+    """The log rows of some predictions, by id, read after the service stopped."""
+    with h.registry.store.read() as conn:
+        query = sa.select(predictions).where(predictions.c.prediction_id.in_(ids))
+        return {r.prediction_id: r for r in conn.execute(query)}

@@ -13,7 +13,7 @@ from sqlalchemy import exc as sa_exc
 from slipway.serving.log import Entry, Failure, IdGenerator, PredictionLog, id_time
 from slipway.serving.metrics import Metrics
 from slipway.store import Store
-from slipway.store.predictions import COLUMNS, to_json
+from slipway.store.predictions import COLUMNS, ShadowSlot, to_json
 from slipway.store.schema import predictions, validation_failures
 
 NAMES = ("a", "b")
@@ -203,3 +203,71 @@ def test_an_entry_that_cannot_become_rows_is_dropped_and_counted_not_raised(tmp_
     log.close()
     assert count(store) == 1
     store.dispose()
+
+
+def shadowed(ids, slot):
+    """A logged request whose shadow answers land in ``slot``."""
+    e = entry(ids)
+    e.shadow = slot
+    return e
+
+
+def test_an_entry_whose_shadow_work_was_dropped_is_written_without_waiting(tmp_path):
+    """A full shadow queue fills the slot at once: the log writes the rows now, not after the
+    shadow wait (a slow shadow must not hold every dropped request's rows)."""
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    log = PredictionLog(store, flush_seconds=0.05, shadow_wait=3600)
+    log.start()
+    dropped = ShadowSlot(4)
+    dropped.fill(None)
+    log.put(shadowed(IdGenerator().new(2), dropped))
+    assert log.flush(timeout=5)
+    with store.read() as conn:
+        rows = conn.execute(sa.select(predictions.c.shadow_version, predictions.c.shadow_outputs))
+        assert [tuple(r) for r in rows] == [(4, None), (4, None)]
+    log.close()
+
+
+def test_a_shadow_answer_after_the_wait_is_refused_and_counted_late_once(tmp_path):
+    """Rows written without their shadow answer mark the slot late: the answer coming after
+    is refused (so the scorer does not count it as scored too), the rows count as late."""
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    metrics = Metrics()
+    log = PredictionLog(store, flush_seconds=0.02, shadow_wait=0.05, metrics=metrics)
+    log.start()
+    slot = ShadowSlot(4)
+    log.put(shadowed(IdGenerator().new(3), slot))
+    deadline = time.monotonic() + 10
+    while count(store) < 3:
+        assert time.monotonic() < deadline, "the waiting rows were never written"
+        time.sleep(0.02)
+    assert slot.late and slot.fill([{"label": 1}] * 3) is False and slot.outputs is None
+    late = metrics.registry.get_sample_value(
+        "slipway_shadow_dropped_total", {"model": "m", "reason": "late"}
+    )
+    assert late == 3
+    log.close()
+
+
+def test_many_entries_waiting_for_shadow_answers_do_not_stop_the_others(tmp_path):
+    """Thousands of rows waiting for a slow shadow do not count towards a full batch: a plain
+    entry queued behind them is written at the next flush, and the waiting ones after theirs."""
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    log = PredictionLog(store, batch_rows=100, flush_seconds=0.05, shadow_wait=3600)
+    log.start()
+    slots = [ShadowSlot(4) for _ in range(300)]
+    for slot in slots:
+        log.put(shadowed(IdGenerator().new(1), slot))
+    log.put(entry(IdGenerator().new(1)))
+    deadline = time.monotonic() + 10
+    while count(store) < 1:
+        assert time.monotonic() < deadline, "the plain entry was held behind the waiting ones"
+        time.sleep(0.02)
+    assert count(store) == 1
+    for slot in slots:
+        slot.fill([{"label": 0}])
+    assert log.flush(timeout=10)
+    with store.read() as conn:
+        query = sa.select(sa.func.count()).where(predictions.c.shadow_outputs.is_not(None))
+        assert conn.execute(query).scalar() == 300
+    log.close()

@@ -81,7 +81,6 @@ def create_app(
     shadow = ShadowScorer(
         metrics,
         max_rows=settings.serve_shadow_queue_rows,
-        batch_rows=min(64, settings.serve_batch_rows),
         max_age=settings.serve_shadow_wait_seconds,
     )
     runtime = Runtime(

@@ -111,7 +111,11 @@ class PredictionLog:
         self.table = LogTable()
         self._queue: deque[_Rows | Failure] = deque()
         self._waiting: deque[_Rows] = deque()  # entries waiting for their shadow answers
-        self._rows = 0  # rows in the queue and in the batch being written
+        self._rows = 0  # rows in the queue, waiting, and in the batch being written
+        # Rows of the waiting entries, kept as they come and go: the writer and every put()
+        # read it, and summing a deque of thousands of entries there (a slow shadow keeps one
+        # second of traffic waiting) made each request pay for the whole backlog.
+        self._waiting_n = 0
         self._cond = threading.Condition()
         self._queued = 0  # items ever accepted; flush() waits for _written to reach it
         self._written = 0
@@ -172,13 +176,18 @@ class PredictionLog:
                     kept.append(False)
                     continue
                 if isinstance(queued, _Rows) and queued.slot is not None:
-                    self._waiting.append(queued)
+                    if queued.slot.done:  # dropped at once (a full shadow queue): no wait
+                        self._settle(queued)
+                        self._queue.append(queued)
+                    else:
+                        self._waiting.append(queued)
+                        self._waiting_n += n
                 else:
                     self._queue.append(queued)
                 self._rows += n
                 self._queued += 1
                 kept.append(True)
-            if self._rows >= self.batch_rows:
+            if self._rows - self._waiting_n >= self.batch_rows:
                 self._cond.notify_all()
         return kept
 
@@ -216,6 +225,7 @@ class PredictionLog:
             left = sum(len(i) for i in self._queue) + sum(len(i) for i in self._waiting)
             self._queue.clear()
             self._waiting.clear()
+            self._waiting_n = 0
             if left:
                 self._drop(left, "shutdown")
         self._thread = None
@@ -247,7 +257,7 @@ class PredictionLog:
                 while not (
                     self._stopping
                     or self._flush_now
-                    or self._rows - self._waiting_rows() >= self.batch_rows
+                    or self._rows - self._waiting_n >= self.batch_rows
                     or (
                         (self._queue or self._waiting)
                         and time.monotonic() - start >= self.flush_seconds
@@ -273,9 +283,6 @@ class PredictionLog:
             if self.metrics is not None:
                 self.metrics.log_queue_depth.set(self._rows)
 
-    def _waiting_rows(self) -> int:
-        return sum(len(w) for w in self._waiting) if self._waiting else 0
-
     def _release(self, everything: bool = False) -> None:
         """Move waiting entries whose shadow answers came (or whose time is up) to the queue,
         with the answers written into their rows (called with the lock held)."""
@@ -289,15 +296,25 @@ class PredictionLog:
             if not (slot.done or everything or now >= item.deadline):
                 still.append(item)
                 continue
-            outputs = slot.outputs if slot.done else None
-            if outputs is not None and len(outputs) == len(item.rows):
-                item.rows = self.table.with_shadow(item.rows, outputs)
-            elif not slot.done and self.metrics is not None:
-                model = item.rows[0][2] if item.rows else ""
-                self.metrics.shadow_dropped.labels(model, "late").inc(len(item.rows))
-            item.slot = None
+            self._waiting_n -= len(item)
+            self._settle(item)
             self._queue.append(item)
         self._waiting = still
+
+    def _settle(self, item: _Rows) -> None:
+        """Write the shadow answers into the rows of ``item`` (or count them late), once."""
+        slot = item.slot
+        assert slot is not None
+        if slot.done:
+            outputs = slot.outputs
+            if outputs is not None and len(outputs) == len(item.rows):
+                item.rows = self.table.with_shadow(item.rows, outputs)
+        else:
+            slot.late = True  # the scorer counts it: its answer, if any, comes too late
+            if self.metrics is not None:
+                model = item.rows[0][2] if item.rows else ""
+                self.metrics.shadow_dropped.labels(model, "late").inc(len(item.rows))
+        item.slot = None
 
     def _write_with_retry(self, batch: list[_Rows | Failure]) -> None:
         delay = 0.25

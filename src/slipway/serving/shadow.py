@@ -2,12 +2,15 @@
 
 When a request's :class:`~slipway.serving.routing.Route` names a ``shadow`` version, the
 answerer hands the request's rows to :class:`ShadowScorer` after the primary answer is built
-and returns that answer at once. The scorer is a bounded queue and one worker thread: it
+and returns that answer at once. The scorer is a bounded queue and one worker thread, woken
+per batch (``batch_rows`` queued, or the oldest ``interval`` old), not per request: it
 gathers queued requests for one version into one validate-and-predict call (as the
 micro-batcher does for primary answers) and writes each request's shadow answers into the
 request's :class:`ShadowSlot`. Nothing the shadow does can delay or fail the primary answer: a
 full queue drops the shadow work (counted in ``slipway_shadow_dropped_total``), and an error
-or a contract violation of the shadow version becomes ``{"error": ...}`` in its answers.
+or a contract violation of the shadow version becomes ``{"error": ...}`` in its answers. Every
+row is counted once: scored, or dropped (``queue_full``, ``late``, ``stopped``, ``shutdown``);
+:meth:`ShadowScorer.stop` does not wait for a stuck shadow call beyond its timeout.
 
 How shadow answers reach the prediction log: the request's log entry is queued as usual,
 carrying its slot, and the log writer holds an entry whose slot is still open for at most
@@ -36,18 +39,25 @@ if TYPE_CHECKING:
     from slipway.serving.runtime import Served
 
 logger = logging.getLogger("slipway.serving.shadow")
+# A version whose every request failed alone in this many batches in a row is not called per
+# request again when its merged call fails (but every _RECHECK_EVERY-th batch, to notice a
+# recovery): a candidate that raises on every row must not cost the primary a call per request.
+_FAILING_STREAK, _RECHECK_EVERY = 2, 8
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Job:
     served: Served
     names: Sequence[str]
     rows: Sequence[Any]
     slot: ShadowSlot
-    queued_at: float = field(default_factory=time.monotonic)
+    queued_at: float
 
-    def records(self) -> list[Any]:
-        """The rows as the log keeps them: ``{field: value}`` mappings (or a 2-D array)."""
+    def records(self, names: Sequence[str]) -> list[Any]:
+        """The rows as the shadow version reads them: as sent when they are ``{field: value}``
+        mappings or positional in its own field order (``names``), else as mappings."""
+        if isinstance(self.rows, list) and (self.names is names or self.names == names):
+            return self.rows
         out = []
         for r in self.rows:
             if isinstance(r, dict):
@@ -59,23 +69,34 @@ class _Job:
 
 @dataclass
 class ShadowScorer:
-    """A bounded queue of shadow work and the thread that scores it in merged calls."""
+    """A bounded queue of shadow work and the thread that scores it in large merged calls.
+
+    The thread wakes when ``batch_rows`` rows are queued or when the oldest queued work is
+    ``interval`` seconds old, never for each request: under load the shadow version is called
+    a few times a second on many rows at once, so it takes the GIL (and the event loop waits
+    for it) rarely and briefly, and a request pays only for an append to a list.
+    """
 
     metrics: Metrics
     max_rows: int = 10_000  # rows queued before new shadow work is dropped
-    batch_rows: int = 64  # most rows in one merged call (short stretches holding the GIL)
+    batch_rows: int = 256  # most rows in one merged call
     # Work older than this is skipped unscored: its log rows were written without it (the log
     # waits as long, and counts those rows as late).
     max_age: float = 1.0
+    interval: float = 0.05  # longest queued work waits for company (capped at max_age / 4)
     _queue: deque[_Job] = field(default_factory=deque, init=False)
     _rows: int = field(default=0, init=False)
     _cond: threading.Condition = field(default_factory=threading.Condition, init=False)
     _stopping: bool = field(default=False, init=False)
     _thread: threading.Thread | None = field(default=None, init=False)
+    _running: list[_Job] = field(default_factory=list, init=False)  # the call in progress
+    _dropped: dict[tuple[str, str], Any] = field(default_factory=dict, init=False)
+    # id(served) -> batches in a row whose every request failed alone (see _score)
+    _failing: dict[int, int] = field(default_factory=dict, init=False)
 
     @property
     def depth(self) -> int:
-        """Rows waiting for the shadow version."""
+        """Rows waiting for the shadow version (the call in progress included)."""
         return self._rows
 
     def submit(self, served: Served, names: Sequence[str], rows: Sequence[Any]) -> ShadowSlot:
@@ -84,18 +105,30 @@ class ShadowScorer:
         slot = ShadowSlot(served.version)
         n = len(rows)
         with self._cond:
-            if self._stopping or self._rows + n > self.max_rows or self._thread is None:
-                reason = "queue_full" if not self._stopping and self._thread else "stopped"
-                full = True
+            if self._stopping or self._thread is None:
+                reason: str | None = "stopped"
+            elif self._rows + n > self.max_rows:
+                reason = "queue_full"
             else:
-                self._queue.append(_Job(served, names, rows, slot))
+                reason = None
+                queue = self._queue
+                queue.append(_Job(served, names, rows, slot, time.monotonic()))
                 self._rows += n
-                self._cond.notify()
-                full = False
-        if full:
-            self.metrics.shadow_dropped.labels(served.name, reason).inc(n)
+                # Wake the worker only to start its clock, or for a full batch.
+                if len(queue) == 1 or self._rows >= self.batch_rows:
+                    self._cond.notify()
+        if reason is not None:
             slot.fill(None)
+            self._drop(served.name, reason, n)
         return slot
+
+    def _drop(self, model: str, reason: str, n: int) -> None:
+        counter = self._dropped.get((model, reason))
+        if counter is None:
+            counter = self._dropped[model, reason] = self.metrics.shadow_dropped.labels(
+                model, reason
+            )
+        counter.inc(n)
 
     def start(self) -> None:
         """Start the worker thread."""
@@ -104,51 +137,81 @@ class ShadowScorer:
             self._thread = threading.Thread(target=self._run, name="slipway-shadow", daemon=True)
             self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop: queued work is dropped (counted), the call in progress finishes first."""
+    def stop(self, timeout: float = 1.0) -> None:
+        """Stop without waiting for the shadow version: queued work, and the call in progress
+        if it does not finish within ``timeout`` (a candidate that sleeps), are dropped and
+        counted (reason ``shutdown``), and their log rows are written without shadow answers."""
         with self._cond:
             self._stopping = True
             left = list(self._queue)
             self._queue.clear()
-            self._rows = 0
             self._cond.notify_all()
-        for job in left:
-            self.metrics.shadow_dropped.labels(job.served.name, "shutdown").inc(len(job.rows))
-            job.slot.fill(None)
+        self._abandon(left)
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        with self._cond:
+            running, self._running = self._running, []
+        self._abandon(running)  # the worker, still in the call, will find its slots filled
+        with self._cond:
+            self._rows = 0
+
+    def _abandon(self, jobs: Sequence[_Job]) -> None:
+        for job in jobs:
+            if job.slot.fill(None):
+                self._drop(job.served.name, "shutdown", len(job.rows))
+
+    def _take(self) -> list[_Job] | None:
+        """The next merged call's work (None: stop); waits for a full batch or ``interval``."""
+        interval = min(self.interval, self.max_age / 4)
+        with self._cond:
+            while True:
+                if self._stopping:
+                    return None
+                if not self._queue:
+                    self._cond.wait()
+                    continue
+                wait = self._queue[0].queued_at + interval - time.monotonic()
+                if self._rows < self.batch_rows and wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                stale = time.monotonic() - self.max_age
+                queue = self._queue
+                while queue and (queue[0].queued_at < stale or queue[0].slot.late):
+                    self._rows -= len(queue.popleft().rows)  # its log rows are written
+                if not queue:
+                    continue
+                first = queue.popleft()
+                jobs, rows = [first], len(first.rows)
+                while (
+                    queue
+                    and queue[0].served is first.served
+                    and rows + len(queue[0].rows) <= self.batch_rows
+                ):
+                    job = queue.popleft()
+                    if not job.slot.late:
+                        jobs.append(job)
+                        rows += len(job.rows)
+                    else:
+                        self._rows -= len(job.rows)
+                self._running = jobs
+                return jobs
 
     def _run(self) -> None:
         while True:
-            with self._cond:
-                while not self._queue and not self._stopping:
-                    self._cond.wait()
-                if self._stopping:
-                    return
-                stale = time.monotonic() - self.max_age
-                while self._queue and self._queue[0].queued_at < stale:
-                    self._rows -= len(self._queue.popleft().rows)
-                if not self._queue:
-                    continue
-                first = self._queue.popleft()
-                jobs, rows = [first], len(first.rows)
-                while (
-                    self._queue
-                    and self._queue[0].served is first.served
-                    and rows + len(self._queue[0].rows) <= self.batch_rows
-                ):
-                    job = self._queue.popleft()
-                    jobs.append(job)
-                    rows += len(job.rows)
-                self._rows -= rows
+            jobs = self._take()
+            if jobs is None:
+                return
             try:
-                self._score(first.served, jobs)
+                self._score(jobs[0].served, jobs)
             except Exception:  # the worker must survive anything a shadow version does
                 logger.exception("shadow scoring failed")
                 for job in jobs:
-                    if not job.slot.done:
-                        job.slot.fill([{"error": "internal error"}] * len(job.rows))
+                    job.slot.fill([{"error": "internal error"}] * len(job.rows))
+            with self._cond:
+                if self._running is jobs:
+                    self._running = []
+                    self._rows -= sum(len(job.rows) for job in jobs)
 
     def _score(self, served: Served, jobs: list[_Job]) -> None:
         """One merged call when every row is clean, else each request on its own.
@@ -158,34 +221,53 @@ class ShadowScorer:
         """
         model = served.model
         started = time.perf_counter()
-        records = [r for job in jobs for r in job.records()]
+        names = served.names
+        records = [r for job in jobs for r in job.records(names)]
         time.sleep(0)
         checked = model.contract.validate_clean(records)
         if checked is not None:
             time.sleep(0)
+            failed: Exception | None = None
             try:
                 predictions = model.infer(checked)
                 time.sleep(0)
                 outputs = None if predictions.warnings else predictions.records()
-            except Exception:
-                outputs = None
+            except Exception as exc:
+                outputs, failed = None, exc
+            ms = (time.perf_counter() - started) * 1000
             if outputs is not None and len(outputs) == len(records):
-                ms = (time.perf_counter() - started) * 1000
+                self._failing.pop(id(served), None)
+                self.metrics.shadowed(served.name, served.version, "ok")[1].observe(ms / 1000)
                 start = 0
                 for job in jobs:
                     n = len(job.rows)
                     self._done(served, job, outputs[start : start + n], ms, "ok")
                     start += n
                 return
+            streak = self._failing.get(id(served), 0)
+            if failed is not None and streak >= _FAILING_STREAK and streak % _RECHECK_EVERY:
+                # A version whose every request failed alone, batch after batch: its merged
+                # call's error stands for each request, without a call per request.
+                self._failing[id(served)] = streak + 1
+                error = f"{type(failed).__name__}: {failed}"[:500]
+                self.metrics.shadowed(served.name, served.version, "error")[1].observe(ms / 1000)
+                for job in jobs:
+                    self._done(served, job, [{"error": error}] * len(job.rows), ms, "error")
+                return
+        outcomes = set()
         for job in jobs:
             time.sleep(0)
-            self._one(served, job)
+            outcomes.add(self._one(served, job))
+        if outcomes == {"error"}:
+            self._failing[id(served)] = self._failing.get(id(served), 0) + 1
+        else:
+            self._failing.pop(id(served), None)
 
-    def _one(self, served: Served, job: _Job) -> None:
+    def _one(self, served: Served, job: _Job) -> str:
         model = served.model
         started = time.perf_counter()
         try:
-            checked = model.validate(job.records())
+            checked = model.validate(job.records(served.names))
             if checked.errors:
                 shown = "; ".join(p.describe() for p in checked.errors[:3])
                 outcome, error = "invalid", f"ContractViolation: {shown}"
@@ -202,13 +284,16 @@ class ShadowScorer:
         ms = (time.perf_counter() - started) * 1000
         if outputs is None:
             outputs = [{"error": error} for _ in job.rows]
+        self.metrics.shadowed(served.name, served.version, outcome)[1].observe(ms / 1000)
         self._done(served, job, outputs, ms, outcome)
+        return outcome
 
     def _done(
         self, served: Served, job: _Job, outputs: list[dict[str, Any]], ms: float, outcome: str
     ) -> None:
         rounded = round(ms, 3)
-        job.slot.fill([{**out, "latency_ms": rounded} for out in outputs])
-        counter, latency = self.metrics.shadowed(served.name, served.version, outcome)
-        counter.inc(len(outputs))
-        latency.observe(ms / 1000)
+        counter = self.metrics.shadowed(served.name, served.version, outcome)[0]
+        # Counted as scored only when the log still waits for it (else it was counted late,
+        # or shutdown): each row is counted once.
+        if job.slot.fill([{**out, "latency_ms": rounded} for out in outputs]):
+            counter.inc(len(outputs))

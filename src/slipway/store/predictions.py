@@ -87,17 +87,22 @@ class ShadowSlot:
     :meth:`LogTable.with_shadow`) once it is filled, or without them when it comes too late.
     """
 
-    __slots__ = ("done", "outputs", "version")
+    __slots__ = ("done", "late", "outputs", "version")
 
     def __init__(self, version: int) -> None:
         self.version = version
         self.outputs: list[dict[str, Any]] | None = None
         self.done = False
+        self.late = False  # set by the log when it wrote the rows without waiting any longer
 
-    def fill(self, outputs: list[dict[str, Any]] | None) -> None:
-        """Set the answers (None: the shadow work was dropped)."""
+    def fill(self, outputs: list[dict[str, Any]] | None) -> bool:
+        """Set the answers (None: the shadow work was dropped); False, and nothing set, when
+        the rows were already written without them (``late``) or the slot was filled."""
+        if self.late or self.done:
+            return False
         self.outputs = outputs
         self.done = True
+        return True
 
 
 @dataclass

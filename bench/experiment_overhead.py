@@ -1,0 +1,234 @@
+"""What an experiment costs each request, in process: CPU microseconds per request, no server.
+
+The full service (``slipway.app.create_app``, production settings: keys, rate limiting,
+metrics, access log, prediction log on SQLite) is driven through its ASGI app directly, as
+uvicorn would call it, by ``--clients`` concurrent coroutines sending single-row requests with
+unit ids (1,000 units, cycled) to ``POST /v1/models/ref/predict`` (the direct lane). The states
+are those of ``bench/experiments.py``: no experiment, a 50/50 A/B test against version 2, and
+shadow mode with version 2 as the shadow. For each state it prints the process CPU time per
+request (every thread: the event loop, the prediction log's writer, the shadow worker or
+process), which moves much less than wall time on a busy machine; and the cost of
+``Runtime.route`` alone. ``--profile`` prints the top of a cProfile of each state.
+
+    .venv/bin/python bench/experiment_overhead.py [--requests 20000] [--quick] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import json
+import os
+import pstats
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.experiments import LOOSE, models  # noqa: E402
+
+from slipway.app import create_app  # noqa: E402
+from slipway.config import Settings  # noqa: E402
+from slipway.experiments import ExperimentDesk  # noqa: E402
+from slipway.keys import KeyStore  # noqa: E402
+
+PATH = "/v1/models/ref/predict"
+UNITS = 1000
+
+
+def cpu() -> float:
+    """CPU seconds of this process and its children (a shadow process counts too)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+async def drive(app: Any, bodies: list[bytes], token: bytes, n: int, clients: int) -> int:
+    """Send ``n`` requests through the ASGI app from ``clients`` coroutines; the 200s."""
+    headers = [(b"authorization", b"Bearer " + token), (b"content-type", b"application/json")]
+    ok = 0
+    sent = 0
+
+    async def client() -> None:
+        nonlocal ok, sent
+        while sent < n:
+            body = bodies[sent % len(bodies)]
+            sent += 1
+            scope = {
+                "type": "http",
+                "asgi": {"version": "3.0"},
+                "http_version": "1.1",
+                "method": "POST",
+                "scheme": "http",
+                "path": PATH,
+                "raw_path": PATH.encode(),
+                "root_path": "",
+                "query_string": b"",
+                "headers": [*headers, (b"content-length", str(len(body)).encode())],
+                "client": ("127.0.0.1", 1234),
+                "server": ("127.0.0.1", 8000),
+                "state": {},
+            }
+            messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+            async def receive(messages: list[dict[str, Any]] = messages) -> dict[str, Any]:
+                return messages.pop() if messages else {"type": "http.disconnect"}
+
+            status = 0
+
+            async def send(message: dict[str, Any]) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+
+            await app(scope, receive, send)
+            ok += status == 200
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return ok
+
+
+CALLS = [0]
+
+
+def shadow_calls(service: Any) -> float:
+    """Model calls the shadow candidate has taken so far (counted by wrapping its engine)."""
+    active = getattr(service.runtime.policy, "_active", {}).get("ref")
+    if active is None or active.experiment.mode != "shadow":
+        return 0.0
+    engine = active.candidate.model.engine
+    if not getattr(engine, "counted", False):
+        outputs = engine.outputs
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            CALLS[0] += 1
+            return outputs(*args, **kwargs)
+
+        engine.outputs, engine.counted = counted, True
+    return float(CALLS[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=20_000, help="Requests per state.")
+    parser.add_argument("--clients", type=int, default=32, help="Concurrent requests.")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="Passes over the states; each state's least is kept."
+    )
+    parser.add_argument(
+        "--batch-rows", type=int, default=256, help="SLIPWAY_SERVE_BATCH_ROWS (1: no batching)."
+    )
+    parser.add_argument("--quick", action="store_true", help="2,000 requests per state, 1 round.")
+    parser.add_argument("--profile", action="store_true", help="Print a cProfile per state.")
+    args = parser.parse_args()
+    n = 2000 if args.quick else args.requests
+    rounds = 1 if args.quick else args.rounds
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # The slow candidate's class lives in bench/: the fresh-interpreter check at registration
+    # must be able to import it.
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p
+    )
+    tmp = Path(tempfile.mkdtemp(prefix="slipway-bench-overhead-"))
+    print("training the reference model and three candidates")
+    registry, row = models(tmp)
+    token = KeyStore(registry.store).create("bench", "predict")[1].encode()
+    bodies = [json.dumps({"features": row, "unit_id": f"unit-{i}"}).encode() for i in range(UNITS)]
+    settings = registry.settings.model_copy(
+        update={
+            "serve_rate_limit": 1e9,
+            "serve_rate_burst": 1_000_000,
+            "serve_console": False,
+            "serve_batch_rows": args.batch_rows,
+        }
+    )
+    assert isinstance(settings, Settings)
+    app = create_app(settings, registry=registry)
+    service = app.state.service
+    desk = ExperimentDesk(registry)
+    states = [
+        ("no experiment", None),
+        ("A/B 50/50", {"mode": "ab", "candidate": 2, "split": 0.5}),
+        ("shadow", {"mode": "shadow", "candidate": 2}),
+    ]
+    results: dict[str, list[tuple[float, float, float]]] = {}
+
+    async def run() -> None:
+        async with app.router.lifespan_context(app):
+            policy = service.runtime.policy
+            for state, options in [s for _ in range(rounds) for s in states]:
+                experiment = None
+                if options is not None:
+                    experiment = desk.start("ref", guardrails=LOOSE, **options).id
+                policy.check()
+                route = service.runtime.route("ref", "unit-1", row)
+                assert route.experiment == experiment, (route, experiment)
+                await drive(app, bodies, token, min(n, 2000), args.clients)  # warm-up
+                service.log.flush()
+                profile = cProfile.Profile() if args.profile else None
+                calls_before = shadow_calls(service)
+                before, loop_before = cpu(), time.thread_time()
+                if profile is not None:
+                    profile.enable()
+                ok = await drive(app, bodies, token, n, args.clients)
+                loop = time.thread_time() - loop_before
+                if profile is not None:
+                    profile.disable()
+                if options is not None and options["mode"] == "shadow":
+                    time.sleep(0.5)  # let the shadow work of the last requests finish
+                service.log.flush()
+                spent = cpu() - before
+                assert ok == n, f"{state}: {ok} of {n} answered"
+                calls = shadow_calls(service) - calls_before
+                # Runtime.route alone, per call.
+                units = [f"unit-{i}" for i in range(UNITS)]
+                route_fn = service.runtime.route
+                started = time.process_time()
+                for i in range(100_000):
+                    route_fn("ref", units[i % UNITS], row)
+                routed = (time.process_time() - started) / 100_000
+                results.setdefault(state, []).append(
+                    (spent / n * 1e6, loop / n * 1e6, routed * 1e6)
+                )
+                print(
+                    f"  {state:<16} {spent / n * 1e6:8.1f} us CPU/request  "
+                    f"(event loop {loop / n * 1e6:6.1f})   route() {routed * 1e6:6.2f} us"
+                    + (f"   shadow calls {calls:.0f}" if calls else ""),
+                    flush=True,
+                )
+                if profile is not None:
+                    out = io.StringIO()
+                    pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(
+                        "slipway|onnx|numpy", 40
+                    )
+                    print(out.getvalue())
+                if experiment is not None:
+                    desk.stop(experiment, promote=False)
+                    policy.check()
+
+    asyncio.run(run())
+    least = {state: tuple(min(r[i] for r in rs) for i in range(3)) for state, rs in results.items()}
+    base = least["no experiment"][0]
+    print(
+        f"\n{n} requests per state, {args.clients} concurrent, batch rows {args.batch_rows}, "
+        f"in process (CPU time; least of {rounds} rounds)"
+    )
+    loop_base = least["no experiment"][1]
+    print(f"{'state':<16} {'us/request':>10} {'x':>6} {'loop us':>8} {'x':>6} {'route() us':>10}")
+    for state, (us, loop, routed) in least.items():
+        print(
+            f"{state:<16} {us:10.1f} {us / base:6.2f} {loop:8.1f} {loop / loop_base:6.2f} "
+            f"{routed:10.2f}"
+        )
+    registry.store.dispose()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
