@@ -148,7 +148,10 @@ def test_shadow_work_beyond_the_queue_is_dropped_and_counted(lab, monkeypatch):
     codes = [h.post("/v1/models/fraud/predict", {"features": row}).status_code for _ in range(20)]
     assert codes == [200] * 20
     dropped = metric(h, 'slipway_shadow_dropped_total{model="fraud",reason="queue_full"}')
-    assert dropped >= 15
+    calls = metric(h, 'slipway_shadow_call_duration_seconds_count{model="fraud"')
+    # Each 1 s call takes at most the 3 queued rows; one call may be in flight, 3 rows queued.
+    # A slow machine makes more calls during the 20 requests, so the bound counts them.
+    assert dropped >= 20 - 3 * (calls + 1) - 3 and dropped >= 1
     assert h.service.answerer.shadow.depth <= 3
 
 
