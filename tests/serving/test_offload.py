@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -10,6 +11,7 @@ import pytest
 from slipway.config import Settings
 from slipway.exceptions import ContractViolation
 from slipway.serving.batching import MicroBatcher
+from slipway.serving.routing import Route
 from tests.serving.test_batching import gather
 
 
@@ -114,3 +116,41 @@ def test_health_answers_while_a_big_model_call_runs(serve, monkeypatch):
     assert health.status_code == 200 and health.json() == {"status": "ok"}
     assert still_inside  # answered during the model call, not after it
     assert answered[0].status_code == 200 and len(answered[0].json()["predictions"]) == 128
+
+
+def test_requests_keep_gathering_while_their_versions_pool_share_is_busy(harness, monkeypatch):
+    """While a version's off-loop call runs, requests arriving one loop turn apart join one
+    batch (full ones queue, oldest first) instead of each taking a pool call of its own."""
+    served = harness.service.runtime.get("fraud")
+    real, started, release = served.model.infer, threading.Event(), threading.Event()
+
+    def slow_first(checked):
+        if not started.is_set():
+            started.set()
+            release.wait(10)
+        return real(checked)
+
+    monkeypatch.setattr(served.model, "infer", slow_first)
+    rows = harness.rows("fraud", 11)
+    alone = [MicroBatcher(harness.service.answerer).answerer.answer(
+        Route(served), [r], scope={}).outputs for r in rows]  # fmt: skip
+
+    async def go(batcher):
+        first = asyncio.ensure_future(batcher.answer(Route(served), rows[:1], scope={}))
+        while not started.is_set():
+            await asyncio.sleep(0.001)
+        rest = []
+        for r in rows[1:]:  # one request per turn of the loop, as from separate clients
+            rest.append(asyncio.ensure_future(batcher.answer(Route(served), [r], scope={})))
+            await asyncio.sleep(0)
+        release.set()
+        return await asyncio.wait_for(asyncio.gather(first, *rest), 30)
+
+    with CountingPool() as pool:
+        batcher = MicroBatcher(
+            harness.service.answerer, max_rows=4, pool=pool, offload_rows=1, in_flight=1
+        )
+        got = asyncio.run(go(batcher))
+    assert pool.calls == 4  # the slow one, then 10 rows as 4 + 4 + 2, not 10 calls
+    assert [a.outputs for a in got] == alone
+    assert not batcher._busy and not batcher._held and not batcher._open

@@ -10,6 +10,13 @@ that arrives before then joins it, up to ``max_rows`` rows (a full batch runs at
 lone request waits for nothing, and under load the batch grows with the number of requests in
 flight: the rows are validated in one pass, predicted in one call, and split back.
 
+Calls that run in the thread pool (see :meth:`MicroBatcher.offloaded`) keep gathering while
+their version already has as many calls in the pool as the pool has threads: a batch that is
+due then waits, open to more requests, until one of those calls ends. Without that, a busy pool
+queues many small batches (each formed in one turn of the loop) instead of a few large ones,
+and every call pays its fixed cost (a scikit-learn call, the enrichment's reads of the event
+store) for a few rows.
+
 Results are those of answering each request alone: rows are predicted independently, the same
 version answers all of them, and each request gets its own prediction ids, log entry, metrics
 and latency. Only clean batches are merged (every value of the exact type and within the
@@ -21,8 +28,10 @@ own 422 and costs the others nothing but the lost merge.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import logging
+import os
 from collections.abc import MutableMapping, Sequence
 from concurrent.futures import Executor
 from typing import Any
@@ -51,6 +60,7 @@ class _Batch:
     requests: list[_Request] = dataclasses.field(default_factory=list)
     rows: int = 0
     handle: asyncio.Handle | None = None
+    due: bool = False  # its run was held back while its version's pool share was busy
 
 
 class MicroBatcher:
@@ -74,10 +84,16 @@ class MicroBatcher:
         max_wait: float = 0.0,
         pool: Executor | None = None,
         offload_rows: int = 64,
+        in_flight: int | None = None,
     ) -> None:
         self.answerer, self.max_rows, self.max_wait = answerer, max_rows, max_wait
         self.pool, self.offload_rows = pool, offload_rows
+        # Off-loop calls of one version at a time: the pool's threads by default.
+        threads = getattr(pool, "_max_workers", None) or os.cpu_count() or 1
+        self.in_flight = max(1, in_flight if in_flight is not None else int(threads))
         self._open: dict[int, _Batch] = {}  # id(served) -> the batch gathering for it
+        self._busy: dict[int, int] = {}  # id(served) -> its off-loop calls running now
+        self._held: dict[int, collections.deque[_Batch]] = {}  # full batches waiting their turn
         self._running: set[asyncio.Task[None]] = set()  # off-loop batches (kept referenced)
 
     def offloaded(self, served: Served, rows: int) -> bool:
@@ -113,6 +129,7 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         batch = self._open.get(id(served))
         if batch is not None and batch.rows + n > self.max_rows:
+            del self._open[id(served)]
             self._run(batch)  # this request would overflow it: send what is gathered now
             batch = None
         if batch is None:
@@ -130,21 +147,33 @@ class MicroBatcher:
         return await future
 
     def _run(self, batch: _Batch) -> None:
-        if self._open.get(id(batch.served)) is batch:
-            del self._open[id(batch.served)]
+        key = id(batch.served)
         if batch.handle is not None:
             batch.handle.cancel()
             batch.handle = None
-        requests = [r for r in batch.requests if not r.future.done()]  # cancelled: nobody waits
-        batch.requests = []
+        batch.requests = [r for r in batch.requests if not r.future.done()]  # cancelled
+        requests = batch.requests
         if not requests:
+            if self._open.get(key) is batch:
+                del self._open[key]
             return
         served = batch.served
-        if self.offloaded(served, sum(len(r.rows) for r in requests)):
+        if self.offloaded(served, batch.rows):
+            if self._busy.get(key, 0) >= self.in_flight:
+                self._hold(batch)
+                return
+            if self._open.get(key) is batch:
+                del self._open[key]
+            batch.requests = []
+            self._busy[key] = self._busy.get(key, 0) + 1
             task = asyncio.get_running_loop().create_task(self._run_off(served, requests))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
+            task.add_done_callback(lambda _: self._released(key))
             return
+        if self._open.get(key) is batch:
+            del self._open[key]
+        batch.requests = []
         sizes = self.answerer.metrics.batched(served.name, served.version)
         if len(requests) > 1:
             try:
@@ -165,6 +194,33 @@ class MicroBatcher:
                 )
             except Exception as exc:
                 r.future.set_exception(exc)
+
+    def _hold(self, batch: _Batch) -> None:
+        """Keep a due batch until its version has a pool thread: the open one stays open to
+        more requests while it has room; a full one (or one a request overflowed) queues."""
+        key = id(batch.served)
+        if self._open.get(key) is batch and batch.rows < self.max_rows:
+            batch.due = True
+            return
+        if self._open.get(key) is batch:
+            del self._open[key]
+        self._held.setdefault(key, collections.deque()).append(batch)
+
+    def _released(self, key: int) -> None:
+        """An off-loop call of version ``key`` ended: run what waited for it, oldest first."""
+        self._busy[key] -= 1
+        if not self._busy[key]:
+            del self._busy[key]
+        held = self._held.get(key)
+        if held:
+            batch = held.popleft()
+            if not held:
+                del self._held[key]
+            self._run(batch)
+            return
+        gathering = self._open.get(key)
+        if gathering is not None and gathering.due:
+            self._run(gathering)
 
     async def _run_off(self, served: Served, requests: list[_Request]) -> None:
         """:meth:`_run` with the model calls in the thread pool."""
