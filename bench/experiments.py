@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # bench.experiment_models, for the slow candidate
 
 from bench.experiment_models import Fail, Sleep  # noqa: E402
+from bench.wrklua import wrk_body_script  # noqa: E402
 
 from slipway.config import Settings  # noqa: E402
 from slipway.experiments import ExperimentDesk  # noqa: E402
@@ -92,20 +93,7 @@ def models(tmp: Path) -> tuple[Registry, list[float]]:
 def wrk_script(row: list[float], token: str) -> str:
     """A wrk Lua script cycling through bodies of UNITS different unit ids."""
     bodies = [json.dumps({"features": row, "unit_id": f"unit-{i}"}) for i in range(UNITS)]
-    lines = [
-        'wrk.method = "POST"',
-        'wrk.headers["Content-Type"] = "application/json"',
-        f'wrk.headers["Authorization"] = "Bearer {token}"',
-        "bodies = {" + ", ".join(json.dumps(b) for b in bodies) + "}",
-        "i = 0",
-        "request = function()",
-        f"  i = i % {UNITS} + 1",
-        '  return wrk.format("POST", nil, nil, bodies[i])',
-        "end",
-    ]
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write("\n".join(lines) + "\n")
-    return f.name
+    return wrk_body_script(bodies, token)
 
 
 def wrk(url: str, script: str, clients: int, seconds: int) -> Result:

@@ -35,6 +35,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench.wrklua
+from bench.wrklua import wrk_body_script
+
 START = pd.Timestamp("2026-01-01", tz="UTC")
 DAYS = 365
 
@@ -403,20 +406,7 @@ def requests_per_call(url: str, model: str, token: str) -> float:
 def wrk_script(rows: list[dict], token: str) -> str:
     """A wrk Lua script cycling through one-row request bodies."""
     bodies = [json.dumps({"instances": [row]}) for row in rows]
-    lines = [
-        'wrk.method = "POST"',
-        'wrk.headers["Content-Type"] = "application/json"',
-        f'wrk.headers["Authorization"] = "Bearer {token}"',
-        "bodies = {" + ", ".join(json.dumps(b) for b in bodies) + "}",
-        "i = 0",
-        "request = function()",
-        f"  i = i % {len(bodies)} + 1",
-        '  return wrk.format("POST", nil, nil, bodies[i])',
-        "end",
-    ]
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write("\n".join(lines) + "\n")
-    return f.name
+    return wrk_body_script(bodies, token)
 
 
 def wrk(url: str, script: str, clients: int, seconds: int) -> tuple[float, float, float]:
