@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
 import time
 
 import pytest
@@ -112,3 +113,50 @@ def test_slipway_serve_logs_access_lines_through_the_buffered_handler():
     assert handler["class"] == "slipway.serving.accesslog.BufferedLineHandler"
     assert handler["stream"] == "ext://sys.stdout"
     assert log_config(access_log=False)["loggers"]["slipway.access"]["level"] == "WARNING"
+
+
+def test_a_flusher_that_starts_after_close_ends_cleanly():
+    """A busy machine may run the flusher thread only after close(): it must end without an
+    exception (``logging.Handler.close`` sets ``_closed = True``, so that name is not ours)."""
+    gate = threading.Event()
+
+    class Late(BufferedLineHandler):
+        def _flusher(self) -> None:
+            gate.wait(5)
+            super()._flusher()
+
+    errors = []
+    previous = threading.excepthook
+    threading.excepthook = errors.append
+    try:
+        handler = Late(io.StringIO(), flush_seconds=3600)
+        handler.close()
+        gate.set()
+        handler._thread.join(5)
+    finally:
+        threading.excepthook = previous
+    assert not handler._thread.is_alive()
+    assert [e.exc_value for e in errors] == []
+
+
+def test_the_service_writes_its_last_access_lines_when_it_stops(access_logger, tmp_path):
+    """Stopping the service flushes the buffer, so the last requests' lines are on the stream
+    before the process exits (whatever then happens to it), not up to ``flush_seconds`` later."""
+    from fastapi.testclient import TestClient
+
+    from slipway.config import Settings
+    from slipway.registry import Registry
+    from slipway.serving import create_app
+
+    stream = io.StringIO()
+    handler = BufferedLineHandler(stream, flush_seconds=3600)
+    access_logger.handlers[:] = [handler]
+    access_logger.propagate = False
+    access_logger.setLevel(logging.INFO)
+    s = Settings(home=tmp_path / "home", user="t", serve_auth=False)
+    with TestClient(create_app(s)) as client:
+        assert client.get("/v1/models").status_code == 200
+        assert stream.getvalue() == ""  # still in the buffer while the service runs
+    (line,) = [json.loads(x) for x in stream.getvalue().splitlines()]
+    assert line["path"] == "/v1/models" and line["status"] == 200
+    Registry(s).store.dispose()

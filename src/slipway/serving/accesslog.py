@@ -49,7 +49,7 @@ class BufferedLineHandler(logging.Handler):
         self.capacity, self.flush_seconds = capacity, flush_seconds
         self._lines: list[str] = []
         self._size = 0
-        self._closed = threading.Event()
+        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._flusher, name="slipway-access", daemon=True)
         self._thread.start()
 
@@ -85,7 +85,7 @@ class BufferedLineHandler(logging.Handler):
 
     def close(self) -> None:
         """Write what is left and stop the flusher thread."""
-        self._closed.set()
+        self._stopping.set()
         self.flush()
         super().close()
 
@@ -102,12 +102,20 @@ class BufferedLineHandler(logging.Handler):
             self.handleError(logging.makeLogRecord({"msg": "access log write failed"}))
 
     def _flusher(self) -> None:
-        while not self._closed.wait(self.flush_seconds):
+        while not self._stopping.wait(self.flush_seconds):
             self.flush()
 
     def __repr__(self) -> str:
         name: Any = getattr(self.stream, "name", "")
         return f"<{type(self).__name__} {name} ({logging.getLevelName(self.level)})>"
+
+
+def flush_access_log() -> None:
+    """Write what the access log's handlers hold now: the service's last step on shutdown, so
+    the last requests' lines are on their stream before the process exits, whatever happens
+    after (a supervisor's SIGKILL, an exit path that skips ``logging.shutdown``)."""
+    for handler in logger.handlers:
+        handler.flush()
 
 
 def lean_log_records() -> None:

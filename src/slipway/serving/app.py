@@ -26,6 +26,7 @@ from slipway.exceptions import ConfigError
 from slipway.keys import KeyStore
 from slipway.registry import Registry
 from slipway.serving import docs, errors, mlflow, openapi, v1, v2
+from slipway.serving.accesslog import flush_access_log
 from slipway.serving.answering import Answerer
 from slipway.serving.auth import KeyCache
 from slipway.serving.connections import STATE_KEY, ConnectionLimits
@@ -195,6 +196,7 @@ def stop(service: Service) -> None:
         service.pool.shutdown(wait=True, cancel_futures=True)
     service.log.close()
     service.metrics.close()
+    flush_access_log()
 
 
 def health_router(service: Service) -> APIRouter:
