@@ -8,8 +8,9 @@ import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.ensemble import GradientBoostingClassifier
 
+from slipway.contract import Contract
 from slipway.exceptions import ContractViolation
-from slipway.predict import Model
+from slipway.predict import Enriched, Model, Predictions
 
 
 class CountingPipeline:
@@ -242,3 +243,94 @@ def test_near_and_exact_ties_seen_only_at_predict_time_follow_predict(registry):
     labels = model.predict(X)
     assert labels.tolist() == ["a", "b", "b", "a", "a", "b"] == est.predict(X).tolist()
     assert seen == [3]  # the exact tie and the two near ties, in one call
+
+
+def test_a_classifier_without_predict_proba_registers_and_answers_labels_only(registry):
+    """RidgeClassifier has no predict_proba: it registers (served by scikit-learn), predict
+    equals its own, predict_proba is refused naming the model, and results carry labels only."""
+    from sklearn.linear_model import RidgeClassifier
+
+    X = pd.DataFrame({"a": np.linspace(0, 1, 40), "b": np.linspace(2, 1, 40)})
+    y = np.where(X["a"] < 0.5, "lo", "hi")
+    pipe = RidgeClassifier().fit(X, y)
+    mv = registry.register(pipe, "ridge_clf", X, y)
+    assert mv.meta["backend"] == "sklearn"
+    model = registry.load(mv.ref)
+    np.testing.assert_array_equal(model.predict(X), pipe.predict(X))
+    with pytest.raises(AttributeError, match="ridge_clf:1 is a classification model without"):
+        model.predict_proba(X)
+    result = model.score(X.head(2))
+    assert result.probabilities is None and result.classes == ["hi", "lo"]
+    assert result.records() == [{"label": v} for v in pipe.predict(X.head(2)).tolist()]
+    empty = model.score(X.head(0))
+    assert empty.labels.tolist() == [] and empty.probabilities is None
+
+
+class Doubler:
+    """An enricher: requests carry ``a``; the pipeline's ``b`` is computed as ``2 * a``."""
+
+    names = ("b",)
+
+    def __init__(self, inner):
+        self.inner = inner  # the pipeline's own contract
+        self.contract = Contract.learn(pd.DataFrame({"a": np.linspace(0, 1, 40)}))
+
+    def enrich(self, checked):
+        """Both columns, bad rows' values as 0; the computed ``b`` of every row."""
+        a = np.nan_to_num(checked.columns["a"].astype(float))
+        return Enriched(self.inner.validate(pd.DataFrame({"a": a, "b": 2 * a})), {"b": 2 * a})
+
+
+def test_an_enricher_sets_the_contract_and_computes_the_pipelines_input(registry):
+    """With an enricher, input is checked against its contract, the pipeline gets what it
+    computed, and the computed features of the scored rows come back with the predictions."""
+    from sklearn.linear_model import LogisticRegression
+
+    a = np.linspace(0, 1, 40)
+    X = pd.DataFrame({"a": a, "b": 2 * a + np.sin(7 * a)})
+    pipe = LogisticRegression().fit(X, np.where(X["b"] > 1, "hi", "lo"))
+    loaded = registry.load(registry.register(pipe, "enriched", X).ref)
+    model = Model(loaded.pipeline, loaded.version, enricher=Doubler(loaded.version.contract))
+    assert model.contract is model.enricher.contract
+    assert not model.validate([{"a": 0.5, "b": 1.0}]).ok  # b is computed, never sent
+    result = model.score([{"a": 0.1}, {"a": "x"}, {"a": 0.9}], on_error="split")
+    assert result.rows.tolist() == [0, 2] and list(result.rejected) == [1]
+    np.testing.assert_allclose(result.features["b"], [0.2, 1.8])
+    expected = pipe.predict(pd.DataFrame({"a": [0.1, 0.9], "b": [0.2, 1.8]}))
+    np.testing.assert_array_equal(result.labels, expected)
+
+
+def test_a_problem_of_the_whole_input_rejects_every_row_under_minus_one(registry, make_fitted):
+    """In split mode a missing column is no row's problem: nothing is scored and the problem
+    is reported under row -1."""
+    fitted = make_fitted("frame")
+    model = registry.load(registry.register(fitted.pipeline, "m", fitted.X_train).ref)
+    frame = fitted.X_val.head(3).drop(columns=["amount"])
+    result = model.score(frame, on_error="split")
+    assert result.rows.tolist() == [] and result.labels.tolist() == []
+    assert list(result.rejected) == [-1]
+    assert [(p.code, p.field) for p in result.rejected[-1]] == [("missing_field", "amount")]
+
+
+def test_empty_results_have_each_tasks_shapes(registry, make_fitted):
+    """Zero rows: a regressor gets zero values, a multiclass model zero labels of its classes'
+    type and a (0, 3) probability matrix."""
+    fitted = make_fitted("regressor")
+    model = registry.load(registry.register(fitted.pipeline, "r", fitted.X_train).ref)
+    empty = model.score(fitted.X_val.head(0))
+    assert empty.values.shape == (0,) and empty.labels is None and len(empty) == 0
+    fitted = make_fitted("multiclass")
+    model = registry.load(registry.register(fitted.pipeline, "mc", fitted.X_train).ref)
+    empty = model.score(fitted.X_val[:0])
+    assert empty.labels.shape == (0,) and empty.labels.dtype == np.asarray(model.classes).dtype
+    assert empty.probabilities.shape == (0, 3) and empty.classes == ["a", "b", "c"]
+
+
+def test_probability_columns_are_named_by_the_class_as_json_and_read_back():
+    """``proba:<class>`` holds the class as JSON text; any other column is no class's."""
+    assert Predictions.proba_column("yes") == "proba:yes"
+    assert Predictions.proba_column(np.int64(3)) == "proba:3"
+    assert Predictions.proba_column(True) == "proba:True"
+    assert Predictions.proba_class("proba:yes") == "yes"
+    assert Predictions.proba_class("proba:") == ""
+    assert Predictions.proba_class("label") is None

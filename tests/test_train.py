@@ -221,6 +221,7 @@ def test_quickstart_history_is_deterministic_and_learnable_from_point_in_time_fe
     assert roc_auc_score(a.is_fraud[4000:], model.predict_proba(X[4000:])[:, 1]) > 0.8
 
 
+@pytest.mark.xdist_group("long-tail")  # the longest tests, scheduled first (test_portability)
 def test_quickstart_trains_on_features_serves_raw_requests_and_audits_skew(
     capsys, env, tmp_path, monkeypatch
 ):

@@ -292,6 +292,8 @@ def assess(pipeline: Any, contract: Contract, rows: Any, task: str) -> tuple[byt
         return None, Verdict(
             False, "skl2onnx/onnxruntime not installed: pip install 'slipway[onnx]'"
         )
+    if task != "regression" and not hasattr(pipeline, "predict_proba"):
+        return None, Verdict(False, "the classifier has no predict_proba: only its predict")
     checked = contract.validate(rows)
     if not checked.ok or checked.n_rows == 0:
         return None, Verdict(False, "no clean reference rows to check the conversion on")

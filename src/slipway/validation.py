@@ -56,6 +56,9 @@ class Validated:
         if isinstance(self.source, pd.DataFrame):
             return self.source if rows is None else self.source.iloc[rows]
         cols = self.columns if rows is None else {k: v[rows] for k, v in self.columns.items()}
+        if not cols:  # a contract without fields: as many rows as asked for, no columns
+            index = pd.RangeIndex(self.n_rows)
+            return pd.DataFrame(index=index if rows is None else index[rows])
         out = pd.DataFrame(cols, copy=False)
         for spec in self.contract.fields:
             if spec.dtype == "category" and spec.categories is not None:
@@ -75,10 +78,11 @@ class Validated:
             chosen = self.matrix if rows is None else self.matrix[rows]
             return chosen.astype(dtype, copy=False)
         cols = [self.columns[s.name] for s in self.contract.fields]
+        if not cols:  # a contract without fields: one empty row per row asked for
+            empty = np.empty((self.n_rows, 0), dtype=dtype)
+            return empty if rows is None else empty[rows]
         if rows is not None:
             cols = [c[rows] for c in cols]
-        if not cols:
-            return np.empty((0, 0), dtype=dtype)
         return np.column_stack(cols).astype(dtype, copy=False)
 
 
@@ -154,7 +158,9 @@ def _check_numeric(
                     _error(out, Problem("null", _null_expected(spec), i, spec.name, values[i]))
         for i in np.flatnonzero(np.isinf(arr)).tolist():
             _error(out, Problem("not_finite", spec.expectation(), i, spec.name, arr[i]))
-        issues = _range_issues(contract, spec, np.where(finite, arr, 0.0))
+        # Only finite values are range-checked: a null (NaN) is no number out of range, and
+        # infinity is already "not finite".
+        issues = _range_issues(contract, spec, np.where(finite, arr, np.nan))
     for i in issues.tolist():
         _error(out, Problem("out_of_range", spec.expectation(), i, spec.name, values[i]))
     if spec.kind == "integer":
@@ -539,7 +545,7 @@ def _positional(
         for i, r in enumerate(rows):
             arr[i, :] = r
     if arr.ndim != 2 or arr.shape[1] != width:
-        shape = "x".join(str(s) for s in arr.shape)
+        shape = "x".join(str(s) for s in arr.shape) or "() (a single value, not rows)"
         errors.append(
             Problem(
                 "wrong_shape",

@@ -185,6 +185,11 @@ def test_bad_batch_items_are_422s_naming_the_problem(serve, settings):
     assert "names its prediction 2 ways (prediction_id, batch_key)" in problems[0]["expected"]
     assert "names its prediction 2 ways (unit_id, batch_key)" in problems[1]["expected"]
     assert '"run_id" names a batch run' in problems[2]["expected"]
+    said = {(p["row"], p["field"]): p["message"] for p in problems}
+    assert "got 'a string containing the NUL character" in said[(6, "batch_key")]
+    assert "got 'a string containing the NUL character" in said[(7, "unit_id")]
+    assert "got 'a string of 201 characters'" in said[(4, "batch_key")]
+    assert "got 'an empty string'" in said[(5, "run_id")]
     assert batch_labels(h.registry.store, "fraud") == {}
 
 

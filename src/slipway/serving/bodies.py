@@ -51,7 +51,11 @@ def kind(value: Any) -> str:
     if isinstance(value, int | float):
         return "a number"
     if isinstance(value, str):
-        return "a string"
+        if not value:
+            return "an empty string"
+        if "\x00" in value:
+            return "a string containing the NUL character (\\u0000)"
+        return f"a string of {len(value)} characters"
     return "an array" if isinstance(value, list) else "an object"
 
 
