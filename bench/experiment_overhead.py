@@ -4,13 +4,17 @@ The full service (``slipway.app.create_app``, production settings: keys, rate li
 metrics, access log, prediction log on SQLite) is driven through its ASGI app directly, as
 uvicorn would call it, by ``--clients`` concurrent coroutines sending single-row requests with
 unit ids (1,000 units, cycled) to ``POST /v1/models/ref/predict`` (the direct lane). The states
-are those of ``bench/experiments.py``: no experiment, a 50/50 A/B test against version 2, and
-shadow mode with version 2 as the shadow. For each state it prints the process CPU time per
-request (every thread: the event loop, the prediction log's writer, the shadow worker or
-process), which moves much less than wall time on a busy machine; and the cost of
-``Runtime.route`` alone. ``--profile`` prints the top of a cProfile of each state.
+are those of ``bench/experiments.py``: no experiment, an A/B test against version 2 at 50/50
+and at 10%, shadow mode with version 2 as the shadow, with version 3 (a candidate that sleeps
+2 s per call) and with version 4 (one that raises on every call); ``--ab`` runs only the first
+three. The states run in turn, ``--rounds`` times. For each state it prints the process CPU
+time per request (every thread: the event loop, the prediction log's writer, the shadow worker
+or process), which moves much less than wall time on a busy machine, and the event loop's
+own; the cost of ``Runtime.route`` alone; and the model calls per request and rows per call of
+the versions that answer (micro-batching: an A/B split turns one call per batch into one per
+arm). ``--profile`` prints the top of a cProfile of each state.
 
-    .venv/bin/python bench/experiment_overhead.py [--requests 20000] [--quick] [--profile]
+    .venv/bin/python bench/experiment_overhead.py [--requests 20000] [--ab] [--quick] [--profile]
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.experiments import LOOSE, models  # noqa: E402
+from bench.experiments import LOOSE, STATES, models  # noqa: E402
 
 from slipway.app import create_app  # noqa: E402
 from slipway.config import Settings  # noqa: E402
@@ -44,9 +48,10 @@ UNITS = 1000
 
 
 def cpu() -> float:
-    """CPU seconds of this process and its children (a shadow process counts too)."""
+    """CPU seconds of this process (every thread; nanosecond clock, where ``os.times`` ticks
+    every 10 ms) and of its children."""
     t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
+    return time.process_time() + t.children_user + t.children_system
 
 
 async def drive(app: Any, bodies: list[bytes], token: bytes, n: int, clients: int) -> int:
@@ -94,24 +99,53 @@ async def drive(app: Any, bodies: list[bytes], token: bytes, n: int, clients: in
     return ok
 
 
-CALLS = [0]
+class Calls:
+    """Model calls and rows of one engine, counted by wrapping its ``outputs`` (once)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.rows = 0
 
 
-def shadow_calls(service: Any) -> float:
-    """Model calls the shadow candidate has taken so far (counted by wrapping its engine)."""
+def counted(engine: Any) -> Calls:
+    """The counter of ``engine``'s model calls (installed on its first use here)."""
+    found: Calls | None = getattr(engine, "bench_calls", None)
+    if found is not None:
+        return found
+    calls = Calls()
+    outputs = engine.outputs
+
+    def counting(checked: Any, rows: Any) -> Any:
+        calls.calls += 1
+        calls.rows += checked.n_rows if rows is None else len(rows)
+        return outputs(checked, rows)
+
+    engine.outputs, engine.bench_calls = counting, calls
+    return calls
+
+
+def engines(service: Any) -> tuple[list[Calls], Calls | None]:
+    """Counters of the engines that answer requests (production, an A/B candidate) and of a
+    shadow candidate (None without one). An A/B arm's engine wraps the version's own engine
+    (``ObservedEngine.engine``), so counting the inner engines counts every arm's calls."""
+    answering = [counted(service.runtime.get("ref").model.engine)]
     active = getattr(service.runtime.policy, "_active", {}).get("ref")
-    if active is None or active.experiment.mode != "shadow":
-        return 0.0
-    engine = active.candidate.model.engine
-    if not getattr(engine, "counted", False):
-        outputs = engine.outputs
+    if active is None:
+        return answering, None
+    candidate = counted(active.candidate.model.engine)
+    if active.experiment.mode == "shadow":
+        return answering, candidate
+    return [*answering, candidate], None
 
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            CALLS[0] += 1
-            return outputs(*args, **kwargs)
 
-        engine.outputs, engine.counted = counted, True
-    return float(CALLS[0])
+def tally(service: Any) -> tuple[int, int, int]:
+    """(answering calls, answering rows, shadow calls) so far."""
+    answering, shadow = engines(service)
+    return (
+        sum(c.calls for c in answering),
+        sum(c.rows for c in answering),
+        0 if shadow is None else shadow.calls,
+    )
 
 
 def main() -> None:
@@ -123,6 +157,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--batch-rows", type=int, default=256, help="SLIPWAY_SERVE_BATCH_ROWS (1: no batching)."
+    )
+    parser.add_argument(
+        "--ab", action="store_true", help="Only no experiment and the two A/B splits."
     )
     parser.add_argument("--quick", action="store_true", help="2,000 requests per state, 1 round.")
     parser.add_argument("--profile", action="store_true", help="Print a cProfile per state.")
@@ -138,6 +175,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="slipway-bench-overhead-"))
     print("training the reference model and three candidates")
     registry, row = models(tmp)
+    # The slow and the failing candidates misbehave from now on (they registered at full speed).
+    os.environ["SLIPWAY_BENCH_SLEEP"] = "2"
+    os.environ["SLIPWAY_BENCH_FAIL"] = "1"
     token = KeyStore(registry.store).create("bench", "predict")[1].encode()
     bodies = [json.dumps({"features": row, "unit_id": f"unit-{i}"}).encode() for i in range(UNITS)]
     settings = registry.settings.model_copy(
@@ -152,11 +192,7 @@ def main() -> None:
     app = create_app(settings, registry=registry)
     service = app.state.service
     desk = ExperimentDesk(registry)
-    states = [
-        ("no experiment", None),
-        ("A/B 50/50", {"mode": "ab", "candidate": 2, "split": 0.5}),
-        ("shadow", {"mode": "shadow", "candidate": 2}),
-    ]
+    states = STATES[:3] if args.ab else STATES
     results: dict[str, list[tuple[float, float, float]]] = {}
 
     async def run() -> None:
@@ -172,7 +208,7 @@ def main() -> None:
                 await drive(app, bodies, token, min(n, 2000), args.clients)  # warm-up
                 service.log.flush()
                 profile = cProfile.Profile() if args.profile else None
-                calls_before = shadow_calls(service)
+                calls_before = tally(service)
                 before, loop_before = cpu(), time.thread_time()
                 if profile is not None:
                     profile.enable()
@@ -181,11 +217,13 @@ def main() -> None:
                 if profile is not None:
                     profile.disable()
                 if options is not None and options["mode"] == "shadow":
-                    time.sleep(0.5)  # let the shadow work of the last requests finish
+                    time.sleep(1.2)  # let the shadow work of the last requests finish
                 service.log.flush()
                 spent = cpu() - before
                 assert ok == n, f"{state}: {ok} of {n} answered"
-                calls = shadow_calls(service) - calls_before
+                calls, rows, shadow = (
+                    a - b for a, b in zip(tally(service), calls_before, strict=True)
+                )
                 # Runtime.route alone, per call.
                 units = [f"unit-{i}" for i in range(UNITS)]
                 route_fn = service.runtime.route
@@ -194,12 +232,13 @@ def main() -> None:
                     route_fn("ref", units[i % UNITS], row)
                 routed = (time.process_time() - started) / 100_000
                 results.setdefault(state, []).append(
-                    (spent / n * 1e6, loop / n * 1e6, routed * 1e6)
+                    (spent / n * 1e6, loop / n * 1e6, routed * 1e6, calls / n, rows / calls)
                 )
                 print(
-                    f"  {state:<16} {spent / n * 1e6:8.1f} us CPU/request  "
-                    f"(event loop {loop / n * 1e6:6.1f})   route() {routed * 1e6:6.2f} us"
-                    + (f"   shadow calls {calls:.0f}" if calls else ""),
+                    f"  {state:<20} {spent / n * 1e6:8.1f} us CPU/request  "
+                    f"(event loop {loop / n * 1e6:6.1f})   route() {routed * 1e6:6.2f} us   "
+                    f"model calls/request {calls / n:.3f}, rows/call {rows / calls:5.1f}"
+                    + (f"   shadow calls {shadow}" if shadow else ""),
                     flush=True,
                 )
                 if profile is not None:
@@ -213,18 +252,21 @@ def main() -> None:
                     policy.check()
 
     asyncio.run(run())
-    least = {state: tuple(min(r[i] for r in rs) for i in range(3)) for state, rs in results.items()}
+    least = {state: tuple(min(r[i] for r in rs) for i in range(5)) for state, rs in results.items()}
     base = least["no experiment"][0]
     print(
         f"\n{n} requests per state, {args.clients} concurrent, batch rows {args.batch_rows}, "
         f"in process (CPU time; least of {rounds} rounds)"
     )
     loop_base = least["no experiment"][1]
-    print(f"{'state':<16} {'us/request':>10} {'x':>6} {'loop us':>8} {'x':>6} {'route() us':>10}")
-    for state, (us, loop, routed) in least.items():
+    print(
+        f"{'state':<20} {'us/request':>10} {'x':>6} {'loop us':>8} {'x':>6} {'route() us':>10} "
+        f"{'calls/req':>9} {'rows/call':>9}"
+    )
+    for state, (us, loop, routed, calls, rows) in least.items():
         print(
-            f"{state:<16} {us:10.1f} {us / base:6.2f} {loop:8.1f} {loop / loop_base:6.2f} "
-            f"{routed:10.2f}"
+            f"{state:<20} {us:10.1f} {us / base:6.2f} {loop:8.1f} {loop / loop_base:6.2f} "
+            f"{routed:10.2f} {calls:9.3f} {rows:9.1f}"
         )
     registry.store.dispose()
     shutil.rmtree(tmp, ignore_errors=True)

@@ -118,24 +118,35 @@ def test_shadow_answers_are_production_s_and_the_candidate_s_are_logged(lab):
 @pytest.mark.parametrize("mode", ["raise", "sleep:2"])
 def test_a_failing_or_slow_shadow_leaves_the_answers_identical(lab, monkeypatch, mode):
     """A shadow that raises on every row, or sleeps 2 s per call: every answer is exactly the
-    one production gives alone; the log says what happened to the shadow."""
+    one production gives alone; once the shadow is failing or stalled its work is dropped at
+    submit, and every row is counted once in /metrics (an error, late, or dropped as failing
+    or stalled); the log says what happened to the shadow."""
     h = lab(broken=True, serve_shadow_wait_seconds=0.3)
     rows = h.rows(10)
     alone = [h.post("/v1/models/fraud/predict", {"features": r}).json() for r in rows]
     start(h, mode="shadow")
     monkeypatch.setenv(SWITCH, mode)
-    shadowed = [h.post("/v1/models/fraud/predict", {"features": r}).json() for r in rows]
+    shadowed = []
+    for group in (rows[:4], rows[4:7], rows[7:]):  # batches apart: the shadow's state moves
+        shadowed += [h.post("/v1/models/fraud/predict", {"features": r}).json() for r in group]
+        time.sleep(0.5)
     for a, b in zip(alone, shadowed, strict=True):
         assert a["predictions"][0]["probabilities"] == b["predictions"][0]["probabilities"]
         assert b["version"] == 1 and b["arm"] == "control"
     by_id = logged(h, [b["predictions"][0]["prediction_id"] for b in shadowed])
     outs = [r.shadow_outputs for r in by_id.values()]
+    assert all(r.shadow_version == 2 for r in by_id.values())
+    drop = 'slipway_shadow_dropped_total{model="fraud",reason='
     if mode == "raise":
-        assert all("candidate broken on purpose" in o["error"] for o in outs)
-        assert metric(h, 'slipway_shadow_predictions_total{model="fraud",outcome="error"') >= 10
-    else:  # written after 0.3 s without the shadow answer, which came too late
+        errors = [o for o in outs if o is not None]
+        assert all("candidate broken on purpose" in o["error"] for o in errors)
+        failed = metric(h, 'slipway_shadow_predictions_total{model="fraud",outcome="error"')
+        failing = metric(h, drop + '"failing"}')
+        assert failed == len(errors) >= 4 and failing >= 1 and failed + failing == 10
+    else:  # written after 0.3 s without the shadow answer, which came too late, or dropped
         assert all(o is None for o in outs)
-        assert all(r.shadow_version == 2 for r in by_id.values())
+        late, stalled = metric(h, drop + '"late"}'), metric(h, drop + '"stalled"}')
+        assert stalled >= 1 and late + stalled == 10
 
 
 def test_shadow_work_beyond_the_queue_is_dropped_and_counted(lab, monkeypatch):

@@ -171,3 +171,41 @@ def test_the_batcher_merges_per_answering_version_keeping_each_route(serve, make
     log = logged(h, [a.ids[0] for a in answers])
     arms = [log[a.ids[0]][1:3] for a in answers]
     assert arms == [("A", "exp"), (None, None), ("B", "exp"), ("B", "exp")]
+
+
+def test_every_arm_of_a_turn_is_answered_at_once_each_by_its_own_call(serve, make_fitted):
+    """Both arms' requests of one turn: a model call per arm, one log hand-over and one pass
+    for all (a lone request of an arm too); answers as each version alone, counted apart."""
+    h, _ = with_arms(serve, make_fitted)
+    runtime, answerer = h.service.runtime, h.service.answerer
+    routes = [runtime.route("fraud", u) for u in ("al", "ann", "bo", "amy", "ab")]
+    rows = h.rows("fraud", 5)
+    batcher = MicroBatcher(answerer)
+    handed: list[int] = []
+    put_many = answerer.log.put_many
+    answerer.log.put_many = lambda items: handed.append(len(items)) or put_many(items)
+
+    async def go():
+        calls = [batcher.answer(r, [row], scope={}) for r, row in zip(routes, rows, strict=True)]
+        return await asyncio.gather(*calls)
+
+    answers = asyncio.run(go())
+    del answerer.log.put_many
+    assert handed == [5]
+    metrics = h.service.metrics.registry
+    for version, requests in ((1, 4), (2, 1)):
+        labels = {"model": "fraud", "version": str(version)}
+        assert metrics.get_sample_value("slipway_model_batch_requests_count", labels) == 1
+        assert metrics.get_sample_value("slipway_model_batch_requests_sum", labels) == requests
+        ok = metrics.get_sample_value("slipway_model_requests_total", {**labels, "outcome": "ok"})
+        assert ok == requests
+        assert metrics.get_sample_value("slipway_predictions_total", labels) == requests
+    assert [a.served.version for a in answers] == [1, 1, 2, 1, 1]
+    for route, row, answer in zip(routes, rows, answers, strict=True):
+        alone = answerer.infer(route, [row]).outputs
+        assert answer.outputs[0]["label"] == alone[0]["label"]
+        assert answer.outputs[0]["probabilities"] == pytest.approx(alone[0]["probabilities"])
+    ids = [a.ids[0] for a in answers]
+    assert len(set(ids)) == 5
+    log = logged(h, ids)
+    assert [log[i][:2] for i in ids] == [(1, "A"), (1, "A"), (2, "B"), (1, "A"), (1, "A")]

@@ -29,6 +29,7 @@ class Engine:
         self.gate: threading.Event | None = None
         self.inside = threading.Event()
         self.broken = False
+        self.delay = 0.0  # seconds each call takes
 
     def outputs(self, checked: Validated, rows: np.ndarray | None) -> Outputs:
         """The wrapped engine's outputs, after the gate opens."""
@@ -36,6 +37,7 @@ class Engine:
         self.inside.set()
         if self.gate is not None:
             self.gate.wait(30)
+        time.sleep(self.delay)
         if self.broken:
             raise RuntimeError("candidate broken on purpose")
         return self.engine.outputs(checked, rows)
@@ -160,26 +162,118 @@ def test_stop_does_not_wait_for_a_stuck_shadow_and_counts_every_row_once(candida
     assert sample(metrics, "slipway_shadow_dropped_total", reason="stopped") == 2
 
 
-def test_a_shadow_failing_on_every_row_stops_costing_a_call_per_request(candidate):
-    """A candidate that raises on every row: each request's answer is the error, and once whole
-    batches failed request by request, a failing merged call stands for its requests (one call
-    per batch, not one per request)."""
+def test_a_shadow_failing_on_every_row_is_dropped_at_submit_and_probed(candidate):
+    """A candidate that raises on every row: each request of the first two batches is tried
+    alone and answered with the error; then the version is failing and its work is dropped at
+    submit (no call, counted as failing), but for one probe per probe_interval; when a probe
+    answers, every request is scored again. Each row is counted exactly once."""
     served, engine, rows = candidate
     engine.broken = True
     metrics = Metrics()
-    scorer = ShadowScorer(metrics, interval=0.2, max_age=10.0)
+    scorer = ShadowScorer(metrics, interval=0.2, max_age=10.0, probe_interval=0.5)
     scorer.start()
-    calls = []
+    calls, slots = [], []
     try:
-        for _ in range(5):
+        for _ in range(2):
             before = len(engine.calls)
-            slots = [scorer.submit(served, served.names, [row]) for row in rows[:10]]
-            wait_for(lambda: all(s.done for s in slots), "the shadow never answered")  # noqa: B023
+            batch = [scorer.submit(served, served.names, [row]) for row in rows[:10]]
+            wait_for(lambda: all(s.done for s in batch), "the shadow never answered")  # noqa: B023
             calls.append(len(engine.calls) - before)
-            for slot in slots:
-                assert slot.outputs is not None
-                assert slot.outputs[0]["error"] == "RuntimeError: candidate broken on purpose"
+            assert all(
+                s.outputs is not None
+                and s.outputs[0]["error"] == "RuntimeError: candidate broken on purpose"
+                for s in batch
+            )
+            slots += batch
+        before = len(engine.calls)
+        dropped = [scorer.submit(served, served.names, [row]) for row in rows[:10]]
+        assert all(s.done and s.outputs is None for s in dropped)  # at once, not queued
+        assert scorer.depth == 0 and len(engine.calls) == before
+        time.sleep(0.6)  # the probe interval passes: the next request probes, the rest drop
+        probe = scorer.submit(served, served.names, [rows[0]])
+        more = [scorer.submit(served, served.names, [row]) for row in rows[1:5]]
+        wait_for(lambda: probe.done, "the probe was never answered")
+        assert probe.outputs is not None and "candidate broken" in probe.outputs[0]["error"]
+        assert len(engine.calls) == before + 1 and all(s.outputs is None for s in more)
+        engine.broken = False  # it recovers: the next probe answers, then all are scored
+        time.sleep(0.6)
+        healed = scorer.submit(served, served.names, [rows[0]])
+        wait_for(lambda: healed.done, "the probe was never answered")
+        after = [scorer.submit(served, served.names, [row]) for row in rows[:10]]
+        wait_for(lambda: all(s.done for s in after), "the shadow never answered")
+        assert healed.outputs is not None and "probabilities" in healed.outputs[0]
+        assert all(s.outputs is not None and "probabilities" in s.outputs[0] for s in after)
     finally:
         scorer.stop()
-    assert calls[:2] == [11, 11] and calls[2:] == [1, 1, 1]
-    assert sample(metrics, "slipway_shadow_predictions_total", version="1", outcome="error") == 50
+    assert calls == [11, 11]  # the failing merged call, then each request alone
+    errors = sample(metrics, "slipway_shadow_predictions_total", version="1", outcome="error")
+    ok = sample(metrics, "slipway_shadow_predictions_total", version="1", outcome="ok")
+    failing = sample(metrics, "slipway_shadow_dropped_total", reason="failing")
+    assert (errors, ok, failing) == (21, 11, 14)  # 46 rows submitted, each counted once
+
+
+def test_a_shadow_stuck_in_its_call_is_dropped_at_submit_until_a_probe_is_fast(candidate):
+    """A call that runs longer than max_age (its answers would miss their log rows) makes the
+    version stalled: new work is dropped at once (counted as stalled) while it runs and, once
+    it returned, for probe_interval; then one probe goes through, and a fast probe ends it."""
+    served, engine, rows = candidate
+    engine.gate = threading.Event()
+    metrics = Metrics()
+    scorer = ShadowScorer(metrics, interval=0.01, max_age=0.3, probe_interval=0.5)
+    scorer.start()
+    try:
+        stuck = scorer.submit(served, served.names, rows[:2])
+        assert engine.inside.wait(10)
+        queued = scorer.submit(served, served.names, rows[:3])  # the call is young: queued
+        assert not queued.done
+        time.sleep(0.4)
+        dropped = [scorer.submit(served, served.names, rows[:1]) for _ in range(4)]
+        assert all(s.done and s.outputs is None for s in dropped)
+        assert sample(metrics, "slipway_shadow_dropped_total", reason="stalled") == 4
+        engine.gate.set()  # the call returns, 0.4 s late: still stalled for probe_interval
+        wait_for(lambda: stuck.done, "the stuck call never returned")
+        calls = len(engine.calls)
+        wait_for(lambda: scorer.depth == 0, "the stale work was never skipped")
+        assert len(engine.calls) == calls and not queued.done  # too old: left to the log
+        late = scorer.submit(served, served.names, rows[:1])
+        assert late.done and late.outputs is None
+        time.sleep(0.6)
+        engine.gate = None
+        probe = scorer.submit(served, served.names, rows[:1])
+        wait_for(lambda: probe.done, "the probe was never answered")
+        after = scorer.submit(served, served.names, rows[:5])
+        wait_for(lambda: after.done, "the shadow never answered after the probe")
+    finally:
+        if engine.gate is not None:
+            engine.gate.set()
+        scorer.stop()
+    assert probe.outputs is not None and after.outputs is not None and len(after.outputs) == 5
+    assert sample(metrics, "slipway_shadow_dropped_total", reason="stalled") == 5
+    assert sample(metrics, "slipway_shadow_predictions_total", version="1", outcome="ok") == 8
+
+
+def test_a_failing_shadow_that_was_also_slow_stays_failing_once_it_is_fast(candidate):
+    """A candidate that raises slowly becomes failing while stalled; when its probe then fails
+    fast, the version is still failing (its work dropped at submit), not scored batch by batch
+    again as if it had recovered."""
+    served, engine, rows = candidate
+    engine.broken, engine.delay = True, 0.3
+    metrics = Metrics()
+    scorer = ShadowScorer(metrics, interval=0.01, max_age=0.2, probe_interval=0.3)
+    scorer.start()
+    try:
+        first = [scorer.submit(served, served.names, [row]) for row in rows[:2]]
+        wait_for(lambda: all(s.done for s in first), "the shadow never answered")
+        for delay in (0.3, 0.0):  # the second batch fails alone and slowly, then one fast
+            engine.delay = delay
+            time.sleep(0.35)
+            probe = scorer.submit(served, served.names, [rows[0]])
+            wait_for(lambda: probe.done, "the probe was never answered")  # noqa: B023
+            assert probe.outputs is not None and "candidate broken" in probe.outputs[0]["error"]
+        calls = len(engine.calls)
+        after = [scorer.submit(served, served.names, [row]) for row in rows[:5]]
+        assert all(s.done and s.outputs is None for s in after)
+    finally:
+        scorer.stop()
+    assert len(engine.calls) == calls
+    assert sample(metrics, "slipway_shadow_dropped_total", reason="failing") == 5

@@ -133,7 +133,9 @@ class ShadowHealth:
     rows: int
     shadowed: int
     errors: int
-    skipped: int  # no shadow answer recorded: the shadow queue was full, or it came too late
+    # no shadow answer recorded: the shadow queue was full, the answer came too late, or the
+    # shadow was failing or stalled (its work dropped at submit, see slipway_shadow_dropped_total)
+    skipped: int
     error_examples: list[str]
     latency_ms: dict[str, dict[str, float | None]]
 

@@ -168,7 +168,8 @@ def lines(data: dict[str, Any]) -> list[str]:
         lat = s["latency_ms"]
         out.append(
             f"shadow: {s['shadowed']:,} answered, {s['errors']:,} failed, {s['skipped']:,} not "
-            f"scored (queue full or too late) of {s['rows']:,}; latency p50/p99: production "
+            f"scored (queue full, too late, or the shadow failing or stalled) of {s['rows']:,}; "
+            f"latency p50/p99: production "
             f"{_num(lat['primary']['p50'])}/{_num(lat['primary']['p99'])} ms per request, "
             f"shadow {_num(lat['shadow']['p50'])}/{_num(lat['shadow']['p99'])} ms per model call"
         )

@@ -218,24 +218,32 @@ class Answerer:
 
     def finish_many(
         self,
-        served: Served,
         requests: Sequence[tuple[Route, Sequence[Any], MutableMapping[str, Any], UnitIds]],
         predictions: Sequence[Predictions],
         outputs: Sequence[list[dict[str, Any]]],
         ids: Sequence[list[str]],
     ) -> list[Answer]:
-        """:meth:`finish` for the requests of one merged call, all answered by ``served``:
-        ``requests[i]`` is (route, rows, scope, unit_ids) of request ``i``. One timestamp, one
-        queue lock, counters bumped once."""
+        """:meth:`finish` for the requests of merged calls (one per version: the arms of an A/B
+        test answered in one turn), each answered by its route's version: ``requests[i]`` is
+        (route, rows, scope, unit_ids) of request ``i``. One timestamp, one queue lock,
+        counters bumped once per version."""
         now, created = time.perf_counter(), utcnow()
-        ok, latency, counted = self.metrics.served(served.name, served.version)
         entries: list[Entry | Failure] = []
+        answers: list[Answer] = []
+        tallies: dict[int, _Tally] = {}  # id(served) -> its counters and counts
         for (route, rows, scope, unit_ids), out, pids, p in zip(
             requests, outputs, ids, predictions, strict=True
         ):
+            served = route.served
+            tally = tallies.get(id(served))
+            if tally is None:
+                counters = self.metrics.served(served.name, served.version)
+                tally = tallies[id(served)] = _Tally(*counters)
+            tally.requests += 1
+            tally.rows += len(out)
             started = scope.get(scopes.STARTED)
             seconds = now - started if started is not None else 0.0
-            latency.observe(seconds)
+            tally.latency.observe(seconds)
             ms = round(seconds * 1000, 3)
             entries.append(
                 Entry(
@@ -255,13 +263,12 @@ class Answerer:
                 )
             )
             scope[scopes.SERVED] = (served.name, served.version, len(out))
+            answers.append(Answer(served, pids, p, out))
         self.log.put_many(entries)
-        ok.inc(len(entries))
-        counted.inc(sum(len(out) for out in outputs))
-        return [
-            Answer(served, pids, p, out)
-            for pids, p, out in zip(ids, predictions, outputs, strict=True)
-        ]
+        for tally in tallies.values():
+            tally.ok.inc(tally.requests)
+            tally.counted.inc(tally.rows)
+        return answers
 
     def _shadow(self, route: Route, rows: Sequence[Any]) -> ShadowSlot | None:
         """Hand the rows to the shadow version (never waits); the slot its answers land in."""
@@ -282,6 +289,17 @@ class Answerer:
         version = str(served.version)
         self.metrics.validation_failures.labels(served.name, version).inc()
         self.metrics.model_requests.labels(served.name, version, "invalid").inc()
+
+
+@dataclass(slots=True)
+class _Tally:
+    """One version's request counters, and what :meth:`Answerer.finish_many` adds to them."""
+
+    ok: Any
+    latency: Any
+    counted: Any
+    requests: int = 0
+    rows: int = 0
 
 
 def _units(route: Route, unit_ids: UnitIds, n: int) -> UnitIds:

@@ -10,6 +10,14 @@ that arrives before then joins it, up to ``max_rows`` rows (a full batch runs at
 lone request waits for nothing, and under load the batch grows with the number of requests in
 flight: the rows are validated in one pass, predicted in one call, and split back.
 
+The arms of an A/B test split each turn's requests between two versions, so two batches fill
+where one did. When a batch runs on the loop, the open batches of the same model's other
+versions run with it (:meth:`MicroBatcher._siblings`): each version still validates and
+predicts its own rows in its own call, but one pass names, logs and counts the requests of all
+of them (one set of ids, one hand-over to the log, one callback), so a split costs one more
+model call a turn and little else. Batches that run in the thread pool are not taken along:
+each keeps its version's share of the pool.
+
 Calls that run in the thread pool (see :meth:`MicroBatcher.offloaded`) keep gathering while
 their version already has as many calls in the pool as the pool has threads: a batch that is
 due then waits, open to more requests, until one of those calls ends. Without that, a busy pool
@@ -52,6 +60,16 @@ class _Request:
     scope: MutableMapping[str, Any]
     unit_ids: Sequence[str | None] | None
     future: asyncio.Future[Answer]
+
+
+@dataclasses.dataclass(eq=False)
+class _Merged:
+    """One version's merged call: its requests, and the predictions of all their rows."""
+
+    served: Served
+    requests: list[_Request]
+    predictions: Predictions
+    outputs: list[dict[str, Any]]
 
 
 @dataclasses.dataclass(eq=False)
@@ -174,13 +192,54 @@ class MicroBatcher:
         if self._open.get(key) is batch:
             del self._open[key]
         batch.requests = []
+        groups = [(served, requests)]
+        if len(self._open) > 0:
+            groups += self._siblings(served)
+        finished: list[_Merged] = []
+        for version, waiting in groups:
+            self._run_version(version, waiting, len(groups) > 1, finished)
+        if finished:
+            self._finish_merged(finished)
+
+    def _siblings(self, served: Served) -> list[tuple[Served, list[_Request]]]:
+        """The open batches of the model's other versions (A/B arms) that answer on the loop,
+        taken out to run in this turn with ``served``'s: one pass over the loop, one log
+        hand-over and one set of ids for every arm, instead of one per arm (each arm's own
+        model call stays apart)."""
+        taken = []
+        for key, other in list(self._open.items()):
+            version = other.served
+            if version.name != served.name or version is served:
+                continue
+            waiting = [r for r in other.requests if not r.future.done()]
+            if not waiting or self.offloaded(version, sum(len(r.rows) for r in waiting)):
+                continue
+            del self._open[key]
+            if other.handle is not None:
+                other.handle.cancel()
+                other.handle = None
+            other.requests = []
+            taken.append((version, waiting))
+        return taken
+
+    def _run_version(
+        self,
+        served: Served,
+        requests: list[_Request],
+        together: bool,
+        finished: list[_Merged],
+    ) -> None:
+        """Answer one version's requests on the loop: one merged call when they are clean
+        (kept in ``finished`` to be named and logged with the other arms'), else one by one.
+        ``together``: other arms run in this turn too, so even a lone request tries the
+        merged path (to share their hand-over)."""
         sizes = self.answerer.metrics.batched(served.name, served.version)
-        if len(requests) > 1:
+        if len(requests) > 1 or together:
             try:
                 merged = self._infer_merged(served, [row for r in requests for row in r.rows])
                 if merged is not None:
                     sizes.observe(len(requests))
-                    self._finish_merged(served, requests, *merged)
+                    finished.append(_Merged(served, requests, *merged))
                     return
             except Exception:
                 logger.exception("a merged batch failed; answering its requests one by one")
@@ -232,7 +291,7 @@ class MicroBatcher:
                 merged = await loop.run_in_executor(self.pool, self._infer_merged, served, rows)
                 if merged is not None:
                     sizes.observe(len(requests))
-                    self._finish_merged(served, requests, *merged)
+                    self._finish_merged([_Merged(served, requests, *merged)])
                     return
             except Exception:
                 logger.exception("a merged batch failed; answering its requests one by one")
@@ -268,33 +327,28 @@ class MicroBatcher:
             return None
         return predictions, predictions.records()
 
-    def _finish_merged(
-        self,
-        served: Served,
-        requests: list[_Request],
-        predictions: Predictions,
-        outputs: list[dict[str, Any]],
-    ) -> None:
-        """Split a merged call back into its requests; name, log and count those still
-        waiting (one cancelled while the call ran in the pool gets nothing logged)."""
-        bounds, start = [], 0
-        for r in requests:
-            bounds.append((start, start + len(r.rows)))
-            start += len(r.rows)
-        waiting = [(r, a, b) for r, (a, b) in zip(requests, bounds, strict=True)
-                   if not r.future.done()]  # fmt: skip
+    def _finish_merged(self, calls: list[_Merged]) -> None:
+        """Split merged calls (one per version: A/B arms answered in one turn) back into their
+        requests; name, log and count those still waiting, all at once (one cancelled while
+        the call ran in the pool gets nothing logged)."""
+        waiting: list[tuple[_Request, Predictions, list[dict[str, Any]]]] = []
+        for call in calls:
+            start = 0
+            for r in call.requests:
+                a, start = start, start + len(r.rows)
+                if not r.future.done():
+                    waiting.append((r, _part(call.predictions, a, start), call.outputs[a:start]))
         if not waiting:
             return
-        ids = self.answerer.ids.new(sum(b - a for _, a, b in waiting))
+        ids = self.answerer.ids.new(sum(len(out) for _, _, out in waiting))
         own, at = [], 0
-        for _, a, b in waiting:
-            own.append(ids[at : at + b - a])
-            at += b - a
+        for _, _, out in waiting:
+            own.append(ids[at : at + len(out)])
+            at += len(out)
         answers = self.answerer.finish_many(
-            served,
             [(r.route, r.rows, r.scope, r.unit_ids) for r, _, _ in waiting],
-            [_part(predictions, a, b) for _, a, b in waiting],
-            [outputs[a:b] for _, a, b in waiting],
+            [p for _, p, _ in waiting],
+            [out for _, _, out in waiting],
             own,
         )
         for (r, _, _), result in zip(waiting, answers, strict=True):

@@ -177,8 +177,9 @@ class Metrics:
         )
         self.shadow_dropped = Counter(
             "slipway_shadow_dropped_total",
-            "Rows whose shadow scoring was dropped: queue_full, late (answered after its log "
-            "row was written), stopped, shutdown.",
+            "Rows whose shadow scoring was dropped: queue_full, failing (the version failed on "
+            "every request; one is let through every second), stalled (its call ran longer than "
+            "log rows wait), late (answered after its log row was written), stopped, shutdown.",
             ["model", "reason"],
             registry=r,
         )

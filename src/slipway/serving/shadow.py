@@ -9,8 +9,19 @@ micro-batcher does for primary answers) and writes each request's shadow answers
 request's :class:`ShadowSlot`. Nothing the shadow does can delay or fail the primary answer: a
 full queue drops the shadow work (counted in ``slipway_shadow_dropped_total``), and an error
 or a contract violation of the shadow version becomes ``{"error": ...}`` in its answers. Every
-row is counted once: scored, or dropped (``queue_full``, ``late``, ``stopped``, ``shutdown``);
-:meth:`ShadowScorer.stop` does not wait for a stuck shadow call beyond its timeout.
+row is counted once: scored, or dropped (``queue_full``, ``failing``, ``stalled``, ``late``,
+``stopped``, ``shutdown``); :meth:`ShadowScorer.stop` does not wait for a stuck shadow call
+beyond its timeout.
+
+A version that cannot help is not given work it would waste: one whose every request failed
+alone in two batches in a row is **failing**, and one whose call has run (or last ran) longer
+than ``max_age`` is **stalled** (its answers come after their log rows were written). While a
+version is failing or stalled, :meth:`ShadowScorer.submit` drops its work at once (reason
+``failing`` or ``stalled``), before taking the queue's lock or making a slot, and lets one
+request through every ``probe_interval`` seconds (none while a call of that version is still
+running) to notice a recovery. So a candidate that raises on every row, or sleeps in every
+call, costs the primary one dictionary lookup and one counter per request, and the log writes
+those rows at once instead of holding them for the shadow answer.
 
 How shadow answers reach the prediction log: the request's log entry is queued as usual,
 carrying its slot, and the log writer holds an entry whose slot is still open for at most
@@ -27,6 +38,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,10 +51,27 @@ if TYPE_CHECKING:
     from slipway.serving.runtime import Served
 
 logger = logging.getLogger("slipway.serving.shadow")
-# A version whose every request failed alone in this many batches in a row is not called per
-# request again when its merged call fails (but every _RECHECK_EVERY-th batch, to notice a
-# recovery): a candidate that raises on every row must not cost the primary a call per request.
-_FAILING_STREAK, _RECHECK_EVERY = 2, 8
+# A version whose every request failed alone in this many batches in a row is failing: its work
+# is dropped at submit (but for a probe every probe_interval), and when a merged call of it
+# fails, that call's error stands for each of its requests (no call per request): a candidate
+# that raises on every row must not cost the primary a call per request.
+_FAILING_STREAK = 2
+
+
+class _Health:
+    """What :meth:`ShadowScorer.submit` knows of one shadow version. The worker writes it; the
+    request path reads it without a lock (each read is of one attribute)."""
+
+    __slots__ = ("call_started", "dropping", "probe_at", "served", "streak")
+
+    def __init__(self, served: Served) -> None:
+        # The version it describes (weak: a version unloaded is not kept alive by its health),
+        # checked on lookup since health is found by id(served), which a new object may reuse.
+        self.served = weakref.ref(served)
+        self.dropping: str | None = None  # "failing" or "stalled": new work is dropped
+        self.probe_at = 0.0  # monotonic time from which one request is let through again
+        self.streak = 0  # batches in a row whose every request failed alone
+        self.call_started = 0.0  # monotonic start of this version's call in progress (0: none)
 
 
 @dataclass(eq=False, slots=True)
@@ -84,6 +113,8 @@ class ShadowScorer:
     # waits as long, and counts those rows as late).
     max_age: float = 1.0
     interval: float = 0.05  # longest queued work waits for company (capped at max_age / 4)
+    # A failing or stalled version gets one request through this often, to notice a recovery.
+    probe_interval: float = 1.0
     _queue: deque[_Job] = field(default_factory=deque, init=False)
     _rows: int = field(default=0, init=False)
     _cond: threading.Condition = field(default_factory=threading.Condition, init=False)
@@ -91,8 +122,8 @@ class ShadowScorer:
     _thread: threading.Thread | None = field(default=None, init=False)
     _running: list[_Job] = field(default_factory=list, init=False)  # the call in progress
     _dropped: dict[tuple[str, str], Any] = field(default_factory=dict, init=False)
-    # id(served) -> batches in a row whose every request failed alone (see _score)
-    _failing: dict[int, int] = field(default_factory=dict, init=False)
+    _health: dict[int, _Health] = field(default_factory=dict, init=False)  # by id(served)
+    _closed: dict[int, ShadowSlot] = field(default_factory=dict, init=False)  # by version
 
     @property
     def depth(self) -> int:
@@ -100,13 +131,26 @@ class ShadowScorer:
         return self._rows
 
     def submit(self, served: Served, names: Sequence[str], rows: Sequence[Any]) -> ShadowSlot:
-        """Queue a request's rows for ``served``; the slot is filled later, or at once with None
-        when the queue is full (never blocks)."""
-        slot = ShadowSlot(served.version)
+        """Queue a request's rows for ``served``; the slot is filled later, or is a closed one
+        (done, no answers) when the work is dropped at once (never blocks)."""
         n = len(rows)
+        # Dropped before any other work: a full queue (read without the lock, checked again
+        # under it), a version failing or stalled.
+        if self._rows + n > self.max_rows:
+            return self._dropped_slot(served, "queue_full", n)
+        health = self._health.get(id(served))
+        if (
+            health is not None
+            and (health.dropping is not None or health.call_started)
+            and health.served() is served
+        ):
+            reason = self._refusal(health)
+            if reason is not None:
+                return self._dropped_slot(served, reason, n)
+        slot = ShadowSlot(served.version)
         with self._cond:
             if self._stopping or self._thread is None:
-                reason: str | None = "stopped"
+                reason = "stopped"
             elif self._rows + n > self.max_rows:
                 reason = "queue_full"
             else:
@@ -120,6 +164,32 @@ class ShadowScorer:
         if reason is not None:
             slot.fill(None)
             self._drop(served.name, reason, n)
+        return slot
+
+    def _refusal(self, health: _Health) -> str | None:
+        """Why a request's work for a failing or stalled version is dropped (None: let it
+        through, as the probe of a failing or stalled one)."""
+        now = time.monotonic()
+        started = health.call_started
+        if started and (health.dropping is not None or now - started > self.max_age):
+            # A call runs that is stalled, or that a probe waits on: nothing queued now would
+            # be answered before its log row is written.
+            return health.dropping or "stalled"
+        if health.dropping is None or now >= health.probe_at:
+            if health.dropping is not None:
+                health.probe_at = now + self.probe_interval  # this request is the probe
+            return None
+        return health.dropping
+
+    def _dropped_slot(self, served: Served, reason: str, n: int) -> ShadowSlot:
+        """Count ``n`` rows dropped for ``reason``; the closed slot of ``served``'s version
+        (done, no answers: the log writes the rows at once), one shared by all its drops."""
+        self._drop(served.name, reason, n)
+        version = served.version
+        slot = self._closed.get(version)
+        if slot is None:
+            slot = self._closed[version] = ShadowSlot(version)
+            slot.fill(None)
         return slot
 
     def _drop(self, model: str, reason: str, n: int) -> None:
@@ -214,6 +284,36 @@ class ShadowScorer:
                     self._rows -= sum(len(job.rows) for job in jobs)
 
     def _score(self, served: Served, jobs: list[_Job]) -> None:
+        """Score ``jobs`` for ``served``, timing the call for :meth:`submit` (a call that runs
+        longer than ``max_age`` makes the version stalled)."""
+        health = self._health.get(id(served))
+        if health is None or health.served() is not served:
+            health = self._health[id(served)] = _Health(served)
+        health.call_started = started = time.monotonic()
+        try:
+            self._call(served, jobs, health)
+        finally:
+            now = time.monotonic()
+            health.call_started = 0.0
+            if now - started > self.max_age:
+                if health.dropping is None:
+                    logger.warning(
+                        "shadow version %s:%s took %.1f s to score %d requests, longer than "
+                        "the %.1f s its log rows wait: its work is dropped (reason stalled) "
+                        "and one request is let through every %.1f s until it is faster",
+                        served.name,
+                        served.version,
+                        now - started,
+                        len(jobs),
+                        self.max_age,
+                        self.probe_interval,
+                    )
+                health.dropping = "stalled"
+                health.probe_at = now + self.probe_interval
+            elif health.dropping == "stalled":  # fast again; still failing, if it fails
+                health.dropping = "failing" if health.streak >= _FAILING_STREAK else None
+
+    def _call(self, served: Served, jobs: list[_Job], health: _Health) -> None:
         """One merged call when every row is clean, else each request on its own.
 
         The worker lets go of the GIL between steps (``time.sleep(0)``), so the event loop
@@ -236,7 +336,7 @@ class ShadowScorer:
                 outputs, failed = None, exc
             ms = (time.perf_counter() - started) * 1000
             if outputs is not None and len(outputs) == len(records):
-                self._failing.pop(id(served), None)
+                self._healthy(health)
                 self.metrics.shadowed(served.name, served.version, "ok")[1].observe(ms / 1000)
                 start = 0
                 for job in jobs:
@@ -244,11 +344,9 @@ class ShadowScorer:
                     self._done(served, job, outputs[start : start + n], ms, "ok")
                     start += n
                 return
-            streak = self._failing.get(id(served), 0)
-            if failed is not None and streak >= _FAILING_STREAK and streak % _RECHECK_EVERY:
-                # A version whose every request failed alone, batch after batch: its merged
-                # call's error stands for each request, without a call per request.
-                self._failing[id(served)] = streak + 1
+            if failed is not None and health.streak >= _FAILING_STREAK:
+                # A failing version (its every request failed alone, batch after batch): its
+                # merged call's error stands for each request, without a call per request.
                 error = f"{type(failed).__name__}: {failed}"[:500]
                 self.metrics.shadowed(served.name, served.version, "error")[1].observe(ms / 1000)
                 for job in jobs:
@@ -258,10 +356,28 @@ class ShadowScorer:
         for job in jobs:
             time.sleep(0)
             outcomes.add(self._one(served, job))
-        if outcomes == {"error"}:
-            self._failing[id(served)] = self._failing.get(id(served), 0) + 1
-        else:
-            self._failing.pop(id(served), None)
+        if outcomes != {"error"}:
+            self._healthy(health)
+            return
+        health.streak += 1
+        if health.streak >= _FAILING_STREAK and health.dropping is None:
+            logger.warning(
+                "shadow version %s:%s failed on every request of %d batches in a row: its "
+                "work is dropped (reason failing) and one request is let through every %.1f s "
+                "until it answers",
+                served.name,
+                served.version,
+                health.streak,
+                self.probe_interval,
+            )
+            health.dropping = "failing"
+            health.probe_at = time.monotonic() + self.probe_interval
+
+    def _healthy(self, health: _Health) -> None:
+        """A call answered: the version is neither failing nor (if fast) stalled any more."""
+        health.streak = 0
+        if health.dropping == "failing":
+            health.dropping = None
 
     def _one(self, served: Served, job: _Job) -> str:
         model = served.model
