@@ -117,6 +117,29 @@ def test_events_at_or_after_a_rows_time_never_change_its_features(data, shift):
             )
 
 
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=histories())
+def test_many_aggregates_in_one_call_each_equal_the_reference(data):
+    """Aggregates computed together (as serving does: shared spans, filters and prefix
+    counts) each equal the brute force, whatever their filter on one column and window."""
+    events, rows = data
+    source = sf.EventSource(events, entity="card_id", timestamp="ts", name="tx")
+    cases, feats = {}, []
+    for agg in ("count", "sum", "mean", "max", "last", "count_distinct"):
+        column = None if agg == "count" else ("merchant" if agg == "count_distinct" else "amount")
+        for window in ("1h", None):
+            for where in (None, {"merchant": "x"}, {"merchant": "y"}):
+                name = f"{agg}_{window}_{where and where['merchant']}"
+                cases[name] = (agg, window, where)
+                feats.append(sf.Aggregate(name, source, agg, column, window, where=where))
+    out = sf.training_frame(rows, feats, at="ts")
+    for name, (agg, window, where) in cases.items():
+        np.testing.assert_allclose(
+            out[name].to_numpy(dtype=float), brute(events, rows, agg, window, where),
+            rtol=1e-9, atol=1e-9, equal_nan=True, err_msg=name,
+        )  # fmt: skip
+
+
 def test_where_filter_and_row_order_are_kept():
     """A filtered count equals the brute force, and rows come back in input order."""
     events = history(500, cards=5)

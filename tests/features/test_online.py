@@ -94,6 +94,30 @@ def test_recorded_requests_become_events_seen_by_later_rows(registry, feature_mo
     assert again["txn_count_30d"].tolist() == [2] and again["avg_amount_7d"].tolist() == [15.0]
 
 
+def test_an_event_ingested_elsewhere_after_a_read_is_in_the_next_request(registry, feature_model):
+    """Freshness: an event committed through another engine (another worker or replica) after
+    a loaded model's read is in that same model's next answer; nothing is served stale."""
+    from slipway.features.ingest import ingest
+    from slipway.store import Store
+
+    fm = feature_model(registry)
+    model = registry.load("fraud")
+    row = pd.DataFrame({"card_id": ["c001"], "ts": [START + pd.Timedelta(days=61)],
+                        "amount": [5.0]})  # fmt: skip
+    before = model.score(requests(row)).features
+    other = Store(str(registry.store.engine.url.render_as_string(hide_password=False)))
+    try:
+        late = pd.DataFrame({"event_id": ["late-1"], "card_id": ["c001"],
+                             "ts": [START + pd.Timedelta(days=60, hours=23)],
+                             "amount": [1000.0], "merchant": ["travel"]})  # fmt: skip
+        ingest(other, late, fm.source)
+    finally:
+        other.dispose()
+    after = model.score(requests(row)).features
+    assert after["txn_count_30d"].tolist() == [before["txn_count_30d"][0] + 1]
+    assert after["max_amount_1d"].tolist() == [1000.0]
+
+
 def test_skew_guard_refuses_changed_feature_code_or_warns(registry, tmp_path, monkeypatch):
     """Importable definitions that differ from the registered ones are refused, naming them."""
     module = tmp_path / "skewmod.py"
@@ -181,3 +205,26 @@ def test_audit_is_clean_on_honest_traffic_and_finds_a_planted_skew(registry, fea
     assert found.status == "skew" and found.exit_code == 2 and found.rows == 100
     assert "avg_amount_7d" in bad and "txn_count_30d" not in bad
     assert found.features[1].examples[0]["served"] != found.features[1].examples[0]["offline"]
+
+
+@pytest.mark.parametrize("record", [False, True])
+def test_a_driver_error_while_reading_events_is_features_unavailable(
+    registry, feature_model, monkeypatch, record
+):
+    """The database driver failing mid-read (its own OperationalError, raised on its cursor)
+    is FeaturesUnavailable (503, retry), with or without recording, never a raw driver error."""
+    from slipway.exceptions import FeaturesUnavailable
+    from slipway.store import features as store_features
+
+    feature_model(registry, record_events=record)
+    model = registry.load("fraud", record_events=record)
+    dbapi = registry.store.engine.dialect.loaded_dbapi
+
+    def lost(*args, **kwargs):
+        raise dbapi.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(store_features, "_read_window", lost)
+    row = pd.DataFrame({"card_id": ["c001"], "ts": [START + pd.Timedelta(days=61)],
+                        "amount": [5.0]})  # fmt: skip
+    with pytest.raises(FeaturesUnavailable, match="fraud: the feature events cannot be read"):
+        model.score(requests(row))

@@ -90,6 +90,10 @@ class _Index:
         self.keep = None if keep.all() else np.flatnonzero(keep)
         self.n = len(ts)
         self.columns: dict[str, np.ndarray] = {}
+        # Shared by the aggregates of one call: the events before each row's time, and each
+        # filter's counted events with their prefix counts (several aggregates read one column).
+        self._hi: np.ndarray | None = None
+        self._masks: dict[tuple[Any, ...], tuple[np.ndarray | None, np.ndarray | None]] = {}
         if self.n == 0:
             self.order = np.empty(0, dtype=_I64)
             self.keys = np.empty(0, dtype=_I64)
@@ -117,8 +121,8 @@ class _Index:
 
     def _key(self, codes: np.ndarray, x: np.ndarray) -> np.ndarray:
         """The sort key of (entity code, time ``x``) among the events' keys."""
-        if self.unique is None:
-            offset = np.clip(x - self.tmin, 0, self.width - 1)
+        if self.unique is None:  # (np.clip's Python wrapper costs more than this on few rows)
+            offset = np.minimum(np.maximum(x - self.tmin, 0), self.width - 1)
         else:
             offset = np.searchsorted(self.unique, x, "left")
         return codes * self.width + offset
@@ -141,7 +145,9 @@ class _Index:
 
     def span(self, lookback: int | None) -> tuple[np.ndarray, np.ndarray]:
         """Per row: the slice ``[lo, hi)`` of sorted events in ``[t - lookback, t)``."""
-        hi = self.position(self.t)
+        if self._hi is None:
+            self._hi = self.position(self.t)
+        hi = self._hi
         if lookback is None:
             lo = self.position(np.full(len(self.t), np.iinfo(_I64).min // 2, dtype=_I64))
         else:
@@ -178,6 +184,19 @@ class _Index:
 
     def mask(self, b: Bound) -> np.ndarray | None:
         """Events that count for an aggregate (its filter, a non-null column); None for all."""
+        return self.counted(b)[0]
+
+    def counted(self, b: Bound) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """:meth:`mask` and its prefix count (None, None: every event counts), computed once
+        per filter and column for all the aggregates of a call."""
+        key = (b.agg.column, tuple(sorted((k, repr(v)) for k, v in b.agg.where.items())))
+        if key not in self._masks:
+            mask = self._mask(b)
+            prefix = None if mask is None else np.concatenate([[0], np.cumsum(mask, dtype=_I64)])
+            self._masks[key] = (mask, prefix)
+        return self._masks[key]
+
+    def _mask(self, b: Bound) -> np.ndarray | None:
         agg = b.agg
         mask: np.ndarray | None = None
         for key, value in agg.where.items():
@@ -202,12 +221,8 @@ class _Index:
     def compute(self, b: Bound, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """One aggregate's raw values (NaN where the window holds no counted event)."""
         agg = b.agg.agg
-        mask = self.mask(b)
-        if mask is None:
-            count = hi - lo
-        else:
-            prefix = np.concatenate([[0], np.cumsum(mask, dtype=_I64)])
-            count = prefix[hi] - prefix[lo]
+        mask, prefix = self.counted(b)
+        count = hi - lo if mask is None or prefix is None else prefix[hi] - prefix[lo]
         if agg == "count":
             return count
         name, column = b.name, b.agg.column
@@ -389,8 +404,11 @@ def entity_text(values: Any) -> np.ndarray:
         for i, v in enumerate(arr.tolist()):
             out[i] = None if v != v else (str(int(v)) if float(v).is_integer() else repr(v))
         return out
+    values = arr.tolist()
+    if arr.dtype.kind == "O" and all(type(v) is str for v in values):
+        return arr  # already text, as keys read from the store are: nothing to convert
     out = np.empty(len(arr), dtype=object)
-    for i, v in enumerate(arr.tolist()):
+    for i, v in enumerate(values):
         if v is None or (isinstance(v, float) and v != v) or v is pd.NA:
             out[i] = None
         elif isinstance(v, str):

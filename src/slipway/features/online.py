@@ -120,12 +120,15 @@ class OnlineFeatures:
         try:
             if self.record is not None:
                 with self.store.write() as conn:
-                    out = self._fetch(conn, columns, t, usable, hi)
+                    reader = sql.WindowReader(self.store, conn.connection)
+                    out = self._fetch(reader, columns, t, usable, hi)
                     recorded = self._recorded(columns, t, usable)
                     sql.insert_events(conn, self.record, recorded[1])
             else:
-                with self.store.read() as conn:
-                    out = self._fetch(conn, columns, t, usable, hi)
+                # No transaction: one statement per source, each sees every event committed
+                # before it (SQLAlchemy's connection and BEGIN/COMMIT cost more than the read).
+                with sql.window_reader(self.store) as reader:
+                    out = self._fetch(reader, columns, t, usable, hi)
         except TRANSIENT as exc:
             raise FeaturesUnavailable(
                 f"{self.model}: the feature events cannot be read ({type(exc).__name__}); "
@@ -137,14 +140,19 @@ class OnlineFeatures:
         return out
 
     def _fetch(
-        self, conn: Any, columns: dict[str, Any], t: np.ndarray, usable: np.ndarray, hi: int
+        self,
+        reader: sql.WindowReader,
+        columns: dict[str, Any],
+        t: np.ndarray,
+        usable: np.ndarray,
+        hi: int,
     ) -> dict[str, Events]:
         out: dict[str, Events] = {}
         for name, source in self.defs.sources.items():
             keys = entity_text(np.asarray(columns[source.entity])[usable])
             lookback = self._lookback.get(name)
             lo = _FAR_PAST if lookback is None else int(t[usable].min()) - lookback
-            ents, stamps, payloads = sql.read_window(conn, name, keys, lo, hi)
+            ents, stamps, payloads = reader.read(name, keys, lo, hi)
             events = payload_events(ents, stamps, payloads, self._columns[name])
             out[name] = events
             if self.observer is not None:

@@ -60,6 +60,22 @@ class Store:
             yield conn
 
     @contextmanager
+    def read_driver(self) -> Iterator[Any]:
+        """A pooled driver (DBAPI) connection for a few read-only statements, outside any
+        explicit transaction: SQLAlchemy's connection and transaction objects (connect, BEGIN,
+        COMMIT) cost more than a small indexed read. Each statement reads the newest committed
+        data (SQLite runs in autocommit, see :func:`_sqlite_connect`; PostgreSQL's default
+        READ COMMITTED gives each statement its own snapshot), so use it only where the
+        statements need no snapshot in common. The pool rolls the connection back when it is
+        returned. Statements on the driver's cursor raise the driver's own errors: see
+        :func:`driver_errors`."""
+        conn = self.engine.raw_connection()
+        try:
+            yield conn
+        finally:
+            conn.close()  # back to the pool
+
+    @contextmanager
     def write(self) -> Iterator[Connection]:
         """A connection in a write transaction, committed on success, rolled back on error."""
         with self.engine.connect() as conn:
@@ -78,6 +94,19 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({self.url.render_as_string(hide_password=True)!r})"
+
+
+@contextmanager
+def driver_errors(engine: Engine) -> Iterator[None]:
+    """Raise the driver's own operational and interface errors (from statements run on its
+    cursor directly) as SQLAlchemy's, which :data:`TRANSIENT` catches."""
+    dbapi = engine.dialect.loaded_dbapi
+    try:
+        yield
+    except dbapi.OperationalError as exc:
+        raise sa.exc.OperationalError(None, None, exc) from exc
+    except dbapi.InterfaceError as exc:
+        raise sa.exc.InterfaceError(None, None, exc) from exc
 
 
 _REVISION = re.compile(r"^revision(?:: *str)? *= *[\"']([^\"']+)[\"']", re.M)

@@ -8,7 +8,8 @@ the events of a few entities in one time range with one indexed query.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from slipway.clock import utcnow
-from slipway.store.engine import Store
+from slipway.store.engine import Store, driver_errors
 from slipway.store.schema import feature_events, feature_sources
 
 # Rows per INSERT statement: 6 parameters each, well under SQLite's 32,766 variables.
@@ -150,28 +151,68 @@ def add_events(store: Store, source: str, events: Sequence[EventRow]) -> int:
 def read_window(
     conn: Connection, source: str, entities: Iterable[str], lo: int, hi: int
 ) -> tuple[list[str], list[int], list[str]]:
-    """Entity, time and payload of the events of ``entities`` with ``lo <= ts < hi``. One
-    indexed range scan per entity; the statement goes to the driver as text (prepared and
-    cached by it), as SQLAlchemy's per-call compilation costs more than the scan."""
+    """Entity, time and payload of the events of ``entities`` with ``lo <= ts < hi``, in
+    (entity, time) order. One statement per 500 entities (an indexed range scan per entity),
+    in ``conn``'s transaction. It goes to the driver's own cursor as text (prepared and cached
+    by the driver) and its rows come back with one ``fetchall``: SQLAlchemy's per-call
+    compilation and per-row result objects cost more than the scan."""
+    return _read_window(conn.connection, conn.dialect.paramstyle, source, entities, lo, hi)
+
+
+class WindowReader:
+    """:func:`read_window` on a driver connection: a pooled one outside any transaction
+    (:func:`window_reader`, serving's enrichment: each read sees every event committed before
+    it starts), or a write transaction's (enrichment that records its rows)."""
+
+    def __init__(self, store: Store, dbapi_connection: Any) -> None:
+        self._conn = dbapi_connection
+        self._engine = store.engine
+        self._style = store.engine.dialect.paramstyle
+
+    def read(
+        self, source: str, entities: Iterable[str], lo: int, hi: int
+    ) -> tuple[list[str], list[int], list[str]]:
+        """As :func:`read_window`; the driver's operational errors raised as SQLAlchemy's."""
+        with driver_errors(self._engine):
+            return _read_window(self._conn, self._style, source, entities, lo, hi)
+
+
+@contextmanager
+def window_reader(store: Store) -> Iterator[WindowReader]:
+    """A :class:`WindowReader` on a pooled connection, returned to the pool on exit."""
+    with store.read_driver() as conn:
+        yield WindowReader(store, conn)
+
+
+def _read_window(
+    dbapi_connection: Any, paramstyle: str, source: str, entities: Iterable[str], lo: int, hi: int
+) -> tuple[list[str], list[int], list[str]]:
     keys = sorted(set(entities))
     ents: list[str] = []
     stamps: list[int] = []
     payloads: list[str] = []
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    for start in range(0, len(keys), _READ_ENTITIES):
-        part = keys[start : start + _READ_ENTITIES]
-        sql = _READS.get((mark, len(part)))
-        if sql is None:
-            marks = ", ".join([mark] * len(part))
-            sql = _READS[(mark, len(part))] = (
-                "SELECT entity, ts, payload FROM feature_events "  # noqa: S608  # only marks
-                f"WHERE source = {mark} AND entity IN ({marks}) AND ts < {mark} AND ts >= {mark}"
-            )
-        rows = conn.exec_driver_sql(sql, (source, *part, hi, lo))
-        for entity, ts, payload in rows:
-            ents.append(entity)
-            stamps.append(ts)
-            payloads.append(payload)
+    mark = "?" if paramstyle == "qmark" else "%s"
+    cursor = dbapi_connection.cursor()
+    try:
+        for start in range(0, len(keys), _READ_ENTITIES):
+            part = keys[start : start + _READ_ENTITIES]
+            sql = _READS.get((mark, len(part)))
+            if sql is None:
+                marks = ", ".join([mark] * len(part))
+                sql = _READS[(mark, len(part))] = (
+                    "SELECT entity, ts, payload FROM feature_events "  # noqa: S608  # only marks
+                    f"WHERE source = {mark} AND entity IN ({marks}) AND ts < {mark} "
+                    f"AND ts >= {mark} ORDER BY entity, ts"
+                )
+            cursor.execute(sql, (source, *part, hi, lo))
+            rows = cursor.fetchall()
+            if rows:
+                e, t, p = zip(*rows, strict=True)
+                ents += e
+                stamps += t
+                payloads += p
+    finally:
+        cursor.close()
     return ents, stamps, payloads
 
 
