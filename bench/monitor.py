@@ -26,7 +26,12 @@ run over the log exported to Parquet on a local Dask cluster (the client's memor
 logs are generated once and cached (see ``bench/monitor_log.py``); seconds per million rows
 across the sizes show whether the run is linear in rows:
 
-    .venv/bin/python bench/monitor.py --volume [--quick] [--dask] [--rows 1000000 ...]
+    .venv/bin/python bench/monitor.py --volume [--quick] [--dask] [--sizes 1000000 ...]
+
+``--reads both`` alternates each run with one that reads the log twice, as before the
+traffic and its labels came from one read (A B A B), and prints the ratios; ``--against
+SRC`` alternates it with a run of the slipway sources in SRC (an older tree); besides wall
+seconds the table shows CPU seconds (every thread), steadier on a busy machine.
 """
 
 from __future__ import annotations
@@ -210,8 +215,26 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+class TwoReads:
+    """The prediction log read as before one read served both: the traffic, then its labeled
+    part by a second (JOIN) scan. ``--reads both`` times it beside the one-read path."""
+
+    def __init__(self, log) -> None:
+        self.log = log
+
+    def traffic(self, *args):
+        return self.log.traffic(*args)
+
+    def labeled(self, *args):
+        return self.log.labeled(*args)
+
+    def refusals(self, *args):
+        return self.log.refusals(*args)
+
+
 def volume_worker(facts: dict, engine: str) -> dict:
-    """One ``Monitor.run`` over a cached log (this process's time and peak memory)."""
+    """One ``Monitor.run`` over a cached log (this process's time, CPU time and peak memory).
+    ``engine`` is ``local``, ``dask``, or ``two-reads`` (the log read twice, see TwoReads)."""
     from datetime import datetime, timedelta
 
     from slipway.config import Settings
@@ -225,7 +248,11 @@ def volume_worker(facts: dict, engine: str) -> dict:
     end = datetime.fromisoformat(facts["end"])
     monitor = Monitor(registry, clock=lambda: end, sinks=[])
     out: dict = {}
-    source = "log"
+    source: object = "log"
+    if engine == "two-reads":
+        from slipway.monitoring.sources import StoreLog
+
+        source, engine = TwoReads(StoreLog(registry.store)), "local"
     if engine == "dask":
         folder = Path(facts["home"]) / "export.parquet"
         if not folder.with_suffix(".done").exists():
@@ -237,11 +264,12 @@ def volume_worker(facts: dict, engine: str) -> dict:
             folder.with_suffix(".done").write_text("")
             out["export_seconds"] = time.perf_counter() - started
         source = str(folder)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     report = monitor.run(
         "fraud", since=timedelta(hours=24), store=False, source=source, engine=engine
     )
     out["seconds"] = time.perf_counter() - started
+    out["cpu_seconds"] = time.process_time() - cpu  # every thread: steadier on a busy machine
     out["verdict"] = report.status
     out["rows"] = sum(w.rows for w in report.windows)
     out["labeled"] = sum(p["labeled"] for w in report.windows for p in w.performance)
@@ -264,11 +292,21 @@ def volume(args: argparse.Namespace) -> None:
     for backend in backends:
         for n in sizes:
             facts = monitor_log.ensure_log(backend, n, pg_base)
-            engines = ["local"] + (["dask"] if args.dask else [])
-            for engine in engines:
+            # (label, engine, slipway source): A B A B when two variants are compared, so
+            # that load changes hit both.
+            variants: list[tuple[str, str, str | None]] = [("local", "local", None)]
+            variants += [("dask", "dask", None)] if args.dask else []
+            if args.reads == "both":
+                variants = [("local", "local", None), ("two-reads", "two-reads", None)] * 2
+            elif args.against:
+                variants = [("local", "local", None), ("against", "local", args.against)] * 2
+            for engine, mode, src in variants:
                 cmd = [sys.executable, __file__, "--worker", "volume", "--facts", json.dumps(facts)]
-                cmd += ["--engine", engine]
-                done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                cmd += ["--engine", mode]
+                env = dict(os.environ)
+                if src is not None:  # slipway imported from there (this tree's bench scripts)
+                    env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
+                done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
                 if done.returncode != 0:
                     sys.exit(f"{backend} {n:,} {engine} failed:\n{done.stderr[-3000:]}")
                 results.append(
@@ -279,14 +317,29 @@ def volume(args: argparse.Namespace) -> None:
         f"one 24h window); cpus={os.cpu_count()}" + (" [--quick]" if args.quick else "")
     )
     print("goal (issue 16): 10M rows + 1M labels under 60 s and 2 GB, linear in rows\n")
-    print("| store | rows | labels | engine | seconds | s per 1M rows | peak RSS (MB) | verdict |")
-    print("|---|---:|---:|---|---:|---:|---:|---|")
+    print(
+        "| store | rows | labels | engine | seconds | s per 1M rows | CPU seconds | "
+        "peak RSS (MB) | verdict |"
+    )
+    print("|---|---:|---:|---|---:|---:|---:|---:|---|")
     for backend, n, engine, facts, r in results:
         extra = f" (+{r['export_seconds']:.1f} s export)" if "export_seconds" in r else ""
         print(
             f"| {backend} | {n:,} | {facts['labels']:,} | {engine} | {r['seconds']:.1f}{extra} | "
-            f"{r['seconds'] / n * 1e6:.1f} | {r['peak_mb']:,.0f} | {r['verdict']} |"
+            f"{r['seconds'] / n * 1e6:.1f} | {r['cpu_seconds']:.1f} | {r['peak_mb']:,.0f} | "
+            f"{r['verdict']} |"
         )
+    if args.reads == "both" or args.against:
+        what = "one read / two reads" if args.reads == "both" else f"this tree / {args.against}"
+        print(f"\n{what} (same run, alternated; < 1 is less):")
+        for backend in backends:
+            for n in sizes:
+                mine = [r for b, m, _, _, r in results if (b, m) == (backend, n)]
+                one, two = mine[0::2], mine[1::2]
+                for key in ("seconds", "cpu_seconds", "peak_mb"):
+                    a = sum(r[key] for r in one) / len(one)
+                    b = sum(r[key] for r in two) / len(two)
+                    print(f"  {backend} {n:,} {key}: {a:.1f} / {b:.1f} = {a / b:.2f}")
 
 
 def main() -> None:
@@ -300,6 +353,18 @@ def main() -> None:
     parser.add_argument("--volume", action="store_true", help="monitoring at 1M/3M/10M rows")
     parser.add_argument("--sizes", type=int, action="append", help="--volume: log sizes")
     parser.add_argument("--dask", action="store_true", help="--volume: also on Dask (export)")
+    parser.add_argument(
+        "--against",
+        metavar="SRC",
+        help="--volume: alternate each run with one importing slipway from SRC (a src/ folder, "
+        "e.g. from `git archive main src | tar -x -C /tmp/before`), A B A B, with ratios",
+    )
+    parser.add_argument(
+        "--reads",
+        choices=["one", "both"],
+        default="one",
+        help="--volume: 'both' alternates the one-read path with the log read twice (A B A B)",
+    )
     parser.add_argument(
         "--worker", choices=["slipway", "evidently", "cbpe", "volume"], help=argparse.SUPPRESS
     )

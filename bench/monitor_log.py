@@ -54,6 +54,9 @@ CATEGORIES = {
 }
 
 
+FEATURES = NUMERIC + list(CATEGORIES)
+
+
 def home_for(backend: str, rows: int) -> Path:
     """The cached registry home of one log (SQLite file and artifacts)."""
     return CACHE / f"{backend}-{rows}-g{GENERATION}"
@@ -75,7 +78,10 @@ def ensure_log(backend: str, rows: int, pg_base: str | None = None) -> dict:
     home = home_for(backend, rows)
     ready = home / "ready.json"
     if ready.exists():
-        return json.loads(ready.read_text())
+        facts = json.loads(ready.read_text())
+        if backend != "postgresql" or _same_server(facts["database_url"], pg_base):
+            return facts
+        # A log cached on another PostgreSQL server (stopped since): generate it on this one.
     shutil.rmtree(home, ignore_errors=True)
     database_url = None
     if backend == "postgresql":
@@ -105,18 +111,32 @@ def ensure_log(backend: str, rows: int, pg_base: str | None = None) -> dict:
     return facts
 
 
+def _same_server(cached: str, base: str | None) -> bool:
+    """Whether a cached PostgreSQL log lives on the server ``base`` names (host and port)."""
+    if base is None:
+        return False
+    a, b = sa.make_url(cached), sa.make_url(base)
+    return (a.host, a.port, a.database) == (b.host, b.port, b.database)
+
+
 def _register(home: Path, database_url: str | None):
+    import pandas as pd
     from sklearn.compose import ColumnTransformer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
     from slipway.config import Settings
-    from slipway.quickstart import FEATURES, make_transactions
     from slipway.registry import Registry
 
-    data = make_transactions(20_000, seed=0)
-    X, y = data[FEATURES], data["is_fraud"]
+    # The training rows come from the same generator as the log (the quickstart's old
+    # make_transactions, which the first cached logs used, is gone); the target leans on the
+    # amount, the merchant category and the country, as fraud does.
+    X = pd.DataFrame(transactions(20_000, seed=0))
+    rng = np.random.default_rng(1)
+    risky = X["merchant_category"].isin(["jewelry", "gaming", "electronics"])
+    logit = -4 + 0.004 * X["amount"] + 1.2 * risky + 1.0 * X["country"].isin(["NG", "RU"])
+    y = (rng.random(len(X)) < 1 / (1 + np.exp(-logit))).astype(int)
     cut = 16_000
     pipe = make_pipeline(
         ColumnTransformer(
@@ -166,8 +186,6 @@ def _load(registry, pipe, backend: str, rows: int) -> int:
     """Log ``rows`` predictions and label a tenth of them; the number of labels."""
     import pandas as pd
 
-    from slipway.quickstart import FEATURES
-
     start = END - SPAN
     step_us = SPAN / timedelta(microseconds=1) / max(rows, 1)
     labels = 0
@@ -176,7 +194,7 @@ def _load(registry, pipe, backend: str, rows: int) -> int:
         for piece, lo in enumerate(range(0, rows, PIECE)):
             n = min(PIECE, rows - lo)
             cols = transactions(n, seed=1000 + piece)
-            frame = pd.DataFrame({f: cols[f] for f in FEATURES})
+            frame = pd.DataFrame({f: cols[f] for f in FEATURES})  # the model's inputs
             proba = pipe.predict_proba(frame)
             label = (proba[:, 1] >= 0.5).astype(np.int64)
             offsets = (np.arange(lo, lo + n) * step_us).astype("timedelta64[us]")

@@ -52,6 +52,15 @@ class RowByRowLog:
         """Every prediction, as frames of Python objects."""
         return self._read(schema, model, start, end)[1]
 
+    def traffic_and_labeled(
+        self, schema: LogSchema, model: str, start: datetime, end: datetime, labeled_from: datetime
+    ) -> tuple[Traffic, Traffic]:
+        """The two reads, each as above."""
+        return (
+            self.traffic(schema, model, start, end),
+            self.labeled(schema, model, labeled_from, end),
+        )
+
     def labeled(self, schema: LogSchema, model: str, start: datetime, end: datetime) -> Traffic:
         """The labeled predictions: feedback matched to the log by prediction id."""
         ids, traffic = self._read(schema, model, start, end)

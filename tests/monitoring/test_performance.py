@@ -171,3 +171,205 @@ def test_weighted_calibration_error_equals_the_registration_definition():
     w = np.random.default_rng(1).integers(0, 3, size=(4, 3_000)).astype(float)
     got = _weighted_classification(w, y, labels, proba, CLASSES)["calibration_error"]
     assert got == pytest.approx(calibration_error(y, proba, CLASSES, w), rel=1e-9)
+
+
+def resamples(n, bootstrap, seed=0):
+    """The bootstrap's resamples as row positions: blocks of 25 rows of ``rng.integers``."""
+    rng = np.random.default_rng(seed)
+    blocks = [
+        rng.integers(0, n, size=(min(25, bootstrap - start), n))
+        for start in range(0, bootstrap, 25)
+    ]
+    return np.concatenate(blocks)
+
+
+def reference_interval(values):
+    """The 95% percentile interval of a reference bootstrap's values."""
+    low, high = np.nanquantile(np.asarray(values, dtype=float), [0.025, 0.975])
+    return pytest.approx([low, high], rel=1e-9)
+
+
+def test_binary_bootstrap_intervals_equal_sklearn_over_the_same_resamples():
+    """Each bootstrap interval of a binary model is the 2.5-97.5 percentile of sklearn's metric
+    over the resamples (positions in the score's order, as the bootstrap draws them), with tied
+    scores, probabilities of exactly 0 and 1, and tiny ones whose complements are all 1.0."""
+    rng = np.random.default_rng(11)
+    p = rng.beta(2, 3, 301).round(2)
+    p[:6] = [1e-18, 2e-18, 3e-18, 4e-18, 1.0, 0.0]
+    y = np.where(rng.random(301) < p, "yes", "no").astype(object)
+    y[:4] = ["no", "no", "yes", "yes"]  # ordered by the tiny scores, not tied
+    labels, proba = np.where(p > 0.5, "yes", "no").astype(object), np.c_[1 - p, p]
+    out = classification_performance(y, labels, proba, CLASSES, {}, Policy(bootstrap=60, seed=3))
+    order = np.argsort(proba[:, 1], kind="stable")
+    ref = {"f1": [], "roc_auc": [], "log_loss": [], "brier": [], "calibration_error": []}
+    for rows in order[resamples(301, 60, seed=3)]:
+        t, lab, p = y[rows], labels[rows], proba[rows]
+        ref["f1"].append(skm.f1_score(t, lab, pos_label="yes", zero_division=0))
+        ref["roc_auc"].append(skm.roc_auc_score(t == "yes", p[:, 1]))
+        ref["log_loss"].append(skm.log_loss(t, p, labels=CLASSES))
+        ref["brier"].append(skm.brier_score_loss(t == "yes", p[:, 1]))
+        ref["calibration_error"].append(calibration_error(t, p, CLASSES))
+    for name, values in ref.items():
+        assert out[name]["interval"] == "bootstrap", name
+        assert [out[name]["low"], out[name]["high"]] == reference_interval(values), name
+
+
+def test_multiclass_bootstrap_intervals_equal_sklearn_over_the_same_resamples():
+    """Multiclass precision, recall, F1, AUC, log-loss, Brier and calibration intervals are the
+    percentiles of sklearn's macro metrics over the resamples, rows in their given order."""
+    rng = np.random.default_rng(12)
+    classes = np.array(["a", "b", "c"], dtype=object)
+    proba = rng.dirichlet([2, 2, 2], 299)
+    y = classes[[rng.choice(3, p=row) for row in proba]]
+    labels = classes[proba.argmax(1)]
+    out = classification_performance(y, labels, proba, classes, {}, Policy(bootstrap=40))
+    macro = {"average": "macro", "zero_division": 0}
+    ref = {k: [] for k in ("precision", "recall", "f1", "roc_auc", "log_loss", "brier")}
+    ref["calibration_error"] = []
+    for rows in resamples(299, 40):
+        t, lab, p = y[rows], labels[rows], proba[rows]
+        onehot = (t[:, None] == classes[None, :]).astype(float)
+        ref["precision"].append(skm.precision_score(t, lab, **macro))
+        ref["recall"].append(skm.recall_score(t, lab, **macro))
+        ref["f1"].append(skm.f1_score(t, lab, **macro))
+        ref["roc_auc"].append(skm.roc_auc_score(t, p, multi_class="ovr", labels=classes))
+        ref["log_loss"].append(skm.log_loss(t, p, labels=classes))
+        ref["brier"].append(np.mean(np.sum((p - onehot) ** 2, axis=1)))
+        ref["calibration_error"].append(calibration_error(t, p, classes))
+    assert out["accuracy"]["interval"] == "wilson"
+    for name, values in ref.items():
+        assert out[name]["interval"] == "bootstrap", name
+        assert [out[name]["low"], out[name]["high"]] == reference_interval(values), name
+
+
+def test_regression_bootstrap_intervals_equal_sklearn_over_the_same_resamples():
+    """MAE, RMSE and R² intervals are the percentiles of sklearn's metrics over the resamples."""
+    rng = np.random.default_rng(13)
+    y = rng.normal(3.0, 2.0, 257)
+    pred = y + rng.normal(0.5, 1.0, 257)
+    out = regression_performance(y, pred, {}, Policy(bootstrap=50, seed=4))
+    ref = {"mae": [], "rmse": [], "r2": []}
+    for rows in resamples(257, 50, seed=4):
+        ref["mae"].append(skm.mean_absolute_error(y[rows], pred[rows]))
+        ref["rmse"].append(np.sqrt(skm.mean_squared_error(y[rows], pred[rows])))
+        ref["r2"].append(skm.r2_score(y[rows], pred[rows]))
+    for name, values in ref.items():
+        assert out[name]["interval"] == "bootstrap", name
+        assert [out[name]["low"], out[name]["high"]] == reference_interval(values), name
+
+
+def test_bootstrap_blocks_shrink_to_the_memory_bound_and_draw_the_same_resamples(monkeypatch):
+    """Past the bound on weights per block, a block holds as many resamples as fit (at least
+    one), and the intervals are those of the resamples drawn block by block."""
+    from slipway.monitoring import performance
+
+    monkeypatch.setattr(performance, "_CELLS", 5_000)
+    rng = np.random.default_rng(14)
+    for n, per_block in ((1_001, 4), (6_001, 1)):
+        y = rng.normal(size=n)
+        pred = y + rng.normal(0, 0.5, n)
+        out = regression_performance(y, pred, {}, Policy(bootstrap=22))
+        draw = np.random.default_rng(0)
+        rows = np.concatenate(
+            [draw.integers(0, n, size=(min(per_block, 22 - s), n)) for s in range(0, 22, per_block)]
+        )
+        mae = [skm.mean_absolute_error(y[r], pred[r]) for r in rows]
+        assert [out["mae"]["low"], out["mae"]["high"]] == reference_interval(mae), n
+
+
+def test_without_probabilities_only_the_label_metrics_are_reported():
+    """A classifier without predict_proba gets accuracy, precision, recall and F1, nothing else."""
+    y, labels, _ = binary(500, 10)
+    out = classification_performance(y, labels, None, CLASSES, {}, Policy())
+    assert set(out) == {"accuracy", "precision", "recall", "f1"}
+    assert out["f1"]["value"] == pytest.approx(skm.f1_score(y, labels, pos_label="yes"))
+    assert out["f1"]["low"] < out["f1"]["value"] < out["f1"]["high"]
+
+
+def test_truth_outside_the_classes_keeps_its_own_identity():
+    """Values the model does not know (a class new since registration) are never taken for
+    one of its classes: the point metrics equal sklearn's on the original values."""
+    rng = np.random.default_rng(9)
+    classes = np.array(["a", "b", "c"], dtype=object)
+    y, labels = classes[rng.integers(0, 3, 300)], classes[rng.integers(0, 3, 300)]
+    y[[0, 5, 7]], labels[[0, 5, 7]] = "maybe", ["a", "b", "c"]
+    y[[1, 6, 8]], labels[[1, 6, 8]] = "perhaps", ["a", "b", "c"]
+    out = classification_performance(y, labels, None, classes, {}, Policy())
+    assert out["accuracy"]["value"] == pytest.approx(skm.accuracy_score(y, labels), rel=1e-12)
+    for name, metric in (
+        ("precision", skm.precision_score),
+        ("recall", skm.recall_score),
+        ("f1", skm.f1_score),
+    ):
+        want = metric(y, labels, average="macro", zero_division=0)
+        assert out[name]["value"] == pytest.approx(want, rel=1e-12), name
+
+
+def test_degraded_is_the_whole_interval_past_registration_by_the_tolerance():
+    """Bounded metrics use an absolute tolerance, log-loss, MAE and RMSE a relative one; a
+    registration value exactly at the interval's edge (tolerance 0) is not degraded."""
+    y, labels, proba = binary(2_000, 4)
+    first = classification_performance(y, labels, proba, CLASSES, {}, Policy())
+    hi = {k: first[k]["high"] for k in ("accuracy", "precision")}
+    lo = {k: first[k]["low"] for k in ("brier", "calibration_error")}
+    registered = {
+        "accuracy": hi["accuracy"] + 0.01,  # higher is better: within 0.02 of the interval
+        "precision": hi["precision"] + 0.03,  # 0.03 above the interval: degraded
+        "brier": lo["brier"] - 0.01,  # lower is better: within 0.02
+        "calibration_error": lo["calibration_error"] - 0.03,
+    }
+    out = classification_performance(y, labels, proba, CLASSES, registered, Policy())
+    assert {k: out[k]["degraded"] for k in registered} == {
+        "accuracy": False,
+        "precision": True,
+        "brier": False,
+        "calibration_error": True,
+    }
+    for name, ref in registered.items():
+        assert out[name]["registered"] == ref
+        assert out[name]["delta"] == pytest.approx(out[name]["value"] - ref, rel=1e-12)
+    assert out["f1"]["registered"] is None and out["f1"]["delta"] is None
+    assert not out["f1"]["degraded"]
+    edges = {"accuracy": hi["accuracy"], "brier": lo["brier"]}
+    exact = classification_performance(
+        y, labels, proba, CLASSES, edges, Policy(performance_tolerance=0.0)
+    )
+    assert not exact["accuracy"]["degraded"] and not exact["brier"]["degraded"]
+    rng = np.random.default_rng(15)
+    truth = rng.normal(0, 100, 1_000)
+    pred = truth + rng.normal(0, 50, 1_000)
+    reg = regression_performance(truth, pred, {}, Policy())
+    relative = {  # 2% of the registered value, not 0.02
+        "mae": reg["mae"]["low"] / 1.03,  # 3% better than the interval: degraded
+        "rmse": reg["rmse"]["low"] / 1.01,  # 1%: within the tolerance
+    }
+    out = regression_performance(truth, pred, relative, Policy())
+    assert out["mae"]["degraded"] and not out["rmse"]["degraded"]
+
+
+def test_label_metrics_of_a_rare_class_count_zero_where_a_resample_lacks_it():
+    """A class predicted twice and seen twice: resamples without it (or with one) give it a
+    precision, recall and F1 of 0 (or their counts), as sklearn's zero_division=0 does."""
+    rng = np.random.default_rng(16)
+    classes = np.array(["a", "b", "c", "d"], dtype=object)
+    y, labels = classes[rng.integers(0, 3, 200)], classes[rng.integers(0, 3, 200)]
+    y[[0, 1]], labels[[1, 2]] = "d", "d"
+    out = classification_performance(y, labels, None, classes, {}, Policy(bootstrap=60))
+    options = {"labels": classes, "average": "macro", "zero_division": 0}
+    for name, metric in (
+        ("precision", skm.precision_score),
+        ("recall", skm.recall_score),
+        ("f1", skm.f1_score),
+    ):
+        values = [metric(y[r], labels[r], **options) for r in resamples(200, 60)]
+        assert [out[name]["low"], out[name]["high"]] == reference_interval(values), name
+
+
+def test_an_r2_no_resample_defines_has_no_interval_and_is_not_judged():
+    """Constant truth predicted exactly: every resample's R² is 0/0, so R² gets no interval
+    and no verdict, while MAE and RMSE are 0 with a zero-width interval."""
+    y = np.full(100, 3.0)
+    out = regression_performance(y, y.copy(), {"r2": 0.9, "mae": 0.0}, Policy())
+    assert np.isnan(out["r2"]["low"]) and np.isnan(out["r2"]["high"])
+    assert out["r2"]["degraded"] is False
+    assert (out["mae"]["low"], out["mae"]["high"], out["mae"]["degraded"]) == (0.0, 0.0, False)

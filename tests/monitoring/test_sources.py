@@ -231,3 +231,88 @@ def test_a_window_holds_rows_from_its_start_up_to_its_end():
 def test_an_empty_log_reads_like_the_row_by_row_reading(registry, fraud):
     """No traffic at all: the same statuses (empty windows, no labels) either way."""
     assert_same(run(registry, RowByRowLog(registry.store)), run(registry, "log"))
+
+
+def assert_same_traffic(a: Traffic, b: Traffic) -> None:
+    """Two Traffics hold the same rows, in the same order, with the same columns and types."""
+    assert a.times.tolist() == b.times.tolist()
+    assert a.versions.tolist() == b.versions.tolist()
+    pd.testing.assert_frame_equal(a.inputs, b.inputs)
+    pd.testing.assert_frame_equal(a.outputs, b.outputs)
+    if a.feedback is None or b.feedback is None:
+        assert a.feedback is None and b.feedback is None
+    else:
+        pd.testing.assert_frame_equal(a.feedback, b.feedback)
+
+
+@pytest.mark.parametrize("blocks", ["one", "many"])
+def test_one_read_gives_the_traffic_and_labels_two_reads_give(
+    two_versions, log, monkeypatch, blocks
+):
+    """Traffic and its labeled part from one LEFT JOIN read equal the two separate reads, across
+    block boundaries, with a labeled row exactly at the labels' start (kept) and labeled rows
+    before it (left out)."""
+    from slipway.store import predictions as store_predictions
+
+    registry = two_versions
+    busy_log(registry, log)
+    labeled_from = NOW - timedelta(hours=6)
+    X, y = transactions(3, seed=5)
+    ids, _ = log.predictions("fraud:2", X, labeled_from)
+    log.feedback(ids, [int(v) for v in y], NOW - timedelta(minutes=1))
+    if blocks == "many":  # blocks of a few rows: every split point is a block boundary
+        monkeypatch.setattr(store_predictions, "_LINES_PER_BLOCK", 37)
+        monkeypatch.setattr(store_predictions, "_BLOCK_BYTES", 4_000)
+    mv = registry.get("fraud")
+    schema_ = LogSchema.of(mv, registry.versions("fraud"))
+    source = StoreLog(registry.store)
+    start = NOW - timedelta(hours=8)
+    traffic, labeled = source.traffic_and_labeled(schema_, "fraud", start, NOW, labeled_from)
+    assert_same_traffic(source.traffic(schema_, "fraud", start, NOW), traffic)
+    assert_same_traffic(source.labeled(schema_, "fraud", labeled_from, NOW), labeled)
+    assert traffic.feedback is None
+    assert labeled.times.min() == np.datetime64(labeled_from.replace(tzinfo=None), "us")
+    assert 0 < len(labeled) < len(source.labeled(schema_, "fraud", start, NOW))
+
+
+def test_one_read_of_a_window_without_labels_gives_no_labels(registry, fraud, log):
+    """No feedback at all: the labeled part is empty, as the separate read gives it."""
+    X, _ = transactions(20, seed=2)
+    log.predictions("fraud", X, NOW - timedelta(hours=1))
+    mv = registry.get("fraud")
+    source = StoreLog(registry.store)
+    since = NOW - timedelta(hours=2)
+    traffic, labeled = source.traffic_and_labeled(LogSchema.of(mv), "fraud", since, NOW, since)
+    assert len(traffic) == 20
+    assert_same_traffic(source.labeled(LogSchema.of(mv), "fraud", since, NOW), labeled)
+
+
+def test_quality_of_features_checked_one_at_a_time_equals_counting_the_window(two_versions, log):
+    """Null, out-of-range and unseen-category rates of a run (features prepared one at a time)
+    equal the same rates counted straight from the window's values with numpy."""
+    registry = two_versions
+    busy_log(registry, log)
+    mv = registry.get("fraud")
+    [window] = run(registry, "log", window=None)["windows"]
+    traffic = StoreLog(registry.store).traffic(
+        LogSchema.of(mv, registry.versions("fraud")), "fraud", NOW - timedelta(hours=6), NOW
+    )
+    checked = 0
+    for spec in mv.contract.fields:
+        got = window["quality"]["features"][spec.name]
+        values = traffic.inputs[spec.name]
+        if spec.kind in ("number", "integer"):
+            x = values.to_numpy(dtype=float)
+            present = x[np.isfinite(x)]
+            assert got["null_rate"] == pytest.approx(1 - present.size / x.size, abs=1e-12)
+            if spec.min is not None and spec.max is not None:
+                outside = np.sum((present < spec.min) | (present > spec.max))
+                assert got["out_of_range"] == pytest.approx(outside / present.size, abs=1e-12)
+                checked += outside > 0
+        elif spec.categories is not None:
+            texts = values.dropna().astype(str)
+            unseen = (~texts.isin([str(c) for c in spec.categories])).sum()
+            assert got["null_rate"] == pytest.approx(1 - len(texts) / len(values), abs=1e-12)
+            assert got["unseen_category"] == pytest.approx(unseen / len(texts), abs=1e-12)
+            checked += unseen > 0
+    assert checked >= 2  # amounts beyond training's range and the unseen merchant were counted

@@ -76,7 +76,8 @@ class Column:
 def numeric(values: Any) -> Column:
     """Prepare numbers: coerce, drop missing and non-finite values, sort."""
     arr = as_float(values)
-    finite = np.sort(arr[np.isfinite(arr)])
+    finite = arr[np.isfinite(arr)]  # a copy of its own, sorted in place: no second copy
+    finite.sort()
     empty = np.empty(0)
     return Column("numeric", arr.size, finite, empty.astype(object), empty.astype(np.int64))
 

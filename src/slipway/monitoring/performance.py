@@ -233,11 +233,6 @@ class _AucOrder:
         return auc_from_groups(wp, wn)
 
 
-def _weighted_auc(w: np.ndarray, score: np.ndarray, positive: np.ndarray) -> np.ndarray:
-    """Mann-Whitney AUC with weights, ties counted half; NaN where a class has no weight."""
-    return _AucOrder(score, positive)(w)
-
-
 def _bootstrap(n: int, policy: Policy, metrics: Any) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(policy.seed)
     blocks: dict[str, list[np.ndarray]] = {}

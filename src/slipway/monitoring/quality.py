@@ -38,36 +38,68 @@ class Expectation:
         return cls(reference.null_rate)
 
 
+@dataclass(frozen=True)
+class Tally:
+    """What the quality check takes from one prepared column: its rows, its present values,
+    and how many of them fall outside the training range (numbers) or are categories training
+    never saw; None where that does not apply."""
+
+    rows: int
+    present: int
+    outside: int | None = None
+    unseen: int | None = None
+
+    @property
+    def null_rate(self) -> float:
+        """Share of rows without a usable value (0 for an empty sample)."""
+        return 1 - self.present / self.rows if self.rows else 0.0
+
+
+def tally(col: Column, exp: Expectation) -> Tally:
+    """Count in ``col`` what :func:`check_quality` rates against ``exp``."""
+    present = col.present
+    if col.kind == "numeric" and exp.low is not None and exp.high is not None and present:
+        inside = np.searchsorted(col.values, exp.high, side="right") - np.searchsorted(
+            col.values, exp.low, side="left"
+        )
+        return Tally(col.rows, present, outside=int(present - inside))
+    if col.kind == "categorical" and exp.categories is not None and present:
+        known = np.array([str(c) in exp.categories for c in col.categories], dtype=bool)
+        return Tally(col.rows, present, unseen=int(col.counts[~known].sum()))
+    return Tally(col.rows, present)
+
+
 def check_quality(
-    columns: Mapping[str, Column],
+    columns: Mapping[str, Column | Tally],
     expected: Mapping[str, Expectation],
     floors: QualityFloors,
     violations: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Rates per feature and the contract violations of one window, with the flags they raise."""
+    """Rates per feature and the contract violations of one window, with the flags they raise.
+
+    ``columns`` holds each feature's prepared column, or its :func:`tally` when the column
+    itself is gone (the runner keeps one window's sorted numbers one feature at a time).
+    """
     features: dict[str, dict[str, Any]] = {}
     flags: list[dict[str, Any]] = []
     rows = max((c.rows for c in columns.values()), default=0)
     for name, col in columns.items():
         exp = expected.get(name, Expectation())
+        counted = col if isinstance(col, Tally) else tally(col, exp)
         entry: dict[str, Any] = {
-            "null_rate": col.null_rate,
+            "null_rate": counted.null_rate,
             "reference_null_rate": exp.null_rate,
         }
-        nulls = col.rows - col.present
-        _flag(flags, name, "null_rate", nulls, col.rows, exp.null_rate, floors.null_rate)
-        if col.kind == "numeric" and exp.low is not None and exp.high is not None and col.present:
-            inside = np.searchsorted(col.values, exp.high, side="right") - np.searchsorted(
-                col.values, exp.low, side="left"
-            )
-            outside = int(col.present - inside)
-            entry["out_of_range"] = outside / col.present
-            _flag(flags, name, "out_of_range", outside, col.present, 0.0, floors.out_of_range)
-        elif col.kind == "categorical" and exp.categories is not None and col.present:
-            known = np.array([str(c) in exp.categories for c in col.categories], dtype=bool)
-            unseen = int(col.counts[~known].sum())
-            entry["unseen_category"] = unseen / col.present
-            _flag(flags, name, "unseen_category", unseen, col.present, 0.0, floors.unseen_category)
+        nulls = counted.rows - counted.present
+        _flag(flags, name, "null_rate", nulls, counted.rows, exp.null_rate, floors.null_rate)
+        if counted.outside is not None:
+            outside, present = counted.outside, counted.present
+            entry["out_of_range"] = outside / present
+            _flag(flags, name, "out_of_range", outside, present, 0.0, floors.out_of_range)
+        elif counted.unseen is not None:
+            unseen, present = counted.unseen, counted.present
+            entry["unseen_category"] = unseen / present
+            _flag(flags, name, "unseen_category", unseen, present, 0.0, floors.unseen_category)
         features[name] = entry
     out: dict[str, Any] = {"rows": rows, "features": features, "violations": None, "flags": flags}
     if violations is not None:

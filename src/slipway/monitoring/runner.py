@@ -7,7 +7,7 @@ in ``monitoring_runs`` and hands the verdict to the alert sinks.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -22,7 +22,7 @@ from slipway.monitoring.estimated import estimate_window
 from slipway.monitoring.log import LogSchema
 from slipway.monitoring.outcomes import performance_by_version, prediction_columns
 from slipway.monitoring.policy import Policy
-from slipway.monitoring.quality import Expectation, check_quality
+from slipway.monitoring.quality import Expectation, Tally, check_quality, tally
 from slipway.monitoring.report import ALERT, DriftReport, Reason, WindowReport
 from slipway.monitoring.sinks import Route, deliver, routes
 from slipway.monitoring.sources import Source, open_source
@@ -164,9 +164,10 @@ class Monitor:
         reader = open_source(source, self.registry.store, engine=engine, scheduler=scheduler)
         schema = LogSchema.of(mv, self.registry.versions(mv.name))
         tell(READING, 0, None)
-        traffic = reader.traffic(schema, mv.name, bounds[0][0] - step, bounds[-1][1])
+        traffic, labels = reader.traffic_and_labeled(
+            schema, mv.name, bounds[0][0] - step, bounds[-1][1], bounds[0][0]
+        )
         tell(READING, len(traffic), None)
-        labels = reader.labeled(schema, mv.name, bounds[0][0], bounds[-1][1])
         refused = reader.refusals(mv.name, bounds[0][0], bounds[-1][1])
         kinds = {f.name: _KINDS[f.kind] for f in mv.contract.fields}
         reference = _prepare(self.registry.reference_sample(mv), kinds)
@@ -178,19 +179,19 @@ class Monitor:
         tell(CHECKING, 0, len(bounds))
         for start, end in bounds:
             current, previous = traffic.between(start, end), traffic.between(start - step, start)
-            # Prepared once: sorting a window's numbers is the run's main cost at volume.
-            cur_cols = _prepare(current.inputs, kinds)
+            # Each feature prepared once, when the drift check asks for it, and let go after
+            # its check: one feature's sorted numbers in memory at a time.
+            cur_cols = _OneAtATime(current.inputs, kinds, expected)
             window_report = self._window(
                 mv, current, previous, cur_cols, reference, ref_preds, kinds, expected, baseline
             )
             window_report.start, window_report.end = start, end
             window_report.quality = check_quality(
-                cur_cols,
+                cur_cols.tallies(),
                 expected,
                 self.policy.quality,
                 violation_summary(refused, start, end),
             )
-            del cur_cols  # a window's sorted numbers, not needed for its performance
             labeled = labels.between(start, end)
             window_report.performance = performance_by_version(
                 current, labeled, lambda v: self._version(mv.name, v, versions), self.policy
@@ -248,7 +249,7 @@ class Monitor:
         mv: ModelVersion,
         current: Traffic,
         previous: Traffic,
-        cur_cols: dict[str, Column],
+        cur_cols: Mapping[str, Column],
         reference: dict[str, Column],
         ref_preds: dict[str, Column],
         kinds: dict[str, Kind],
@@ -364,6 +365,41 @@ def latest_report(registry: Registry, name: str) -> dict[str, Any] | None:
 
 def _prepare(frame: Any, kinds: dict[str, Kind]) -> dict[str, Column]:
     return {name: cols.prepare(frame[name], kind) for name, kind in kinds.items() if name in frame}
+
+
+class _OneAtATime(Mapping[str, Column]):
+    """A window's features, each prepared when it is asked for and not kept: the drift checks
+    take them one after another, so at volume one feature's sorted numbers are held at a time
+    (all of them at once were about 400 MB at 10M rows). What the quality check needs from
+    each is counted as it is prepared (:func:`~slipway.monitoring.quality.tally`)."""
+
+    def __init__(
+        self, frame: Any, kinds: dict[str, Kind], expected: Mapping[str, Expectation]
+    ) -> None:
+        self.frame, self.kinds, self.expected = frame, kinds, expected
+        self.names = [name for name in kinds if name in frame]
+        self._tallies: dict[str, Tally] = {}
+
+    def __getitem__(self, name: str) -> Column:
+        if name not in self.kinds or name not in self.frame:
+            raise KeyError(name)
+        column = cols.prepare(self.frame[name], self.kinds[name])
+        self._tallies[name] = tally(column, self.expected.get(name, Expectation()))
+        return column
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def tallies(self) -> dict[str, Tally]:
+        """Each feature's quality tally, in the window's column order (a feature no check has
+        asked for yet is prepared now)."""
+        for name in self.names:
+            if name not in self._tallies:
+                self[name]  # prepares it and takes its tally
+        return {name: self._tallies[name] for name in self.names}
 
 
 def _expectations(

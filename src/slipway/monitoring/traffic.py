@@ -8,6 +8,7 @@ million predictions of a model with seven inputs take about 750 MB.
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -118,8 +119,8 @@ class Traffic:
 def from_tables(tables: Iterable[pa.Table], schema: LogSchema) -> Traffic:
     """Traffic from tables of :meth:`LogSchema.columns` (read from the log or an export).
 
-    Each table becomes numpy arrays (texts: codes into one list of distinct texts) as it
-    arrives, so what is held meanwhile is about the size of the result.
+    Each table becomes numpy arrays of its own (texts: codes into one list of distinct texts)
+    as it arrives, so what is held meanwhile is about the size of the result.
     """
     parts: dict[str, Any] = {}
     for table in tables:
@@ -132,9 +133,12 @@ def from_tables(tables: Iterable[pa.Table], schema: LogSchema) -> Traffic:
             if isinstance(kept, _Texts):
                 kept.add(column)
             else:
-                kept.append(np.asarray(column.to_numpy(zero_copy_only=False)))
+                # A copy, not a view: a view would keep the block's Arrow memory alive, and
+                # with it the pages the parse used around it (about twice the data at volume).
+                kept.append(np.array(column.to_numpy(zero_copy_only=False)))
     # Arrow keeps freed blocks for reuse; give them back, the tables are gone.
     pa.default_memory_pool().release_unused()
+    _give_back()
     times = _joined(parts.pop(TIME, []), "datetime64[us]")
     versions = _joined(parts.pop(VERSION, []), np.int64)
     inputs = pd.DataFrame(index=pd.RangeIndex(len(times)))
@@ -187,7 +191,32 @@ class _Texts:
 def _joined(arrays: list[np.ndarray], dtype: Any) -> np.ndarray:
     if not arrays:
         return np.empty(0, dtype=dtype)
-    return np.concatenate(arrays).astype(dtype, copy=False)
+    out = np.concatenate(arrays).astype(dtype, copy=False)
+    arrays.clear()
+    _give_back()
+    return out
+
+
+def _give_back() -> None:
+    """Hand the heap's free pages back to the system (glibc's ``malloc_trim``; nothing
+    elsewhere).
+
+    A column arrives as one small array per block, which the C library keeps in its heap; once
+    they are joined into one array (allocated apart, being large) and freed, their pages stay
+    in the process unless trimmed, and every column would count twice in its peak memory.
+    """
+    if _TRIM is not None:
+        _TRIM(0)
+
+
+def _malloc_trim() -> Any:
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError):  # not glibc
+        return None
+
+
+_TRIM = _malloc_trim()
 
 
 def _no_texts(arrays: list[np.ndarray]) -> pd.Categorical:
