@@ -13,6 +13,14 @@ points at a server.
     .venv/bin/python bench/batch.py --repeat 5       # more rounds on a busy machine
     .venv/bin/python bench/batch.py --quick          # 100k rows, one round: a check in seconds
     .venv/bin/python bench/batch.py --quick --chunk-size 25000  # several chunks: overlap shows
+    .venv/bin/python bench/batch.py --rows 1000000 --cases sqlite,postgresql \
+        --baseline-src /tmp/main-src    # before/after: also each case with that src/ tree
+
+``--baseline-src DIR`` runs every case a second time with ``DIR`` (a ``src`` directory, e.g.
+``git archive main src | tar -x -C /tmp/main``, then ``/tmp/main/src``) first on PYTHONPATH,
+alternating with the current code inside each round, so the machine's load hits both alike;
+its rows are marked ``(baseline)``. ``cpu s`` is the child process's own CPU time (all its
+threads; a PostgreSQL server's work is not in it).
 
 At the default chunk size (100,000 rows) a 100k-row input is one chunk, so scoring never
 overlaps writing and ``--quick`` alone understates what 1M rows reach.
@@ -117,9 +125,16 @@ def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_child(*argv: str) -> dict:
+def run_child(*argv: str, src: str | None = None) -> dict:
+    env = None
+    if src is not None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run(
-        [sys.executable, __file__, "--child", *argv], capture_output=True, text=True, check=False
+        [sys.executable, __file__, "--child", *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
     )
     if out.returncode != 0:
         raise SystemExit(f"case {argv} failed:\n{out.stderr}")
@@ -154,6 +169,12 @@ def main() -> None:
     parser.add_argument(
         "--chunk-size", type=int, default=None, help="rows per chunk (default: score_file's)"
     )
+    parser.add_argument(
+        "--cases", default="parquet,sqlite,postgresql", help="outputs to run, comma-separated"
+    )
+    parser.add_argument(
+        "--baseline-src", default=None, help="also run each case with this src/ tree (before)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.rows, args.repeat = args.rows or [100_000], 1
@@ -169,24 +190,38 @@ def main() -> None:
         for n in sizes:
             data = work / f"input-{n}.parquet"
             write_input(data, n)
+            wanted = args.cases.split(",")
             cases = [("parquet", str(work / "scores.parquet")), ("sqlite", "db")]
             if pg_base:
                 cases.append(("postgresql", "db"))
+            cases = [(name, output) for name, output in cases if name in wanted]
+            # (case, src): the current code, and the baseline tree's right after it.
+            variants = [(name, None) for name, _ in cases]
+            if args.baseline_src:
+                variants = [
+                    v for name, _ in cases for v in ((name, None), (name, args.baseline_src))
+                ]
+            outputs = dict(cases)
             # Rounds of (limit, every case): the limit meets the same moments of noise from
             # other work on the machine as the cases; each keeps its fastest round.
-            runs: dict[str, list[dict]] = {"limit": [], **{name: [] for name, _ in cases}}
+            runs: dict[tuple[str, str | None], list[dict]] = {v: [] for v in variants}
+            runs[("limit", None)] = []
             for _ in range(args.repeat):
                 limit_args = ("limit", "--home", str(home), "--model", model, "--input", str(data))
-                runs["limit"].append(run_child(*limit_args))
-                for name, output in cases:
-                    runs[name].append(
-                        one_case(work, home, model, data, name, output, pg_base, args.chunk_size)
-                    )
-            limit = best(runs["limit"])
+                runs[("limit", None)].append(run_child(*limit_args))
+                for name, src in variants:
+                    runs[(name, src)].append(
+                        one_case(
+                            work, home, model, data, name, outputs[name], pg_base,
+                            args.chunk_size, src,
+                        )
+                    )  # fmt: skip
+            limit = best(runs[("limit", None)])
             limit_rate = n / limit["seconds"]
             results.append((n, "limit: predict_proba in memory", limit, limit_rate, None))
-            for name, _ in cases:
-                results.append((n, f"parquet -> {name}", best(runs[name]), limit_rate, name))
+            for name, src in variants:
+                label = f"parquet -> {name}" + (" (baseline)" if src else "")
+                results.append((n, label, best(runs[(name, src)]), limit_rate, name))
             data.unlink()
         print_table(results, pg_base is not None)
     finally:
@@ -199,7 +234,7 @@ def best(runs: list[dict]) -> dict:
     return {**fastest, "peak_mib": max(r["peak_mib"] for r in runs)}
 
 
-def one_case(work, home, model, data, name, output, pg_base, chunk_size=None) -> dict:
+def one_case(work, home, model, data, name, output, pg_base, chunk_size=None, src=None) -> dict:
     """Score ``data`` into a fresh store (a copy of the registry, or a new PostgreSQL schema)."""
     case_home = work / f"home-{name}"
     shutil.copytree(home, case_home)
@@ -214,7 +249,7 @@ def one_case(work, home, model, data, name, output, pg_base, chunk_size=None) ->
     if chunk_size:
         argv += ["--chunk-size", str(chunk_size)]
     try:
-        return run_child(*argv)
+        return run_child(*argv, src=src)
     finally:
         shutil.rmtree(case_home)
         Path(output).unlink(missing_ok=True)
@@ -226,14 +261,14 @@ def print_table(results: list, with_pg: bool) -> None:
     print(f"\nbatch scoring, reference GBC (100 trees, 20 features); cpus={os.cpu_count()}")
     print("goal (issue 16): 0.7 x limit into SQLite and PostgreSQL at 1M and 5M rows")
     print(f"{'rows':>10}  {'case':<32} {'seconds':>8} {'rows/s':>10} {'x limit':>8} {'goal':>6} "
-          f"{'peak MiB':>9}")  # fmt: skip
+          f"{'peak MiB':>9} {'cpu s':>7}")  # fmt: skip
     for n, name, r, limit_rate, kind in results:
         rate = n / r["seconds"]
         ratio = "" if kind is None else f"{rate / limit_rate:.2f}"
         goal = "" if kind is None else f"{GOALS[kind]:.2f}"
         print(
             f"{n:>10,}  {name:<32} {r['seconds']:>8.2f} {rate:>10,.0f} {ratio:>8} {goal:>6} "
-            f"{r['peak_mib']:>9,.0f}"
+            f"{r['peak_mib']:>9,.0f} {r.get('cpu_s', float('nan')):>7.1f}"
         )
     if not with_pg:
         print("(PostgreSQL skipped: set SLIPWAY_BENCH_DATABASE_URL to include it)")
@@ -251,6 +286,8 @@ def child_main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     result = child_limit(args) if args.case == "limit" else child_batch(args)
     result["peak_mib"] = peak_mib()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result["cpu_s"] = usage.ru_utime + usage.ru_stime
     print(json.dumps(result))
 
 

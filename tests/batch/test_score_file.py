@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -87,6 +89,8 @@ def test_parquet_output_equals_in_memory_scores(
     lineage = ["run_id", "scored_at"]
     pd.testing.assert_frame_equal(written.drop(columns=lineage), want.drop(columns=lineage))
     assert set(written["run_id"]) == {run.run_id}
+    # plain text, not a one-value dictionary (pandas would read a categorical)
+    assert not isinstance(written["run_id"].dtype, pd.CategoricalDtype)
     assert written["scored_at"].dt.tz is not None
     rejects_path = tmp_path / "scores.rejects.parquet" if layout == "file" else target / "_rejects"
     rejects = parquet_rejects(rejects_path)
@@ -94,6 +98,9 @@ def test_parquet_output_equals_in_memory_scores(
     assert rejects.loc[BAD_AMOUNT_ROW, "reasons"][0]["field"] == "amount"
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
     assert leftovers == []  # the parts of a single-file output are gone
+    if layout == "directory":  # the manifest says the run finished
+        manifest = json.loads((target / "_slipway.json").read_text())
+        assert manifest == {"run_id": run.run_id, "status": "succeeded"}
 
 
 def test_existing_parquet_output_needs_overwrite(local_registry, make_model, make_input, tmp_path):
@@ -144,3 +151,40 @@ def test_query_input_is_scored(registry, make_model, make_input):
     assert (run.rows_in, run.rows_rejected, run.source["kind"]) == (150, 2, "query")
     rows = stored_predictions(registry.store, run.run_id)
     assert sorted(rows.index) == sorted(expected(model, frame).index)
+
+
+def test_score_file_is_silent_unless_asked_for_a_progress_bar(
+    local_registry, make_model, make_input, capsys
+):
+    """The API prints nothing by default; progress=True draws the bar on stderr."""
+    model = make_model(local_registry)
+    path, _ = make_input("parquet", 50, bad=False)
+    capsys.readouterr()
+    score_file(model, path, registry=local_registry)
+    assert capsys.readouterr() == ("", "")
+    score_file(model, path, progress=True, registry=local_registry)
+    captured = capsys.readouterr()
+    assert captured.out == "" and "scoring" in captured.err
+
+
+def test_a_model_reference_is_loaded_from_the_registry(local_registry, make_model, make_input):
+    """score_file("fraud:1") scores with that version, as a loaded model would."""
+    model = make_model(local_registry)
+    path, _ = make_input("parquet", 40, bad=False)
+    run = score_file("fraud:1", path, registry=local_registry)
+    assert (run.ref, run.sha256, run.rows_scored) == ("fraud:1", model.version.sha256, 40)
+
+
+def test_an_input_lacking_a_column_is_refused_before_a_run_is_recorded(
+    local_registry, make_model, make_input, tmp_path
+):
+    """A missing model column or key column is named at once: no run, no output."""
+    model = make_model(local_registry)
+    path, frame = make_input("parquet", 30, bad=False)
+    frame.drop(columns=["amount"]).to_parquet(tmp_path / "short.parquet", index=False)
+    target = tmp_path / "scores.parquet"
+    with pytest.raises(BatchInputError, match="short.parquet' lacks column\\(s\\) 'amount' needed"):
+        score_file(model, tmp_path / "short.parquet", output=str(target), registry=local_registry)
+    with pytest.raises(BatchInputError, match="lacks column\\(s\\) 'order_id'.*key column"):
+        score_file(model, path, key_column="order_id", registry=local_registry)
+    assert RunLog(local_registry.store).recent() == [] and not target.exists()

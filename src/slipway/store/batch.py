@@ -6,26 +6,29 @@ done-marker in one transaction, which is what makes a resumed run exactly-once. 
 do the least work per row each database allows:
 
 * SQLite: ``executemany`` on the transaction's own connection, 100 rows per statement, the
-  run's constants written into the statement once, so only the varying values are bound;
-* PostgreSQL: ``COPY ... FROM STDIN`` with CSV that Arrow writes in C++.
+  run's constants written into the statement once, so only the varying values are bound, with
+  a page cache large enough for the primary-key index's hot pages (``_SQLITE_CACHE_KIB``);
+* PostgreSQL: ``COPY ... FROM STDIN`` in the binary format, each row's bytes assembled
+  column-wise by Arrow (:func:`_binary_copy`): the server then parses no text (no CSV
+  fields, no timestamps, no integers), which cuts its work per row by about a quarter.
 
 Runs come back as dicts keyed by the fields of :class:`~slipway.batch.BatchRun`.
 """
 
 from __future__ import annotations
 
-import io
 import math
 import re
+import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.csv as pcsv
+import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from slipway.clock import utcnow
@@ -47,7 +50,16 @@ _ROWS_PER_STATEMENT = 100
 # Model names, run ids, hashes and timestamps only ever use these characters.
 _LINES_PER_FETCH = 50_000
 _SAFE_LITERAL = re.compile(r"[A-Za-z0-9_.:+ -]*")
-_COPY = f"COPY batch_predictions ({_COLUMNS}) FROM STDIN (FORMAT csv)"
+# The batch writer's SQLite page cache (KiB; the default is 2 MiB). Chunks whose keys
+# interleave with earlier chunks' keys touch index pages all over the primary key; a larger
+# cache keeps more of them, which cut SQLite's CPU per row by 10-20% at 2M rows (16, 32 and
+# 64 MiB measured alike within noise). Per connection, bounded: memory stays flat.
+_SQLITE_CACHE_KIB = 32_768
+# PostgreSQL's binary COPY: signature, flags, header extension length; then the tuples; then
+# a field count of -1. Timestamps are microseconds since 2000-01-01.
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_COPY_TRAILER = struct.pack(">h", -1)
+_PG_EPOCH = datetime(2000, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -248,6 +260,7 @@ def write_chunk(
             if rec.rows_scored and conn.dialect.name == "postgresql":
                 _copy_predictions(conn, ctx, columns, scored_at)
             elif rec.rows_scored:
+                conn.exec_driver_sql(f"PRAGMA cache_size = -{_SQLITE_CACHE_KIB}")
                 _insert_predictions(conn, ctx, columns, scored_at)
             if rec.rows_scored and "inputs" in columns:
                 _write_inputs(conn, ctx, columns)
@@ -387,32 +400,74 @@ def _literal(value: str) -> str:
 def _copy_predictions(
     conn: sa.Connection, ctx: RunContext, cols: Mapping[str, pa.Array], scored_at: datetime
 ) -> None:
-    # COPY ... FROM STDIN with CSV that Arrow writes in C++: no Python object per row.
-    n = len(cols["key"])
+    """Load a chunk into PostgreSQL with one binary ``COPY``: no Python object per row."""
     stamp = _scored_at(conn, scored_at)
-    table = pa.table(
+    _binary_copy(
+        conn,
+        "batch_predictions",
         {
-            "model_name": _repeat(ctx.model_name, n),
-            "key": cols["key"],
-            "run_id": _repeat(ctx.run_id, n),
-            "version": pa.array(np.full(n, ctx.version, dtype=np.int64)),
-            "sha256": _repeat(ctx.sha256, n),
-            "label": cols["label"],
-            "probabilities": cols["probabilities"],
-            "value": cols["value"],
-            "scored_at": _repeat(stamp.isoformat(sep=" "), n),
-        }
+            "model_name": _text(ctx.model_name),
+            "run_id": _text(ctx.run_id),
+            "version": struct.pack(">i", int(ctx.version)),
+            "sha256": _text(ctx.sha256),
+            "scored_at": struct.pack(">q", (stamp - _PG_EPOCH) // timedelta(microseconds=1)),
+        },
+        {name: cols[name] for name in ("key", "label", "probabilities", "value")},
     )
-    buf = io.BytesIO()
-    pcsv.write_csv(table, buf, pcsv.WriteOptions(include_header=False))
+
+
+def _text(value: str) -> bytes:
+    return value.encode()
+
+
+def _binary_copy(
+    conn: sa.Connection, table: str, constants: dict[str, bytes], varying: dict[str, pa.Array]
+) -> None:
+    """``COPY table FROM STDIN (FORMAT binary)``, each row's bytes joined by Arrow in C++.
+
+    A row is its field count, then each field as a 4-byte big-endian length (-1 for NULL) and
+    its bytes. The run's ``constants`` (already in their binary form) come first, as one
+    prefix shared by every row; then the ``varying`` columns: text (label and probabilities
+    are JSON text, which the server's ``json`` input checks as it does in CSV) or float64.
+    """
+    names = [*constants, *varying]
+    prefix = struct.pack(">h", len(names)) + b"".join(
+        struct.pack(">i", len(v)) + v for v in constants.values()
+    )
+    parts: list[Any] = [pa.scalar(prefix, pa.large_binary())]
+    for array in varying.values():
+        parts += _binary_field(array)
+    rows = pc.binary_join_element_wise(*parts, pa.scalar(b"", pa.large_binary()))
+    offsets = np.frombuffer(rows.buffers()[1], dtype=np.int64, count=len(rows) + 1)
+    body = memoryview(rows.buffers()[2])[offsets[0] : offsets[-1]]
+    statement = f"COPY {table} ({', '.join(names)}) FROM STDIN (FORMAT binary)"
     driver = conn.connection.driver_connection
-    with driver.cursor() as cursor, cursor.copy(_COPY) as copy:  # type: ignore[union-attr]
-        copy.write(buf.getbuffer())
+    with driver.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[union-attr]
+        copy.write(_COPY_HEADER)
+        copy.write(body)
+        copy.write(_COPY_TRAILER)
 
 
-def _repeat(value: str, n: int) -> pa.Array:
-    indices = pa.array(np.zeros(n, dtype=np.int32))
-    return pa.DictionaryArray.from_arrays(indices, pa.array([value], pa.string()))
+def _binary_field(array: pa.Array) -> list[pa.Array]:
+    """One column as binary COPY fields: the lengths (-1 where null) and the bytes."""
+    valid = np.ones(len(array), dtype=bool)
+    if array.null_count:
+        valid = np.asarray(array.is_valid())
+    if pa.types.is_floating(array.type):
+        numbers = np.asarray(array.cast(pa.float64()).fill_null(0.0), dtype=np.float64)
+        data = _fixed(numbers.astype(">f8").tobytes(), 8, len(array))
+        lengths = np.where(valid, 8, -1)
+        data = pc.if_else(valid, data, pa.scalar(b"", pa.large_binary()))
+    else:
+        data = pc.cast(array, pa.large_binary()).fill_null(b"")
+        lengths = np.where(valid, np.asarray(pc.binary_length(data)), -1)
+    return [_fixed(lengths.astype(">i4").tobytes(), 4, len(array)), data]
+
+
+def _fixed(raw: bytes, width: int, n: int) -> pa.Array:
+    """``n`` values of ``width`` bytes each, as large_binary for Arrow's element-wise join."""
+    array = pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), n, [None, pa.py_buffer(raw)])
+    return pc.cast(array, pa.large_binary())
 
 
 # -- kept inputs (batch_inputs) -------------------------------------------------------------
@@ -420,22 +475,13 @@ def _repeat(value: str, n: int) -> pa.Array:
 
 def _write_inputs(conn: sa.Connection, ctx: RunContext, cols: Mapping[str, pa.Array]) -> None:
     """A chunk's kept inputs, beside its predictions in the same transaction."""
-    n = len(cols["key"])
     if conn.dialect.name == "postgresql":
-        table = pa.table(
-            {
-                "model_name": _repeat(ctx.model_name, n),
-                "key": cols["key"],
-                "run_id": _repeat(ctx.run_id, n),
-                "inputs": cols["inputs"],
-            }
+        _binary_copy(
+            conn,
+            "batch_inputs",
+            {"model_name": _text(ctx.model_name), "run_id": _text(ctx.run_id)},
+            {"key": cols["key"], "inputs": cols["inputs"]},
         )
-        buf = io.BytesIO()
-        pcsv.write_csv(table, buf, pcsv.WriteOptions(include_header=False))
-        driver = conn.connection.driver_connection
-        copy = "COPY batch_inputs (model_name, key, run_id, inputs) FROM STDIN (FORMAT csv)"
-        with driver.cursor() as cursor, cursor.copy(copy) as out:  # type: ignore[union-attr]
-            out.write(buf.getbuffer())
         return
     insert = (
         "INSERT INTO batch_inputs (model_name, key, run_id, inputs) "  # noqa: S608
