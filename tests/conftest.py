@@ -36,6 +36,82 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         raise pytest.UsageError(NO_PG + "; CI=1 is set, so this is an error, not a skip")
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep ``xdist_group`` working under ``--dist loadgroup`` (`make test`).
+
+    pytest-xdist groups a test by appending ``@group`` to its node id (``item._nodeid``), but
+    pytest 9 keeps the id in ``item._id``, so the suffix is lost and a group's tests spread over
+    both workers: a module's shared fixture (the docs' home, a Dask cluster, the browser's
+    server) is then built once per worker, and the docs blocks leave file order. Set the suffix
+    where pytest reads it, unless xdist already did.
+    """
+    if not getattr(config.option, "loadgroup", False):
+        return
+    from _pytest.nodeid import NodeId
+
+    for item in items:
+        names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                        for m in item.iter_markers("xdist_group")})  # fmt: skip
+        if names and "@" not in item.nodeid.rpartition("]")[2]:
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(names)}")  # type: ignore[attr-defined]
+
+
+def _share_httpx_default_ssl_context() -> None:
+    """Build httpx's default SSL context once per test process, not once per client.
+
+    Every ``httpx.Client()`` (and ``httpx.get``/``post``) loads certifi's CA bundle into a new
+    ``SSLContext``: ~20-40 ms of CPU, paid by each of the thousands of fresh connections the
+    real-process tests open (two workers must each see new connections) and by every
+    ``/ready`` poll of ``ServerProcess``. The tests talk plain http to loopback, so the context
+    is never used; sharing one (httpx's own advice for many clients) changes no behaviour.
+    """
+    import os as _os
+
+    import httpx._transports.default as transports
+
+    create = transports.create_ssl_context
+    shared: dict[tuple[Any, ...], Any] = {}
+
+    def create_ssl_context(verify: Any = True, cert: Any = None, trust_env: bool = True) -> Any:
+        if verify is not True or cert is not None:
+            return create(verify=verify, cert=cert, trust_env=trust_env)
+        # the same inputs give the same context: the CA file or directory the environment names
+        env = (_os.environ.get("SSL_CERT_FILE"), _os.environ.get("SSL_CERT_DIR"))
+        key = (trust_env, *env) if trust_env else (False,)
+        if key not in shared:
+            shared[key] = create(verify=True, cert=None, trust_env=trust_env)
+        return shared[key]
+
+    transports.create_ssl_context = create_ssl_context  # type: ignore[assignment]
+
+
+_share_httpx_default_ssl_context()
+
+
+@pytest.fixture(scope="session")
+def slipway_command(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``slipway`` for tests that run the CLI in real processes: each command a process forked
+    from one that imported the CLI already (:mod:`tests.fast_cli`), so it starts in
+    milliseconds; the venv's own ``slipway`` where fork or fd passing is missing."""
+    import shutil
+    import socket
+    import sys
+
+    if not hasattr(os, "fork") or not hasattr(socket, "send_fds"):
+        installed = shutil.which("slipway", path=str(Path(sys.executable).parent))
+        assert installed, "the venv has no slipway script: pip install -e ."
+        yield installed
+        return
+    from tests.fast_cli import CliZygote
+
+    zygote = CliZygote(tmp_path_factory.mktemp("slipway-cli"), {"OMP_NUM_THREADS": "1"}).start()
+    try:
+        yield str(zygote.bin / "slipway")
+    finally:
+        zygote.stop()
+
+
 BACKENDS = [
     pytest.param("sqlite", id="sqlite"),
     pytest.param(

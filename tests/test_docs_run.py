@@ -9,9 +9,12 @@ The convention (see docs/design.md, "Docs that run"):
   labels; ``quickstart/loans.toml``), and of a working directory holding
   ``fraud.toml``, ``transactions.csv``, ``transactions.parquet`` (keyed by ``txn_id``), ``data/``
   (CSV parts) and ``big/``; the database also has a ``transactions`` table for ``--query``.
-- ``sh`` blocks run in bash with the venv's ``slipway`` first on PATH and ``SLIPWAY_HOME`` set;
-  every command (a line, with its ``\\`` continuations) must exit 0, or a code listed in the info
-  string: ```` ```sh exit=0,1,2 ```` (``slipway monitor``'s OK / WARN / ALERT).
+- ``sh`` blocks run in bash with ``SLIPWAY_HOME`` set and a ``slipway`` first on PATH that runs
+  the venv's CLI in a process forked from one that imported it already (``tests/fast_cli.py``:
+  the same ``slipway.cli.main``, argv, environment, directory and exit code, without 1-3 s of
+  imports per command; the venv's own ``slipway`` where fork is missing); every command (a
+  line, with its ``\\`` continuations) must exit 0, or a code listed in the info string:
+  ```` ```sh exit=0,1,2 ```` (``slipway monitor``'s OK / WARN / ALERT).
 - ``python`` blocks run with these names defined, as a notebook would have them: ``slipway``,
   ``np``, ``pd``, ``rich``, ``pipe`` (a fitted pipeline), ``X_train``, ``y_train``, ``X_val``,
   ``y_val``, ``X_new``, ``frame`` (transactions with ``txn_id``), ``X_last_week``,
@@ -194,8 +197,16 @@ def docs_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"work": work, "env": env, "names": names}
 
 
+@pytest.fixture(scope="session")
+def docs_path(docs_home: dict[str, Any], slipway_command: str) -> str:
+    """PATH for the shell blocks: the fast ``slipway`` of :mod:`tests.fast_cli` first."""
+    return f"{Path(slipway_command).parent}{os.pathsep}{docs_home['env']['PATH']}"
+
+
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.where for b in BLOCKS])
-def test_doc_block_runs(block: Block, docs_home: dict[str, Any], monkeypatch, tmp_path) -> None:
+def test_doc_block_runs(
+    block: Block, docs_home: dict[str, Any], docs_path: str, monkeypatch, tmp_path
+) -> None:
     """The block runs as written against the fixture home (see the module docstring)."""
     # Each block gets its own copy of the home and the working directory: what one block
     # creates (a key, a run, a file) never clashes with another's.
@@ -215,7 +226,7 @@ def test_doc_block_runs(block: Block, docs_home: dict[str, Any], monkeypatch, tm
         names = {**docs_home["names"], "pipe": copy.deepcopy(docs_home["names"]["pipe"])}
         run_python(block, names)
     else:
-        run_shell(block, env, work)
+        run_shell(block, {**env, "PATH": docs_path}, work)
 
 
 def run_python(block: Block, names: dict[str, Any]) -> None:
@@ -306,3 +317,36 @@ def test_module_blocks_are_written_into_the_working_directory(docs_home):
     assert MODULES, "docs/features.md defines features.py in a file= block"
     for module in MODULES:
         assert (docs_home["work"] / str(module.option("file"))).read_text() == module.code
+
+
+def test_the_fast_slipway_answers_as_the_installed_one(docs_home, docs_path, tmp_path):
+    """The shell blocks' ``slipway`` gives the venv's own output, errors and exit codes, with
+    the caller's environment (``SLIPWAY_HOME``) and working directory."""
+    real = shutil.which("slipway", path=docs_home["env"]["PATH"])
+    fast = shutil.which("slipway", path=docs_path)
+    assert real and fast
+    if hasattr(os, "fork"):  # else the fixture gives the venv's own
+        assert fast != real, "the docs' fast slipway is not first on PATH"
+    home = tmp_path / "home"
+    shutil.copytree(docs_home["env"]["SLIPWAY_HOME"], home)
+    env = {**os.environ, **docs_home["env"], "SLIPWAY_HOME": str(home)}
+    env.pop("SLIPWAY_DATABASE_URL", None)
+    answers = {}
+    for args in (
+        ("--version",),
+        ("models", "list", "--json"),  # the home the environment names
+        ("models", "show", "nope"),  # exit 1, the error on stderr
+        ("nonsense",),  # exit 2, usage on stderr
+        ("train", "missing.toml"),  # a path relative to the working directory
+    ):
+        run = dict(cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        want, got = (subprocess.run([cmd, *args], check=False, **run) for cmd in (real, fast))
+        assert (got.returncode, got.stdout, got.stderr) == (
+            want.returncode,
+            want.stdout,
+            want.stderr,
+        ), args
+        answers[args] = got
+    assert '"fraud"' in answers[("models", "list", "--json")].stdout
+    codes = [a.returncode for a in answers.values()]
+    assert codes[:4] == [0, 0, 1, 2] and codes[4] != 0

@@ -218,6 +218,9 @@ def test_a_notebook_function_is_refused_in_a_real_process(tmp_path):
 
 
 @pytest.mark.slow
+# one of the longest tests, last in collection order: a group of its own makes `--dist
+# loadgroup` start it early instead of leaving one worker idle while it ends the run
+@pytest.mark.xdist_group("long-tail")
 def test_a_function_in_an_importable_module_serves_through_slipway_serve(tmp_path):
     """Next to the notebook only: refused, naming PYTHONPATH. On PYTHONPATH: registered, and a
     real `slipway serve` with the same PYTHONPATH answers as the pipeline did; `models verify`

@@ -12,9 +12,9 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -33,7 +33,8 @@ from slipway.registry import Registry
 from slipway.serving.process import ServerProcess
 from slipway.testing import transactions
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser]
+# One worker takes the module, so the served site and Chromium (module fixtures) start once.
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
 CHROMIUM, DRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -189,11 +190,17 @@ def log_in(driver, url: str, key: str) -> None:
     wait(lambda: driver.current_url.endswith("/ui"), what="the models page after login")
 
 
-def cli(env: dict[str, str], *args: str) -> str:
-    """Run the slipway CLI on the served store and return its stdout."""
-    done = subprocess.run([sys.executable, "-m", "slipway", *args], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=120, check=True)  # fmt: skip
-    return done.stdout
+@pytest.fixture
+def cli(slipway_command: str) -> Callable[..., str]:
+    """``cli(env, *args)``: run the slipway CLI in a process (``slipway_command``) on the served
+    store and return its stdout."""
+
+    def run(env: dict[str, str], *args: str) -> str:
+        done = subprocess.run([slipway_command, *args], capture_output=True, text=True,
+                              env={**os.environ, **env}, timeout=120, check=True)  # fmt: skip
+        return done.stdout
+
+    return run
 
 
 def test_every_page_renders_with_working_scripts_and_charts(site, browser):
@@ -252,11 +259,16 @@ def test_live_traffic_updates_without_a_reload(site, browser):
     browser.execute_script("window.slipwayNoReload = 1")
     tiles = browser.execute_script("return document.getElementById('server-now').textContent")
     predict = KeyStore(Registry(settings).store).create("browser-live", "predict")[1]
-    time.sleep(1.5)  # the server refreshes its keys
     rows = [{"amount": 10.0, "hour": 3, "merchant": "gaming", "country": "US"}] * 4
-    for _ in range(5):
-        httpx.post(f"{server.url}/v1/models/fraud/predict", json={"instances": rows},
-                   headers={"Authorization": f"Bearer {predict}"}, timeout=30)  # fmt: skip
+
+    def post() -> int:
+        answer = httpx.post(f"{server.url}/v1/models/fraud/predict", json={"instances": rows},
+                            headers={"Authorization": f"Bearer {predict}"}, timeout=30)  # fmt: skip
+        return answer.status_code
+
+    wait(lambda: post() == 200, what="the server to know the new key")  # it re-reads keys
+    for _ in range(4):
+        post()
     polls = int(browser.execute_script("return document.getElementById('traffic').dataset.polls"))
     wait(lambda: int(browser.execute_script(
         "return document.getElementById('traffic').dataset.polls")) >= polls + 2, 30)  # fmt: skip
@@ -266,7 +278,7 @@ def test_live_traffic_updates_without_a_reload(site, browser):
     shot(browser, "traffic-live-1280x800")
 
 
-def test_stop_an_experiment_from_the_console_as_the_cli_sees_it(site, browser):
+def test_stop_an_experiment_from_the_console_as_the_cli_sees_it(site, browser, cli):
     """A shadow of fraud:2 started from the shell shows its live verdict; abandoning it by
     clicking through the confirmation stops it (the CLI lists it abandoned) and the audit trail
     names the key and the console; production stays where it was."""
@@ -303,7 +315,7 @@ def test_stop_an_experiment_from_the_console_as_the_cli_sees_it(site, browser):
     assert next(m for m in models if m["name"] == "fraud")["aliases"] == {"production": 1}
 
 
-def test_promote_from_the_console_moves_the_alias_the_cli_sees(site, browser):
+def test_promote_from_the_console_moves_the_alias_the_cli_sees(site, browser, cli):
     """Promote version 2 by clicking through the confirmation; `slipway models` shows it, and
     the audit trail names the key and the console."""
     from selenium.webdriver.common.by import By
@@ -326,7 +338,7 @@ def test_promote_from_the_console_moves_the_alias_the_cli_sees(site, browser):
     shot(browser, "model-after-promote-1280x800")
 
 
-def test_a_state_change_without_the_csrf_token_is_refused(site, browser):
+def test_a_state_change_without_the_csrf_token_is_refused(site, browser, cli):
     """A script on the page posting without the token gets 403 and nothing moves."""
     server, _, admin, env = site
     browser.get(server.url + "/ui/models/fraud")

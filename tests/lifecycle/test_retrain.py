@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from datetime import timedelta
+from functools import partial
 
 import numpy as np
 import pytest
@@ -124,9 +124,9 @@ def test_a_retraining_that_cannot_run_is_audited_then_raised(setup, tmp_path):
     assert event.detail["outcome"] == "failed" and "churn" in event.detail["message"]
 
 
-def _cli(env, *args, timeout=240):
+def _cli(slipway, env, *args, timeout=240):
     return subprocess.run(
-        [sys.executable, "-m", "slipway", *args],
+        [slipway, *args],
         env=env,
         capture_output=True,
         text=True,
@@ -136,17 +136,18 @@ def _cli(env, *args, timeout=240):
 
 
 @pytest.mark.slow
-def test_schedule_and_alert_triggers_in_real_processes(setup, log):
+def test_schedule_and_alert_triggers_in_real_processes(setup, log, slipway_command):
     """`retrain --every` runs on a schedule; `monitor --on-alert` retrains after an ALERT; both
     are audited with their reasons, and a failing gate in a process leaves production alone."""
     registry, config, tmp_path = setup
+    cli = partial(_cli, slipway_command)  # a process per command, forked from a warm one
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLIPWAY_")}
     env.update(SLIPWAY_HOME=str(registry.settings.home), SLIPWAY_USER="tester")
     if registry.settings.database_url:
         env["SLIPWAY_DATABASE_URL"] = registry.settings.database_url
     policy = tmp_path / "gate.toml"
     policy.write_text("resamples = 200\n[speed]\nrepeats = 10\n")
-    done = _cli(
+    done = cli(
         env,
         "retrain",
         "fraud",
@@ -167,8 +168,8 @@ def test_schedule_and_alert_triggers_in_real_processes(setup, log):
     X, _ = frame(600, seed=3)
     X["amount"] = X["amount"] * 4  # planted drift
     log.predictions("fraud@production", X, utcnow() - timedelta(hours=1))
-    retrain_cmd = f"{sys.executable} -m slipway retrain fraud --config {config} --policy {policy}"
-    done = _cli(env, "monitor", "fraud", "--since", "24h", "--on-alert", retrain_cmd)
+    retrain_cmd = f"{slipway_command} retrain fraud --config {config} --policy {policy}"
+    done = cli(env, "monitor", "fraud", "--since", "24h", "--on-alert", retrain_cmd)
     assert done.returncode == 2, done.stderr
     alerted = registry.audit("fraud", limit=1)[0]
     assert alerted.action == "retrain" and alerted.detail["trigger"] == "alert"
@@ -176,7 +177,7 @@ def test_schedule_and_alert_triggers_in_real_processes(setup, log):
     assert "amount" in alerted.detail["reason"]
 
     bad = write_data(tmp_path / "bad.csv", seed=1, shuffle=True)
-    done = _cli(
+    done = cli(
         env,
         "retrain",
         "fraud",
@@ -190,7 +191,7 @@ def test_schedule_and_alert_triggers_in_real_processes(setup, log):
     assert done.returncode == 1, done.stderr
     assert registry.aliases("fraud") == {"production": 1}
     assert registry.audit("fraud", limit=1)[0].detail["outcome"] == "check_failed"
-    done = _cli(env, "retrain", "fraud", "--config", str(tmp_path / "missing.toml"))
+    done = cli(env, "retrain", "fraud", "--config", str(tmp_path / "missing.toml"))
     assert done.returncode == 3 and "does not exist" in done.stderr
 
 

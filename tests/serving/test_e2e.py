@@ -228,7 +228,9 @@ def test_two_workers_on_postgresql(tmp_path, register):
             pids = pids_with(200)
             assert len(pids) == 2, "both workers should have answered"
             ids = {r.json()["predictions"][0]["prediction_id"] for r in answers}
-            time.sleep(1.0)  # the writers' flush interval, several times over
+            deadline = time.monotonic() + 1.0  # the flush interval (50 ms), several times over
+            while not ids <= logged_ids(registry) and time.monotonic() < deadline:
+                time.sleep(0.05)
             assert ids <= logged_ids(registry)
             metrics = httpx.get(server.url + "/metrics", headers=headers).text
             total = f'slipway_predictions_total{{model="fraud",version="1"}} {len(answers)}.0'
