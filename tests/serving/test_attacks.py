@@ -164,6 +164,16 @@ def test_forged_feedback_ids_do_not_hold_workers_or_slots(tmp_path, register):
             stop.set()
             for t in threads:
                 t.join()
-    assert statuses == [200] * 30 and ready == 200
-    assert answers and all(status == 200 for status, _, _ in answers)
-    assert all(body["unknown"] == ids for _, body, ids in answers)
+    # 70 attackers against a cap of 64 requests in flight: on a loaded machine the database
+    # work of 64 of them can be in flight at once, and then a request is shed with the cap's
+    # 503, anyone's, as the cap promises. What a forged id must never do is hold a slot while
+    # it waits: then the slots stay full and nearly every request of the victim is shed.
+    def shed(status: int, body: Any) -> bool:
+        return status == 503 and body.get("code") == "overloaded"
+
+    assert ready == 200 and statuses.count(200) >= 25, statuses
+    assert all(s == 200 or s == 503 for s in statuses), statuses
+    served = [(body, ids) for status, body, ids in answers if status == 200]
+    assert len(served) > len(answers) / 2
+    assert all(status == 200 or shed(status, body) for status, body, _ in answers)
+    assert all(body["unknown"] == ids for body, ids in served)
