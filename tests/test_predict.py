@@ -280,6 +280,9 @@ class Doubler:
         a = np.nan_to_num(checked.columns["a"].astype(float))
         return Enriched(self.inner.validate(pd.DataFrame({"a": a, "b": 2 * a})), {"b": 2 * a})
 
+    def refuse_unstorable(self, checked):
+        """No keys: nothing to refuse."""
+
 
 def test_an_enricher_sets_the_contract_and_computes_the_pipelines_input(registry):
     """With an enricher, input is checked against its contract, the pipeline gets what it

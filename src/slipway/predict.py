@@ -44,6 +44,11 @@ class Enricher(Protocol):
         """The pipeline's input for validated request rows (rows with errors get defaults)."""
         ...
 
+    def refuse_unstorable(self, checked: Validated) -> None:
+        """Add the errors of request rows whose keys the event store cannot hold (a NUL
+        character in an entity key), so they are refused like any contract error."""
+        ...
+
 
 @dataclass
 class Enriched:
@@ -154,7 +159,10 @@ class Model:
 
     def validate(self, X: Any) -> Validated:
         """Check input against the contract without predicting."""
-        return self.contract.validate(X)
+        checked = self.contract.validate(X)
+        if self.enricher is not None:
+            self.enricher.refuse_unstorable(checked)
+        return checked
 
     def predict(self, X: Any) -> np.ndarray:
         """Labels (classifiers) or values (regressors), equal to ``pipeline.predict(X)``."""
@@ -173,7 +181,7 @@ class Model:
 
     def score(self, X: Any, *, on_error: Literal["raise", "split"] = "raise") -> Predictions:
         """Validate and predict. ``on_error="split"`` scores the valid rows and reports the rest."""
-        checked = self.contract.validate(X)
+        checked = self.validate(X)
         if on_error == "raise":
             checked.raise_for_errors(self.ref)
             return self.infer(checked)

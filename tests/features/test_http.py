@@ -166,3 +166,19 @@ def test_real_server_takes_events_and_predicts_with_them(registry, feature_model
     counts = next(f for f in report.features if f.name == "txn_count_30d")
     assert report.rows == 2 and counts.mismatches == 1
     assert counts.examples[0]["served"] == 0 and counts.examples[0]["offline"] == 3
+
+
+def test_a_nul_character_in_keys_is_a_422_on_every_store(client):
+    """PostgreSQL cannot store or compare text with NUL: an entity key or event id holding one
+    is refused naming the field, on SQLite too (the same request, the same answer)."""
+    bad = {"source": "transactions", "events": [event(1, card="c\x00"), event(2)]}
+    bad["events"][1]["event_id"] = "x\x002"
+    answer = client.post("/v1/events", json=bad)
+    assert answer.status_code == 422, answer.text
+    got = {(p["row"], p["field"]) for p in answer.json()["problems"]}
+    assert got == {(0, "card_id"), (1, "event_id")}
+    assert "NUL" in answer.text
+    row = {"card_id": "c\x00", "ts": "2026-02-01T00:00:00Z", "amount": 12.0}
+    predicted = client.post("/v1/models/fraud/predict", json={"instances": [row]})
+    assert predicted.status_code == 422, predicted.text
+    assert predicted.json()["problems"][0]["field"] == "card_id"

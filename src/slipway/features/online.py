@@ -26,6 +26,7 @@ from slipway.features.engine import Events, entity_text
 from slipway.features.offline import compute_columns
 from slipway.features.sources import needed_columns, payload_events
 from slipway.predict import Enriched
+from slipway.problems import Problem
 from slipway.store import TRANSIENT, Store
 from slipway.store import features as sql
 from slipway.validation import Validated
@@ -79,6 +80,31 @@ class OnlineFeatures:
         self._payload = [
             f.name for f in contract.fields if f.name != at and f.name not in defs.entities
         ]
+
+    def refuse_unstorable(self, checked: Validated) -> None:
+        """Refuse rows whose entity key (or the id of the event a recording model stores) holds
+        a NUL character: PostgreSQL can neither store nor compare such text, and events with
+        one are refused, so the same request gets the same 422 naming the field on every store
+        instead of a database error."""
+        fields = list(self.defs.entities)
+        if self.record is not None and (event_id := self.defs.sources[self.record].id):
+            fields.append(event_id)
+        bad: list[tuple[int, str, str]] = []
+        for name in fields:
+            values = checked.columns.get(name)
+            if values is None:
+                continue
+            for i, v in enumerate(np.asarray(values, dtype=object).tolist()):
+                if isinstance(v, str) and "\x00" in v:
+                    bad.append((i, name, v))
+        if not bad:
+            return
+        if checked.bad_rows.size != checked.n_rows:
+            checked.bad_rows = np.zeros(checked.n_rows, dtype=bool)
+        expected = "a key without the NUL character (\\u0000), which the event store cannot hold"
+        for i, name, v in bad:
+            checked.errors.append(Problem("wrong_type", expected, i, name, v))
+            checked.bad_rows[i] = True
 
     def enrich(self, checked: Validated) -> Enriched:
         """The pipeline's input for ``checked`` (request rows), features computed."""

@@ -85,8 +85,11 @@ def _request(value: Any, max_rows: int) -> tuple[str, list[dict[str, Any]]]:
 
 
 def _key(v: Any) -> bool:
-    """An id or entity key: a non-empty string or an integer, at most 200 characters."""
+    """An id or entity key: a non-empty string or an integer, at most 200 characters, without
+    the NUL character (PostgreSQL cannot store it in text)."""
     if isinstance(v, bool) or not isinstance(v, str | int):
+        return False
+    if isinstance(v, str) and "\x00" in v:
         return False
     return 0 < len(str(v)) <= _ID_MAX
 
@@ -104,8 +107,11 @@ def _check_events(source: EventSource, records: list[dict[str, Any]]) -> None:
     assert source.id is not None
     for i, e in enumerate(records):
         for field, expected in (
-            (source.id, f"a unique event id (string or integer, at most {_ID_MAX} characters)"),
-            (source.entity, "the entity key (string or integer)"),
+            (
+                source.id,
+                f"a unique event id (string or integer, at most {_ID_MAX} characters, no NUL)",
+            ),
+            (source.entity, "the entity key (string or integer, no NUL)"),
         ):
             v = e.get(field)
             if field not in e:
