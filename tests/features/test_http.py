@@ -182,3 +182,20 @@ def test_a_nul_character_in_keys_is_a_422_on_every_store(client):
     predicted = client.post("/v1/models/fraud/predict", json={"instances": [row]})
     assert predicted.status_code == 422, predicted.text
     assert predicted.json()["problems"][0]["field"] == "card_id"
+
+
+def test_events_need_numbers_where_an_aggregate_reads_numbers(client, registry):
+    """``amount`` is averaged and maxed: text, a boolean or a numeric string there is refused
+    (one stored would fail every later prediction of its card); null and other columns pass."""
+    bad = [dict(event(i), amount=v) for i, v in enumerate(["NaN", True, "12"], start=1)]
+    answer = client.post("/v1/events", json={"source": "transactions", "events": bad})
+    assert answer.status_code == 422, answer.text
+    got = {(p["row"], p["field"], p["code"]) for p in answer.json()["problems"]}
+    assert got == {(0, "amount", "wrong_type"), (1, "amount", "wrong_type"),
+                   (2, "amount", "wrong_type")}  # fmt: skip
+    assert "a number or null" in answer.text
+    fine = [dict(event(4), amount=None), dict(event(5), merchant="travel"), event(6)]
+    answer = client.post("/v1/events", json={"source": "transactions", "events": fine})
+    assert answer.status_code == 200 and answer.json()["inserted"] == 3
+    row = {"card_id": "c_new", "ts": "2026-03-11T12:00:00Z", "amount": 40.0}
+    assert client.post("/v1/models/fraud/predict", json={"instances": [row]}).status_code == 200

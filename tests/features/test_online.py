@@ -228,3 +228,24 @@ def test_a_driver_error_while_reading_events_is_features_unavailable(
                         "amount": [5.0]})  # fmt: skip
     with pytest.raises(FeaturesUnavailable, match="fraud: the feature events cannot be read"):
         model.score(requests(row))
+
+
+def test_a_file_with_text_where_numbers_are_read_is_refused_whole(registry, feature_model):
+    """Ingesting events whose averaged column holds text raises naming the column and a value,
+    and stores none of the file; a later registration reading another column as numbers adds
+    it to the source's record without dropping ``amount``."""
+    from slipway.exceptions import FeatureDefinitionError
+    from slipway.features.ingest import ingest, numeric_columns
+    from slipway.store.features import event_stats, save_source
+
+    fitted = feature_model(registry, n=600)
+    before = event_stats(registry.store, "transactions")
+    events = fitted.events.head(3).assign(
+        event_id=["n1", "n2", "n3"], amount=pd.array([1.5, "oops", None], dtype=object)
+    )
+    with pytest.raises(FeatureDefinitionError, match=r"'amount'.*'oops' \(1 such values\)"):
+        ingest(registry.store, events, "transactions")
+    assert event_stats(registry.store, "transactions") == before
+    assert numeric_columns(registry.store, "transactions") == ("amount",)
+    save_source(registry.store, {**fitted.source.to_record(), "numeric": ["fee"]})
+    assert numeric_columns(registry.store, "transactions") == ("amount", "fee")

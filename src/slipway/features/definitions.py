@@ -25,6 +25,8 @@ import pandas as pd
 from slipway.exceptions import FeatureDefinitionError
 
 AGGREGATIONS = ("count", "sum", "mean", "min", "max", "last", "count_distinct")
+# The aggregations that read their column as numbers: text there is an error.
+NUMERIC_AGGREGATIONS = ("sum", "mean", "min", "max")
 NEEDS_COLUMN = frozenset({"sum", "mean", "min", "max", "last", "count_distinct"})
 NUMERIC_ONLY = frozenset({"sum", "mean", "min", "max"})
 # Without events in the window: count and sum are 0, the others null unless `fillna` says.
@@ -390,6 +392,20 @@ class Definitions:
             out[r.name] = _sha(r.spec())
         return out
 
+    def numeric_columns(self, source: str) -> list[str]:
+        """The columns of ``source`` an aggregate reads as numbers (sum, mean, min, max):
+        recorded with the source, so events holding text there are refused when they arrive
+        instead of failing every later computation over them."""
+        return sorted(
+            {
+                b.agg.column
+                for b in self.aggregates
+                if b.agg.source.name == source
+                and b.agg.agg in NUMERIC_AGGREGATIONS
+                and b.agg.column is not None
+            }
+        )
+
     @property
     def code_hash(self) -> str:
         """One sha256 over every feature's hash: changes when any definition does."""
@@ -400,7 +416,10 @@ class Definitions:
         return {
             "hash": self.code_hash,
             "hashes": self.hashes(),
-            "sources": {n: s.to_record() for n, s in sorted(self.sources.items())},
+            "sources": {
+                n: {**s.to_record(), "numeric": self.numeric_columns(n)}
+                for n, s in sorted(self.sources.items())
+            },
             "sets": [{**s.spec(), "ref": _ref_of(s)} for s in self.sets],
             "aggregates": [
                 {**b.agg.spec(), "entity": b.entity, "lookback_us": b.lookback_us}

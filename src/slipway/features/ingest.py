@@ -70,14 +70,50 @@ def ingest(
     and ``timestamp``. ``data`` is a DataFrame or a CSV/Parquet file (or glob).
     """
     src = _resolve(store, source, entity, timestamp, id)
+    numeric = numeric_columns(store, src.name)
     received = inserted = 0
     for frame in _frames(data):
+        check_numbers(frame, numeric, src.name)
         rows = event_rows(frame, src)
         for start in range(0, len(rows), _BATCH):
             part = rows[start : start + _BATCH]
             inserted += sql.add_events(store, src.name, part)
             received += len(part)
     return Ingested(src.name, received, inserted)
+
+
+def numeric_columns(store: Store, name: str) -> tuple[str, ...]:
+    """The columns of a recorded source that a registered aggregate reads as numbers (sum,
+    mean, min, max): events must hold numbers or nulls there."""
+    found = sql.get_source(store, name)
+    return tuple(found.spec.get("numeric") or ()) if found is not None else ()
+
+
+def is_number(value: Any) -> bool:
+    """A JSON number or null (``True`` is no number, nor is a numeric string)."""
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+
+
+def check_numbers(frame: pd.DataFrame, columns: Sequence[str], source: str) -> None:
+    """Raise FeatureDefinitionError when a column read as numbers holds anything else: one
+    stored text value would fail every later computation of that entity's features."""
+    for name in columns:
+        if name not in frame.columns:
+            continue
+        dtype = frame[name].dtype
+        if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+            continue
+        values = frame[name].to_numpy(dtype=object)
+        bad = [v for v in values.tolist() if not is_number(v) and not _missing(v)]
+        if bad:
+            raise FeatureDefinitionError(
+                f"Column {name!r} of events of {source!r} must hold numbers (an aggregate takes "
+                f"its sum, mean, min or max); it holds {bad[0]!r} ({len(bad):,} such values)."
+            )
+
+
+def _missing(value: Any) -> bool:
+    return value is pd.NA or value is pd.NaT or (isinstance(value, float) and value != value)
 
 
 def ingest_records(

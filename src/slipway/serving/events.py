@@ -19,7 +19,7 @@ from starlette.responses import Response
 from slipway.exceptions import FeatureDefinitionError
 from slipway.features.definitions import EventSource
 from slipway.features.engine import times_us
-from slipway.features.ingest import ingest_records, source_of
+from slipway.features.ingest import ingest_records, is_number, numeric_columns, source_of
 from slipway.problems import Problem
 from slipway.serving import bodies
 from slipway.serving.limits import check_rows
@@ -55,7 +55,7 @@ def router(service: Service) -> APIRouter:
             bodies.refuse([Problem("unknown_source", str(exc), None, "source", name)])
             raise
         source = _with_id(source)
-        _check_events(source, records)
+        _check_events(source, records, numeric_columns(store, name))
         return json_response(ingest_records(store, source, records).to_dict())
 
     return api
@@ -101,11 +101,18 @@ def _with_id(source: EventSource) -> EventSource:
                        table=source.table)  # fmt: skip
 
 
-def _check_events(source: EventSource, records: list[dict[str, Any]]) -> None:
-    """Every event has an id, an entity key and a time; every problem reported at once."""
+def _check_events(
+    source: EventSource, records: list[dict[str, Any]], numeric: tuple[str, ...] = ()
+) -> None:
+    """Every event has an id, an entity key and a time, and numbers (or null) in the columns
+    an aggregate reads as numbers; every problem reported at once."""
     problems: list[Problem] = []
     assert source.id is not None
     for i, e in enumerate(records):
+        for column in numeric:
+            if column in e and not is_number(e[column]):
+                expected = "a number or null (an aggregate takes its sum, mean, min or max)"
+                problems.append(Problem("wrong_type", expected, i, column, e[column]))
         for field, expected in (
             (
                 source.id,

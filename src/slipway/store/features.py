@@ -82,6 +82,10 @@ def save_source(store: Store, spec: Mapping[str, Any]) -> SourceRecord:
             )
         else:
             merged = {**row.spec, **{k: v for k, v in spec.items() if v is not None}}
+            # Columns read as numbers: every registration's, never forgotten by a later one.
+            numeric = set(row.spec.get("numeric") or ()) | set(spec.get("numeric") or ())
+            if numeric:
+                merged["numeric"] = sorted(numeric)
             if merged != row.spec:
                 conn.execute(
                     feature_sources.update()
