@@ -217,6 +217,28 @@ def test_conversion_is_read_from_business_outcomes(registry, two_versions):
     assert report.verdict.code == "better"
 
 
+def test_values_too_large_to_add_up_are_cannot_trust_not_no_difference(registry, two_versions):
+    """Outcome values whose sums overflow double precision (the API refuses them; the store may
+    hold older ones) give a verdict that says the metric cannot be computed, and JSON without
+    NaN, never "no detectable difference"."""
+    desk = ExperimentDesk(registry)
+    e = desk.start("fraud", mode="ab", candidate=2, split=0.5, metric_name="value",
+                   outcome="revenue")  # fmt: skip
+    rng = np.random.default_rng(3)
+    rows = traffic(e, records(two_versions[0].X_val, 100), {"control": 1, "treatment": 1}, rng,
+                   600)  # fmt: skip
+    for r in rows:
+        del r["truth"]
+    ids = write_traffic(registry.store, e, rows)
+    values = [1e308, -1e308, 1.7e308, 0.0]
+    book.record_outcomes(registry.store, [(p, "revenue", values[i % 4]) for i, p in enumerate(ids)])
+    with np.errstate(over="ignore", invalid="ignore"):
+        report = desk.report("fraud", rescore=0)
+    assert report.verdict.code == "cannot_trust"
+    assert "cannot be computed" in report.verdict.text
+    json.dumps(report.to_dict(), allow_nan=False)
+
+
 def test_a_fresh_experiment_reports_too_few_outcomes(registry, two_versions):
     """No traffic yet: every section renders and the verdict is cannot trust (too few)."""
     desk = ExperimentDesk(registry)

@@ -203,9 +203,14 @@ def test_bad_outcome_items_list_every_problem(harness):
             {"prediction_id": "b", "outcome": "converted", "value": "yes"},
             {"prediction_id": "c", "outcome": "converted", "label": 1},
             {"prediction_id": "d", "outcome": "converted", "value": True},
+            {"prediction_id": "e", "outcome": "revenue", "value": 1e308},  # overflows sums
+            {"prediction_id": "f", "outcome": "revenue", "value": -1.5e15},
+            {"prediction_id": "g", "outcome": "revenue", "value": -1e15},  # the bound itself
         ]
     }
     r = harness.post("/v1/feedback", body)
     assert r.status_code == 422
     got = {(p["row"], p["field"]) for p in r.json()["problems"]}
-    assert got == {(0, "outcome"), (1, "value"), (2, "feedback"), (3, "value")}
+    assert got == {(0, "outcome"), (1, "value"), (2, "feedback"), (3, "value"), (4, "value"),
+                   (5, "value")}  # fmt: skip
+    assert "a number from -1e+15 to 1e+15" in r.text

@@ -257,6 +257,15 @@ def decide(
             "before that.",
             {"observations": needed},
         )
+    if not math.isfinite(comparison.difference):
+        return Verdict(
+            CANNOT_TRUST,
+            "cannot trust: the metric cannot be computed",
+            "arithmetic",
+            f"The difference between the arms is not a finite number "
+            f"({_n(comparison.difference)}): outcome values too large to add up in double "
+            "precision. Check the outcomes sent.",
+        )
     better_sign = m.direction
     who = "the pairs" if paired else "every arm"
     seq = comparison.sequential

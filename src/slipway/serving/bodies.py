@@ -203,6 +203,9 @@ class FeedbackRequest:
     outcomes: list[tuple[str, str, float]]
 
 
+# Outcome values beyond this would overflow the analysis's sums of squares (a million of them
+# stay far below float64's 1.8e308); revenue in any currency is far below it.
+OUTCOME_VALUE_MAX = 1e15
 _OUTCOME_MAX = 100
 _BATCH_KEY_MAX = 200  # batch keys longer than this are rejected when scored
 _RUN_ID_MAX = 64
@@ -285,8 +288,13 @@ def feedback_request(value: Any, max_items: int) -> FeedbackRequest:
                 expected = f"an outcome name of 1 to {_OUTCOME_MAX} characters"
                 problems.append(wrong("outcome", expected, name, i))
             number = isinstance(amount, int | float) and not isinstance(amount, bool)
+            number = number and abs(amount) <= OUTCOME_VALUE_MAX
             if not number:
-                problems.append(wrong("value", "a number (1.0 for a conversion)", amount, i))
+                expected = (
+                    f"a number from -{OUTCOME_VALUE_MAX:.0e} to {OUTCOME_VALUE_MAX:.0e} "
+                    "(1.0 for a conversion)"
+                )
+                problems.append(wrong("value", expected, amount, i))
             out.outcomes.append((pid, name, float(amount) if number else 0.0))
     refuse(problems)
     return out

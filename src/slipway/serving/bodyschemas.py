@@ -16,6 +16,7 @@ from typing import Any
 
 from slipway.contract import Contract
 from slipway.serving import tensors
+from slipway.serving.bodies import OUTCOME_VALUE_MAX
 
 Schema = dict[str, Any]
 
@@ -139,7 +140,12 @@ def feedback_body(max_rows: int) -> Schema:
         "properties": {
             "prediction_id": pid,
             "outcome": text(100),
-            "value": {"type": "number", "description": "Defaults to 1 (a conversion)."},
+            "value": {
+                "type": "number",
+                "minimum": -OUTCOME_VALUE_MAX,
+                "maximum": OUTCOME_VALUE_MAX,
+                "description": "Defaults to 1 (a conversion).",
+            },
         },
         "required": ["prediction_id", "outcome"],
         "additionalProperties": False,
