@@ -12,7 +12,10 @@ time per request (every thread: the event loop, the prediction log's writer, the
 or process), which moves much less than wall time on a busy machine, and the event loop's
 own; the cost of ``Runtime.route`` alone; and the model calls per request and rows per call of
 the versions that answer (micro-batching: an A/B split turns one call per batch into one per
-arm). ``--profile`` prints the top of a cProfile of each state.
+arm). The table gives each state's least value over the rounds and, for CPU per request, the
+median over rounds of its ratio to the no-experiment runs beside it with a sign-test interval
+(bench/interleave.py), which a busy machine moves less. ``--profile`` prints the top of a
+cProfile of each state.
 
     .venv/bin/python bench/experiment_overhead.py [--requests 20000] [--ab] [--quick] [--profile]
 """
@@ -37,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.experiments import LOOSE, STATES, models  # noqa: E402
+from bench.interleave import bracketed_ratios, median_interval  # noqa: E402
 
 from slipway.app import create_app  # noqa: E402
 from slipway.config import Settings  # noqa: E402
@@ -194,6 +198,7 @@ def main() -> None:
     desk = ExperimentDesk(registry)
     states = STATES[:3] if args.ab else STATES
     results: dict[str, list[tuple[float, float, float]]] = {}
+    in_order: list[tuple[str, float]] = []  # (state, CPU us/request) in the order they ran
 
     async def run() -> None:
         async with app.router.lifespan_context(app):
@@ -234,6 +239,7 @@ def main() -> None:
                 results.setdefault(state, []).append(
                     (spent / n * 1e6, loop / n * 1e6, routed * 1e6, calls / n, rows / calls)
                 )
+                in_order.append((state, spent / n * 1e6))
                 print(
                     f"  {state:<20} {spent / n * 1e6:8.1f} us CPU/request  "
                     f"(event loop {loop / n * 1e6:6.1f})   route() {routed * 1e6:6.2f} us   "
@@ -259,14 +265,18 @@ def main() -> None:
         f"in process (CPU time; least of {rounds} rounds)"
     )
     loop_base = least["no experiment"][1]
+    # Each run against the no-experiment runs next to it (bench/interleave.py): the median
+    # over rounds with its sign-test interval, steadier than a ratio of two least values.
+    ratios = bracketed_ratios(in_order, "no experiment")
     print(
         f"{'state':<20} {'us/request':>10} {'x':>6} {'loop us':>8} {'x':>6} {'route() us':>10} "
-        f"{'calls/req':>9} {'rows/call':>9}"
+        f"{'calls/req':>9} {'rows/call':>9} {'x us/request, median [interval]':>32}"
     )
     for state, (us, loop, routed, calls, rows) in least.items():
+        median = median_interval(ratios[state]) if state in ratios else "1"
         print(
             f"{state:<20} {us:10.1f} {us / base:6.2f} {loop:8.1f} {loop / loop_base:6.2f} "
-            f"{routed:10.2f} {calls:9.3f} {rows:9.1f}"
+            f"{routed:10.2f} {calls:9.3f} {rows:9.1f} {median!s:>32}"
         )
     registry.store.dispose()
     shutil.rmtree(tmp, ignore_errors=True)
