@@ -39,6 +39,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import instructions  # noqa: E402
 from bench.experiments import LOOSE, STATES, models  # noqa: E402
 from bench.interleave import bracketed_ratios, median_interval  # noqa: E402
 
@@ -167,7 +168,17 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="2,000 requests per state, 1 round.")
     parser.add_argument("--profile", action="store_true", help="Print a cProfile per state.")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="Also count the instructions per request of each state under valgrind's "
+        "callgrind (every thread; independent of the machine's load; ~50x slower: use "
+        "--requests 1000 or so). Needs valgrind, its headers and gcc.",
+    )
     args = parser.parse_args()
+    if args.instructions and not instructions.active():
+        count_instructions(args)
+        return
     n = 2000 if args.quick else args.requests
     rounds = 1 if args.quick else args.rounds
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -217,7 +228,9 @@ def main() -> None:
                 before, loop_before = cpu(), time.thread_time()
                 if profile is not None:
                     profile.enable()
+                instructions.start()
                 ok = await drive(app, bodies, token, n, args.clients)
+                instructions.stop(f"{state}|{n}")
                 loop = time.thread_time() - loop_before
                 if profile is not None:
                     profile.disable()
@@ -280,6 +293,41 @@ def main() -> None:
         )
     registry.store.dispose()
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+def count_instructions(args: argparse.Namespace) -> None:
+    """Run this bench again under callgrind and print each state's instructions per request:
+    the least over rounds, and the median over rounds of the ratio to the no-experiment runs
+    beside it, with its sign-test interval."""
+    workdir = Path(tempfile.mkdtemp(prefix="slipway-bench-instructions-"))
+    try:
+        print("running again under valgrind's callgrind (about 50x slower)", flush=True)
+        code = instructions.rerun([str(Path(__file__).resolve()), *sys.argv[1:]], workdir)
+        if code != 0:
+            raise SystemExit(f"the run under callgrind failed (exit {code})")
+        runs: list[tuple[str, float]] = []
+        loop_runs: list[tuple[str, float]] = []
+        for label, every, main in instructions.totals(workdir):
+            state, _, n = label.rpartition("|")
+            runs.append((state, every / int(n)))
+            loop_runs.append((state, main / int(n)))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(f"\ninstructions per request (callgrind; {len(runs)} runs): every thread, and the main "
+          "thread (the event loop, which bounds one worker's throughput)")  # fmt: skip
+    print(f"{'state':<20} {'every thread':>12} {'x':>6} {'x, median [interval]':>24} "
+          f"{'event loop':>12} {'x':>6} {'x, median [interval]':>24}")  # fmt: skip
+    columns = []
+    for measured in (runs, loop_runs):
+        least = {state: min(v for s, v in measured if s == state) for state, _ in measured}
+        columns.append((least, bracketed_ratios(measured, "no experiment")))
+    for state in columns[0][0]:
+        cells = []
+        for least, ratios in columns:
+            median = median_interval(ratios[state]) if state in ratios else "1"
+            value = least[state]
+            cells.append(f"{value:12,.0f} {value / least['no experiment']:6.3f} {median!s:>24}")
+        print(f"{state:<20} " + " ".join(cells))
 
 
 if __name__ == "__main__":
