@@ -191,3 +191,17 @@ def test_registration_stores_the_estimator_and_its_reference(registry, make_fitt
     assert np.all(m >= 0)
     bare = registry.register(fitted.pipeline, "n", fitted.X_train, fitted.y_train)
     assert registry.estimator(bare) is None
+
+
+def test_the_expected_auc_of_a_window_equals_the_weighted_auc_of_unit_weights():
+    """The lean AUC that expected metrics take over a whole window equals ``weighted_auc``
+    with unit weights: distinct and tied scores, probabilities or 0/1 as positives, and NaN
+    when every row is certain of one class."""
+    rng = np.random.default_rng(31)
+    score = rng.random(5_000)
+    tied = score.round(2)
+    q = rng.random(5_000)
+    for s, positive in ((score, q), (tied, q), (tied, (q > 0.5).astype(float)), (score[:1], q[:1])):
+        want = estimation.weighted_auc(np.ones((1, s.size)), s, positive)[0]
+        assert estimation._unit_auc(s, positive) == want
+    assert np.isnan(estimation._unit_auc(tied, np.ones(5_000)))

@@ -83,6 +83,35 @@ def weighted_auc(w: np.ndarray, score: np.ndarray, positive: np.ndarray) -> np.n
     return auc_from_groups(wp, wn)
 
 
+def _unit_auc(score: np.ndarray, positive: np.ndarray) -> float:
+    """``weighted_auc`` of one row of unit weights, equal to it, holding about a third of its
+    temporaries (a window's whole traffic goes through here: ten million rows held a gigabyte
+    of them)."""
+    order = np.argsort(score, kind="stable")
+    s = score[order]
+    new = np.empty(s.size, dtype=bool)
+    new[:1] = True
+    np.not_equal(s[1:], s[:-1], out=new[1:])
+    del s
+    starts = np.flatnonzero(new)
+    del new
+    po = np.asarray(positive, dtype=float)[order]
+    del order
+    wp = np.add.reduceat(po, starts) if starts.size else po
+    np.subtract(1.0, po, out=po)
+    wn = np.add.reduceat(po, starts) if starts.size else po
+    del po, starts
+    pos_total, neg_total = float(wp.sum()), float(wn.sum())
+    if not (pos_total > 0 and neg_total > 0):
+        return math.nan
+    below = np.cumsum(wn)
+    below -= wn
+    wn *= 0.5
+    below += wn
+    below *= wp
+    return float(np.sum(below) / (pos_total * neg_total))
+
+
 def auc_from_groups(wp: np.ndarray, wn: np.ndarray) -> np.ndarray:
     """ROC-AUC per row from positive and negative weights grouped by distinct score, groups in
     ascending score order (one row per resample); ties count half, NaN without either class."""
@@ -204,14 +233,13 @@ def expected_metrics(
     out = {"accuracy": float(np.mean(q[np.arange(n), predicted]))}
     targets = [1] if k == 2 else range(k)
     prec, rec, f1, auc = [], [], [], []
-    ones = np.ones((1, n))
     for c in targets:
         said = predicted == c
         tp, pp, p = float(q[said, c].sum()), float(said.sum()), float(q[:, c].sum())
         prec.append(tp / pp if pp else 0.0)
         rec.append(tp / p if p else 0.0)
         f1.append(2 * tp / (pp + p) if pp + p else 0.0)
-        auc.append(float(weighted_auc(ones, scores[:, c], q[:, c])[0]))
+        auc.append(_unit_auc(scores[:, c], q[:, c]))
     out.update(
         precision=float(np.mean(prec)),
         recall=float(np.mean(rec)),

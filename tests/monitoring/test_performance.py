@@ -373,3 +373,100 @@ def test_an_r2_no_resample_defines_has_no_interval_and_is_not_judged():
     assert np.isnan(out["r2"]["low"]) and np.isnan(out["r2"]["high"])
     assert out["r2"]["degraded"] is False
     assert (out["mae"]["low"], out["mae"]["high"], out["mae"]["degraded"]) == (0.0, 0.0, False)
+
+
+def _normal_width(values):
+    """The width of a normal 95% interval of the mean of ``values``."""
+    return 2 * 1.959964 * values.std() / np.sqrt(values.size)
+
+
+def _delong_width(score, positive):
+    """The width of DeLong's normal 95% interval of the AUC of ``score`` for ``positive``."""
+    from scipy.stats import rankdata
+
+    pos, neg = score[positive], score[~positive]
+    every = rankdata(score)
+    v10 = (every[positive] - rankdata(pos)) / neg.size  # each positive's share of negatives below
+    v01 = 1 - (every[~positive] - rankdata(neg)) / pos.size
+    return 2 * 1.959964 * np.sqrt(v10.var(ddof=1) / pos.size + v01.var(ddof=1) / neg.size)
+
+
+def _assert_interval(got, value, width, name):
+    """The interval is centred on ``value`` and as wide as ``width``, within Monte Carlo noise
+    of 2,000 resamples."""
+    assert got["interval"] == "bootstrap", name
+    assert got["value"] == pytest.approx(value, rel=1e-9), name
+    assert (got["high"] - got["low"]) / width == pytest.approx(1.0, abs=0.08), name
+    assert abs((got["low"] + got["high"]) / 2 - got["value"]) < 0.1 * width, name
+
+
+def test_past_the_exact_bound_intervals_keep_the_width_of_all_rows(monkeypatch):
+    """Past the bound, F1 resamples the confusion matrix and the probability metrics a
+    subsample with scaled deviations, and each interval has the width of all rows' (the
+    delta method's for F1, calibration error, log-loss and Brier, DeLong's for the AUC), not
+    the subsample's, wider by sqrt(6)."""
+    from slipway.monitoring import performance
+
+    monkeypatch.setattr(performance, "_EXACT", 10_000)
+    rng = np.random.default_rng(21)
+    n = 60_000
+    p = rng.beta(2, 3, n)
+    y = np.where(rng.random(n) < p, "yes", "no").astype(object)
+    q = 0.1 + 0.9 * p  # over-confident in "yes": every bin's gap is mostly of one sign
+    labels, proba = np.where(q > 0.5, "yes", "no").astype(object), np.c_[1 - q, q]
+    out = classification_performance(y, labels, proba, CLASSES, {}, Policy(bootstrap=2_000))
+    pos, said = y == "yes", labels == "yes"
+    f1 = skm.f1_score(y, labels, pos_label="yes")
+    both, either = 2.0 * (pos & said), pos.astype(float) + said
+    bins = np.minimum((q * 10).astype(int), 9)
+    gap = q - pos
+    sign = np.sign(np.bincount(bins, weights=gap, minlength=10))[bins]
+    references = {
+        "f1": (f1, _normal_width(both - f1 * either) / either.mean()),
+        "roc_auc": (skm.roc_auc_score(pos, q), _delong_width(q, pos)),
+        "log_loss": (skm.log_loss(pos, q), _normal_width(-np.log(np.where(pos, q, 1 - q)))),
+        "brier": (skm.brier_score_loss(pos, q), _normal_width((q - pos) ** 2)),
+        "calibration_error": (calibration_error(y, proba, CLASSES), _normal_width(sign * gap)),
+    }
+    for name, (value, width) in references.items():
+        _assert_interval(out[name], value, width, name)
+    again = classification_performance(y, labels, proba, CLASSES, {}, Policy(bootstrap=2_000))
+    assert again == out
+
+
+def test_past_the_exact_bound_regression_intervals_keep_the_width_of_all_rows(monkeypatch):
+    """MAE and RMSE intervals past the bound have the delta method's width over all rows."""
+    from slipway.monitoring import performance
+
+    monkeypatch.setattr(performance, "_EXACT", 10_000)
+    rng = np.random.default_rng(22)
+    truth = rng.normal(3.0, 2.0, 60_000)
+    pred = truth + rng.normal(0.3, 1.0, 60_000)
+    out = regression_performance(truth, pred, {}, Policy(bootstrap=2_000))
+    err = pred - truth
+    rmse = np.sqrt(np.mean(err**2))
+    _assert_interval(out["mae"], np.mean(np.abs(err)), _normal_width(np.abs(err)), "mae")
+    _assert_interval(out["rmse"], rmse, _normal_width(err**2) / (2 * rmse), "rmse")
+
+
+def test_past_the_exact_bound_label_metrics_are_the_row_bootstrap_of_their_cells(monkeypatch):
+    """Multiclass precision, recall and F1 drawn over the confusion matrix's cells give the
+    intervals of the row bootstrap, within Monte Carlo noise, with a label outside the
+    classes among the truth."""
+    from slipway.monitoring import performance
+
+    rng = np.random.default_rng(23)
+    classes = np.array(["a", "b", "c"], dtype=object)
+    n = 20_000
+    y = classes[rng.choice(3, n, p=[0.6, 0.3, 0.1])]
+    labels = np.where(rng.random(n) < 0.7, y, classes[rng.integers(0, 3, n)])
+    y[rng.random(n) < 0.01] = "new"
+    policy = Policy(bootstrap=2_000)
+    rows = classification_performance(y, labels, None, classes, {}, policy)
+    monkeypatch.setattr(performance, "_EXACT", 1_000)
+    cells = classification_performance(y, labels, None, classes, {}, policy)
+    for name in ("precision", "recall", "f1"):
+        width = rows[name]["high"] - rows[name]["low"]
+        assert cells[name]["value"] == rows[name]["value"], name
+        assert cells[name]["low"] == pytest.approx(rows[name]["low"], abs=0.1 * width), name
+        assert cells[name]["high"] == pytest.approx(rows[name]["high"], abs=0.1 * width), name

@@ -7,6 +7,17 @@ are 95%: Wilson for accuracy and binary precision and recall (proportions), a pe
 bootstrap with a fixed seed for the rest. The bootstrap is vectorized: every metric is written
 as a weighted sum, and each resample is a row of multinomial counts.
 
+Past ``_EXACT`` labeled rows (100,000) the bootstrap's cost stops growing with the rows:
+
+- the label metrics (accuracy, precision, recall, F1) depend on the rows only through the
+  confusion matrix, so a resample draws the matrix's cells (multinomial counts over the
+  distinct (truth, label) pairs), which is the row bootstrap's distribution exactly, at the
+  cost of a few cells at any number of rows;
+- the others (ROC-AUC, log-loss, Brier, calibration error; MAE, RMSE, R²) are bootstrapped
+  over a random subsample of ``_EXACT`` rows, and each resample's distance from the
+  subsample's value is scaled by sqrt(subsample / rows) around the value of all rows: the
+  spread of a statistic that settles as 1/sqrt(rows), read off the subsample.
+
 A metric is "degraded" when its whole interval lies on the worse side of the registration
 value by more than the policy's tolerance (absolute for metrics bounded by 0 and 1, relative
 for log-loss, MAE and RMSE): the same "significant and large enough" rule as drift.
@@ -30,6 +41,7 @@ LOWER_IS_BETTER = frozenset({"log_loss", "brier", "calibration_error", "mae", "r
 UNBOUNDED = frozenset({"log_loss", "mae", "rmse"})
 _CHUNK = 25  # resamples per block, bounding memory at 25 x n weights
 _CELLS = 5_000_000  # weights per block once 25 resamples would hold more
+_EXACT = 100_000  # rows the bootstrap resamples whole; above, see the module docstring
 
 
 def classification_performance(
@@ -47,7 +59,7 @@ def classification_performance(
     y, said = _codes(y_true, labels, cls)
     codes = np.arange(len(cls))
     values = classification_metrics(y, said, proba, codes)
-    boot = _bootstrap(len(y), policy, _Weighted(y, said, proba, codes))
+    boot = _classification_bootstrap(y, said, proba, codes, values, policy)
     out: dict[str, dict[str, Any]] = {}
     binary = len(cls) == 2
     for name, value in values.items():
@@ -84,26 +96,91 @@ def regression_performance(
 ) -> dict[str, dict[str, Any]]:
     """MAE, RMSE and R² with bootstrap intervals, compared with registration."""
     point = regression_metrics(y_true, values)
-    err = values - y_true
-    squares, err2, abs_err = y_true**2, err**2, np.abs(err)
-
-    def weighted(w: np.ndarray) -> dict[str, np.ndarray]:
-        total = w.sum(axis=1)
-        mean_y = (w @ y_true) / total
-        sst = w @ squares - total * mean_y**2
-        sse = w @ err2
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r2 = 1 - sse / sst
-        return {"mae": (w @ abs_err) / total, "rmse": np.sqrt(sse / total), "r2": r2}
-
-    boot = _bootstrap(len(y_true), policy, weighted)
+    n = len(y_true)
+    if n <= _EXACT:
+        boot = _bootstrap(n, policy, _WeightedRegression(y_true, values))
+    else:
+        rows = _subsample(n, policy)
+        part = _WeightedRegression(y_true[rows], values[rows])
+        boot = _scaled(point, _bootstrap(rows.size, policy, part), part, n)
     return {
         name: _compare(name, value, *_percentiles(boot.get(name)), "bootstrap", registered, policy)
         for name, value in point.items()
     }
 
 
+def _classification_bootstrap(
+    y: np.ndarray,
+    said: np.ndarray,
+    proba: np.ndarray | None,
+    codes: np.ndarray,
+    values: Mapping[str, float],
+    policy: Policy,
+) -> dict[str, np.ndarray]:
+    """Every bootstrapped metric's resampled values: over the rows up to ``_EXACT`` of them,
+    past it over the confusion matrix's cells and (metrics of the probabilities) a subsample."""
+    n = len(y)
+    if n <= _EXACT:
+        return _bootstrap(n, policy, _Weighted(y, said, proba, codes))
+    # Distinct (truth, label) pairs and their rows: drawing n rows with replacement draws
+    # these cells' counts from a multinomial, so resampling the cells is the row bootstrap.
+    low = min(int(y.min()), int(said.min()))
+    span = max(int(y.max()), int(said.max())) - low + 1
+    pairs, counts = np.unique((y - low) * span + (said - low), return_counts=True)
+    cell_y, cell_said = pairs // span + low, pairs % span + low
+    rng = np.random.default_rng(policy.seed)
+    draws = rng.multinomial(n, counts / n, size=policy.bootstrap).astype(float)
+    boot = _Weighted(cell_y, cell_said, None, codes)(draws)
+    if proba is not None:
+        rows = _subsample(n, policy)
+        part = _Weighted(y[rows], said[rows], proba[rows], codes)
+        scored = _scaled(values, _bootstrap(rows.size, policy, part), part, n)
+        boot.update({k: v for k, v in scored.items() if k not in boot})
+    return boot
+
+
+def _subsample(n: int, policy: Policy) -> np.ndarray:
+    """``_EXACT`` of ``n`` row positions, drawn without replacement, in order."""
+    rng = np.random.default_rng([policy.seed, 1])  # a stream apart from the resamples'
+    return np.sort(rng.choice(n, size=_EXACT, replace=False))
+
+
+def _scaled(
+    point: Mapping[str, float], boot: dict[str, np.ndarray], part: Any, n: int
+) -> dict[str, np.ndarray]:
+    """A subsample's resamples as resamples of all ``n`` rows: each one's distance from the
+    subsample's own value, shrunk by sqrt(subsample / n), around the value of all rows."""
+    m = len(part)
+    centre = part(np.ones((1, m)))
+    scale = math.sqrt(m / n)
+    return {
+        name: point[name] + scale * (samples - centre[name][0])
+        for name, samples in boot.items()
+        if name in point
+    }
+
+
 # -- weighted metrics (rows of weights = bootstrap resamples) --------------------------------
+
+
+class _WeightedRegression:
+    """MAE, RMSE and R² as functions of row weights."""
+
+    def __init__(self, y: np.ndarray, values: np.ndarray) -> None:
+        err = values - y
+        self.y, self.squares, self.err2, self.abs_err = y, y**2, err**2, np.abs(err)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __call__(self, w: np.ndarray) -> dict[str, np.ndarray]:
+        total = w.sum(axis=1)
+        mean_y = (w @ self.y) / total
+        sst = w @ self.squares - total * mean_y**2
+        sse = w @ self.err2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r2 = 1 - sse / sst
+        return {"mae": (w @ self.abs_err) / total, "rmse": np.sqrt(sse / total), "r2": r2}
 
 
 def _weighted_classification(
@@ -129,6 +206,7 @@ class _Weighted:
         self, y: np.ndarray, labels: np.ndarray, proba: np.ndarray | None, classes: np.ndarray
     ) -> None:
         self.binary = len(classes) == 2
+        self.rows = len(y)
         # Rows are held in the order of the binary score, and a resample draws positions in
         # that order: the AUC then sums weights as they come, with no gather per resample.
         self.perm: np.ndarray | None = None
@@ -157,6 +235,9 @@ class _Weighted:
                 _AucOrder(proba[:, k], onehot[:, k].astype(bool)) for k in range(len(classes))
             ]
         self.calibration = _calibration_terms(y, proba, classes, ordered=self.perm is not None)
+
+    def __len__(self) -> int:
+        return self.rows
 
     def __call__(self, w: np.ndarray) -> dict[str, np.ndarray]:
         total = w.sum(axis=1)

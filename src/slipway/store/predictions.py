@@ -359,13 +359,18 @@ def _sqlite_lines(
     sql = f"SELECT {line} || '}}'" + _join(labels) + _WHERE.format("?") + _order("p.rowid", newest)
     with store.read() as conn:
         bind = _time_binder(conn)
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        raw: Any = conn.connection.dbapi_connection
+        # The lines as SQLite holds them (UTF-8 bytes): no str decoded per row and encoded
+        # back per block.
+        text_factory, raw.text_factory = raw.text_factory, bytes
+        cursor = raw.cursor()
         try:
             cursor.execute(sql, (model, bind(start), bind(end)))
             while rows := cursor.fetchmany(_LINES_PER_BLOCK):
-                yield ("\n".join([r[0] for r in rows]) + "\n").encode()
+                yield b"\n".join([r[0] for r in rows]) + b"\n"
         finally:
             cursor.close()
+            raw.text_factory = text_factory
 
 
 def _pg_lines(
