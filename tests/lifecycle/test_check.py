@@ -14,7 +14,9 @@ from slipway.exceptions import CannotCheck, ModelNotFound
 from slipway.lifecycle import CheckPolicy, check, checks_of, latest_checks
 from slipway.lifecycle.compatibility import band_notes, contract_problems
 
-FAST = {"speed": {"repeats": 10}, "resamples": 200}
+# The slowdown limit is lifted: a loaded machine can time one version 3x slower than another
+# (tests that check speed set their own limits).
+FAST = {"speed": {"repeats": 10, "max_slowdown": 1000.0}, "resamples": 200}
 
 
 def _policy(**extra):
@@ -215,7 +217,7 @@ def test_speed_limits_fail_the_gate(models):
         models.registry,
         cand.ref,
         data=models.holdout(),
-        policy=_policy(speed={"repeats": 10, "max_row_ms": 1e-6}),
+        policy=_policy(speed={"repeats": 10, "max_row_ms": 1e-6, "max_slowdown": 1000.0}),
     )
     speed = _by_name(result)["speed"]
     assert speed.verdict == "fail" and isinstance(speed.details["candidate"]["row_ms"], float)
@@ -259,7 +261,7 @@ def test_the_labeled_served_traffic_is_the_default_holdout(models, log):
 def test_latest_checks_are_the_newest_of_each_version(models):
     """latest_checks: one stored check per checked version, the newest, newest version first."""
     cand = models.register()
-    slow = _policy(speed={"repeats": 5, "max_row_ms": 1e-6})
+    slow = _policy(speed={"repeats": 5, "max_row_ms": 1e-6, "max_slowdown": 1000.0})
     first = check(models.registry, cand.ref, data=models.holdout(), policy=slow)
     second = check(models.registry, cand.ref, data=models.holdout(), policy=_policy())
     champ = check(models.registry, "fraud:1", against=None, data=models.holdout(), policy=_policy())
@@ -270,3 +272,23 @@ def test_latest_checks_are_the_newest_of_each_version(models):
     assert latest[cand.version].passed and latest[cand.version].against == 1
     with pytest.raises(ModelNotFound):
         latest_checks(models.registry, "nope")
+
+
+def test_speed_fails_only_when_slower_than_the_champion_on_both_measures(models, monkeypatch):
+    """The slowdown rule with the latencies fixed (no clock): slower by more than
+    ``max_slowdown`` per row and per batch fails; slower on one measure only passes."""
+    from slipway.lifecycle import compatibility
+    from slipway.lifecycle.policy import CheckPolicy
+
+    cand = models.registry.load(models.register().ref)
+    champ = models.registry.load("fraud:1")
+    timings = {}
+    monkeypatch.setattr(compatibility, "_latency", lambda m, *a: timings[m.version.version])
+    policy = CheckPolicy.model_validate({"speed": {"repeats": 5, "max_slowdown": 3.0}})
+    frame = models.holdout().drop(columns="is_fraud")
+    timings[1] = {"row_ms": 1.0, "batch_1000_ms": 10.0}
+    timings[cand.version.version] = {"row_ms": 3.5, "batch_1000_ms": 31.0}
+    slow = compatibility.check_speed(cand, champ, frame, policy)
+    assert slow.verdict == "fail" and "3.1x slower than the champion (limit 3.0x)" in slow.summary
+    timings[cand.version.version] = {"row_ms": 3.5, "batch_1000_ms": 29.0}
+    assert compatibility.check_speed(cand, champ, frame, policy).verdict == "pass"

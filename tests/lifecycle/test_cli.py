@@ -15,7 +15,7 @@ def _setup(env, tmp_path, registry_factory):
     hold = tmp_path / "holdout.parquet"
     models.holdout().to_parquet(hold)
     policy = tmp_path / "gate.toml"
-    policy.write_text("resamples = 200\n[speed]\nrepeats = 10\n")
+    policy.write_text("resamples = 200\n[speed]\nrepeats = 10\nmax_slowdown = 1000.0\n")
     return models, hold, policy
 
 

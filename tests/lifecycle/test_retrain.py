@@ -33,7 +33,9 @@ params = {{ max_iter = 500 }}
 [validation]
 fraction = 0.3
 """
-FAST = CheckPolicy.model_validate({"speed": {"repeats": 10}, "resamples": 200})
+FAST = CheckPolicy.model_validate(
+    {"speed": {"repeats": 10, "max_slowdown": 1000.0}, "resamples": 200}
+)
 
 
 def write_data(path, n=3000, seed=0, shuffle=False, days=120):
@@ -146,7 +148,7 @@ def test_schedule_and_alert_triggers_in_real_processes(setup, log, slipway_comma
     if registry.settings.database_url:
         env["SLIPWAY_DATABASE_URL"] = registry.settings.database_url
     policy = tmp_path / "gate.toml"
-    policy.write_text("resamples = 200\n[speed]\nrepeats = 10\n")
+    policy.write_text("resamples = 200\n[speed]\nrepeats = 10\nmax_slowdown = 1000.0\n")
     done = cli(
         env,
         "retrain",
