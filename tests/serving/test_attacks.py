@@ -164,6 +164,7 @@ def test_forged_feedback_ids_do_not_hold_workers_or_slots(tmp_path, register):
             stop.set()
             for t in threads:
                 t.join()
+
     # 70 attackers against a cap of 64 requests in flight: on a loaded machine the database
     # work of 64 of them can be in flight at once, and then a request is shed with the cap's
     # 503, anyone's, as the cap promises. What a forged id must never do is hold a slot while
