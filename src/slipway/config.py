@@ -157,7 +157,7 @@ class Settings(BaseSettings):
         "threads (scikit-learn-served calls always do).",
     )
     serve_feature_loop_ms: float = Field(
-        1.0,
+        2.0,
         ge=0,
         le=100,
         allow_inf_nan=False,
@@ -168,7 +168,7 @@ class Settings(BaseSettings):
         "every call with features does).",
     )
     serve_feature_loop_rows: int = Field(
-        8,
+        32,
         ge=0,
         description="Most rows of a call to a version with features that may answer on the "
         "event loop (see SERVE_FEATURE_LOOP_MS; larger, merged calls run in the inference "

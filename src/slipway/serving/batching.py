@@ -122,7 +122,7 @@ class MicroBatcher:
         offload_rows: int = 64,
         in_flight: int | None = None,
         feature_loop_ms: float = 0.0,
-        feature_loop_rows: int = 8,
+        feature_loop_rows: int = 32,
         cpu_clock: Callable[[], float] = time.thread_time,
     ) -> None:
         self.answerer, self.max_rows, self.max_wait = answerer, max_rows, max_wait
