@@ -35,11 +35,19 @@ busy machine disturbs far less than p99.
 
     .venv/bin/python bench/features.py           # 1M rows over 10M events; online over 1M events
     .venv/bin/python bench/features.py --quick   # 100k over 1M; online over 100k (~1 minute)
+    .venv/bin/python bench/features.py --skip-offline --baseline-src /tmp/main/src
+
+``--baseline-src DIR`` starts a third server, the features model served by the ``src`` tree in
+``DIR`` (e.g. ``git archive main src | tar -x -C /tmp/main``, then ``/tmp/main/src``, first on
+its PYTHONPATH), in the same rounds, alternating with the other two: a same-run before/after.
+Its rows are marked ``with (baseline)``. ``--seconds`` and ``--rounds`` set each run's length
+and the number of alternating rounds (defaults: 10 s and 3 rounds, 2 s and 2 with --quick).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -332,6 +340,7 @@ def online(
     clients: int = 32,
     load: float = 0.5,
     backend: str = "auto",
+    baseline_src: str | None = None,
 ) -> None:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -430,12 +439,26 @@ def online(
         "|---|---:|---:|---:|---:|---:|"
     )
     runs: dict[str, list[tuple[float, ...]]] = {"without": [], "with": []}
+    old_env = dict(env)
+    if baseline_src:
+        path = os.pathsep.join([baseline_src, os.environ.get("PYTHONPATH", "")])
+        old_env["PYTHONPATH"] = path.rstrip(os.pathsep)
+        runs[BASELINE] = []
     with (
-        ServerProcess(["--model", "without"], env=env, log_dir=home / "srv-without") as s0,
-        ServerProcess(["--model", "with"], env=env, log_dir=home / "srv-with") as s1,
+        ServerProcess(
+            ["--model", "without"], env=env, log_dir=home / "srv-without", ready_timeout=300
+        ) as s0,
+        ServerProcess(
+            ["--model", "with"], env=env, log_dir=home / "srv-with", ready_timeout=300
+        ) as s1,
+        ServerProcess(["--model", "with"], env=old_env, log_dir=home / "srv-old", ready_timeout=300)
+        if baseline_src
+        else contextlib.nullcontext() as s2,
     ):
         servers = {"without": s0, "with": s1}
-        scripts = {n: wrk_script(bodies[n], token) for n in servers}
+        if s2 is not None:
+            servers[BASELINE] = s2
+        scripts = {n: wrk_script(bodies[served_model(n)], token) for n in servers}
         per_call = alternate(servers, scripts, runs, clients, seconds, rounds, token)
         for path in scripts.values():
             os.unlink(path)
@@ -447,11 +470,21 @@ def online(
             f"{p99['without']:.2f} ms without: {diff:+.2f} ms "
             f"({p99['with'] / p99['without']:.2f}x); throughput {rps['with'] / rps['without']:.2f}x"
         )
+        if BASELINE in rps:
+            print(f"baseline src: throughput {rps[BASELINE] / rps['without']:.2f}x")
         print_per_call(per_call)
         print_cpu(runs)
         paced(servers, bodies, token, clients, seconds, rounds, load * rps["without"], load)
     registry.store.dispose()
     shutil.rmtree(home, ignore_errors=True)  # the store holds the events: hundreds of MB
+
+
+BASELINE = "with (baseline)"  # the features model, served by --baseline-src's tree
+
+
+def served_model(label: str) -> str:
+    """The model a server of that label serves (the baseline serves "with")."""
+    return label.split()[0]
 
 
 def alternate(
@@ -461,17 +494,18 @@ def alternate(
     ``seconds``, each printed as a table row and appended to ``runs[model]``; returns each
     model's requests per model call over the measured runs."""
     for n, server in servers.items():
-        wrk(f"{server.url}/v1/models/{n}/predict", scripts[n], clients, 1)
-    before = {n: batch_counts(server.url, n, token) for n, server in servers.items()}
+        wrk(f"{server.url}/v1/models/{served_model(n)}/predict", scripts[n], clients, 1)
+    before = {n: batch_counts(server.url, served_model(n), token) for n, server in servers.items()}
     for k in range(rounds):
         for n, server in servers.items():
             cpu = cpu_seconds(server)
-            r = wrk(f"{server.url}/v1/models/{n}/predict", scripts[n], clients, seconds)
+            url = f"{server.url}/v1/models/{served_model(n)}/predict"
+            r = wrk(url, scripts[n], clients, seconds)
             r = (*r, (cpu_seconds(server) - cpu) * 1000 / max(r[0] * seconds, 1))
             runs[n].append(r)
             print(f"| {n} features | {k + 1} | {r[0]:,.0f} | {r[1]:.2f} | {r[2]:.2f} | "
                   f"{r[3]:.3f} |")  # fmt: skip
-    after = {n: batch_counts(server.url, n, token) for n, server in servers.items()}
+    after = {n: batch_counts(server.url, served_model(n), token) for n, server in servers.items()}
     return {n: (after[n][0] - before[n][0]) / max(after[n][1] - before[n][1], 1) for n in servers}
 
 
@@ -491,6 +525,8 @@ def print_cpu(runs: dict[str, list[tuple[float, ...]]]) -> None:
         f"{cpu['without']:.3f} ms without ({cpu['with'] - cpu['without']:+.3f} ms): less "
         "sensitive to a busy machine than p99"
     )
+    if BASELINE in cpu:
+        print(f"server CPU per request, baseline src: {cpu[BASELINE]:.3f} ms")
 
 
 def print_per_call(per_call: dict[str, float]) -> None:
@@ -514,7 +550,7 @@ def paced(
         "| model | round | req/s | p50 ms | p99 ms | server CPU ms/req |\n"
         "|---|---:|---:|---:|---:|---:|"
     )
-    scripts = {n: wrk_script(bodies[n], token, rate) for n in servers}
+    scripts = {n: wrk_script(bodies[served_model(n)], token, rate) for n in servers}
     runs: dict[str, list[tuple[float, ...]]] = {n: [] for n in servers}
     try:
         per_call = alternate(servers, scripts, runs, clients, seconds, rounds, token)
@@ -530,6 +566,12 @@ def paced(
         f"({d50:+.2f} ms), median p99 {q['with'][2]:.2f} vs {q['without'][2]:.2f} ms "
         f"({d99:+.2f} ms): goal +2 ms at most at p99: {'met' if d99 <= 2 else 'NOT met'}"
     )
+    if BASELINE in q:
+        b50, b99 = (q[BASELINE][i] - q["without"][i] for i in (1, 2))
+        print(
+            f"baseline src paced: median p50 {q[BASELINE][1]:.2f} ms ({b50:+.2f} ms), median "
+            f"p99 {q[BASELINE][2]:.2f} ms ({b99:+.2f} ms)"
+        )
     behind = [f"{n} features round {k + 1} ({r[0]:,.0f} req/s)" for n, rs in runs.items()
               for k, r in enumerate(rs) if r[0] < 0.95 * rate]  # fmt: skip
     if behind:
@@ -604,6 +646,12 @@ def main() -> None:
         help="paced HTTP runs: offered rate as a share of the no-features closed-loop "
         "throughput (default 0.5)",
     )  # fmt: skip
+    parser.add_argument("--seconds", type=int, default=None, help="length of each HTTP run")
+    parser.add_argument("--rounds", type=int, default=None, help="alternating HTTP rounds")
+    parser.add_argument(
+        "--baseline-src", default=None,
+        help="online: also serve the features model from this src/ tree (a same-run before)",
+    )  # fmt: skip
     args = parser.parse_args()
     if not 0 < args.load <= 1.5:
         parser.error(f"--load is a share of the saturation throughput, e.g. 0.5, not {args.load}")
@@ -613,11 +661,16 @@ def main() -> None:
         else:
             offline(10_000_000, 1_000_000, 1000)
     if not args.skip_online:
-        if args.quick:
-            online(100_000, seconds=2, rounds=2, calls=200, load=args.load, backend=args.backend)
-        else:
-            online(1_000_000, seconds=10, rounds=3, calls=2000, load=args.load,
-                   backend=args.backend)  # fmt: skip
+        quick = args.quick
+        online(
+            100_000 if quick else 1_000_000,
+            seconds=args.seconds or (2 if quick else 10),
+            rounds=args.rounds or (2 if quick else 3),
+            calls=200 if quick else 2000,
+            load=args.load,
+            backend=args.backend,
+            baseline_src=args.baseline_src,
+        )
 
 
 if __name__ == "__main__":

@@ -156,6 +156,24 @@ class Settings(BaseSettings):
         description="ONNX-served model calls of at least this many rows run in the inference "
         "threads (scikit-learn-served calls always do).",
     )
+    serve_feature_loop_ms: float = Field(
+        2.0,
+        ge=0,
+        le=100,
+        allow_inf_nan=False,
+        description="Calls of at most SERVE_FEATURE_LOOP_ROWS rows to an ONNX-served version "
+        "with features answer on the event loop while that version's calls cost at most this "
+        "many milliseconds of CPU (measured, a running average) and its events are in a SQLite "
+        "file; PostgreSQL reads and recorded requests always run in the inference threads (0: "
+        "every call with features does).",
+    )
+    serve_feature_loop_rows: int = Field(
+        32,
+        ge=0,
+        description="Most rows of a call to a version with features that may answer on the "
+        "event loop (see SERVE_FEATURE_LOOP_MS; larger, merged calls run in the inference "
+        "threads, which keeps the loop free; 0: none).",
+    )
     serve_poll_seconds: float = Field(
         1.0,
         gt=0,

@@ -100,8 +100,9 @@ def test_v2_and_invocations_enrich_like_v1(client):
 
 @pytest.mark.parametrize("threads", [2, 0])
 def test_enrichment_never_runs_on_the_event_loop(registry, feature_model, monkeypatch, threads):
-    """Every protocol enriches in the inference threads (asyncio's default executor when
-    SERVE_INFERENCE_THREADS is 0), a one-row request too, and the log keeps the features."""
+    """With SERVE_FEATURE_LOOP_MS=0 every protocol enriches in the inference threads (asyncio's
+    default executor when SERVE_INFERENCE_THREADS is 0), a one-row request too, and the log
+    keeps the features."""
     from slipway.features.online import OnlineFeatures
 
     feature_model(registry, n=1500)
@@ -118,7 +119,9 @@ def test_enrichment_never_runs_on_the_event_loop(registry, feature_model, monkey
 
     monkeypatch.setattr(OnlineFeatures, "enrich", watched)
     token = KeyStore(registry.store).create("k", "predict")[1]
-    settings = registry.settings.model_copy(update={"serve_inference_threads": threads})
+    settings = registry.settings.model_copy(
+        update={"serve_inference_threads": threads, "serve_feature_loop_ms": 0.0}
+    )
     row = {"card_id": "c001", "ts": "2026-02-20T08:00:00Z", "amount": 55.5}
     with TestClient(create_app(settings, registry=registry)) as c:
         c.headers["Authorization"] = f"Bearer {token}"
@@ -135,6 +138,90 @@ def test_enrichment_never_runs_on_the_event_loop(registry, feature_model, monkey
     pid = one.json()["predictions"][0]["prediction_id"]
     logged = logged_inputs(registry.store, [pid])[pid]
     assert logged["amount"] == 55.5 and "txn_count_30d" in logged
+
+
+class StepClock:
+    """A CPU clock that advances ``step`` seconds each time it is read: every measured call
+    costs ``step``."""
+
+    def __init__(self, step: float) -> None:
+        self.step, self.now = step, 0.0
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def where_enriched(monkeypatch) -> list[str]:
+    """Record, for each enrichment from now on, whether it ran on an event loop or a thread."""
+    from slipway.features.online import OnlineFeatures
+
+    seen: list[str] = []
+    enrich = OnlineFeatures.enrich
+
+    def watched(self, checked):
+        try:
+            asyncio.get_running_loop()
+            seen.append("loop")
+        except RuntimeError:
+            seen.append("thread")
+        return enrich(self, checked)
+
+    monkeypatch.setattr(OnlineFeatures, "enrich", watched)
+    return seen
+
+
+def answer_in_turns(batcher, served, batches):
+    """Answer each list of requests in a turn of its own, one list after the other."""
+    from slipway.serving.routing import Route
+
+    async def go():
+        out = []
+        for rows in batches:
+            calls = [batcher.answer(Route(served), r, scope={}) for r in rows]
+            out += await asyncio.gather(*calls)
+        return out
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("record", [False, True], ids=["reads", "records"])
+def test_cheap_small_enrichment_answers_on_the_loop_once_measured(
+    registry, feature_model, monkeypatch, record
+):
+    """A version's first call is measured in the pool; while its calls cost at most
+    SERVE_FEATURE_LOOP_MS its calls of at most SERVE_FEATURE_LOOP_ROWS rows answer on the loop,
+    with the answers of the pool; larger calls, costly versions, PostgreSQL and recording
+    versions never."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from slipway.serving.batching import MicroBatcher
+
+    fm = feature_model(registry, n=1500, **({"record_events": True} if record else {}))
+    rows = requests(fm.events.sample(6, random_state=2))
+    KeyStore(registry.store).create("k", "predict")
+    app = create_app(registry.settings, registry=registry)
+    with TestClient(app):
+        service = app.state.service
+        served = service.runtime.get("fraud")
+        local = registry.store.dialect == "sqlite" and not record
+        assert served.model.enricher.local_reads is local
+        seen = where_enriched(monkeypatch)
+        with ThreadPoolExecutor(2) as pool:
+            new = {"pool": pool, "feature_loop_rows": 8, "feature_loop_ms": 1.0}
+            cheap = MicroBatcher(service.answerer, cpu_clock=StepClock(0.0009), **new)
+            turns = [[rows[:1]], [rows[1:2]], [rows[2:4], rows[4:5]], [rows * 2]]
+            got = answer_in_turns(cheap, served, turns)
+            costly = MicroBatcher(service.answerer, cpu_clock=StepClock(0.0011), **new)
+            answer_in_turns(costly, served, turns[:2])
+        if not record:  # recorded requests are events: a second answer would differ
+            pooled = MicroBatcher(service.answerer, feature_loop_ms=0.0)
+            again = answer_in_turns(pooled, served, turns)
+            assert [a.outputs for a in got] == [a.outputs for a in again]
+    on = "loop" if local else "thread"
+    # cheap: the first call in the pool, then one row, two requests merged; 12 rows: the pool
+    assert seen[:4] == ["thread", on, on, "thread"]
+    assert seen[4:6] == ["thread", "thread"]  # costly: 1.1 ms a call
 
 
 @pytest.mark.slow

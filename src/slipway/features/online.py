@@ -106,6 +106,14 @@ class OnlineFeatures:
             checked.errors.append(Problem("wrong_type", expected, i, name, v))
             checked.bad_rows[i] = True
 
+    @property
+    def local_reads(self) -> bool:
+        """Whether :meth:`enrich` only reads a local SQLite file: no network round trip, no
+        write transaction (a recording version writes its requests' events), so no wait on
+        anything but the file (in WAL mode readers never wait for a writer). Serving may then
+        enrich small, cheap calls on its event loop."""
+        return self.record is None and self.store.dialect == "sqlite"
+
     def enrich(self, checked: Validated) -> Enriched:
         """The pipeline's input for ``checked`` (request rows), features computed."""
         n = checked.n_rows

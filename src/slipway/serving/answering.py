@@ -163,10 +163,11 @@ class Answerer:
         offload: bool = False,
     ) -> Answer:
         """:meth:`answer` with :meth:`infer` in the thread ``pool`` (None: asyncio's default
-        executor) when ``offload`` is true or the routed version computes features (it reads
-        the event store); :meth:`conclude` stays on the event loop. The answers, errors, log
-        and metrics are those of :meth:`answer`."""
-        if not offload and route.served.model.enricher is None:
+        executor) when ``offload`` is true (the service asks
+        :meth:`~slipway.serving.batching.MicroBatcher.offloaded`, which sends a version with
+        features there unless its calls were measured cheap); :meth:`conclude` stays on the
+        event loop. The answers, errors, log and metrics are those of :meth:`answer`."""
+        if not offload:
             return self.answer(route, rows, scope=scope, log_rows=log_rows, unit_ids=unit_ids)
         check_rows(len(rows), self.max_rows)
         loop = asyncio.get_running_loop()

@@ -90,6 +90,8 @@ class Service:
             max_wait=self.settings.serve_batch_wait_ms / 1000,
             pool=self.pool,
             offload_rows=self.settings.serve_offload_rows,
+            feature_loop_ms=self.settings.serve_feature_loop_ms,
+            feature_loop_rows=self.settings.serve_feature_loop_rows,
         )
 
     async def body(self, request: Request) -> Any:
