@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from slipway.monitoring.log import LogSchema
+from slipway.monitoring.sources import _FromTables
 from slipway.monitoring.traffic import Traffic, read_violations
 from slipway.store import Store, predictions
 
@@ -52,14 +53,8 @@ class RowByRowLog:
         """Every prediction, as frames of Python objects."""
         return self._read(schema, model, start, end)[1]
 
-    def traffic_and_labeled(
-        self, schema: LogSchema, model: str, start: datetime, end: datetime, labeled_from: datetime
-    ) -> tuple[Traffic, Traffic]:
-        """The two reads, each as above."""
-        return (
-            self.traffic(schema, model, start, end),
-            self.labeled(schema, model, labeled_from, end),
-        )
+    # The two reads, each as above (the sources' own two-read default).
+    traffic_and_labeled = _FromTables.traffic_and_labeled
 
     def labeled(self, schema: LogSchema, model: str, start: datetime, end: datetime) -> Traffic:
         """The labeled predictions: feedback matched to the log by prediction id."""

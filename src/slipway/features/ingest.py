@@ -45,6 +45,12 @@ class Ingested:
 
 def source_of(store: Store, name: str) -> EventSource:
     """The source recorded under ``name`` (by a registration or an earlier ingest)."""
+    return recorded_source(store, name)[0]
+
+
+def recorded_source(store: Store, name: str) -> tuple[EventSource, tuple[str, ...]]:
+    """:func:`source_of`, and the columns a registered aggregate reads as numbers (see
+    :func:`numeric_columns`), from one read of the record."""
     found = sql.get_source(store, name)
     if found is None:
         known = ", ".join(s.name for s in sql.list_sources(store)) or "none yet"
@@ -52,7 +58,7 @@ def source_of(store: Store, name: str) -> EventSource:
             f"No event source named {name!r} (known: {known}). Sources are recorded when a "
             "model with features is registered, or name the columns: --entity and --timestamp."
         )
-    return EventSource.from_record(found.spec)
+    return EventSource.from_record(found.spec), tuple(found.spec.get("numeric") or ())
 
 
 def ingest(

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from slipway.exceptions import FeatureDefinitionError
 from slipway.features.definitions import EventSource
 from slipway.features.engine import times_us
-from slipway.features.ingest import ingest_records, is_number, numeric_columns, source_of
+from slipway.features.ingest import ingest_records, is_number, recorded_source
 from slipway.problems import Problem
 from slipway.serving import bodies
 from slipway.serving.limits import check_rows
@@ -50,12 +50,12 @@ def router(service: Service) -> APIRouter:
         value = bodies.parse_json(raw, settings.serve_max_json_depth)
         name, records = _request(value, settings.serve_max_rows)
         try:
-            source = source_of(store, name)
+            source, numeric = recorded_source(store, name)
         except FeatureDefinitionError as exc:
             bodies.refuse([Problem("unknown_source", str(exc), None, "source", name)])
             raise
         source = _with_id(source)
-        _check_events(source, records, numeric_columns(store, name))
+        _check_events(source, records, numeric)
         return json_response(ingest_records(store, source, records).to_dict())
 
     return api
