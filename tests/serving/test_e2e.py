@@ -260,6 +260,19 @@ def test_two_workers_on_postgresql(tmp_path, register):
         next(schema_url, None)
 
 
+def test_the_access_log_is_read_in_whole_lines(tmp_path):
+    """A worker may be mid-write when a test reads the access log: the unfinished line is left
+    for the next read, so every line returned parses."""
+    server = ServerProcess(log_dir=tmp_path)
+    assert server.stdout() == ""
+    server.stdout_path.write_text('{"status": 200}\n{"status": 2')
+    assert server.stdout() == '{"status": 200}\n'
+    server.stdout_path.write_text('{"status": 2')
+    assert server.stdout() == ""
+    server.stdout_path.write_text('{"status": 200}\n{"status": 401}\n')
+    assert [json.loads(line)["status"] for line in server.stdout().splitlines()] == [200, 401]
+
+
 def test_a_server_that_cannot_start_says_why(tmp_path):
     """With no API key, `slipway serve` exits 1 with one line, and ServerProcess reports it."""
     from slipway.serving.process import ServerFailed

@@ -125,8 +125,12 @@ class ServerProcess:
         return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
 
     def stdout(self) -> str:
-        """The access log so far."""
-        return self.stdout_path.read_text(errors="replace") if self.stdout_path.exists() else ""
+        """The access log so far, complete lines only: a worker may be writing a block of lines
+        while this reads, and the line it is in the middle of is left for the next read."""
+        if not self.stdout_path.exists():
+            return ""
+        text = self.stdout_path.read_text(errors="replace")
+        return text[: text.rfind("\n") + 1]
 
     def __enter__(self) -> ServerProcess:
         return self.start()
