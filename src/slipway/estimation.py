@@ -149,8 +149,10 @@ class Calibration:
         p = np.asarray(proba, dtype=float)
         if len(self.classes) == 2:
             xs, ys = maps[0]
-            pos = np.interp(p[:, 1], xs, ys)
-            return np.column_stack([1 - pos, pos])
+            out = np.empty((len(p), 2))
+            out[:, 1] = np.interp(p[:, 1], xs, ys)
+            np.subtract(1.0, out[:, 1], out=out[:, 0])  # no temporaries beside the result
+            return out
         out = np.column_stack([np.interp(p[:, k], xs, ys) for k, (xs, ys) in enumerate(maps)])
         total = out.sum(axis=1, keepdims=True)
         return np.where(total > 0, out / np.where(total > 0, total, 1.0), p)
@@ -230,7 +232,7 @@ def expected_metrics(
     if n == 0:
         return {}
     k = q.shape[1]
-    out = {"accuracy": float(np.mean(q[np.arange(n), predicted]))}
+    out = {"accuracy": float(np.mean(np.take_along_axis(q, predicted[:, None], axis=1)))}
     targets = [1] if k == 2 else range(k)
     prec, rec, f1, auc = [], [], [], []
     for c in targets:

@@ -74,3 +74,40 @@ def test_versions_without_an_estimator_say_why(registry, make_fitted, log):
     report = _monitor(registry).run("bare", since=timedelta(hours=24))
     est = report.latest.estimation
     assert est["status"] == "unavailable" and "validation data" in est["reason"]
+
+
+def test_served_labels_map_to_class_indices_as_text_row_by_row():
+    """The served labels' class indices, mapped once per distinct label for a Categorical,
+    equal the row-by-row mapping of each label's text: unknown and missing labels are -1."""
+    import pandas as pd
+
+    from slipway.monitoring.estimated import _class_indices
+
+    keys = ["0", "1", "nan"]
+    values = ["1", "0", None, "2", "1", "yes", None, "0"]
+    categorical = pd.Series(pd.Categorical(values, categories=["yes", "1", "2", "0"]))
+    plain = pd.Series(values, dtype=object)
+    by_row = np.array([keys.index(str(v)) if str(v) in keys else -1
+                       for v in categorical.to_numpy(dtype=object)])  # fmt: skip
+    assert by_row.tolist() == [1, 0, 2, -1, 1, -1, 2, 0]
+    assert _class_indices(categorical, keys).tolist() == by_row.tolist()
+    assert _class_indices(plain, keys).tolist() == [1, 0, -1, -1, 1, -1, -1, 0]  # "None"
+    assert _class_indices(categorical, keys).dtype == np.int64
+
+
+def test_the_log_is_read_with_the_heap_pool_and_the_previous_pool_put_back():
+    """Inside ``heap_pool`` Arrow allocates from the C library's heap; on the way out, even on
+    an error, the previous default pool is back."""
+    import pyarrow as pa
+    import pytest
+
+    from slipway.monitoring.traffic import heap_pool
+
+    before = pa.default_memory_pool()
+    with heap_pool():
+        assert pa.default_memory_pool().backend_name == "system"
+        assert pa.array(np.arange(1000)).sum().as_py() == 499500
+    assert pa.default_memory_pool().backend_name == before.backend_name
+    with pytest.raises(RuntimeError), heap_pool():
+        raise RuntimeError("a failed read")
+    assert pa.default_memory_pool().backend_name == before.backend_name

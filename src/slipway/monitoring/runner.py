@@ -26,7 +26,7 @@ from slipway.monitoring.quality import Expectation, Tally, check_quality, tally
 from slipway.monitoring.report import ALERT, DriftReport, Reason, WindowReport
 from slipway.monitoring.sinks import Route, deliver, routes
 from slipway.monitoring.sources import Source, open_source
-from slipway.monitoring.traffic import Traffic, violation_summary
+from slipway.monitoring.traffic import Traffic, give_back, heap_pool, violation_summary
 from slipway.registry import Registry
 from slipway.store import monitoring as stored
 from slipway.versions import ModelVersion, check_name
@@ -164,9 +164,10 @@ class Monitor:
         reader = open_source(source, self.registry.store, engine=engine, scheduler=scheduler)
         schema = LogSchema.of(mv, self.registry.versions(mv.name))
         tell(READING, 0, None)
-        traffic, labels = reader.traffic_and_labeled(
-            schema, mv.name, bounds[0][0] - step, bounds[-1][1], bounds[0][0]
-        )
+        with heap_pool():
+            traffic, labels = reader.traffic_and_labeled(
+                schema, mv.name, bounds[0][0] - step, bounds[-1][1], bounds[0][0]
+            )
         tell(READING, len(traffic), None)
         refused = reader.refusals(mv.name, bounds[0][0], bounds[-1][1])
         kinds = {f.name: _KINDS[f.kind] for f in mv.contract.fields}
@@ -193,10 +194,13 @@ class Monitor:
                 violation_summary(refused, start, end),
             )
             labeled = labels.between(start, end)
+            give_back()  # each step's freed temporaries, before the next one adds its own
             window_report.performance = performance_by_version(
                 current, labeled, lambda v: self._version(mv.name, v, versions), self.policy
             )
+            give_back()
             window_report.estimation = estimate_window(mv, current, labeled, estimator, self.policy)
+            give_back()
             window_report.judge()
             windows.append(window_report)
             tell(CHECKING, len(windows), len(bounds))
